@@ -1,0 +1,41 @@
+"""Shared fixtures: where the real data lives (../shared/data), and skips when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """The read-only real data beside the checkout (../shared/data), or $BABYDISTILL_SHARED_DATA."""
+    env = os.environ.get("BABYDISTILL_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Skip cleanly when the real data is not beside this checkout."""
+    d = shared_data_dir()
+    if not d.is_dir():
+        pytest.skip(f"real data not found at {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def shared_subdir(shared_data):
+    def get(name: str) -> Path:
+        p = shared_data / name
+        if not p.exists():
+            pytest.skip(f"real data {name} not found at {p}")
+        return p
+
+    return get
