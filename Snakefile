@@ -1,0 +1,25 @@
+# babydistill: the BabyLM knowledge-distillation papers as one DAG.
+#
+#   corpus -> clean_source -> train_tokenizer -> tokenize_split -> pretrain (teachers,
+#   baselines) -> distill (variants) -> eval_blimp / finetune -> tables
+#
+# Full size:  snakemake --cores 8 --resources gpu=1         (config.yaml)
+# Demo:       snakemake --profile workflow/profiles/demo    (workflow/demo.yaml)
+# The logic lives in the babydistill package; each rule calls one stage's CLI.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/eval.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,269 @@
+"""The workflow's configuration: loading, schema validation, and the per-job specs.
+
+The Snakefile calls :func:`prepare` once; every rule then asks this module for the spec it
+passes to a stage CLI (``pretrain_spec``, ``distill_spec``, ...), so the logic that merges
+defaults and presets lives here, unit-tested, and the rules stay thin.
+
+``python -m babydistill.config CONFIG.yaml`` validates a config file and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .common import UserError, cli
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
+
+# Keys of a run entry that are not training hyperparameters.
+_PRETRAIN_KEYS = {"model"}
+_DISTILL_KEYS = {
+    "objective", "student", "teachers", "alpha", "temperature", "kl_direction",
+    "kl_reduction", "cache", "reference", "num_peers", "peers", "outer_loop",
+    "outer_every", "mirror_lr",
+}
+
+
+def load_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{p}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: expected a mapping of config keys")
+    return data
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, recursively for mappings (lists and scalars replace)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _path_of(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One line per schema error, phrased for a person editing YAML."""
+    where = _path_of(error)
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        known = set(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - known) if isinstance(error.instance, dict) else []
+        if error.validator == "unevaluatedProperties":
+            # the message names the unexpected keys; keep ours short
+            extra = [k for k in error.instance if f"'{k}'" in error.message] or extra
+        keys = ", ".join(extra) or "?"
+        return f"{where}: unknown key {keys} (a typo? see {SCHEMA.relative_to(REPO_ROOT)})"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator == "propertyNames":
+        return f"{where}: name {error.instance!r} must use letters, digits, '_', '.', '-'"
+    value = error.instance
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return f"{where}: {shown} is not valid ({error.message.split(' is ', 1)[-1]})"
+
+
+def validate(config: dict, source: str = "config") -> None:
+    """Check ``config`` against the schema and the cross-references; raise one-line UserError."""
+    schema = load_yaml(SCHEMA)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        # the deepest error is the most specific one
+        err = max(errors, key=lambda e: len(e.absolute_path))
+        raise UserError(f"{source}: {_describe(err)}")
+    _check_references(config, source)
+
+
+def _check_references(config: dict, source: str) -> None:
+    models = config["models"]
+    pretrain = config["pretrain"]
+    distill = config.get("distill") or {}
+    ensembles = config.get("ensembles") or {}
+    seen: dict[str, str] = {}
+    for section, names in (("pretrain", pretrain), ("distill", distill), ("ensembles", ensembles)):
+        for name in names:
+            if name in seen:
+                raise UserError(f"{source}: {section}.{name}: name already used in {seen[name]}; "
+                                "model names must be unique")
+            seen[name] = section
+    for name, run in pretrain.items():
+        if run["model"] not in models:
+            raise UserError(f"{source}: pretrain.{name}.model: unknown preset {run['model']!r} "
+                            f"(known: {', '.join(models)})")
+    for name, run in distill.items():
+        where = f"{source}: distill.{name}"
+        if run["objective"] == "kd":
+            for key in ("student", "teachers", "alpha", "temperature"):
+                if key not in run:
+                    raise UserError(f"{where}: objective kd needs {key!r}")
+            if run["student"] not in models:
+                raise UserError(f"{where}.student: unknown preset {run['student']!r}")
+            for t in run["teachers"]:
+                if t not in pretrain:
+                    raise UserError(f"{where}.teachers: {t!r} is not a pretrain run "
+                                    f"(known: {', '.join(pretrain)})")
+            if run.get("cache") and _training(config, run).get("random_offset"):
+                raise UserError(f"{where}.cache: cached teacher targets need fixed chunks; "
+                                "set random_offset: false for this variant")
+        else:
+            for key in ("alpha",):
+                if key not in run:
+                    raise UserError(f"{where}: objective wml needs {key!r}")
+            presets = list(run.get("peers") or [])
+            if not presets and "reference" not in run:
+                raise UserError(f"{where}: objective wml needs 'reference' (size search) or 'peers'")
+            for p in presets + ([run["reference"]] if "reference" in run else []):
+                if p not in models:
+                    raise UserError(f"{where}: unknown preset {p!r} (known: {', '.join(models)})")
+    for name, members in ensembles.items():
+        for m in members:
+            if m not in pretrain:
+                raise UserError(f"{source}: ensembles.{name}: {m!r} is not a pretrain run")
+
+
+def prepare(config: dict, source: str = "config") -> dict:
+    """Complete ``config`` in place (the Snakefile's global) and validate it.
+
+    A config that names no ``run`` is a set of overrides (``--config key=value``) on top of
+    config.yaml; a full config (config.yaml, workflow/demo.yaml) stands alone, so the demo
+    never inherits the paper's runs.
+    """
+    if "run" not in config:
+        merged = deep_merge(load_yaml(DEFAULT_CONFIG), config)
+        config.clear()
+        config.update(merged)
+    validate(config, source)
+    return config
+
+
+def _training(config: dict, run: dict) -> dict:
+    keys = _PRETRAIN_KEYS | _DISTILL_KEYS
+    train = dict(config.get("training") or {})
+    train.update({k: v for k, v in run.items() if k not in keys})
+    return train
+
+
+def _data(config: dict) -> dict:
+    return {
+        "seq_length": config["data"]["seq_length"],
+        "eval_chunks": config["data"].get("eval_chunks", 8192),
+    }
+
+
+def pretrain_spec(config: dict, name: str) -> dict:
+    """The spec for ``python -m babydistill.pretrain --spec``: preset + merged training keys."""
+    run = config["pretrain"][name]
+    return {"name": name, "model": dict(config["models"][run["model"]]),
+            "train": _training(config, run), **_data(config)}
+
+
+def distill_spec(config: dict, name: str) -> dict:
+    """The spec for ``python -m babydistill.distill --spec``."""
+    run = config["distill"][name]
+    spec: dict[str, Any] = {"name": name, "train": _training(config, run), **_data(config)}
+    for k in _DISTILL_KEYS:
+        if k in run:
+            spec[k] = copy.deepcopy(run[k])
+    models = config["models"]
+    if run["objective"] == "kd":
+        spec["student"] = dict(models[run["student"]])
+        spec["student_preset"] = run["student"]
+    else:
+        if run.get("reference"):
+            spec["reference"] = dict(models[run["reference"]])
+            spec["reference_preset"] = run["reference"]
+        if run.get("peers"):
+            spec["peers"] = [dict(models[p]) for p in run["peers"]]
+    return spec
+
+
+def gpus(config: dict, section: str, name: str) -> int:
+    """GPUs a training job asks for: the run's ``gpus``, else its preset's, else 1."""
+    run = config[section][name]
+    train = _training(config, run)
+    preset_name = run.get("model") or run.get("student") or run.get("reference")
+    preset = config["models"].get(preset_name, {}) if preset_name else {}
+    if "gpus" in run:
+        return int(run["gpus"])
+    return int(preset.get("gpus", train.get("gpus", 1)))
+
+
+def model_names(config: dict) -> list[str]:
+    """Every evaluable model: teachers and baselines, distilled variants, ensembles."""
+    return [*config["pretrain"], *(config.get("distill") or {}), *(config.get("ensembles") or {})]
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m babydistill.config", description=__doc__)
+    ap.add_argument("configfile", nargs="?", default=str(DEFAULT_CONFIG))
+    args = ap.parse_args(argv)
+    cfg = prepare(load_yaml(args.configfile), source=args.configfile)
+    print(f"{args.configfile}: valid (run {cfg['run']!r}: {len(cfg['pretrain'])} pretrain runs, "
+          f"{len(cfg.get('distill') or {})} distillation variants, "
+          f"{len(cfg.get('ensembles') or {})} ensembles)")
+
+
+if __name__ == "__main__":
+    main()
+
+
+def approx_params(preset: dict, vocab_size: int) -> int:
+    """Parameter count from the preset alone (no torch), for sizing a job's memory and time."""
+    h, layers = preset["hidden_size"], preset["num_layers"]
+    if preset["arch"] == "gpt2":
+        return 12 * h * h * layers + vocab_size * h + preset.get("max_position_embeddings", 1024) * h
+    kv = h * preset.get("num_kv_heads", preset["num_heads"]) // preset["num_heads"]
+    ffn = preset.get("intermediate_size", 4 * h)
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * ffn
+    heads = 1 if preset.get("tie_word_embeddings") else 2
+    return layers * per_layer + heads * vocab_size * h
+
+
+def job_resources(config: dict, section: str, name: str) -> dict:
+    """mem_mb and runtime (minutes) for a training job, from the model sizes involved.
+
+    Deliberately generous: weights, gradients and AdamW state take ~16 bytes a parameter,
+    teachers ~4 (inference only), plus activations; runtime assumes a modest 30% MFU on a
+    100 TFLOP/s GPU for full-size runs. A cluster profile can override both per rule.
+    """
+    vocab = config["tokenizer"]["vocab_size"]
+    run = config[section][name]
+    models = config["models"]
+    if section == "pretrain":
+        trained = [models[run["model"]]]
+        frozen: list[dict] = []
+    elif run["objective"] == "kd":
+        trained = [models[run["student"]]]
+        frozen = [models[config["pretrain"][t]["model"]] for t in run["teachers"]]
+    else:
+        trained = [models[p] for p in (run.get("peers") or [run["reference"]] * run.get("num_peers", 2))]
+        frozen = []
+    n_train = sum(approx_params(p, vocab) for p in trained)
+    n_frozen = sum(approx_params(p, vocab) for p in frozen)
+    mem_mb = 2000 + (16 * n_train + 4 * n_frozen) // 2**20 * 2
+    train = _training(config, run)
+    tokens = 15_000_000 * train.get("epochs", 1)  # ~10M words of BabyLM is ~15M tokens
+    flops = 6 * n_train * tokens + 2 * n_frozen * tokens
+    runtime = max(30, int(flops / (0.3 * 100e12) / 60 * 2))
+    return {"mem_mb": int(mem_mb), "runtime": runtime}

@@ -1,0 +1,91 @@
+# Paths, config validation and small helpers shared by every rule file.
+
+import json
+import os
+import re
+
+from snakemake.exceptions import WorkflowError
+
+from babydistill import config as bdconfig
+from babydistill.common import UserError
+
+try:
+    bdconfig.prepare(config, source=" + ".join(map(str, workflow.configfiles)) or "config")
+except UserError as e:
+    raise WorkflowError(f"config error: {e}")
+
+RUN = config["run"]
+R = f"results/{RUN}"  # outputs
+LOGS = f"results/logs/{RUN}"  # one log per job
+BENCH = f"results/benchmarks/{RUN}"  # Snakemake's per-job benchmark TSVs
+ENV = "../../envs/babydistill.yaml"  # for --software-deployment-method conda
+
+CORPUS = config["corpus"]
+SOURCES = CORPUS["sources"]
+SPLITS = ["train", "dev"]
+SPLIT_DIR = {"train": CORPUS["train_split"], "dev": CORPUS["dev_split"]}
+PRETRAIN = list(config["pretrain"])
+DISTILL = list(config.get("distill") or {})
+ENSEMBLES = list(config.get("ensembles") or {})
+MODELS = bdconfig.model_names(config)
+
+
+def alternation(names):
+    """A wildcard constraint that matches exactly one of ``names``."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+def as_json(obj):
+    """A spec passed on the command line (quoted in the shell with {params.x:q})."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def location_args(loc, demo_path):
+    """CLI arguments that say where a download stage takes its data from."""
+    if loc.get("demo_world"):
+        return f"--dir {demo_path}"
+    sub = f" --subdir {loc['subdir']}" if loc.get("subdir") else ""
+    if loc.get("dir"):
+        return f"--dir {loc['dir']}{sub}"
+    if loc.get("url"):
+        return f"--url {loc['url']}{sub}"
+    raise WorkflowError(
+        f"config error: give a url, a dir, or demo_world: true for {loc}"
+    )
+
+
+def uses_demo_world():
+    suites = (config.get("eval") or {}).get("blimp", {}).get("suites", {})
+    return bool(
+        CORPUS.get("demo_world")
+        or any(s.get("demo_world") for s in suites.values())
+        or (config.get("eval") or {}).get("finetune", {}).get("demo_world")
+    )
+
+
+def teacher_dirs(name):
+    return [f"{R}/models/{t}" for t in config["distill"][name].get("teachers", [])]
+
+
+def cache_dirs(name):
+    return [f"{R}/teacher_cache/{name}"] if config["distill"][name].get("cache") else []
+
+
+def demo_world_input(loc):
+    return [f"{R}/demo_world"] if loc.get("demo_world") else []
+
+
+def token_prefix(meta_json):
+    """results/<run>/tokens/train.json -> results/<run>/tokens/train (the CLIs take prefixes)."""
+    return meta_json.removesuffix(".json")
+
+
+def all_targets():
+    targets = [f"{R}/corpus/clean_stats.tsv", f"{R}/tokens/train.json", f"{R}/tokens/dev.json"]
+    targets += [f"{R}/models/{m}" for m in MODELS]
+    ev = config.get("eval") or {}
+    for suite in ev.get("blimp", {}).get("suites", {}):
+        targets += [f"{R}/eval/blimp/{suite}/{m}.json" for m in MODELS]
+    for task in ev.get("finetune", {}).get("tasks", {}):
+        targets += [f"{R}/eval/finetune/{task}/{m}.json" for m in MODELS]
+    return targets

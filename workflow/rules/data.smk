@@ -1,0 +1,159 @@
+# Data stages: demo world -> corpus -> per-source cleaning -> BPE tokenizer -> token arrays.
+
+
+rule demo_world:
+    """Write the synthetic demo world: corpus, BLiMP-format suite, CoLA-style task."""
+    output:
+        directory(f"{R}/demo_world"),
+    params:
+        seed=config.get("demo_world", {}).get("seed", 1234),
+        words=config.get("demo_world", {}).get("words", 300000),
+        pairs=config.get("demo_world", {}).get("pairs_per_paradigm", 200),
+    log:
+        f"{LOGS}/demo_world.log",
+    benchmark:
+        f"{BENCH}/demo_world.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.demo_world --out {output} --seed {params.seed}"
+        " --words {params.words} --pairs {params.pairs} > {log} 2>&1"
+
+
+rule download_corpus:
+    """Fetch the BabyLM release (or copy a local directory / the demo world's corpus)."""
+    input:
+        [f"{R}/demo_world"] if CORPUS.get("demo_world") else [],
+    output:
+        expand(f"{R}/corpus/raw/{CORPUS['train_split']}/{{source}}.train", source=SOURCES),
+        expand(f"{R}/corpus/raw/{CORPUS['dev_split']}/{{source}}.dev", source=SOURCES),
+    params:
+        location=location_args(CORPUS, f"{R}/demo_world/corpus"),
+        sources=",".join(SOURCES),
+        layout=CORPUS["layout"],
+        train_split=CORPUS["train_split"],
+        dev_split=CORPUS["dev_split"],
+        out=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
+    log:
+        f"{LOGS}/download_corpus.log",
+    benchmark:
+        f"{BENCH}/download_corpus.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.download corpus --layout {params.layout} {params.location}"
+        " --out {params.out} --train-split {params.train_split} --dev-split {params.dev_split}"
+        " --sources {params.sources} > {log} 2>&1"
+
+
+rule clean_source:
+    """Clean one source file of one split (mrclean-style; config clean.mode)."""
+    input:
+        lambda w: f"{R}/corpus/raw/{SPLIT_DIR[w.split]}/{w.source}.{w.split}",
+    output:
+        text=f"{R}/corpus/clean/{{split}}/{{source}}.txt",
+        stats=f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv",
+    wildcard_constraints:
+        split="train|dev",
+        source=alternation(SOURCES),
+    params:
+        mode=config["clean"]["mode"],
+    log:
+        f"{LOGS}/clean_source/{{split}}/{{source}}.log",
+    benchmark:
+        f"{BENCH}/clean_source/{{split}}/{{source}}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.clean --source {wildcards.source} --mode {params.mode}"
+        " --stats {output.stats} {input} {output.text} > {log} 2>&1"
+
+
+rule clean_stats:
+    """One table of lines/words/characters before and after cleaning, per source and split."""
+    input:
+        expand(f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv", split=SPLITS, source=SOURCES),
+    output:
+        f"{R}/corpus/clean_stats.tsv",
+    log:
+        f"{LOGS}/clean_stats.log",
+    benchmark:
+        f"{BENCH}/clean_stats.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=500,
+        runtime=5,
+    conda:
+        ENV
+    shell:
+        # header once, then every file's data rows
+        "awk 'FNR == 1 && NR != 1 {{ next }} {{ print }}' {input} > {output} 2> {log}"
+
+
+rule train_tokenizer:
+    """Byte-level BPE on the cleaned train split only (never dev)."""
+    input:
+        expand(f"{R}/corpus/clean/train/{{source}}.txt", source=SOURCES),
+    output:
+        directory(f"{R}/tokenizer"),
+    params:
+        vocab_size=config["tokenizer"]["vocab_size"],
+        min_frequency=config["tokenizer"].get("min_frequency", 2),
+    log:
+        f"{LOGS}/train_tokenizer.log",
+    benchmark:
+        f"{BENCH}/train_tokenizer.tsv"
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.tokenizer --vocab-size {params.vocab_size}"
+        " --min-frequency {params.min_frequency} --out {output} {input} > {log} 2>&1"
+
+
+rule tokenize_split:
+    """Tokenize a split once into a flat, memory-mapped token array."""
+    input:
+        tokenizer=f"{R}/tokenizer",
+        texts=lambda w: expand(f"{R}/corpus/clean/{w.split}/{{source}}.txt", source=SOURCES),
+    output:
+        tokens=f"{R}/tokens/{{split}}.bin",
+        meta=f"{R}/tokens/{{split}}.json",
+    wildcard_constraints:
+        split="train|dev",
+    params:
+        prefix=lambda w, output: output.meta.removesuffix(".json"),
+    log:
+        f"{LOGS}/tokenize_split/{{split}}.log",
+    benchmark:
+        f"{BENCH}/tokenize_split/{{split}}.tsv"
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.tokenize_split --tokenizer {input.tokenizer}"
+        " --out {params.prefix} {input.texts} > {log} 2>&1"

@@ -1,0 +1,93 @@
+# Distillation variants (config distill:), cached teacher targets, and teacher ensembles.
+
+
+rule teacher_cache:
+    """Run a variant's teachers once over the fixed training chunks; keep top-k targets."""
+    input:
+        train=f"{R}/tokens/train.json",
+        teachers=lambda w: teacher_dirs(w.name),
+    output:
+        directory(f"{R}/teacher_cache/{{name}}"),
+    wildcard_constraints:
+        name=alternation(DISTILL),
+    params:
+        teachers=lambda w: " ".join(f"--teacher {t}" for t in teacher_dirs(w.name)),
+        k=lambda w: config["distill"][w.name]["cache"]["k"],
+        seq_length=config["data"]["seq_length"],
+        train=lambda w, input: token_prefix(input.train),
+    log:
+        f"{LOGS}/teacher_cache/{{name}}.log",
+    benchmark:
+        f"{BENCH}/teacher_cache/{{name}}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=lambda w: bdconfig.job_resources(config, "distill", w.name)["mem_mb"],
+        runtime=lambda w: bdconfig.job_resources(config, "distill", w.name)["runtime"],
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.teacher_cache {params.teachers} --train {params.train}"
+        " --seq-length {params.seq_length} --k {params.k} --out {output} > {log} 2>&1"
+
+
+rule distill:
+    """Train one distillation variant (kd: Baby Llama, BabyLlama-2, Choosy Babies; wml)."""
+    input:
+        train=f"{R}/tokens/train.json",
+        dev=f"{R}/tokens/dev.json",
+        tokenizer=f"{R}/tokenizer",
+        teachers=lambda w: teacher_dirs(w.name),
+        cache=lambda w: cache_dirs(w.name),
+    output:
+        directory(f"{R}/models/{{name}}"),
+    wildcard_constraints:
+        name=alternation(DISTILL),
+    params:
+        spec=lambda w: as_json(bdconfig.distill_spec(config, w.name)),
+        checkpoints=lambda w: f"{R}/checkpoints/{w.name}",
+        train=lambda w, input: token_prefix(input.train),
+        dev=lambda w, input: token_prefix(input.dev),
+        teachers=lambda w: " ".join(f"--teacher {t}" for t in teacher_dirs(w.name)),
+        cache=lambda w: " ".join(f"--cache {c}" for c in cache_dirs(w.name)),
+    log:
+        f"{LOGS}/distill/{{name}}.log",
+    benchmark:
+        f"{BENCH}/distill/{{name}}.tsv"
+    threads: 2
+    resources:
+        gpu=lambda w: bdconfig.gpus(config, "distill", w.name),
+        mem_mb=lambda w: bdconfig.job_resources(config, "distill", w.name)["mem_mb"],
+        runtime=lambda w: bdconfig.job_resources(config, "distill", w.name)["runtime"],
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.launch --gpus {resources.gpu} -- babydistill.distill"
+        " --spec {params.spec:q} --train {params.train} --dev {params.dev}"
+        " --tokenizer {input.tokenizer} --out {output} --checkpoint-dir {params.checkpoints}"
+        " {params.teachers} {params.cache} > {log} 2>&1"
+
+
+rule ensemble:
+    """The logit-averaged teacher ensemble, saved as a model the evaluation can load."""
+    input:
+        lambda w: [f"{R}/models/{m}" for m in config["ensembles"][w.name]],
+    output:
+        directory(f"{R}/models/{{name}}"),
+    wildcard_constraints:
+        name=alternation(ENSEMBLES),
+    params:
+        members=lambda w: " ".join(f"--teacher {R}/models/{m}" for m in config["ensembles"][w.name]),
+    log:
+        f"{LOGS}/ensemble/{{name}}.log",
+    benchmark:
+        f"{BENCH}/ensemble/{{name}}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.ensemble {params.members} --out {output} > {log} 2>&1"

@@ -1,0 +1,120 @@
+# Evaluation: BLiMP-style zero-shot suites (lm-eval, offline) and fine-tuning.
+
+EVAL = config.get("eval") or {}
+SUITES = EVAL.get("blimp", {}).get("suites", {})
+FINETUNE = EVAL.get("finetune", {})
+TASKS = FINETUNE.get("tasks", {})
+
+
+rule download_suite:
+    """Fetch a BLiMP-format suite (or copy a local directory / the demo world's suite)."""
+    input:
+        lambda w: demo_world_input(SUITES[w.suite]),
+    output:
+        directory(f"{R}/data/suites/{{suite}}"),
+    wildcard_constraints:
+        suite=alternation(SUITES),
+    params:
+        location=lambda w: location_args(SUITES[w.suite], f"{R}/demo_world/blimp"),
+    log:
+        f"{LOGS}/download_suite/{{suite}}.log",
+    benchmark:
+        f"{BENCH}/download_suite/{{suite}}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.download suite {params.location} --out {output} > {log} 2>&1"
+
+
+rule download_glue:
+    """Fetch the fine-tuning data in glue_filtered layout (or the demo world's task)."""
+    input:
+        demo_world_input(FINETUNE),
+    output:
+        directory(f"{R}/data/glue"),
+    params:
+        location=location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else "",
+    log:
+        f"{LOGS}/download_glue.log",
+    benchmark:
+        f"{BENCH}/download_glue.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.download glue {params.location} --out {output} > {log} 2>&1"
+
+
+rule eval_blimp:
+    """Zero-shot minimal pairs: the sentence with the higher log-likelihood wins."""
+    input:
+        model=f"{R}/models/{{model}}",
+        suite=f"{R}/data/suites/{{suite}}",
+    output:
+        scores=f"{R}/eval/blimp/{{suite}}/{{model}}.json",
+        pairs=f"{R}/eval/blimp/{{suite}}/{{model}}.pairs.tsv",
+    wildcard_constraints:
+        suite=alternation(SUITES),
+        model=alternation(MODELS),
+    params:
+        backend=EVAL.get("blimp", {}).get("backend", "lmeval"),
+        batch_size=EVAL.get("blimp", {}).get("batch_size", 64),
+        limit=(
+            f"--limit {EVAL['blimp']['limit']}" if EVAL.get("blimp", {}).get("limit") else ""
+        ),
+        work=lambda w: f"{R}/eval/work/{w.suite}/{w.model}",
+    log:
+        f"{LOGS}/eval_blimp/{{suite}}/{{model}}.log",
+    benchmark:
+        f"{BENCH}/eval_blimp/{{suite}}/{{model}}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.eval_blimp --model {input.model} --suite-dir {input.suite}"
+        " --suite {wildcards.suite} --out {output.scores} --pairs-out {output.pairs}"
+        " --backend {params.backend} --batch-size {params.batch_size} {params.limit}"
+        " --work-dir {params.work} --trust-remote-code > {log} 2>&1"
+
+
+rule finetune:
+    """Fine-tune one model on one task; early stopping on the validation metric."""
+    input:
+        model=f"{R}/models/{{model}}",
+        data=f"{R}/data/glue",
+    output:
+        f"{R}/eval/finetune/{{task}}/{{model}}.json",
+    wildcard_constraints:
+        task=alternation(TASKS),
+        model=alternation(MODELS),
+    params:
+        spec=lambda w: as_json(TASKS[w.task]),
+        max_train=f"--max-train {FINETUNE['max_train']}" if FINETUNE.get("max_train") else "",
+    log:
+        f"{LOGS}/finetune/{{task}}/{{model}}.log",
+    benchmark:
+        f"{BENCH}/finetune/{{task}}/{{model}}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.finetune --model {input.model} --task {wildcards.task}"
+        " --data-dir {input.data} --spec {params.spec:q} --out {output} {params.max_train}"
+        " > {log} 2>&1"

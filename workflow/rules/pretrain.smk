@@ -1,0 +1,34 @@
+# Teachers and baselines trained from scratch (config pretrain:).
+
+
+rule pretrain:
+    """Train one model from scratch; resumes from its last checkpoint after a kill."""
+    input:
+        train=f"{R}/tokens/train.json",
+        dev=f"{R}/tokens/dev.json",
+        tokenizer=f"{R}/tokenizer",
+    output:
+        directory(f"{R}/models/{{name}}"),
+    wildcard_constraints:
+        name=alternation(PRETRAIN),
+    params:
+        spec=lambda w: as_json(bdconfig.pretrain_spec(config, w.name)),
+        checkpoints=lambda w: f"{R}/checkpoints/{w.name}",
+        train=lambda w, input: token_prefix(input.train),
+        dev=lambda w, input: token_prefix(input.dev),
+    log:
+        f"{LOGS}/pretrain/{{name}}.log",
+    benchmark:
+        f"{BENCH}/pretrain/{{name}}.tsv"
+    threads: 2
+    resources:
+        gpu=lambda w: bdconfig.gpus(config, "pretrain", w.name),
+        mem_mb=lambda w: bdconfig.job_resources(config, "pretrain", w.name)["mem_mb"],
+        runtime=lambda w: bdconfig.job_resources(config, "pretrain", w.name)["runtime"],
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.launch --gpus {resources.gpu} -- babydistill.pretrain"
+        " --spec {params.spec:q} --train {params.train} --dev {params.dev}"
+        " --tokenizer {input.tokenizer} --out {output} --checkpoint-dir {params.checkpoints}"
+        " > {log} 2>&1"
