@@ -1,0 +1,128 @@
+"""Config validation: both shipped configs pass, and each kind of mistake is one clear line."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from babydistill import config as bdconfig
+from babydistill.common import UserError
+
+
+@pytest.fixture(scope="module")
+def demo(repo_root):
+    return yaml.safe_load((repo_root / "workflow" / "demo.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def paper(repo_root):
+    return yaml.safe_load((repo_root / "config.yaml").read_text())
+
+
+def test_shipped_configs_are_valid(demo, paper):
+    bdconfig.validate(copy.deepcopy(demo))
+    bdconfig.validate(copy.deepcopy(paper))
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["training"].update(lrr=1.0), "training: unknown key lrr"),
+        (lambda c: c["pretrain"]["gpt2-tiny"].update(lrx=3), "pretrain.gpt2-tiny: unknown key lrx"),
+        (lambda c: c["training"].update(epochs="two"), "training.epochs: 'two' is not valid"),
+        (lambda c: c["distill"]["student-tiny-reverse-single"].update(kl_direction="sideways"),
+         "distill.student-tiny-reverse-single.kl_direction: 'sideways' is not valid"),
+        (lambda c: c["distill"]["student-tiny-reverse-single"].update(teachers=["nope"]),
+         "'nope' is not a pretrain run"),
+        (lambda c: c["pretrain"]["llama-tiny"].update(model="llama-huge"),
+         "pretrain.llama-tiny.model: unknown preset 'llama-huge'"),
+        (lambda c: c["corpus"].update(layout="2025"), "corpus.layout: '2025' is not valid"),
+        (lambda c: c.pop("tokenizer"), "'tokenizer' is a required property"),
+        (lambda c: c["ensembles"].update({"llama-tiny": ["llama-tiny", "gpt2-tiny"]}),
+         "name already used in pretrain"),
+        (lambda c: c["distill"]["student-tiny-kd-ensemble"].update(cache={"k": 8}),
+         "cached teacher targets need fixed chunks"),
+    ],
+)
+def test_mistakes_are_one_line_naming_the_key(demo, mutate, expected):
+    cfg = copy.deepcopy(demo)
+    mutate(cfg)
+    with pytest.raises(UserError) as e:
+        bdconfig.validate(cfg, source="demo.yaml")
+    msg = str(e.value)
+    assert expected in msg
+    assert "\n" not in msg and msg.startswith("demo.yaml: ")
+
+
+def test_overrides_merge_onto_config_yaml(paper):
+    cfg = {"training": {"lr": 1e-3}, "clean": {"mode": "improved"}}
+    bdconfig.prepare(cfg)
+    assert cfg["run"] == paper["run"]
+    assert cfg["training"]["lr"] == 1e-3
+    assert cfg["training"]["epochs"] == paper["training"]["epochs"]  # untouched keys kept
+    assert cfg["clean"]["mode"] == "improved"
+
+
+def test_full_config_does_not_inherit_paper_runs(demo, paper):
+    cfg = bdconfig.prepare(copy.deepcopy(demo))
+    assert set(cfg["pretrain"]) == set(demo["pretrain"])
+    assert not set(cfg["pretrain"]) & set(paper["pretrain"])
+
+
+def test_pretrain_spec_merges_defaults_preset_and_overrides(paper):
+    spec = bdconfig.pretrain_spec(paper, "gpt2-705M")
+    assert spec["model"] == paper["models"]["gpt2-705M"]
+    assert spec["train"]["lr"] == 2.5e-4  # the run's own value
+    assert spec["train"]["batch_size"] == 256
+    assert spec["train"]["grad_clip"] == paper["training"]["grad_clip"]  # default
+    assert "model" not in spec["train"]
+    assert spec["seq_length"] == 128
+
+
+def test_distill_spec_baby_llama(paper):
+    spec = bdconfig.distill_spec(paper, "baby-llama-58M")
+    assert spec["objective"] == "kd"
+    assert spec["student"] == paper["models"]["llama-58M"]
+    assert spec["teachers"] == ["llama-360M", "gpt2-705M"]
+    assert (spec["alpha"], spec["temperature"]) == (0.5, 2.0)
+    assert spec["kl_direction"] == "forward" and spec["kl_reduction"] == "batchmean"
+    assert spec["train"]["lr"] == 2.5e-4 and spec["train"]["weight_decay"] == 0.1
+    assert "alpha" not in spec["train"] and "teachers" not in spec["train"]
+
+
+def test_distill_spec_wml_carries_reference_preset(paper):
+    spec = bdconfig.distill_spec(paper, "wml-58M-2peers")
+    assert spec["objective"] == "wml"
+    assert spec["reference"] == paper["models"]["llama-58M"]
+    assert spec["num_peers"] == 2 and spec["outer_loop"] is True
+
+
+@pytest.mark.parametrize("preset, expected", [("llama-58M", 58e6), ("llama-360M", 360e6),
+                                              ("gpt2-705M", 705e6), ("smollama-345M", 345e6)])
+def test_approx_params_matches_the_papers(paper, preset, expected):
+    n = bdconfig.approx_params(paper["models"][preset], paper["tokenizer"]["vocab_size"])
+    assert abs(n - expected) / expected < 0.01
+
+
+def test_job_resources_scale_with_model_size(paper):
+    small = bdconfig.job_resources(paper, "pretrain", "llama-58M-nodistill")
+    large = bdconfig.job_resources(paper, "pretrain", "gpt2-705M")
+    assert large["mem_mb"] > small["mem_mb"] and large["runtime"] > small["runtime"]
+    kd = bdconfig.job_resources(paper, "distill", "baby-llama-58M")
+    assert kd["mem_mb"] > small["mem_mb"]  # the teachers sit in memory too
+
+
+def test_cli_reports_one_line(tmp_path, demo):
+    bad = copy.deepcopy(demo)
+    bad["data"]["seq_length"] = "long"
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(bad))
+    r = subprocess.run([sys.executable, "-m", "babydistill.config", str(f)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"error: {f}: data.seq_length: 'long' is not valid "
+                                             "(not of type 'integer')"]
