@@ -12,11 +12,15 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/tables.smk"
 
 
 rule all:

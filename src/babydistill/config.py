@@ -28,7 +28,7 @@ _PRETRAIN_KEYS = {"model"}
 _DISTILL_KEYS = {
     "objective", "student", "teachers", "alpha", "temperature", "kl_direction",
     "kl_reduction", "cache", "reference", "num_peers", "peers", "outer_loop",
-    "outer_every", "mirror_lr",
+    "outer_every", "mirror_lr", "baseline",
 }
 
 
@@ -125,7 +125,9 @@ def _check_references(config: dict, source: str) -> None:
             if run.get("cache") and _training(config, run).get("random_offset"):
                 raise UserError(f"{where}.cache: cached teacher targets need fixed chunks; "
                                 "set random_offset: false for this variant")
-        else:
+        if run.get("baseline") and run["baseline"] not in pretrain:
+            raise UserError(f"{where}.baseline: {run['baseline']!r} is not a pretrain run")
+        if run["objective"] == "wml":
             for key in ("alpha",):
                 if key not in run:
                     raise UserError(f"{where}: objective wml needs {key!r}")

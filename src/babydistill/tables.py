@@ -174,9 +174,14 @@ def parallel_plot(long: pd.DataFrame, axis: str, value: str, title: str, out: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * long[axis].nunique() + 3), 4.5))
+    if long.empty:  # e.g. every fine-tuning task skipped: say so rather than leave a gap
+        ax.text(0.5, 0.5, "no scores", ha="center", va="center", transform=ax.transAxes)
+        _save_figure(fig, out, name)
+        plt.close(fig)
+        return
     mean = long.assign(model=long["model"].map(base_name)).groupby(["model", axis])[value].mean()
     table = mean.unstack(axis)
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * table.shape[1] + 3), 4.5))
     x = np.arange(table.shape[1])
     for model, row in table.iterrows():
         ax.plot(x, 100 * row.to_numpy(float), marker="o", label=model)
@@ -243,9 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     per_category["axis"] = per_category["suite"] + ": " + per_category["category"]
     parallel_plot(per_category, "axis", "acc", "Zero-shot accuracy by category", figures,
                   "zero_shot")
-    if not ft.dropna().empty:
-        parallel_plot(ft.dropna(), "task", "score", "Fine-tuning score by task", figures,
-                      "finetune")
+    parallel_plot(ft.dropna(), "task", "score", "Fine-tuning score by task", figures, "finetune")
     metrics = dict(m.split("=", 1) for m in args.metrics)
     training_curves({k: Path(v) for k, v in metrics.items() if Path(v).is_file()}, figures)
     print(json.dumps({"tables": str(tables), "figures": str(figures)}))

@@ -28,6 +28,10 @@ PRETRAIN = list(config["pretrain"])
 DISTILL = list(config.get("distill") or {})
 ENSEMBLES = list(config.get("ensembles") or {})
 MODELS = bdconfig.model_names(config)
+EVAL = config.get("eval") or {}
+SUITES = EVAL.get("blimp", {}).get("suites", {})
+FINETUNE = EVAL.get("finetune", {})
+TASKS = FINETUNE.get("tasks", {})
 
 
 def alternation(names):
@@ -48,7 +52,8 @@ def location_args(loc, demo_path):
     if loc.get("dir"):
         return f"--dir {loc['dir']}{sub}"
     if loc.get("url"):
-        return f"--url {loc['url']}{sub}"
+        urls = loc["url"] if isinstance(loc["url"], list) else [loc["url"]]
+        return " ".join(f"--url {u}" for u in urls) + sub
     raise WorkflowError(
         f"config error: give a url, a dir, or demo_world: true for {loc}"
     )
@@ -82,6 +87,8 @@ def token_prefix(meta_json):
 
 def all_targets():
     targets = [f"{R}/corpus/clean_stats.tsv", f"{R}/tokens/train.json", f"{R}/tokens/dev.json"]
+    if SUITES:
+        targets.append(f"{R}/tables/summary.csv")
     targets += [f"{R}/models/{m}" for m in MODELS]
     ev = config.get("eval") or {}
     for suite in ev.get("blimp", {}).get("suites", {}):

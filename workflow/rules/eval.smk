@@ -1,9 +1,5 @@
 # Evaluation: BLiMP-style zero-shot suites (lm-eval, offline) and fine-tuning.
 
-EVAL = config.get("eval") or {}
-SUITES = EVAL.get("blimp", {}).get("suites", {})
-FINETUNE = EVAL.get("finetune", {})
-TASKS = FINETUNE.get("tasks", {})
 
 
 rule download_suite:
