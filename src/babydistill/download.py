@@ -1,0 +1,308 @@
+"""Stage 1a: fetch the BabyLM corpus and the evaluation data into the project layout.
+
+Owns getting data in: one shared fetch/unpack step (:func:`open_inputs`) takes release
+zips by URL (http(s):// or file://, streamed to a temporary file with a progress bar) or
+local directories, and three commands pick the expected files out of them and copy
+them into OUT, which appears in one rename (a failure leaves no OUT at all):
+
+* ``corpus``: ``<train_split>/<source>.train`` and ``<dev_split>/<source>.dev`` for each
+  source, looked up in folders of those names anywhere inside the inputs
+  (babylm_data.zip keeps them under ``babylm_data/babylm_10M/``). Layout 2023: the ten
+  sources of babylm_data.zip (babylm_10M, babylm_dev). Layout 2024 (assumed from the
+  2024 OSF release, osf.io/5mk3x): six sources (bnc_spoken, childes, gutenberg,
+  open_subtitles, simple_wiki, switchboard) as ``train_10M/<source>.train`` and
+  ``dev/<source>.dev``, which ship as separate zips (train_10M.zip, dev.zip): pass
+  ``--url`` (or ``--dir``) once per zip.
+* ``suite``: a BLiMP-format suite, a folder of ``<paradigm>.jsonl`` (BLiMP's GitHub zip:
+  ``blimp-<commit>/data/``; BabyLM 2024 evaluation_data: ``blimp_filtered/``,
+  ``supplement_filtered/``, chosen with ``--subdir``).
+* ``glue``: glue_filtered-layout fine-tuning data, ``{task}.{train,valid}.jsonl``.
+
+CLI::
+
+  python -m babydistill.download corpus --layout 2023 (--url URL | --dir DIR) --out DIR
+      [--train-split babylm_10M] [--dev-split babylm_dev] [--sources aochildes,cbt,...]
+  python -m babydistill.download suite (--url URL | --dir DIR) --out DIR [--subdir NAME] [--glob '*.jsonl']
+  python -m babydistill.download glue (--url URL | --dir DIR) --out DIR [--subdir NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator, Sequence
+
+from tqdm import tqdm
+
+from babydistill.common import UserError, atomic_path, cli, setup_logging
+from babydistill.clean import SOURCES_2023, SOURCES_2024
+
+log = logging.getLogger("babydistill.download")
+
+LAYOUTS = {
+    "2023": {"sources": SOURCES_2023, "train_split": "babylm_10M", "dev_split": "babylm_dev"},
+    "2024": {"sources": SOURCES_2024, "train_split": "train_10M", "dev_split": "dev"},
+}
+CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------
+# Shared fetch/unpack: every input becomes a set of files addressed by relative posix paths.
+
+@dataclass
+class Inputs:
+    """Files found in the inputs: relative posix path -> (zip archive or None, source)."""
+
+    files: dict[str, tuple[zipfile.ZipFile | None, str]]
+    described: str  # for error messages: the URLs / folders that were searched
+
+    def copy(self, rel: str, dest: Path) -> None:
+        archive, src = self.files[rel]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if archive is None:
+            shutil.copyfile(src, dest)
+        else:
+            with archive.open(src) as fin, open(dest, "wb") as fout:
+                shutil.copyfileobj(fin, fout, CHUNK)
+
+
+def _ignored(rel: str) -> bool:
+    # macOS zip litter: __MACOSX/ folders and ._resource forks, .DS_Store
+    parts = PurePosixPath(rel).parts
+    return "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] == ".DS_Store"
+
+
+def download(url: str, dest: Path) -> Path:
+    """Stream ``url`` to ``dest`` with a tqdm bar; one-line UserError on failure."""
+    req = urllib.request.Request(url, headers={"User-Agent": "babydistill"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp, open(dest, "wb") as out:
+            total = resp.headers.get("Content-Length")
+            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
+                      unit_divisor=1024, desc=f"download {Path(urllib.parse.urlparse(url).path).name}",
+                      leave=False) as bar:
+                while chunk := resp.read(CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise UserError(f"{url}: download failed ({reason}); check the URL, or download it "
+                        "yourself and give the unpacked folder as a local dir") from None
+    return dest
+
+
+@contextlib.contextmanager
+def open_inputs(urls: Sequence[str] = (), dirs: Sequence[str | os.PathLike] = (),
+                workdir: str | os.PathLike | None = None) -> Iterator[Inputs]:
+    """Fetch/unpack every URL (a zip) and index every local dir; temporaries go on exit.
+
+    Zip members are read in place (only the files asked for are ever extracted). A local
+    dir may also be a .zip file. When two inputs hold the same path the first wins
+    (local folders before URLs).
+    """
+    files: dict[str, tuple[zipfile.ZipFile | None, str]] = {}
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".download.", dir=workdir)))
+        archives: list[tuple[str, Path]] = []
+        for i, url in enumerate(urls):
+            if "://" not in url:  # a bare path is taken as a local file
+                url = Path(url).resolve().as_uri()
+            log.info("fetching %s", url)
+            archives.append((url, download(url, tmp / f"input{i}.zip")))
+        for d in dirs:
+            d = Path(d)
+            if d.is_file():
+                archives.append((str(d), d))
+            elif d.is_dir():
+                for root, _, names in os.walk(d):
+                    for name in names:
+                        full = Path(root) / name
+                        rel = full.relative_to(d).as_posix()
+                        if not _ignored(rel):
+                            files.setdefault(rel, (None, str(full)))
+            else:
+                raise UserError(f"{d}: local data folder not found; give an existing folder "
+                                "(or a URL instead)")
+        for origin, path in archives:
+            if not zipfile.is_zipfile(path):
+                raise UserError(f"{origin}: not a zip archive; give the URL of the release zip, "
+                                "or a local folder holding the unpacked files")
+            archive = stack.enter_context(zipfile.ZipFile(path))
+            for member in archive.infolist():
+                if not member.is_dir() and not _ignored(member.filename):
+                    files.setdefault(member.filename.lstrip("/"), (archive, member.filename))
+        yield Inputs(files, ", ".join([*urls, *map(str, dirs)]))
+
+
+# ---------------------------------------------------------------------------------------
+# Selecting the expected files.
+
+def find_split(inputs: Inputs, split: str, names: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Locate folder ``split`` (anywhere) holding ``names``: ({name: rel path}, missing).
+
+    When several folders are called ``split``, the one holding most of ``names`` wins,
+    then the shallowest.
+    """
+    candidates: dict[str, dict[str, str]] = {}
+    wanted = set(names)
+    for rel in inputs.files:
+        p = PurePosixPath(rel)
+        if p.parent.name == split and p.name in wanted:
+            candidates.setdefault(str(p.parent), {})[p.name] = rel
+    if not candidates:
+        return {}, list(names)
+    best = max(candidates, key=lambda d: (len(candidates[d]), -len(PurePosixPath(d).parts)))
+    found = candidates[best]
+    return found, [n for n in names if n not in found]
+
+
+def find_folder(inputs: Inputs, patterns: Sequence[str], subdir: str | None, what: str) -> list[str]:
+    """The files matching ``patterns`` in the one folder that holds them (or in ``subdir``).
+
+    ``subdir`` names the folder by its name or its path's tail (e.g. blimp_filtered,
+    data). Several candidate folders and no subdir -> UserError listing them.
+    """
+    folders: dict[str, list[str]] = {}
+    for rel in inputs.files:
+        p = PurePosixPath(rel)
+        if any(fnmatch.fnmatch(p.name, pat) for pat in patterns):
+            folders.setdefault(str(p.parent), []).append(rel)
+    if subdir:
+        tail = PurePosixPath(subdir.strip("/")).parts
+        folders = {d: f for d, f in folders.items() if PurePosixPath(d).parts[-len(tail):] == tail}
+    if not folders:
+        where = f" in a folder named {subdir!r}" if subdir else ""
+        raise UserError(f"{inputs.described}: no {what} files ({' or '.join(patterns)}){where}; "
+                        "check the URL/dir (and --subdir)")
+    if len(folders) > 1:
+        raise UserError(f"{inputs.described}: {what} files are in several folders "
+                        f"({', '.join(sorted(folders))}); pick one with --subdir NAME")
+    return sorted(next(iter(folders.values())))
+
+
+def _workdir(out: str | os.PathLike) -> Path:
+    """Downloads go beside OUT (same disk as the result, not a small /tmp)."""
+    parent = Path(out).resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
+
+
+def _write_tree(inputs: Inputs, plan: dict[str, str], out: str | os.PathLike) -> Path:
+    """Copy ``plan`` ({path under OUT: input rel path}) into OUT, atomically."""
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for dest, rel in tqdm(sorted(plan.items()), desc=f"copy -> {out.name}", unit="file",
+                              leave=False):
+            inputs.copy(rel, tmp / dest)
+    log.info("wrote %d files to %s", len(plan), out)
+    return out
+
+
+def fetch_corpus(out: str | os.PathLike, *, urls: Sequence[str] = (), dirs: Sequence[str] = (),
+                 layout: str = "2023", train_split: str | None = None, dev_split: str | None = None,
+                 sources: Sequence[str] | None = None) -> Path:
+    """Put ``OUT/<train_split>/<source>.train`` and ``OUT/<dev_split>/<source>.dev`` in place."""
+    if layout not in LAYOUTS:
+        raise UserError(f"corpus.layout {layout!r}: unknown; use one of {', '.join(LAYOUTS)}")
+    spec = LAYOUTS[layout]
+    train_split = train_split or spec["train_split"]
+    dev_split = dev_split or spec["dev_split"]
+    sources = list(sources or spec["sources"])
+    unknown = [s for s in sources if s not in spec["sources"]]
+    if unknown:
+        raise UserError(f"corpus.sources: {', '.join(unknown)} not in the {layout} layout; "
+                        f"its sources are {', '.join(spec['sources'])}")
+    with open_inputs(urls, dirs, workdir=_workdir(out)) as inputs:
+        plan: dict[str, str] = {}
+        missing: list[str] = []
+        for split, ext in ((train_split, "train"), (dev_split, "dev")):
+            found, miss = find_split(inputs, split, [f"{s}.{ext}" for s in sources])
+            plan.update({f"{split}/{name}": rel for name, rel in found.items()})
+            missing += [f"{split}/{name}" for name in miss]
+        if missing:
+            raise UserError(
+                f"{inputs.described}: missing {', '.join(missing)}; set corpus.url to the release "
+                f"zip, or corpus.dir to a folder holding {train_split}/<source>.train and "
+                f"{dev_split}/<source>.dev")
+        return _write_tree(inputs, plan, out)
+
+
+def fetch_suite(out: str | os.PathLike, *, urls: Sequence[str] = (), dirs: Sequence[str] = (),
+                subdir: str | None = None, glob: str = "*.jsonl") -> Path:
+    """Put a folder of BLiMP-format ``<paradigm>.jsonl`` files at OUT (flat)."""
+    with open_inputs(urls, dirs, workdir=_workdir(out)) as inputs:
+        rels = find_folder(inputs, [glob], subdir, "evaluation suite")
+        return _write_tree(inputs, {PurePosixPath(r).name: r for r in rels}, out)
+
+
+GLUE_PATTERNS = ("*.train.jsonl", "*.valid.jsonl")
+
+
+def fetch_glue(out: str | os.PathLike, *, urls: Sequence[str] = (), dirs: Sequence[str] = (),
+               subdir: str | None = None) -> Path:
+    """Put the folder of glue_filtered-layout ``{task}.{train,valid}.jsonl`` at OUT (flat).
+
+    The folder is the one holding ``*.train.jsonl``/``*.valid.jsonl``; all its ``*.jsonl``
+    come along (the 2024 release also has ``mnli.subs.jsonl``).
+    """
+    with open_inputs(urls, dirs, workdir=_workdir(out)) as inputs:
+        folder = str(PurePosixPath(find_folder(inputs, GLUE_PATTERNS, subdir, "fine-tuning")[0]).parent)
+        rels = find_folder(inputs, ["*.jsonl"], folder, "fine-tuning")
+        return _write_tree(inputs, {PurePosixPath(r).name: r for r in rels}, out)
+
+
+# ---------------------------------------------------------------------------------------
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--url", action="append", default=[],
+                   help="release zip URL (http(s):// or file://); repeat for several zips")
+    g.add_argument("--dir", action="append", default=[],
+                   help="local folder (or .zip) holding the files; repeatable")
+    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--log", help="also log to this file")
+
+
+@cli
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(prog="python -m babydistill.download",
+                                 description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("corpus", help="the BabyLM training corpus")
+    _add_inputs(c)
+    c.add_argument("--layout", choices=sorted(LAYOUTS), default="2023")
+    c.add_argument("--train-split", help="folder of the .train files (default by layout)")
+    c.add_argument("--dev-split", help="folder of the .dev files (default by layout)")
+    c.add_argument("--sources", help="comma-separated source names (default: all of the layout)")
+    s = sub.add_parser("suite", help="a BLiMP-format evaluation suite (<paradigm>.jsonl)")
+    _add_inputs(s)
+    s.add_argument("--subdir", help="name of the folder holding the files (e.g. blimp_filtered)")
+    s.add_argument("--glob", default="*.jsonl")
+    g = sub.add_parser("glue", help="glue_filtered fine-tuning data")
+    _add_inputs(g)
+    g.add_argument("--subdir", help="name of the folder holding the files (e.g. glue_filtered)")
+    args = ap.parse_args(argv)
+    setup_logging(args.log)
+    if args.what == "corpus":
+        sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
+        return fetch_corpus(args.out, urls=args.url, dirs=args.dir, layout=args.layout,
+                            train_split=args.train_split, dev_split=args.dev_split, sources=sources)
+    if args.what == "suite":
+        return fetch_suite(args.out, urls=args.url, dirs=args.dir, subdir=args.subdir, glob=args.glob)
+    return fetch_glue(args.out, urls=args.url, dirs=args.dir, subdir=args.subdir)
+
+
+if __name__ == "__main__":
+    main()
