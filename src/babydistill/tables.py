@@ -153,6 +153,23 @@ def summary_table(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
     return rows.fillna("")
 
 
+def provenance_table(models: list[str], provenance: list[str]) -> pd.DataFrame:
+    """model -> directory, config spec digest, git commit (from each provenance.json)."""
+    rows = []
+    for item in provenance:
+        name, path = item.split("=", 1)
+        if not Path(path).is_file():
+            continue
+        p = read_json(path)
+        code = p.get("code", {})
+        rows.append({"model": name, "model_dir": p.get("model_dir", ""),
+                     "spec_sha256": p.get("spec_sha256", "")[:12],
+                     "commit": (code.get("commit") or "")[:12] + (" (dirty)" if code.get("dirty") else "")})
+    df = pd.DataFrame(rows, columns=["model", "model_dir", "spec_sha256", "commit"])
+    order = {m: i for i, m in enumerate(models)}
+    return df.sort_values("model", key=lambda s: s.map(order)).set_index("model")
+
+
 def write_table(df: pd.DataFrame, out: Path, name: str, caption: str) -> None:
     atomic_write_text(out / f"{name}.csv", df.to_csv())
     atomic_write_text(out / f"{name}.md", f"{caption}\n\n{df.to_markdown()}\n")
@@ -227,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", nargs="+", required=True, help="column order")
     ap.add_argument("--compare", nargs="*", default=[],
                     help="STUDENT=BASELINE pairs for the bootstrap")
+    ap.add_argument("--provenance", nargs="*", default=[],
+                    help="NAME=PATH of each model's provenance.json")
     ap.add_argument("--out", required=True, help="folder for tables/ and figures/")
     args = ap.parse_args(argv)
     setup_logging()
@@ -249,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     parallel_plot(per_category, "axis", "acc", "Zero-shot accuracy by category", figures,
                   "zero_shot")
     parallel_plot(ft.dropna(), "task", "score", "Fine-tuning score by task", figures, "finetune")
+    write_table(provenance_table(args.models, args.provenance), tables, "provenance",
+                "Where each column comes from: model directory, config spec and code commit.")
     metrics = dict(m.split("=", 1) for m in args.metrics)
     training_curves({k: Path(v) for k, v in metrics.items() if Path(v).is_file()}, figures)
     print(json.dumps({"tables": str(tables), "figures": str(figures)}))

@@ -50,6 +50,9 @@ rule distill:
         dev=lambda w, input: token_prefix(input.dev),
         teachers=lambda w: " ".join(f"--teacher {t}" for t in teacher_dirs(w.name)),
         cache=lambda w: " ".join(f"--cache {c}" for c in cache_dirs(w.name)),
+        teacher_provenance=lambda w: " ".join(
+            f"--input {t}/provenance.json" for t in teacher_dirs(w.name)
+        ),
     log:
         f"{LOGS}/distill/{{name}}.log",
     benchmark:
@@ -66,6 +69,9 @@ rule distill:
         " --spec {params.spec:q} --train {params.train} --dev {params.dev}"
         " --tokenizer {input.tokenizer} --out {output} --checkpoint-dir {params.checkpoints}"
         " {params.teachers} {params.cache} > {log} 2>&1"
+        " && python -m babydistill.provenance --model-dir {output} --spec {params.spec:q}"
+        " --input {input.train} --input {input.dev} --input {input.tokenizer}"
+        " {params.teacher_provenance} >> {log} 2>&1"
 
 
 rule ensemble:
@@ -77,7 +83,8 @@ rule ensemble:
     wildcard_constraints:
         name=alternation(ENSEMBLES),
     params:
-        members=lambda w: " ".join(f"--teacher {R}/models/{m}" for m in config["ensembles"][w.name]),
+        members=lambda w, input: " ".join(f"--teacher {m}" for m in input),
+        member_provenance=lambda w, input: " ".join(f"--input {m}/provenance.json" for m in input),
     log:
         f"{LOGS}/ensemble/{{name}}.log",
     benchmark:
@@ -91,3 +98,5 @@ rule ensemble:
         ENV
     shell:
         "python -m babydistill.ensemble {params.members} --out {output} > {log} 2>&1"
+        " && python -m babydistill.provenance --model-dir {output} {params.member_provenance}"
+        " >> {log} 2>&1"

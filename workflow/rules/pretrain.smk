@@ -31,4 +31,6 @@ rule pretrain:
         "python -m babydistill.launch --gpus {resources.gpu} -- babydistill.pretrain"
         " --spec {params.spec:q} --train {params.train} --dev {params.dev}"
         " --tokenizer {input.tokenizer} --out {output} --checkpoint-dir {params.checkpoints}"
-        " > {log} 2>&1"
+        " > {log} 2>&1 && python -m babydistill.provenance --model-dir {output}"
+        " --spec {params.spec:q} --input {input.train} --input {input.dev}"
+        " --input {input.tokenizer} >> {log} 2>&1"

@@ -30,6 +30,9 @@ rule tables:
         metrics=lambda w, input: " ".join(
             f"{m}={d}/metrics.csv" for m, d in zip(MODELS, input.models)
         ),
+        provenance=lambda w, input: " ".join(
+            f"{m}={d}/provenance.json" for m, d in zip(MODELS, input.models)
+        ),
         compare=" ".join(
             f"{n}={v['baseline']}"
             for n, v in (config.get("distill") or {}).items()
@@ -49,5 +52,6 @@ rule tables:
         ENV
     shell:
         "python -m babydistill.tables --blimp {input.blimp} --finetune {input.finetune}"
-        " --metrics {params.metrics} --models {params.models} --compare {params.compare}"
+        " --metrics {params.metrics} --provenance {params.provenance} --models {params.models}"
+        " --compare {params.compare}"
         " --out {params.out} > {log} 2>&1"
