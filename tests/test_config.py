@@ -126,3 +126,21 @@ def test_cli_reports_one_line(tmp_path, demo):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: {f}: data.seq_length: 'long' is not valid "
                                              "(not of type 'integer')"]
+
+
+def test_seeds_expand_into_instances_with_matching_teachers(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["pretrain"]["llama-tiny"]["seeds"] = [1, 2]
+    cfg["pretrain"]["student-tiny-nodistill"]["seeds"] = [1, 2]
+    cfg["distill"]["student-tiny-kd-ensemble"]["seeds"] = [2, 3]
+    bdconfig.validate(cfg)
+    names = bdconfig.model_names(cfg)
+    assert "llama-tiny@1" in names and "llama-tiny@2" in names and "llama-tiny" not in names
+    assert "student-tiny-kd-ensemble@3" in names
+    spec = bdconfig.distill_spec(cfg, "student-tiny-kd-ensemble@2")
+    assert spec["train"]["seed"] == 2
+    assert spec["teachers"] == ["llama-tiny@2", "gpt2-tiny"]  # same seed where the teacher has it
+    assert bdconfig.teachers_of(cfg, "student-tiny-kd-ensemble@3") == ["llama-tiny@1", "gpt2-tiny"]
+    assert bdconfig.baseline_of(cfg, "student-tiny-kd-ensemble@2") == "student-tiny-nodistill@2"
+    assert bdconfig.pretrain_spec(cfg, "llama-tiny@1")["train"]["seed"] == 1
+    assert bdconfig.ensemble_members(cfg, "tiny-ensemble") == ["llama-tiny@1", "gpt2-tiny"]

@@ -24,11 +24,12 @@ SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
 
 # Keys of a run entry that are not training hyperparameters.
-_PRETRAIN_KEYS = {"model"}
+_PRETRAIN_KEYS = {"model", "seeds"}
+SEED_SEP = "@"  # "<run>@<seed>": one instance of a run trained with several seeds
 _DISTILL_KEYS = {
     "objective", "student", "teachers", "alpha", "temperature", "kl_direction",
     "kl_reduction", "cache", "reference", "num_peers", "peers", "outer_loop",
-    "outer_every", "mirror_lr", "baseline",
+    "outer_every", "mirror_lr", "baseline", "seeds",
 }
 
 
@@ -172,20 +173,71 @@ def _data(config: dict) -> dict:
     }
 
 
+def instances(config: dict, section: str) -> list[str]:
+    """Model names of a section's runs: ``name``, or ``name@seed`` for each of its ``seeds``."""
+    out = []
+    for name, run in (config.get(section) or {}).items():
+        seeds = run.get("seeds")
+        out += [f"{name}{SEED_SEP}{s}" for s in seeds] if seeds else [name]
+    return out
+
+
+def split_instance(name: str) -> tuple[str, int | None]:
+    """``student@2`` -> ("student", 2); ``student`` -> ("student", None)."""
+    base, sep, seed = name.partition(SEED_SEP)
+    return base, (int(seed) if sep else None)
+
+
+def run_of(config: dict, section: str, name: str) -> dict:
+    """The config entry of a model name (an instance ``name@seed`` or a plain run)."""
+    return config[section][split_instance(name)[0]]
+
+
+def instance_of(config: dict, run_name: str, seed: int | None = None) -> str:
+    """The instance of pretrain run ``run_name`` to use: the same seed when it has it, else its
+    first seed (teachers, baselines and ensemble members name runs, not instances)."""
+    seeds = config["pretrain"][run_name].get("seeds")
+    if not seeds:
+        return run_name
+    return f"{run_name}{SEED_SEP}{seed if seed in seeds else seeds[0]}"
+
+
+def teachers_of(config: dict, name: str) -> list[str]:
+    """Teacher model names (instances) of distillation model ``name``."""
+    seed = split_instance(name)[1]
+    return [instance_of(config, t, seed) for t in run_of(config, "distill", name).get("teachers", [])]
+
+
+def baseline_of(config: dict, name: str) -> str | None:
+    base = run_of(config, "distill", name).get("baseline")
+    return instance_of(config, base, split_instance(name)[1]) if base else None
+
+
+def _seeded_training(config: dict, section: str, name: str) -> dict:
+    train = _training(config, run_of(config, section, name))
+    seed = split_instance(name)[1]
+    if seed is not None:
+        train["seed"] = seed
+    return train
+
+
 def pretrain_spec(config: dict, name: str) -> dict:
     """The spec for ``python -m babydistill.pretrain --spec``: preset + merged training keys."""
-    run = config["pretrain"][name]
+    run = run_of(config, "pretrain", name)
     return {"name": name, "model": dict(config["models"][run["model"]]),
-            "train": _training(config, run), **_data(config)}
+            "train": _seeded_training(config, "pretrain", name), **_data(config)}
 
 
 def distill_spec(config: dict, name: str) -> dict:
     """The spec for ``python -m babydistill.distill --spec``."""
-    run = config["distill"][name]
-    spec: dict[str, Any] = {"name": name, "train": _training(config, run), **_data(config)}
-    for k in _DISTILL_KEYS:
+    run = run_of(config, "distill", name)
+    spec: dict[str, Any] = {"name": name, "train": _seeded_training(config, "distill", name),
+                            **_data(config)}
+    for k in _DISTILL_KEYS - {"seeds", "baseline"}:
         if k in run:
             spec[k] = copy.deepcopy(run[k])
+    if "teachers" in run:
+        spec["teachers"] = teachers_of(config, name)
     models = config["models"]
     if run["objective"] == "kd":
         spec["student"] = dict(models[run["student"]])
@@ -201,7 +253,7 @@ def distill_spec(config: dict, name: str) -> dict:
 
 def gpus(config: dict, section: str, name: str) -> int:
     """GPUs a training job asks for: the run's ``gpus``, else its preset's, else 1."""
-    run = config[section][name]
+    run = run_of(config, section, name)
     train = _training(config, run)
     preset_name = run.get("model") or run.get("student") or run.get("reference")
     preset = config["models"].get(preset_name, {}) if preset_name else {}
@@ -212,7 +264,12 @@ def gpus(config: dict, section: str, name: str) -> int:
 
 def model_names(config: dict) -> list[str]:
     """Every evaluable model: teachers and baselines, distilled variants, ensembles."""
-    return [*config["pretrain"], *(config.get("distill") or {}), *(config.get("ensembles") or {})]
+    return [*instances(config, "pretrain"), *instances(config, "distill"),
+            *(config.get("ensembles") or {})]
+
+
+def ensemble_members(config: dict, name: str) -> list[str]:
+    return [instance_of(config, m) for m in config["ensembles"][name]]
 
 
 @cli
@@ -250,7 +307,7 @@ def job_resources(config: dict, section: str, name: str) -> dict:
     100 TFLOP/s GPU for full-size runs. A cluster profile can override both per rule.
     """
     vocab = config["tokenizer"]["vocab_size"]
-    run = config[section][name]
+    run = run_of(config, section, name)
     models = config["models"]
     if section == "pretrain":
         trained = [models[run["model"]]]

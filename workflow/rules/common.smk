@@ -24,8 +24,8 @@ CORPUS = config["corpus"]
 SOURCES = CORPUS["sources"]
 SPLITS = ["train", "dev"]
 SPLIT_DIR = {"train": CORPUS["train_split"], "dev": CORPUS["dev_split"]}
-PRETRAIN = list(config["pretrain"])
-DISTILL = list(config.get("distill") or {})
+PRETRAIN = bdconfig.instances(config, "pretrain")
+DISTILL = bdconfig.instances(config, "distill")
 ENSEMBLES = list(config.get("ensembles") or {})
 MODELS = bdconfig.model_names(config)
 EVAL = config.get("eval") or {}
@@ -69,11 +69,12 @@ def uses_demo_world():
 
 
 def teacher_dirs(name):
-    return [f"{R}/models/{t}" for t in config["distill"][name].get("teachers", [])]
+    return [f"{R}/models/{t}" for t in bdconfig.teachers_of(config, name)]
 
 
 def cache_dirs(name):
-    return [f"{R}/teacher_cache/{name}"] if config["distill"][name].get("cache") else []
+    run = bdconfig.run_of(config, "distill", name)
+    return [f"{R}/teacher_cache/{name}"] if run.get("cache") else []
 
 
 def demo_world_input(loc):

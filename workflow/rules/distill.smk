@@ -12,7 +12,7 @@ rule teacher_cache:
         name=alternation(DISTILL),
     params:
         teachers=lambda w: " ".join(f"--teacher {t}" for t in teacher_dirs(w.name)),
-        k=lambda w: config["distill"][w.name]["cache"]["k"],
+        k=lambda w: bdconfig.run_of(config, "distill", w.name)["cache"]["k"],
         seq_length=config["data"]["seq_length"],
         train=lambda w, input: token_prefix(input.train),
     log:
@@ -77,7 +77,7 @@ rule distill:
 rule ensemble:
     """The logit-averaged teacher ensemble, saved as a model the evaluation can load."""
     input:
-        lambda w: [f"{R}/models/{m}" for m in config["ensembles"][w.name]],
+        lambda w: [f"{R}/models/{m}" for m in bdconfig.ensemble_members(config, w.name)],
     output:
         directory(f"{R}/models/{{name}}"),
     wildcard_constraints:

@@ -34,9 +34,9 @@ rule tables:
             f"{m}={d}/provenance.json" for m, d in zip(MODELS, input.models)
         ),
         compare=" ".join(
-            f"{n}={v['baseline']}"
-            for n, v in (config.get("distill") or {}).items()
-            if v.get("baseline")
+            f"{n}={bdconfig.baseline_of(config, n)}"
+            for n in DISTILL
+            if bdconfig.baseline_of(config, n)
         ),
         out=lambda w, output: os.path.dirname(os.path.dirname(output.summary)),
     log:
