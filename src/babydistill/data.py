@@ -1,0 +1,222 @@
+"""Stage 3: the chunk datasets the training loop reads (plain numpy + torch, no DataLoader).
+
+Owns how a tokenized split (PREFIX.bin / PREFIX.json from babydistill.tokenize_split)
+becomes batches of fixed-length sequences:
+
+* :class:`TokenArray` opens PREFIX.bin memory-mapped.
+* :class:`TrainChunks` cuts the array into contiguous chunks of ``seq_length`` tokens.
+  Each epoch has its own permutation and, with ``random_offset``, its own start offset
+  in ``[0, seq_length)`` (the Baby Llama footnote: the chunk boundaries move each
+  epoch); both come from ``(seed, epoch)`` only, so a run resumed at batch k of an
+  epoch sees exactly the batches it would have seen.
+* :class:`EvalChunks`: fixed chunks (offset 0), a fixed seeded subset of them.
+
+Both serve ``batches(epoch, batch_size, start_batch=0, rank=0, world_size=1)``: dict
+batches ``{"input_ids": LongTensor[B, T], "chunk_index": LongTensor[B]}`` where
+``batch_size`` is the GLOBAL batch and each DDP rank gets its contiguous slice of it
+(``batch_size / world_size`` rows). Labels are the input ids: the model shifts inside
+(as HF causal LMs do). ``chunk_index`` i is the chunk that starts at token
+``offset(epoch) + i * seq_length``: it does not depend on the shuffle, the batch or
+the rank, so it names a chunk stably (for caches and per-example logs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from babydistill.common import UserError, read_json
+from babydistill.tokenize_split import paths_for
+
+Batch = dict[str, torch.Tensor]
+
+
+class TokenArray:
+    """A tokenized split on disk (PREFIX.bin + PREFIX.json), memory-mapped read-only."""
+
+    def __init__(self, prefix: str | os.PathLike):
+        self.prefix = str(prefix)
+        bin_path, json_path = paths_for(prefix)
+        self.meta = read_json(json_path)  # one-line UserError when missing / broken
+        try:
+            self.dtype = np.dtype(self.meta["dtype"]).newbyteorder("<")
+            n = int(self.meta["n_tokens"])
+            self.vocab_size = int(self.meta["vocab_size"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{json_path}: bad or missing key ({e}); re-run tokenize_split") from None
+        if not bin_path.is_file():
+            raise UserError(f"{bin_path}: token file not found; re-run tokenize_split")
+        size = bin_path.stat().st_size
+        if size != n * self.dtype.itemsize:
+            raise UserError(f"{bin_path}: {size} bytes but {json_path.name} says {n} {self.dtype.name} "
+                            "tokens; the pair is out of sync, re-run tokenize_split")
+        # np.memmap refuses empty files; an empty split is a plain empty array.
+        self.tokens = (np.memmap(bin_path, dtype=self.dtype, mode="r", shape=(n,)) if n
+                       else np.zeros(0, dtype=self.dtype))
+        self.eos_id = self.meta.get("eos_id")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, idx):
+        return self.tokens[idx]
+
+    def __repr__(self) -> str:
+        return f"TokenArray({self.prefix!r}, n={len(self)}, dtype={self.dtype.name}, vocab={self.vocab_size})"
+
+
+def _as_array(tokens) -> tuple[np.ndarray, str]:
+    """Accept a TokenArray, a PREFIX path or a 1-D integer array; return (array, name)."""
+    if isinstance(tokens, (str, Path)):
+        tokens = TokenArray(tokens)
+    if isinstance(tokens, TokenArray):
+        return tokens.tokens, tokens.prefix + ".bin"
+    arr = np.asarray(tokens)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"tokens must be a 1-D integer array, got {arr.dtype} with shape {arr.shape}")
+    return arr, "token array"
+
+
+class _Chunks:
+    """Shared batching: a subclass says which chunk starts each epoch has, in which order."""
+
+    def __init__(self, tokens, seq_length: int):
+        self.tokens, self.name = _as_array(tokens)
+        if seq_length < 1:
+            raise UserError(f"data.seq_length: {seq_length} must be >= 1")
+        self.seq_length = seq_length
+        self._span = np.arange(seq_length)
+
+    # -- what a subclass defines -------------------------------------------------------
+    def offset(self, epoch: int) -> int:
+        raise NotImplementedError
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The chunk indices of ``epoch`` in the order they are served."""
+        raise NotImplementedError
+
+    drop_last = False
+
+    # -- shared ------------------------------------------------------------------------
+    def chunk(self, index: int, epoch: int = 0) -> np.ndarray:
+        """The tokens of chunk ``index`` in ``epoch`` (int64)."""
+        start = self.offset(epoch) + int(index) * self.seq_length
+        return np.asarray(self.tokens[start:start + self.seq_length], dtype=np.int64)
+
+    def num_batches(self, batch_size: int) -> int:
+        """Global batches per epoch (the last, short one dropped when ``drop_last``)."""
+        n = len(self)
+        return n // batch_size if self.drop_last else -(-n // batch_size)
+
+    def batches(self, epoch: int, batch_size: int, start_batch: int = 0, *, rank: int = 0,
+                world_size: int = 1) -> Iterator[Batch]:
+        """Yield this rank's slice of every global batch of ``epoch`` from ``start_batch`` on.
+
+        Full batches split evenly (``batch_size`` must be a multiple of ``world_size``);
+        a short last batch (eval only) is split as evenly as possible, and a rank whose
+        share is empty yields nothing for it.
+        """
+        if batch_size < 1:
+            raise UserError(f"batch_size: {batch_size} must be >= 1")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"bad rank {rank} for world_size {world_size}")
+        if batch_size % world_size:
+            raise UserError(f"batch_size: global batch {batch_size} is not a multiple of "
+                            f"the {world_size} GPUs; change batch_size or gpus")
+        order = self.order(epoch)
+        offset = self.offset(epoch)
+        for b in range(start_batch, self.num_batches(batch_size)):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            idx = np.array_split(idx, world_size)[rank]  # equal parts for a full batch
+            if len(idx) == 0:
+                continue
+            starts = offset + idx * self.seq_length
+            # Fancy indexing on the memmap reads just these rows.
+            ids = np.asarray(self.tokens[starts[:, None] + self._span], dtype=np.int64)
+            yield {
+                "input_ids": torch.from_numpy(ids),
+                "chunk_index": torch.from_numpy(idx.astype(np.int64)),
+            }
+
+
+class TrainChunks(_Chunks):
+    """Contiguous training chunks, reshuffled (and, with ``random_offset``, re-cut) each epoch.
+
+    ``len()`` is the same every epoch: with random offsets, the last chunk that might not
+    fit after the largest offset is left out of every epoch, so steps per epoch are fixed.
+    Map-style access (``ds[i]`` after ``set_epoch(e)``) is there too for simple loops.
+    """
+
+    drop_last = True  # a short last batch would change the step size (and split unevenly over ranks)
+
+    def __init__(self, tokens, seq_length: int, *, random_offset: bool, seed: int):
+        super().__init__(tokens, seq_length)
+        self.random_offset = bool(random_offset)
+        self.seed = int(seed)
+        self.epoch = 0
+        max_offset = seq_length - 1 if self.random_offset else 0
+        self.n_chunks = max(0, (len(self.tokens) - max_offset) // seq_length)
+        if self.n_chunks == 0:
+            raise UserError(f"{self.name}: {len(self.tokens)} tokens give no chunk of "
+                            f"data.seq_length={seq_length}; use more data or a shorter seq_length")
+
+    def _rng(self, epoch: int, stream: int) -> np.random.Generator:
+        # Separate streams so the offset and the permutation do not depend on each other.
+        return np.random.default_rng([self.seed, int(epoch), stream])
+
+    def offset(self, epoch: int) -> int:
+        if not self.random_offset:
+            return 0
+        return int(self._rng(epoch, 0).integers(0, self.seq_length))
+
+    def order(self, epoch: int) -> np.ndarray:
+        return self._rng(epoch, 1).permutation(self.n_chunks)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n_chunks
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < self.n_chunks:
+            raise IndexError(i)
+        ids = torch.from_numpy(self.chunk(i, self.epoch))
+        return {"input_ids": ids, "labels": ids, "chunk_index": int(i)}
+
+
+class EvalChunks(_Chunks):
+    """Fixed eval chunks (offset 0): a seeded random subset of ``n_chunks`` of them
+    (all when there are fewer), served in index order, the same every epoch."""
+
+    def __init__(self, tokens, seq_length: int, n_chunks: int, seed: int):
+        super().__init__(tokens, seq_length)
+        total = len(self.tokens) // seq_length
+        if total == 0:
+            raise UserError(f"{self.name}: {len(self.tokens)} tokens give no chunk of "
+                            f"data.seq_length={seq_length}; use more data or a shorter seq_length")
+        if n_chunks < 1:
+            raise UserError(f"data.eval_chunks: {n_chunks} must be >= 1")
+        if n_chunks >= total:
+            self.indices = np.arange(total)
+        else:
+            rng = np.random.default_rng([int(seed), 0xE7A1])
+            self.indices = np.sort(rng.choice(total, size=n_chunks, replace=False))
+
+    def offset(self, epoch: int = 0) -> int:
+        return 0
+
+    def order(self, epoch: int = 0) -> np.ndarray:
+        return self.indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        index = int(self.indices[i])
+        ids = torch.from_numpy(self.chunk(index))
+        return {"input_ids": ids, "labels": ids, "chunk_index": index}

@@ -1,0 +1,202 @@
+"""Tests for babydistill.data: the memory-mapped token array and the chunk datasets.
+
+Most tests use ``tokens = arange(N)``: a token's value is its position, so every row of
+a batch says exactly where it was cut from.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from babydistill.common import UserError
+from babydistill.data import EvalChunks, TokenArray, TrainChunks
+from babydistill.tokenize_split import tokenize_files
+from babydistill.tokenizer import save_tokenizer, train_tokenizer
+from test_tokenizer import make_corpus
+
+T = 16
+
+
+def arange_tokens(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.uint32)
+
+
+def write_prefix(prefix, arr: np.ndarray, vocab: int, n_tokens: int | None = None):
+    arr.astype(arr.dtype.newbyteorder("<")).tofile(f"{prefix}.bin")
+    meta = {"dtype": arr.dtype.name, "n_tokens": len(arr) if n_tokens is None else n_tokens,
+            "vocab_size": vocab, "eos_id": 2}
+    with open(f"{prefix}.json", "w") as f:
+        json.dump(meta, f)
+
+
+def all_rows(ds, epoch, bs, **kw):
+    return list(ds.batches(epoch, bs, **kw))
+
+
+def check_rows_match_positions(batch, offset):
+    starts = offset + batch["chunk_index"] * T
+    expected = starts[:, None] + torch.arange(T)
+    assert torch.equal(batch["input_ids"], expected)
+
+
+# -- TokenArray ------------------------------------------------------------------------
+
+def test_token_array_from_tokenize_split(tmp_path):
+    corpus = make_corpus(tmp_path / "c", n_files=2, lines=80)
+    save_tokenizer(train_tokenizer(corpus, 300, 2), tmp_path / "tok")
+    meta = tokenize_files(tmp_path / "tok", corpus, tmp_path / "train", progress=False)
+    arr = TokenArray(tmp_path / "train")
+    assert len(arr) == meta["n_tokens"] and arr.dtype == np.uint16 and arr.vocab_size == 300
+    assert isinstance(arr.tokens, np.memmap)
+    ds = TrainChunks(tmp_path / "train", T, random_offset=False, seed=0)  # a PREFIX works too
+    b = next(ds.batches(0, 4))
+    i = int(b["chunk_index"][0])
+    assert b["input_ids"][0].tolist() == arr[i * T:(i + 1) * T].tolist()
+
+
+def test_token_array_uint32(tmp_path):
+    arr = np.array([0, 70000, 123456, 5], dtype=np.uint32)
+    write_prefix(tmp_path / "big", arr, vocab=200000)
+    ta = TokenArray(tmp_path / "big")
+    assert ta.dtype == np.uint32 and ta[:].tolist() == arr.tolist()
+
+
+def test_token_array_out_of_sync_is_user_error(tmp_path):
+    write_prefix(tmp_path / "x", arange_tokens(10), vocab=100, n_tokens=12)
+    with pytest.raises(UserError, match="out of sync"):
+        TokenArray(tmp_path / "x")
+    with pytest.raises(UserError, match="missing.json"):
+        TokenArray(tmp_path / "missing")
+
+
+# -- TrainChunks -----------------------------------------------------------------------
+
+def test_fixed_chunks_shape_and_cover_the_array():
+    n_chunks = 24
+    ds = TrainChunks(arange_tokens(n_chunks * T + 5), T, random_offset=False, seed=1)
+    assert len(ds) == n_chunks
+    batches = all_rows(ds, 0, 6)
+    assert len(batches) == ds.num_batches(6) == 4
+    for b in batches:
+        assert b["input_ids"].shape == (6, T) and b["input_ids"].dtype == torch.int64
+        assert b["chunk_index"].shape == (6,) and b["chunk_index"].dtype == torch.int64
+        check_rows_match_positions(b, 0)
+    seen = torch.cat([b["chunk_index"] for b in batches]).sort().values
+    assert seen.tolist() == list(range(n_chunks))  # each chunk exactly once
+
+
+def test_short_last_batch_dropped_in_training():
+    ds = TrainChunks(arange_tokens(10 * T), T, random_offset=False, seed=1)
+    batches = all_rows(ds, 0, 4)
+    assert [len(b["chunk_index"]) for b in batches] == [4, 4] == [4] * ds.num_batches(4)
+
+
+def test_permutation_per_epoch_differs_and_is_deterministic():
+    tokens = arange_tokens(64 * T)
+    a = TrainChunks(tokens, T, random_offset=False, seed=7)
+    b = TrainChunks(tokens, T, random_offset=False, seed=7)
+    c = TrainChunks(tokens, T, random_offset=False, seed=8)
+    assert np.array_equal(a.order(0), b.order(0)) and np.array_equal(a.order(3), b.order(3))
+    assert not np.array_equal(a.order(0), a.order(1))
+    assert not np.array_equal(a.order(0), c.order(0))
+    assert sorted(a.order(5).tolist()) == list(range(64))
+    for x, y in zip(all_rows(a, 2, 8), all_rows(b, 2, 8)):
+        assert torch.equal(x["input_ids"], y["input_ids"])
+
+
+def test_random_offsets_in_range_and_rows_follow_them():
+    n = 40 * T + 3
+    ds = TrainChunks(arange_tokens(n), T, random_offset=True, seed=3)
+    offsets = [ds.offset(e) for e in range(30)]
+    assert all(0 <= o < T for o in offsets)
+    assert len(set(offsets)) > 3  # fresh each epoch
+    assert offsets == [TrainChunks(arange_tokens(n), T, random_offset=True, seed=3).offset(e)
+                       for e in range(30)]
+    assert len(ds) == (n - (T - 1)) // T  # the same every epoch, whatever the offset
+    for e in (0, 1, 2):
+        for b in all_rows(ds, e, 5):
+            check_rows_match_positions(b, ds.offset(e))
+            assert int(b["input_ids"].max()) < n
+    fixed = TrainChunks(arange_tokens(n), T, random_offset=False, seed=3)
+    assert {fixed.offset(e) for e in range(10)} == {0}
+
+
+def test_map_style_access_uses_epoch():
+    ds = TrainChunks(arange_tokens(20 * T), T, random_offset=True, seed=5)
+    e = next(e for e in range(1, 50) if ds.offset(e) != ds.offset(0))
+    ds.set_epoch(e)
+    item = ds[3]
+    assert item["chunk_index"] == 3 and item["labels"] is item["input_ids"]
+    assert item["input_ids"].tolist() == list(range(ds.offset(e) + 3 * T, ds.offset(e) + 4 * T))
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 5])
+def test_resume_from_batch_k_matches(k):
+    tokens = arange_tokens(50 * T + 7)
+    full = all_rows(TrainChunks(tokens, T, random_offset=True, seed=11), 4, 8)
+    resumed = all_rows(TrainChunks(tokens, T, random_offset=True, seed=11), 4, 8, start_batch=k)
+    assert len(resumed) == len(full) - k
+    for x, y in zip(full[k:], resumed):
+        assert torch.equal(x["input_ids"], y["input_ids"])
+        assert torch.equal(x["chunk_index"], y["chunk_index"])
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_ddp_shards_partition_each_global_batch(world_size):
+    tokens = arange_tokens(40 * T)
+    ds = TrainChunks(tokens, T, random_offset=True, seed=2)
+    global_batches = all_rows(ds, 1, 8)
+    shards = [all_rows(ds, 1, 8, rank=r, world_size=world_size) for r in range(world_size)]
+    assert all(len(s) == len(global_batches) for s in shards)  # same step count on every rank
+    for i, g in enumerate(global_batches):
+        parts = [s[i] for s in shards]
+        assert all(p["input_ids"].shape == (8 // world_size, T) for p in parts)
+        assert torch.equal(torch.cat([p["input_ids"] for p in parts]), g["input_ids"])
+        assert torch.equal(torch.cat([p["chunk_index"] for p in parts]), g["chunk_index"])
+    # resume + sharding compose
+    assert torch.equal(all_rows(ds, 1, 8, start_batch=2, rank=1, world_size=world_size)[0]["input_ids"],
+                       shards[1][2]["input_ids"])
+
+
+def test_bad_batch_settings():
+    ds = TrainChunks(arange_tokens(40 * T), T, random_offset=False, seed=2)
+    with pytest.raises(UserError, match="multiple"):
+        next(ds.batches(0, 6, world_size=4))
+    with pytest.raises(UserError, match="seq_length"):
+        TrainChunks(arange_tokens(T - 1), T, random_offset=False, seed=0)
+    with pytest.raises(UserError, match="seq_length"):  # no room for the largest offset
+        TrainChunks(arange_tokens(T + 3), T, random_offset=True, seed=0)
+
+
+# -- EvalChunks ------------------------------------------------------------------------
+
+def test_eval_subset_fixed_and_seeded():
+    tokens = arange_tokens(100 * T + 9)
+    a = EvalChunks(tokens, T, n_chunks=30, seed=42)
+    b = EvalChunks(tokens, T, n_chunks=30, seed=42)
+    c = EvalChunks(tokens, T, n_chunks=30, seed=43)
+    assert len(a) == 30 and len(set(a.indices.tolist())) == 30
+    assert np.array_equal(a.indices, b.indices) and not np.array_equal(a.indices, c.indices)
+    assert a.indices.max() < 100
+    e0, e5 = all_rows(a, 0, 8), all_rows(a, 5, 8)
+    assert [len(x["chunk_index"]) for x in e0] == [8, 8, 8, 6]  # the short last batch is kept
+    for x, y in zip(e0, e5):
+        assert torch.equal(x["input_ids"], y["input_ids"])  # the same every epoch
+        check_rows_match_positions(x, 0)
+    assert torch.cat([x["chunk_index"] for x in e0]).tolist() == a.indices.tolist()
+    item = a[0]
+    assert item["chunk_index"] == a.indices[0] and torch.equal(item["labels"], item["input_ids"])
+
+
+def test_eval_all_chunks_when_fewer_and_sharded_short_batch():
+    ev = EvalChunks(arange_tokens(10 * T), T, n_chunks=8192, seed=0)
+    assert ev.indices.tolist() == list(range(10))
+    shards = [all_rows(ev, 0, 4, rank=r, world_size=2) for r in range(2)]
+    seen = sorted(i for s in shards for b in s for i in b["chunk_index"].tolist())
+    assert seen == list(range(10))  # every eval chunk scored exactly once across ranks

@@ -1,0 +1,129 @@
+"""Tests for babydistill.tokenizer: the Baby Llama byte-level BPE and its saved folder."""
+
+from __future__ import annotations
+
+import json
+import random
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from babydistill import tokenizer as T
+
+WORDS = ("the a cat dog sat ran on under mat big small red blue happy child mother "
+         "said looked at went to house garden ball played with and then café naïve").split()
+
+
+def make_corpus(folder: Path, n_files: int = 3, lines: int = 150, seed: int = 0) -> list[Path]:
+    """A few small deterministic text files (train-like), with a blank line and a
+    compatibility character (the 'ﬁ' ligature NFKC turns into 'fi')."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n_files):
+        text = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(lines)]
+        text[5] = ""  # a paragraph break
+        text[7] = "the ﬁsh swam"
+        p = folder / f"src{i}.train"
+        p.write_text("\n".join(text) + "\n", encoding="utf-8")
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> list[Path]:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def tok_dir(corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tok") / "tokenizer"
+    T.main(["--vocab-size", "330", "--min-frequency", "2", "--out", str(out), *map(str, corpus)])
+    return out
+
+
+def test_special_token_ids_and_autotokenizer_round_trip(tok_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    assert (tok.pad_token, tok.bos_token, tok.eos_token) == ("<pad>", "<s>", "</s>")
+    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
+    # Includes characters never seen in training: the byte alphabet still covers them.
+    for text in ["the cat sat on the mat", "Zebra ø 🙂 said: 'hello'!"]:
+        ids = tok(text)["input_ids"]
+        assert ids and all(i >= 3 for i in ids)  # no special tokens added to plain text
+        assert tok.decode(ids).strip() == text
+    fast = T.load_tokenizer(tok_dir)
+    assert fast("the cat")["input_ids"] == tok("the cat")["input_ids"]
+    assert len(fast) == 330
+
+
+def test_recipe_nfkc_prefix_space_and_newline(tok_dir):
+    tok = T.load_backend(tok_dir)
+    assert tok.encode("ﬁsh").ids == tok.encode("fish").ids  # NFKC
+    # add_prefix_space: a line-initial word is tokenized like the same word mid-sentence.
+    assert tok.encode("cat").ids == tok.encode("the cat").ids[-1:]
+    assert tok.encode("cat").tokens == ["Ġcat"]
+    assert tok.token_to_id("Ċ") is not None  # the newline byte is in the vocabulary
+
+
+def test_trained_on_given_files_only(corpus, tok_dir, tmp_path):
+    # A word frequent only in a dev file never becomes a token of the train tokenizer.
+    dev = tmp_path / "src0.dev"
+    dev.write_text("zebrafication zebrafication\n" * 200, encoding="utf-8")
+    assert "Ġzebrafication" not in T.load_backend(tok_dir).get_vocab()
+    with_dev = T.train_tokenizer([*corpus, dev], vocab_size=400, min_frequency=2)
+    assert "Ġzebrafication" in with_dev.get_vocab()
+    info = json.loads((tok_dir / "training.json").read_text())
+    assert [f["name"] for f in info["files"]] == sorted(p.name for p in corpus)
+    assert info["vocab_size"] == 330 and info["min_frequency"] == 2
+
+
+def test_input_order_does_not_matter(corpus):
+    a = T.train_tokenizer(corpus, vocab_size=350, min_frequency=2)
+    b = T.train_tokenizer(list(reversed(corpus)), vocab_size=350, min_frequency=2)
+    assert a.to_str() == b.to_str()
+
+
+def test_min_frequency_limits_merges(corpus):
+    # With a high min_frequency fewer pairs qualify, so the vocabulary stops short.
+    low = T.train_tokenizer(corpus, vocab_size=2000, min_frequency=2).get_vocab_size()
+    high = T.train_tokenizer(corpus, vocab_size=2000, min_frequency=200).get_vocab_size()
+    assert high < low <= 2000
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--vocab-size", "100"], "vocab_size"),
+    (["--min-frequency", "0"], "min_frequency"),
+])
+def test_bad_settings_are_one_line_errors(corpus, tmp_path, capsys, args, needle):
+    with pytest.raises(SystemExit) as e:
+        T.main([*args, "--out", str(tmp_path / "t"), str(corpus[0])])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and needle in err and "\n" not in err
+    assert not (tmp_path / "t").exists()
+
+
+def test_missing_input_and_missing_dir(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        T.main(["--out", str(tmp_path / "t"), str(tmp_path / "nope.train")])
+    assert e.value.code == 2 and "nope.train" in capsys.readouterr().err
+    with pytest.raises(T.UserError, match="tokenizer.json"):
+        T.load_tokenizer(tmp_path)
+
+
+def test_output_dir_replaced_atomically(corpus, tmp_path):
+    out = tmp_path / "tok"
+    T.main(["--vocab-size", "300", "--out", str(out), *map(str, corpus)])
+    T.main(["--vocab-size", "320", "--out", str(out), *map(str, corpus)])
+    assert T.load_backend(out).get_vocab_size() == 320
+    assert [p.name for p in tmp_path.iterdir()] == ["tok"]  # no temporaries left behind
+
+
+def test_nfkc_matches_python(tok_dir):
+    # The decoded text is the NFKC form of the input (what the model actually sees).
+    tok = T.load_backend(tok_dir)
+    text = "the ﬁsh ｃａｔ ①"
+    assert tok.decode(tok.encode(text).ids).strip() == unicodedata.normalize("NFKC", text)
