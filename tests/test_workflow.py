@@ -90,3 +90,13 @@ def test_every_rule_declares_log_benchmark_and_resources(repo_root):
             assert gpu.strip() != "0", f"model rule {name} must ask for a GPU"
         else:
             assert gpu.strip() == "0", f"CPU rule {name} must ask for no GPU"
+
+
+def test_variant_file_merges_onto_the_paper_config(repo_root, tmp_path):
+    """A config without `run:` adds to config.yaml: Baby Llama's 4- and 6-teacher ensembles."""
+    r = snakemake(repo_root, "-n", "--cores", "8", "--configfile",
+                  str(repo_root / "workflow/variants/more_teachers.yaml"), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    assert counts["pretrain"] == 6 + 4 and counts["distill"] == 5 + 2
+    assert "results/paper/models/baby-llama-58M-6teachers" in r.stdout
