@@ -113,4 +113,5 @@ rule finetune:
     shell:
         "python -m babydistill.finetune --model {input.model} --task {wildcards.task}"
         " --data-dir {input.data} --spec {params.spec:q} --out {output} {params.max_train}"
+        " --threads {threads}"
         " > {log} 2>&1"

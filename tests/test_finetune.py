@@ -1,0 +1,299 @@
+"""Tests for babydistill.finetune: task inputs on real glue_filtered lines, metrics, the
+training loop (learns a trivial task, stops early), the skip path, errors, and real CoLA/RTE
+slices end to end with a tiny random model (offline)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+import torch
+
+from babydistill import finetune as ft
+from babydistill.common import UserError
+
+torch.set_num_threads(1)
+
+WORDS = ("the a cat dog bird sees likes runs big small red blue happy sad old young "
+         "man woman child ball house tree zebra").split()
+
+
+def _write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A byte-level BPE tokenizer trained here and tiny random LLaMA / GPT-2 causal LMs."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
+                              PreTrainedTokenizerFast)
+
+    root = tmp_path_factory.mktemp("models")
+    rng = random.Random(0)
+    text = [" ".join(rng.choice(WORDS) for _ in range(8)) for _ in range(300)]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(text, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", bos_token="<s>",
+                                  eos_token="</s>")
+    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
+    torch.manual_seed(0)
+    out = {}
+    llama = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, intermediate_size=64, max_position_embeddings=256,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    gpt2 = GPT2LMHeadModel(GPT2Config(
+        vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    for name, model in (("llama", llama), ("gpt2", gpt2)):
+        d = root / name
+        model.save_pretrained(d)
+        tok.save_pretrained(d)
+        out[name] = d
+    return out
+
+
+SPEC = {"lr": 3e-3, "batch_size": 16, "epochs": 3, "patience": 100, "eval_every": 10, "seed": 12}
+
+
+def _synthetic(tmp_path, n_train=320, n_valid=80):
+    """label = 1 iff the sentence contains 'zebra' (balanced)."""
+    rng = random.Random(1)
+    plain = [w for w in WORDS if w != "zebra"]
+
+    def rec(i):
+        words = [rng.choice(plain) for _ in range(6)]
+        if i % 2:
+            words[rng.randrange(6)] = "zebra"
+        return {"sentence": " ".join(words), "label": i % 2, "idx": i}
+
+    d = tmp_path / "data"
+    d.mkdir()
+    _write_jsonl(d / "cola.train.jsonl", [rec(i) for i in range(n_train)])
+    _write_jsonl(d / "cola.valid.jsonl", [rec(i) for i in range(n_valid)])
+    return d
+
+
+# --- task inputs on real lines ------------------------------------------------------------
+
+
+def _first(path):
+    with open(path) as f:
+        return json.loads(f.readline())
+
+
+@pytest.mark.parametrize("task,split", [
+    ("cola", "train"), ("sst2", "valid"), ("mrpc", "train"), ("rte", "valid"),
+    ("mnli", "valid"), ("mnli-mm", "valid"), ("qnli", "valid"), ("qqp", "valid"),
+    ("boolq", "valid"), ("multirc", "valid"), ("wsc", "train")])
+def test_inputs_on_real_lines(shared_subdir, task, split):
+    glue = shared_subdir("babylm_eval_2024/glue_filtered")
+    t = ft.resolve_task(task)
+    path = ft.find_split(t, glue, split)
+    if path is None:
+        pytest.skip(f"{task}.{split} not in {glue}")
+    rec = _first(path)
+    (a, b), = ft.build_examples(t, [rec], path)[0]
+    expected = {
+        "cola": (rec.get("sentence"), None), "sst2": (rec.get("sentence"), None),
+        "mrpc": (rec.get("sentence1"), rec.get("sentence2")),
+        "rte": (rec.get("sentence1"), rec.get("sentence2")),
+        "mnli": (rec.get("premise"), rec.get("hypothesis")),
+        "mnli-mm": (rec.get("premise"), rec.get("hypothesis")),
+        "qnli": (rec.get("question"), rec.get("sentence")),
+        "qqp": (rec.get("question1"), rec.get("question2")),
+        "boolq": (rec.get("question"), rec.get("passage")),
+        "multirc": (f"Question: {rec.get('question')} Answer: {rec.get('answer')}", rec.get("paragraph")),
+        "wsc": (f'Does "{rec.get("span2_text")}" refer to "{rec.get("span1_text")}" in this passage?',
+                rec.get("text")),
+    }[task]
+    assert (a, b) == expected and a
+    assert t.num_labels == (3 if task.startswith("mnli") else 2)
+
+
+def test_all_real_valid_files_parse(shared_subdir):
+    glue = shared_subdir("babylm_eval_2024/glue_filtered")
+    for name in ft.GLUE_TASKS:
+        t = ft.resolve_task(name)
+        path = ft.find_split(t, glue, "valid")
+        if path is None:
+            continue
+        texts, labels, _ = ft.build_examples(t, ft.read_jsonl(path), path)
+        assert len(texts) == len(labels) > 0
+        assert set(labels) == set(range(t.num_labels)), name  # every class present, none extra
+
+
+def test_task_names_and_files(tmp_path):
+    assert ft.resolve_task("SST-2").name == "sst2"
+    assert ft.resolve_task("MNLI-mm").train_name == "mnli"
+    assert ft.resolve_task("msgs_main_verb_control").metric == "mcc"
+    assert ft.resolve_task("cola").metric == "mcc" and ft.resolve_task("qqp").metric == "f1"
+    with pytest.raises(UserError, match="unknown task"):
+        ft.resolve_task("squad")
+    # MSGS files in the 2023 pipeline's naming are found too
+    (tmp_path / "lexical_content_the_control.train.jsonl").write_text("")
+    t = ft.resolve_task("msgs_lexical_content_the")
+    assert ft.find_split(t, tmp_path, "train").name == "lexical_content_the_control.train.jsonl"
+
+
+def test_labels_string_mapping_and_out_of_range(tmp_path):
+    t = ft.resolve_task("msgs_x")
+    recs = [{"sentence": "s", "label": "True"}, {"sentence": "s", "label": "False"}]
+    _, labels, m = ft.build_examples(t, recs, "f")
+    assert labels == [1, 0] and m == {"False": 0, "True": 1}
+    with pytest.raises(UserError, match="label 2"):
+        ft.build_examples(ft.resolve_task("rte"), [{"sentence1": "a", "sentence2": "b", "label": 2}], "f")
+    with pytest.raises(UserError, match=r"missing key\(s\) \['sentence2'\]"):
+        ft.build_examples(ft.resolve_task("rte"), [{"sentence1": "a", "label": 0}], "f")
+
+
+def test_encode_pairs_truncates_and_collate_pads(shared_subdir, tiny_models):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    t = ft.resolve_task("boolq")
+    path = shared_subdir("babylm_eval_2024/glue_filtered") / "boolq.valid.jsonl"
+    texts, _, _ = ft.build_examples(t, ft.read_jsonl(path)[:20], path)
+    ids = ft.encode(tok, texts, 128)
+    q = tok(texts[0][0])["input_ids"]
+    assert all(len(x) <= 128 for x in ids) and max(len(x) for x in ids) == 128  # passages are long
+    assert ids[0][: len(q)] == q  # the question survives, the passage is cut (longest first)
+    short = ft.encode(tok, [("a cat", "the dog")], 128)[0]
+    assert short == tok("a cat")["input_ids"] + tok("the dog")["input_ids"]
+    x, m = ft.collate([[5, 6, 7], [8]], pad_id=0)
+    assert x.tolist() == [[5, 6, 7], [8, 0, 0]] and m.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def test_metrics_hand_computed():
+    y = [1, 1, 1, 0, 0, 0, 1, 0]
+    p = [1, 1, 0, 0, 1, 0, 1, 0]  # TP=3 FN=1 FP=1 TN=3
+    assert ft.accuracy(p, y) == pytest.approx(6 / 8)
+    assert ft.f1_binary(p, y) == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))
+    assert ft.mcc(p, y) == pytest.approx((3 * 3 - 1 * 1) / (4 * 4))  # sqrt(4*4*4*4)
+    # TP=2 FN=2 FP=1 TN=0: (2*0 - 1*2) / sqrt((2+1)(2+2)(0+1)(0+2))
+    assert ft.mcc([1, 1, 0, 0, 1], [1, 1, 1, 1, 0]) == pytest.approx(-2 / 24 ** 0.5)
+    assert ft.mcc([0, 1, 0, 1], [1, 0, 1, 0]) == pytest.approx(-1.0)
+    assert ft.mcc([1, 1, 1], [0, 1, 1]) == 0.0  # constant prediction: undefined -> 0
+    assert ft.f1_binary([0, 0], [1, 0]) == 0.0
+
+
+def test_metrics_agree_with_sklearn():
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    rng = random.Random(3)
+    for k in (2, 3):
+        y = [rng.randrange(k) for _ in range(200)]
+        p = [v if rng.random() < 0.6 else rng.randrange(k) for v in y]
+        assert ft.mcc(p, y) == pytest.approx(matthews_corrcoef(y, p))
+        if k == 2:
+            assert ft.f1_binary(p, y) == pytest.approx(f1_score(y, p))
+
+
+# --- the training loop --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_learns_trivial_task(tiny_models, tmp_path, arch):
+    data = _synthetic(tmp_path)
+    r = ft.finetune(tiny_models[arch], "cola", data, SPEC, device="cpu")
+    assert r["metric"] == "mcc" and r["n_train"] == 320 and r["n_valid"] == 80
+    assert r["score"] > 0.6, r["history"]  # chance is MCC 0
+    assert r["score"] == max(h["score"] for h in r["history"])
+    assert [h["step"] for h in r["history"]][:3] == [10, 20, 30]
+    first, last = r["history"][0]["loss"], r["history"][-1]["loss"]
+    assert last < first
+
+
+def test_early_stopping_after_patience(tiny_models, tmp_path):
+    data = _synthetic(tmp_path)
+    # an lr this small cannot change any prediction, so no evaluation improves on the first
+    spec = {**SPEC, "lr": 1e-12, "patience": 3, "eval_every": 2, "epochs": 5}
+    r = ft.finetune(tiny_models["llama"], "cola", data, spec, max_train=64, device="cpu")
+    assert r["stopped_early"] is True
+    assert len(r["history"]) == 1 + 3 and r["steps"] == 8  # of 5 * 4 = 20 possible
+    assert len({h["score"] for h in r["history"]}) == 1
+
+
+def test_max_train_is_deterministic_subsample(tiny_models, tmp_path):
+    data = _synthetic(tmp_path)
+    spec = {**SPEC, "epochs": 1, "eval_every": 100}
+    a = ft.finetune(tiny_models["llama"], "cola", data, spec, max_train=24, device="cpu")
+    b = ft.finetune(tiny_models["llama"], "cola", data, spec, max_train=24, device="cpu")
+    assert a["n_train"] == 24 and a["steps"] == 2  # ceil(24 / 16)
+    c = ft.finetune(tiny_models["llama"], "cola", data, spec, max_train=24, max_valid=30, device="cpu")
+    assert c["n_valid"] == 30
+    assert a["history"] == b["history"]  # same subset, same seed: same run
+    assert ft.subsample(10, 4, 1) == ft.subsample(10, 4, 1) != ft.subsample(10, 4, 2)
+
+
+# --- CLI: skip path and errors ------------------------------------------------------------
+
+
+def _cli(tmp_path, model, task, data, *extra, spec=None):
+    out = tmp_path / "out" / f"{task}.json"
+    argv = ["--model", str(model), "--task", task, "--data-dir", str(data),
+            "--spec", json.dumps(spec or SPEC), "--out", str(out), "--device", "cpu", "--threads", "1",
+            *extra]
+    ft.main(argv)
+    return json.loads(out.read_text())
+
+
+def test_skip_when_no_train_file(tiny_models, tmp_path, capsys):
+    d = tmp_path / "data"
+    d.mkdir()
+    _write_jsonl(d / "boolq.valid.jsonl", [{"question": "q", "passage": "p", "label": 1}])
+    r = _cli(tmp_path, tiny_models["llama"], "boolq", d)
+    assert r["skipped"] is True and r["task"] == "boolq" and "no train file" in r["reason"]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"skip: boolq: no train file in {d}"
+
+
+@pytest.mark.parametrize("case,match", [
+    ("task", "unknown task"), ("valid", "validation file not found"),
+    ("json", r"cola.train.jsonl:2: not valid JSON"), ("spec", "missing keys"),
+])
+def test_errors_are_one_line(tiny_models, tmp_path, capsys, case, match):
+    d = _synthetic(tmp_path, n_train=4, n_valid=4)
+    task, spec = "cola", SPEC
+    if case == "task":
+        task = "nope"
+    elif case == "valid":
+        (d / "cola.valid.jsonl").unlink()
+    elif case == "json":
+        lines = (d / "cola.train.jsonl").read_text().splitlines()
+        lines[1] = lines[1][:-3]
+        (d / "cola.train.jsonl").write_text("\n".join(lines) + "\n")
+    elif case == "spec":
+        spec = {"lr": 1e-3}
+    with pytest.raises(SystemExit) as e:
+        _cli(tmp_path, tiny_models["llama"], task, d, spec=spec)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert re.search(match, err[0])
+
+
+# --- real data, end to end ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["cola", "rte"])
+def test_real_slice_end_to_end(shared_subdir, tiny_models, tmp_path, task):
+    glue = shared_subdir("babylm_eval_2024/glue_filtered")
+    spec = {"lr": 1e-3, "batch_size": 8, "epochs": 1, "patience": 10, "eval_every": 2, "seed": 12}
+    r = _cli(tmp_path, tiny_models["llama"], task, glue, "--max-train", "16", spec=spec)
+    n_valid = len(ft.read_jsonl(glue / f"{task}.valid.jsonl"))
+    assert r["task"] == task and r["n_train"] == 16 and r["n_valid"] == n_valid and r["steps"] == 2
+    assert r["metric"] == ("mcc" if task == "cola" else "acc")
+    assert len(r["history"]) == 1 and r["score"] == r["history"][0]["score"]
+    lo = -1.0 if task == "cola" else 0.0
+    assert lo <= r["score"] <= 1.0 and r["history"][0]["loss"] > 0
+    assert r["hyperparameters"]["max_length"] == 128
