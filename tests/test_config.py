@@ -44,7 +44,7 @@ def test_shipped_configs_are_valid(demo, paper):
         (lambda c: c.pop("tokenizer"), "'tokenizer' is a required property"),
         (lambda c: c["ensembles"].update({"llama-tiny": ["llama-tiny", "gpt2-tiny"]}),
          "name already used in pretrain"),
-        (lambda c: c["distill"]["student-tiny-kd-ensemble"].update(cache={"k": 8}),
+        (lambda c: c["distill"]["student-tiny-reverse-single"].update(cache={"k": 8}),
          "cached teacher targets need fixed chunks"),
     ],
 )

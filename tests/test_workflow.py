@@ -47,7 +47,8 @@ def test_paper_dry_run(repo_root, tmp_path):
                   str(repo_root / "config.yaml"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     counts = job_counts(r.stdout)
-    assert counts["pretrain"] == 6 and counts["distill"] == 5
+    assert counts["pretrain"] == 6 and counts["distill"] == 6
+    assert counts["teacher_cache"] == 1
     assert counts["download_corpus"] == 1
 
 
@@ -98,5 +99,5 @@ def test_variant_file_merges_onto_the_paper_config(repo_root, tmp_path):
                   str(repo_root / "workflow/variants/more_teachers.yaml"), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
-    assert counts["pretrain"] == 6 + 4 and counts["distill"] == 5 + 2
+    assert counts["pretrain"] == 6 + 4 and counts["distill"] == 6 + 2
     assert "results/paper/models/baby-llama-58M-6teachers" in r.stdout

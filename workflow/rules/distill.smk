@@ -13,6 +13,7 @@ rule teacher_cache:
     params:
         teachers=lambda w: " ".join(f"--teacher {t}" for t in teacher_dirs(w.name)),
         k=lambda w: bdconfig.run_of(config, "distill", w.name)["cache"]["k"],
+        temperature=lambda w: bdconfig.run_of(config, "distill", w.name)["temperature"],
         seq_length=config["data"]["seq_length"],
         train=lambda w, input: token_prefix(input.train),
     log:
@@ -28,7 +29,8 @@ rule teacher_cache:
         ENV
     shell:
         "python -m babydistill.teacher_cache {params.teachers} --train {params.train}"
-        " --seq-length {params.seq_length} --k {params.k} --out {output} > {log} 2>&1"
+        " --seq-length {params.seq_length} --k {params.k} --temperature {params.temperature}"
+        " --out {output} > {log} 2>&1"
 
 
 rule distill:
@@ -48,7 +50,10 @@ rule distill:
         checkpoints=lambda w: f"{R}/checkpoints/{w.name}",
         train=lambda w, input: token_prefix(input.train),
         dev=lambda w, input: token_prefix(input.dev),
-        teachers=lambda w: " ".join(f"--teacher {t}" for t in teacher_dirs(w.name)),
+        # cached targets replace the live teachers
+        teachers=lambda w: ""
+        if cache_dirs(w.name)
+        else " ".join(f"--teacher {t}" for t in teacher_dirs(w.name)),
         cache=lambda w: " ".join(f"--cache {c}" for c in cache_dirs(w.name)),
         teacher_provenance=lambda w: " ".join(
             f"--input {t}/provenance.json" for t in teacher_dirs(w.name)
