@@ -1,0 +1,123 @@
+"""Model presets -> Hugging Face causal LMs (LLaMA and GPT-2), and parameter counting.
+
+A preset is one entry of ``models:`` in the config (arch, hidden_size, num_layers,
+num_heads, num_kv_heads, intermediate_size, max_position_embeddings, optional
+tie_word_embeddings); the vocabulary size comes from the tokenizer. Special tokens follow
+the project tokenizer: pad 0, bos 1, eos 2.
+
+Embeddings: LLaMA presets are untied and GPT-2 presets tied unless the preset says
+otherwise; this is what makes the papers' sizes come out (vocab 16000): llama-58M
+58,343,936; llama-360M 359,973,888; gpt2-705M 704,732,160; smollama-345M 345,355,200.
+
+``python -m babydistill.models --count PRESET [--config config.yaml] [--vocab-size 16000]``
+prints the preset's parameter count (last line: the bare integer), built on the meta device
+so even the 705M model costs no memory or time.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
+                          PreTrainedModel)
+
+from .common import UserError, cli
+
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+ARCHS = ("llama", "gpt2")
+_REQUIRED = {
+    "llama": ("hidden_size", "num_layers", "num_heads", "intermediate_size",
+              "max_position_embeddings"),
+    "gpt2": ("hidden_size", "num_layers", "num_heads", "max_position_embeddings"),
+}
+
+
+def _int(preset: dict, key: str, name: str) -> int:
+    v = preset.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise UserError(f"{name}.{key}: expected a positive integer, got {v!r}")
+    return v
+
+
+def model_config(preset: dict, vocab_size: int, name: str = "model"):
+    """The transformers config for ``preset`` (LlamaConfig or GPT2Config)."""
+    if not isinstance(preset, dict):
+        raise UserError(f"{name}: expected a model preset mapping, got {type(preset).__name__}")
+    arch = preset.get("arch")
+    if arch not in ARCHS:
+        raise UserError(f"{name}.arch: expected one of {', '.join(ARCHS)}, got {arch!r}")
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= EOS_ID:
+        raise UserError(f"{name}: vocab_size must be an integer > {EOS_ID}, got {vocab_size!r}")
+    for key in _REQUIRED[arch]:
+        _int(preset, key, name)
+    hidden, heads = preset["hidden_size"], preset["num_heads"]
+    if hidden % heads:
+        raise UserError(f"{name}.num_heads: {heads} does not divide hidden_size {hidden}")
+    common = dict(vocab_size=vocab_size, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
+                  eos_token_id=EOS_ID, attn_implementation="sdpa",
+                  loss_type="ForCausalLM")  # explicit: silences an HF warning
+    if arch == "llama":
+        kv = preset.get("num_kv_heads", heads)
+        _int({"num_kv_heads": kv}, "num_kv_heads", name)
+        if heads % kv:
+            raise UserError(f"{name}.num_kv_heads: {kv} does not divide num_heads {heads}")
+        return LlamaConfig(
+            hidden_size=hidden, num_hidden_layers=preset["num_layers"],
+            num_attention_heads=heads, num_key_value_heads=kv,
+            intermediate_size=preset["intermediate_size"],
+            max_position_embeddings=preset["max_position_embeddings"],
+            tie_word_embeddings=bool(preset.get("tie_word_embeddings", False)), **common)
+    return GPT2Config(
+        n_embd=hidden, n_layer=preset["num_layers"], n_head=heads,
+        n_inner=preset.get("intermediate_size"), n_positions=preset["max_position_embeddings"],
+        tie_word_embeddings=bool(preset.get("tie_word_embeddings", True)), **common)
+
+
+def build_model(preset: dict, vocab_size: int, name: str = "model") -> PreTrainedModel:
+    """A freshly initialised causal LM for ``preset`` (on the current default device).
+
+    Seed torch beforehand for a reproducible init; build inside ``torch.device("meta")``
+    to get the structure only.
+    """
+    cfg = model_config(preset, vocab_size, name)
+    cls = LlamaForCausalLM if preset["arch"] == "llama" else GPT2LMHeadModel
+    return cls(cfg)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Unique parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def preset_parameters(preset: dict, vocab_size: int, name: str = "model") -> int:
+    """Parameter count of ``preset`` without allocating it (meta device)."""
+    with torch.device("meta"):
+        return count_parameters(build_model(preset, vocab_size, name))
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    from .config import DEFAULT_CONFIG, load_yaml
+
+    ap = argparse.ArgumentParser(prog="python -m babydistill.models", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", required=True, metavar="PRESET", help="preset name under models:")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--vocab-size", type=int, default=None,
+                    help="default: the config's tokenizer.vocab_size")
+    args = ap.parse_args(argv)
+    cfg = load_yaml(args.config)
+    models = cfg.get("models") or {}
+    if args.count not in models:
+        raise UserError(f"{args.config}: models.{args.count}: no such preset "
+                        f"(have: {', '.join(models) or 'none'})")
+    vocab = args.vocab_size or (cfg.get("tokenizer") or {}).get("vocab_size", 16000)
+    n = preset_parameters(models[args.count], vocab, name=f"models.{args.count}")
+    print(f"{args.count}: {n:,} parameters ({n / 1e6:.1f}M, vocab {vocab})")
+    print(n)
+    return n
+
+
+if __name__ == "__main__":
+    main()

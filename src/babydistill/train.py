@@ -1,0 +1,714 @@
+"""The one training loop: pretraining and every distillation variant (nanoGPT style).
+
+What a run is made of:
+
+* an :class:`Objective` -- the trainable modules and the loss. :class:`LMObjective` is
+  plain next-token cross-entropy for one model (pretraining); the distillation objectives
+  subclass :class:`Objective` elsewhere.
+* a train spec (the merged ``training:`` keys, see :data:`TRAIN_DEFAULTS`), validated by
+  :func:`validate_train_spec` with one-line errors naming the key.
+* data with the :mod:`babydistill.data` API (``batches(epoch, batch_size, start_batch,
+  rank=, world_size=)``, ``num_batches(batch_size)``).
+
+:func:`train` owns everything else: fused AdamW (weight decay on matrices and embeddings
+only, never on biases or norm weights -- the HF Trainer convention the papers used), grad
+clipping, a per-step warm-up + cosine/linear/constant schedule (HF's formulas), global
+``batch_size`` split into ``world_size * grad_accum`` micro batches, bf16 autocast and
+optional ``torch.compile`` on CUDA, data parallelism under ``torchrun`` (gradients are
+all-reduced explicitly after the last micro batch -- DDP's semantics without wrapping the
+modules, so an objective calls its models directly; gloo on CPU, nccl on CUDA), eval loss
+on the fixed eval chunks, the best checkpoint by eval loss, atomic checkpoints that resume
+bit-for-bit (model(s), optimizer, scheduler, RNG states, data position, best-so-far,
+objective state), a NaN/inf stop naming the step, a tqdm bar, ``metrics.csv`` and, when
+installed, TensorBoard. Only rank 0 writes files.
+
+Files: ``CHECKPOINT_DIR/last.pt`` (everything to resume), ``CHECKPOINT_DIR/best.pt`` (the
+best weights, keep=best), ``CHECKPOINT_DIR/metrics.csv`` (grows as the run goes). At the
+end ``OUT_DIR`` appears in one rename holding the model(s) (``objective.save``), the
+tokenizer files, ``metrics.csv`` and ``train_summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from .common import UserError, atomic_path, write_json
+
+log = logging.getLogger("babydistill.train")
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adamw",
+    "lr": 3.0e-4,
+    "betas": [0.9, 0.999],
+    "eps": 1.0e-8,
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,         # max global grad norm; 0 or null = off
+    "schedule": "cosine",     # cosine | linear | constant, after a linear warm-up
+    "warmup_steps": 0,
+    "epochs": 1,
+    "batch_size": 32,         # global, whatever the number of processes
+    "grad_accum": 1,
+    "keep": "best",           # best | last: which weights become the final model
+    "checkpoint_every": 0,    # steps (0 = epoch ends only)
+    "eval_every": 0,          # steps (0 = each epoch end); the final step is always evaluated
+    "eval_batch_size": None,  # default: batch_size
+    "precision": "auto",      # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
+    "compile": False,
+    "seed": 42,
+    "log_every": 10,          # steps between metrics rows (and NaN checks)
+    "tensorboard": True,      # when torch.utils.tensorboard imports
+    "max_steps": None,        # cap on total optimizer steps (smoke runs)
+    "stop_after_steps": None,  # test hook: stop as if killed after this step
+}
+SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "bf16", "fp32", "float32")
+# Keys that may change between a run and its resumption without changing the result.
+_RESUME_FREE = {"stop_after_steps", "compile", "log_every", "checkpoint_every", "tensorboard",
+                "eval_batch_size", "gpus", "blimp_every_epoch"}
+METRICS_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss", "logs"]
+
+
+class TrainingStopped(Exception):
+    """Raised by the ``stop_after_steps`` test hook: the run ends as if killed."""
+
+
+# ---------------------------------------------------------------------------- the spec
+
+def _number(spec: dict, key: str, where: str, *, integer: bool, minimum: float,
+            allow_none: bool = False, strict: bool = False):
+    v = spec[key]
+    if v is None and allow_none:
+        return None
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok or (v <= minimum if strict else v < minimum) \
+            or (not integer and not math.isfinite(v)):
+        kind = "an integer" if integer else "a number"
+        rel = ">" if strict else ">="
+        raise UserError(f"{where}.{key}: expected {kind} {rel} {minimum}, got {v!r}")
+    return v
+
+
+def validate_train_spec(spec: dict, where: str = "train") -> dict:
+    """``spec`` over :data:`TRAIN_DEFAULTS`, checked; unknown keys pass through untouched
+    (``random_offset``, ``gpus``, ... belong to other stages)."""
+    if not isinstance(spec, dict):
+        raise UserError(f"{where}: expected a mapping of training keys, got {type(spec).__name__}")
+    s = {**TRAIN_DEFAULTS, **spec}
+    if s["optimizer"] != "adamw":
+        raise UserError(f"{where}.optimizer: only 'adamw' is supported, got {s['optimizer']!r}")
+    _number(s, "lr", where, integer=False, minimum=0, strict=True)
+    _number(s, "eps", where, integer=False, minimum=0, strict=True)
+    _number(s, "weight_decay", where, integer=False, minimum=0)
+    _number(s, "grad_clip", where, integer=False, minimum=0, allow_none=True)
+    betas = s["betas"]
+    if (not isinstance(betas, (list, tuple)) or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                       for b in betas)):
+        raise UserError(f"{where}.betas: expected two numbers in [0, 1), got {betas!r}")
+    for key, lo in (("warmup_steps", 0), ("epochs", 1), ("batch_size", 1), ("grad_accum", 1),
+                    ("checkpoint_every", 0), ("eval_every", 0), ("log_every", 1), ("seed", 0)):
+        _number(s, key, where, integer=True, minimum=lo)
+    for key in ("eval_batch_size", "max_steps", "stop_after_steps"):
+        _number(s, key, where, integer=True, minimum=1, allow_none=True)
+    for key, allowed in (("schedule", SCHEDULES), ("keep", ("best", "last")),
+                         ("precision", PRECISIONS)):
+        if s[key] not in allowed:
+            raise UserError(f"{where}.{key}: expected one of {', '.join(allowed)}, got {s[key]!r}")
+    for key in ("compile", "tensorboard"):
+        if not isinstance(s[key], bool):
+            raise UserError(f"{where}.{key}: expected true or false, got {s[key]!r}")
+    return s
+
+
+def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
+    """Multiplier of the peak lr for optimizer step ``step`` (0-based); HF's formulas:
+    linear warm-up from 0, then cosine / linear decay to 0 at ``total_steps``, or constant."""
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+# ---------------------------------------------------------------------------- objectives
+
+class Objective:
+    """What is trained and how the loss is computed; the loop does the rest.
+
+    ``modules()`` are the trainable modules by name: optimised, checkpointed and passed
+    (as state dicts) to ``save``. Frozen modules (teachers) stay out of it; override
+    ``to`` to move them to the device too. Values in the ``logs`` dict may be floats or
+    0-d tensors (converted only when a metrics row is written, to avoid GPU syncs).
+    """
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        raise NotImplementedError
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def eval_loss(self, batch: dict) -> dict[str, float]:
+        raise NotImplementedError
+
+    def score(self, eval_losses: dict[str, float]) -> float:
+        """The number the best checkpoint is chosen by (lower is better): the mean."""
+        return sum(eval_losses.values()) / len(eval_losses)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def on_step(self, step: int, trainer: "Trainer") -> None:
+        pass
+
+    def to(self, device: torch.device) -> "Objective":
+        for m in self.modules().values():
+            m.to(device)
+        return self
+
+    def save(self, out_dir: Path, best: dict[str, dict]) -> None:
+        raise NotImplementedError
+
+
+class LMObjective(Objective):
+    """Plain next-token cross-entropy for one causal LM (the HF model shifts the labels)."""
+
+    def __init__(self, model: torch.nn.Module, name: str = "model"):
+        self.model, self.name = model, name
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {self.name: self.model}
+
+    def _ce(self, batch: dict) -> torch.Tensor:
+        ids = batch["input_ids"]
+        return self.model(input_ids=ids, labels=ids, use_cache=False).loss
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        return self._ce(batch), {}
+
+    @torch.no_grad()
+    def eval_loss(self, batch: dict) -> dict[str, float]:
+        return {self.name: self._ce(batch).item()}
+
+    def save(self, out_dir: Path, best: dict[str, dict]) -> None:
+        self.model.load_state_dict(best[self.name])
+        self.model.save_pretrained(out_dir)
+
+
+def copy_tokenizer(tokenizer_dir: str | os.PathLike | None, dest: str | os.PathLike) -> None:
+    """Copy the tokenizer's files next to a saved model (objectives with sub-folders use it)."""
+    if not tokenizer_dir:
+        return
+    src = Path(tokenizer_dir)
+    if not src.is_dir():
+        raise UserError(f"{src}: tokenizer directory not found; run the tokenizer stage first")
+    for f in src.iterdir():
+        if f.is_file():
+            shutil.copy2(f, Path(dest) / f.name)
+
+
+# ---------------------------------------------------------------------------- processes
+
+class DistInfo:
+    """This process's place under torchrun (WORLD_SIZE / RANK / LOCAL_RANK), or a lone one."""
+
+    def __init__(self) -> None:
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available()
+        self.device = torch.device(f"cuda:{self.local_rank}" if cuda else "cpu")
+        if cuda:
+            torch.cuda.set_device(self.device)
+        self.owns_group = False
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+            self.owns_group = True
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def close(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # seeds every CUDA device too
+
+
+def rng_state() -> dict:
+    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state()
+    return s
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if torch.cuda.is_available() and "cuda" in s:
+        torch.cuda.set_rng_state(s["cuda"])
+
+
+def _param_groups(modules: Iterable[torch.nn.Module], weight_decay: float) -> list[dict]:
+    """Decay matrices and embeddings; not biases or norm weights (all 1-d)."""
+    seen: set[int] = set()
+    decay, no_decay = [], []
+    for m in modules:
+        for p in m.parameters():
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ---------------------------------------------------------------------------- the trainer
+
+class Trainer:
+    """Holds the run's state; :meth:`fit` is the loop. ``train()`` is the usual entry."""
+
+    def __init__(self, spec: dict, objective: Objective, train_data, eval_data=None,
+                 checkpoint_dir: str | os.PathLike | None = None):
+        self.spec = validate_train_spec(spec)
+        self.objective, self.train_data, self.eval_data = objective, train_data, eval_data
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.dist = DistInfo()
+        self.device = self.dist.device
+        s = self.spec
+        per_rank, rest = divmod(s["batch_size"], self.dist.world_size * s["grad_accum"])
+        if rest or per_rank == 0:
+            raise UserError(f"train.batch_size: {s['batch_size']} is not a multiple of "
+                            f"processes ({self.dist.world_size}) x grad_accum ({s['grad_accum']})")
+        self.micro_batch = per_rank
+        seed_everything(s["seed"])
+
+        objective.to(self.device)
+        self.modules = objective.modules()
+        self.params = [p for g in _param_groups(self.modules.values(), 0.0) for p in g["params"]]
+        if self.dist.world_size > 1:
+            for p in self.params:  # identical start on every rank whatever the init did
+                dist.broadcast(p.data, src=0)
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        groups = _param_groups(self.modules.values(), s["weight_decay"])
+        try:  # the fused kernel (CPU and CUDA): one pass over the weights, ~4x faster on CPU
+            self.optimizer = torch.optim.AdamW(groups, lr=s["lr"], betas=tuple(s["betas"]),
+                                               eps=s["eps"], fused=True)
+        except RuntimeError:  # a device or dtype without the fused kernel
+            self.optimizer = torch.optim.AdamW(groups, lr=s["lr"], betas=tuple(s["betas"]),
+                                               eps=s["eps"])
+
+        self.steps_per_epoch = train_data.num_batches(s["batch_size"])
+        if self.steps_per_epoch < 1:
+            raise UserError(f"train data: fewer chunks than one batch of {s['batch_size']}; "
+                            "use more data or a smaller batch_size")
+        self.total_steps = self.steps_per_epoch * s["epochs"]
+        if s["max_steps"]:
+            self.total_steps = min(self.total_steps, s["max_steps"])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(
+            lr_factor, schedule=s["schedule"], warmup_steps=s["warmup_steps"],
+            total_steps=self.total_steps))
+
+        bf16 = s["precision"] == "bf16" or (s["precision"] == "auto" and cuda)
+        self.autocast = (functools.partial(torch.autocast, self.device.type, dtype=torch.bfloat16)
+                         if bf16 else contextlib.nullcontext)
+        if s["compile"] and cuda:
+            for m in self.modules.values():
+                m.compile()  # in place: state_dict keys and the objective's references unchanged
+
+        # Position and bookkeeping (all restored on resume).
+        self.step = 0          # optimizer steps done
+        self.epoch = 0         # current epoch
+        self.batch = 0         # batches of the current epoch already consumed
+        self.best_loss = math.inf
+        self.best_step = -1
+        self.last_eval: dict[str, float] = {}
+        self.wall_time = 0.0   # summed over resumptions
+        self.tokens_per_step = 0
+        self._window: list[torch.Tensor] = []
+        self._window_logs: dict[str, Any] = {}
+
+    def lr_at(self, step: int) -> float:
+        """The (first param group's) lr optimizer step ``step`` (0-based) uses."""
+        return self.spec["lr"] * lr_factor(max(step, 0), self.spec["schedule"],
+                                           self.spec["warmup_steps"], self.total_steps)
+
+    # -- one optimizer step -----------------------------------------------------------
+    def _micro_batches(self, batch: dict) -> list[dict]:
+        n = batch["input_ids"].shape[0]
+        if n != self.micro_batch * self.spec["grad_accum"]:
+            raise UserError(f"train data: got a batch of {n} rows on rank {self.dist.rank}, "
+                            f"expected {self.micro_batch * self.spec['grad_accum']}")
+        out = [{} for _ in range(self.spec["grad_accum"])]
+        for k, v in batch.items():
+            parts = (v.to(self.device, non_blocking=True).split(self.micro_batch)
+                     if torch.is_tensor(v) else [v] * len(out))
+            for d, part in zip(out, parts):
+                d[k] = part
+        return out
+
+    def _sync_grads(self) -> None:
+        """Average gradients over ranks: one flat all-reduce per bucket (DDP without overlap)."""
+        world = self.dist.world_size
+        if world == 1:
+            return
+        grads = []
+        for p in self.params:
+            if p.grad is None:  # a module unused this step still takes part in the reduce
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+        bucket, size, limit = [], 0, 2**25
+        for i, g in enumerate(grads):
+            bucket.append(g)
+            size += g.numel()
+            if size >= limit or i == len(grads) - 1 or grads[i + 1].dtype != g.dtype:
+                flat = torch.cat([b.reshape(-1) for b in bucket])
+                dist.all_reduce(flat)
+                flat /= world
+                for b, f in zip(bucket, torch._utils._unflatten_dense_tensors(flat, bucket)):
+                    b.copy_(f)
+                bucket, size = [], 0
+
+    def train_step(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Forward/backward over the micro batches, sync, clip, step. Returns the mean loss
+        (a 0-d tensor, not synced) and the objective's logs of the last micro batch."""
+        micro = self._micro_batches(batch)
+        total = torch.zeros((), device=self.device)
+        logs: dict = {}
+        for mb in micro:
+            with self.autocast():
+                loss, logs = self.objective.loss(mb)
+            (loss / len(micro)).backward()
+            total += loss.detach().float()
+        self._sync_grads()
+        if self.spec["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(self.params, self.spec["grad_clip"])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens_per_step = batch["input_ids"].numel() * self.dist.world_size
+        self.objective.on_step(self.step, self)
+        return total / len(micro), logs
+
+    # -- eval ------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean eval CE per module over the fixed eval chunks (all ranks share the work)."""
+        if self.eval_data is None:
+            return {}
+        bs = self.spec["eval_batch_size"] or self.spec["batch_size"]
+        for m in self.modules.values():
+            m.eval()
+        sums: dict[str, float] = {}
+        rows = 0
+        for batch in self.eval_data.batches(0, bs, rank=self.dist.rank,
+                                            world_size=self.dist.world_size):
+            batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            n = batch["input_ids"].shape[0]
+            with self.autocast():
+                losses = self.objective.eval_loss(batch)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * n
+            rows += n
+        for m in self.modules.values():
+            m.train()
+        if self.dist.world_size > 1:
+            parts: list = [None] * self.dist.world_size
+            dist.all_gather_object(parts, (sums, rows))
+            sums, rows = {}, 0
+            for s, r in parts:
+                for k, v in s.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                rows += r
+        return {k: v / rows for k, v in sorted(sums.items())} if rows else {}
+
+    # -- checkpoints -----------------------------------------------------------------
+    def _ckpt(self, name: str) -> Path:
+        return self.checkpoint_dir / name
+
+    def save_checkpoint(self) -> None:
+        if not (self.dist.main and self.checkpoint_dir):
+            return
+        state = {
+            "version": 1,
+            "spec": self.spec,
+            "modules": {n: m.state_dict() for n, m in self.modules.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "position": {"step": self.step, "epoch": self.epoch, "batch": self.batch},
+            "best": {"loss": self.best_loss, "step": self.best_step},
+            "last_eval": self.last_eval,
+            "wall_time": self.wall_time + (time.time() - self._t_start),
+            "objective": self.objective.state_dict(),
+        }
+        with atomic_path(self._ckpt("last.pt")) as tmp:
+            torch.save(state, tmp)
+
+    def save_best(self) -> None:
+        if not (self.dist.main and self.checkpoint_dir):
+            return
+        with atomic_path(self._ckpt("best.pt")) as tmp:
+            torch.save({"step": self.step, "loss": self.best_loss,
+                        "modules": {n: m.state_dict() for n, m in self.modules.items()}}, tmp)
+
+    def _load(self, path: Path) -> dict:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # a truncated file cannot come from atomic writes, but say so
+            raise UserError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to "
+                            "start over") from None
+
+    def resume(self) -> bool:
+        """Load ``last.pt`` when there is one (every rank reads it). Returns whether it did."""
+        path = self.checkpoint_dir and self._ckpt("last.pt")
+        if not path or not path.is_file():
+            return False
+        ck = self._load(path)
+        old = {k: v for k, v in ck["spec"].items() if k not in _RESUME_FREE}
+        new = {k: v for k, v in self.spec.items() if k not in _RESUME_FREE}
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        if changed:
+            raise UserError(f"{path}: written with a different train.{changed[0]} "
+                            f"({old.get(changed[0])!r}, now {new.get(changed[0])!r}); "
+                            "delete the checkpoint directory to start over")
+        for n, m in self.modules.items():
+            m.load_state_dict(ck["modules"][n])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.objective.load_state_dict(ck["objective"])
+        pos = ck["position"]
+        self.step, self.epoch, self.batch = pos["step"], pos["epoch"], pos["batch"]
+        self.best_loss, self.best_step = ck["best"]["loss"], ck["best"]["step"]
+        self.last_eval = ck.get("last_eval", {})
+        self.wall_time = ck.get("wall_time", 0.0)
+        set_rng_state(ck["rng"])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step,
+                 self.epoch, self.batch)
+        return True
+
+    # -- metrics ---------------------------------------------------------------------
+    def _open_metrics(self, resumed: bool) -> None:
+        """metrics.csv in the checkpoint dir; on resume, rows past the checkpoint go."""
+        self._metrics = None
+        self._tb = None
+        if not (self.dist.main and self.checkpoint_dir):
+            return
+        path = self._ckpt("metrics.csv")
+        rows = []
+        if resumed and path.is_file():
+            with path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, METRICS_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        self._metrics = path.open("a", newline="")
+        self._metrics_writer = csv.DictWriter(self._metrics, METRICS_FIELDS)
+        if self.spec["tensorboard"]:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                SummaryWriter = None
+            if SummaryWriter:
+                self._tb = SummaryWriter(str(self._ckpt("tensorboard")), purge_step=self.step + 1)
+
+    def _row(self, **row) -> None:
+        if self._metrics:
+            self._metrics_writer.writerow(row)
+            self._metrics.flush()
+        if self._tb:
+            for k in ("loss", "lr", "tokens_per_s", "eval_loss"):
+                if isinstance(row.get(k), float):
+                    self._tb.add_scalar(k, row[k], row["step"])
+
+    def _flush(self, bar: tqdm) -> None:
+        """Check the steps since the last flush for NaN/inf, then log their mean loss."""
+        if not self._window:
+            return
+        losses = torch.stack(self._window)
+        if self.dist.world_size > 1:  # every rank stops at the same step
+            dist.all_reduce(losses)
+            losses /= self.dist.world_size
+        losses = losses.cpu()
+        first = self.step - len(self._window) + 1
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            where = (f"; the last good checkpoint is kept in {self.checkpoint_dir}"
+                     if self.checkpoint_dir else "")
+            raise UserError(f"training diverged: loss is {losses[i].item()} at step {first + i}"
+                            f" (epoch {self.epoch}); lower lr or check the data{where}")
+        now = time.time()
+        tps = self.tokens_per_step * len(self._window) / max(now - self._t_window, 1e-9)
+        loss = float(losses.mean())
+        lr = self.lr_at(self.step - 1)
+        logs = {k: float(v) for k, v in self._window_logs.items()}
+        self._row(step=self.step, epoch=round(self.step / self.steps_per_epoch, 4), loss=loss,
+                  lr=lr, tokens_per_s=round(tps, 1), eval_loss="",
+                  logs=json.dumps(logs) if logs else "")
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}", lr=f"{lr:.2e}")
+        bar.update(len(self._window))
+        self._window = []
+        self._t_window = now
+
+    def _eval_and_track(self) -> None:
+        evals = self.evaluate()
+        if not evals:
+            return
+        self.last_eval = evals
+        score = self.objective.score(evals)
+        self._row(step=self.step, epoch=round(self.step / self.steps_per_epoch, 4), loss="",
+                  lr=self.lr_at(self.step - 1), tokens_per_s="", eval_loss=score,
+                  logs=json.dumps(evals))
+        if self.dist.main:
+            log.info("step %d: eval loss %s", self.step,
+                     ", ".join(f"{k} {v:.4f}" for k, v in evals.items()))
+        if score < self.best_loss:
+            self.best_loss, self.best_step = score, self.step
+            if self.spec["keep"] == "best":
+                self.save_best()
+
+    # -- the loop --------------------------------------------------------------------
+    def fit(self) -> dict:
+        self._t_start = time.time()
+        resumed = self.resume()
+        self._open_metrics(resumed)
+        s = self.spec
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", file=sys.stderr,
+                   disable=not self.dist.main, dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 30)  # log files: a line per 30 s
+        self._t_window = time.time()
+        try:
+            while self.step < self.total_steps:
+                consumed = False
+                for batch in self.train_data.batches(self.epoch, s["batch_size"], self.batch,
+                                                     rank=self.dist.rank,
+                                                     world_size=self.dist.world_size):
+                    consumed = True
+                    loss, logs = self.train_step(batch)
+                    self._window.append(loss)
+                    self._window_logs = logs
+                    self.batch += 1
+                    epoch_end = self.batch >= self.steps_per_epoch
+                    if epoch_end:
+                        self.epoch, self.batch = self.epoch + 1, 0
+                    last = self.step >= self.total_steps
+                    do_eval = last or (s["eval_every"] and self.step % s["eval_every"] == 0) \
+                        or (epoch_end and not s["eval_every"])
+                    do_ckpt = last or epoch_end or \
+                        (s["checkpoint_every"] and self.step % s["checkpoint_every"] == 0)
+                    if self.step % s["log_every"] == 0 or do_eval or do_ckpt:
+                        self._flush(bar)  # NaN check before anything is saved
+                    if do_eval:
+                        self._eval_and_track()
+                    if do_ckpt:
+                        self.save_checkpoint()
+                    if do_eval or do_ckpt:
+                        self._t_window = time.time()  # eval/save time is not training time
+                    if s["stop_after_steps"] and self.step >= s["stop_after_steps"]:
+                        raise TrainingStopped(f"stopped after step {self.step} (test hook)")
+                    if epoch_end or last:
+                        break
+                if not consumed:
+                    raise UserError(f"train data: epoch {self.epoch} yielded no batch from "
+                                    f"batch {self.batch} (num_batches says {self.steps_per_epoch})")
+        finally:
+            bar.close()
+            if self._metrics:
+                self._metrics.close()
+            if self._tb:
+                self._tb.close()
+        self.wall_time += time.time() - self._t_start
+        return {
+            "steps": self.step,
+            "epochs": self.step / self.steps_per_epoch,
+            "tokens": self.step * s["batch_size"] * self.train_data.seq_length,
+            "batch_size": s["batch_size"],
+            "world_size": self.dist.world_size,
+            "best_eval_loss": self.best_loss if math.isfinite(self.best_loss) else None,
+            "best_step": self.best_step,
+            "final_eval": self.last_eval,
+            "keep": s["keep"],
+            "wall_time_s": round(self.wall_time, 2),
+            "parameters": {n: sum(p.numel() for p in m.parameters())
+                           for n, m in self.modules.items()},
+        }
+
+    @torch.no_grad()
+    def rank_checksums(self) -> list[float]:
+        """A checksum of the weights from every rank; they must agree, else one-line error."""
+        mine = sum(float(p.double().sum() + p.double().square().sum()) for p in self.params)
+        sums: list = [None] * self.dist.world_size
+        dist.all_gather_object(sums, mine)
+        if len(set(sums)) > 1:
+            raise UserError(f"data-parallel ranks ended with different weights {sums}; "
+                            "this is a bug, please report it")
+        return sums
+
+    def final_states(self) -> dict[str, dict]:
+        """The weights that become the final model: best.pt's (keep=best) or the current."""
+        path = self.checkpoint_dir and self._ckpt("best.pt")
+        if self.spec["keep"] == "best" and path and path.is_file():
+            return self._load(path)["modules"]
+        return {n: m.state_dict() for n, m in self.modules.items()}
+
+
+def train(spec: dict, objective: Objective, train_data, eval_data, out_dir,
+          checkpoint_dir, tokenizer_dir=None, extra_summary: dict | None = None) -> dict | None:
+    """Train ``objective`` on ``train_data``; resume from ``checkpoint_dir/last.pt`` when
+    present; write ``out_dir`` atomically at the end (rank 0). Returns the summary."""
+    trainer = Trainer(spec, objective, train_data, eval_data, checkpoint_dir)
+    try:
+        summary = trainer.fit()
+        summary = {**(extra_summary or {}), **summary}
+        if trainer.dist.world_size > 1:
+            summary["rank_checksums"] = trainer.rank_checksums()
+        if trainer.dist.main:
+            best = trainer.final_states()
+            with atomic_path(out_dir) as tmp:
+                tmp.mkdir()
+                objective.save(tmp, best)
+                copy_tokenizer(tokenizer_dir, tmp)
+                if checkpoint_dir and (Path(checkpoint_dir) / "metrics.csv").is_file():
+                    shutil.copy2(Path(checkpoint_dir) / "metrics.csv", tmp / "metrics.csv")
+                write_json(tmp / "train_summary.json", summary)
+            log.info("wrote %s (%d steps, best eval loss %s)", out_dir, summary["steps"],
+                     summary["best_eval_loss"])
+        if trainer.dist.world_size > 1:
+            dist.barrier()
+        return summary
+    finally:
+        trainer.dist.close()

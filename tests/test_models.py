@@ -1,0 +1,73 @@
+"""Model presets: the papers' parameter counts (meta device), configs, the --count CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from babydistill.common import UserError
+from babydistill.config import DEFAULT_CONFIG, load_yaml
+from babydistill.models import build_model, count_parameters, main, preset_parameters
+
+PAPER = {"llama-58M": 58e6, "llama-360M": 360e6, "gpt2-705M": 705e6, "smollama-345M": 345e6}
+
+
+@pytest.fixture(scope="module")
+def presets():
+    return load_yaml(DEFAULT_CONFIG)["models"]
+
+
+@pytest.mark.parametrize("name", list(PAPER))
+def test_paper_parameter_counts_within_one_percent(presets, name):
+    n = preset_parameters(presets[name], 16000)
+    assert abs(n - PAPER[name]) / PAPER[name] < 0.01, n
+
+
+def test_embeddings_tied_by_arch_and_overridable(presets):
+    with torch.device("meta"):
+        llama = build_model(presets["llama-58M"], 16000)
+        gpt2 = build_model(presets["gpt2-705M"], 16000)
+        tied = build_model({**presets["llama-58M"], "tie_word_embeddings": True}, 16000)
+    assert llama.lm_head.weight is not llama.model.embed_tokens.weight
+    assert gpt2.lm_head.weight is gpt2.transformer.wte.weight
+    assert count_parameters(llama) - count_parameters(tied) == 16000 * 512
+
+
+def test_tiny_model_config_and_forward():
+    torch.manual_seed(0)
+    m = build_model({"arch": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 4,
+                     "num_kv_heads": 2, "intermediate_size": 48,
+                     "max_position_embeddings": 16}, 50)
+    c = m.config
+    assert (c.pad_token_id, c.bos_token_id, c.eos_token_id) == (0, 1, 2)
+    assert c.num_key_value_heads == 2 and c._attn_implementation == "sdpa"
+    ids = torch.randint(3, 50, (2, 16))
+    out = m(input_ids=ids, labels=ids)
+    assert out.logits.shape == (2, 16, 50) and torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("preset,match", [
+    ({"arch": "rnn"}, "m.arch: expected one of llama, gpt2"),
+    ({"arch": "llama", "hidden_size": 30, "num_layers": 1, "num_heads": 4,
+      "intermediate_size": 8, "max_position_embeddings": 8}, "m.num_heads: 4 does not divide"),
+    ({"arch": "gpt2", "hidden_size": 32, "num_layers": 0, "num_heads": 4,
+      "max_position_embeddings": 8}, "m.num_layers: expected a positive integer"),
+    ({"arch": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 4, "num_kv_heads": 3,
+      "intermediate_size": 8, "max_position_embeddings": 8}, "m.num_kv_heads: 3 does not divide"),
+])
+def test_bad_presets(preset, match):
+    with pytest.raises(UserError, match=match):
+        build_model(preset, 100, name="m")
+
+
+def test_count_cli(capsys):
+    n = main(["--count", "gpt2-705M", "--vocab-size", "16000"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert int(last) == n and abs(n - 705e6) / 705e6 < 0.01
+    demo = DEFAULT_CONFIG.parent / "workflow" / "demo.yaml"
+    main(["--count", "llama-tiny", "--config", str(demo)])  # vocab from the config
+    small = int(capsys.readouterr().out.strip().splitlines()[-1])
+    assert small < 2e6
+    with pytest.raises(SystemExit) as e:
+        main(["--count", "nope"])
+    assert e.value.code == 2 and "models.nope: no such preset" in capsys.readouterr().err

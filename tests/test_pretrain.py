@@ -1,0 +1,204 @@
+"""pretrain CLI end to end (real tokenizer + token files), its spec errors, launch, DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from babydistill import launch, pretrain
+from babydistill.tokenize_split import tokenize_files
+from babydistill.tokenizer import save_tokenizer, train_tokenizer
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+MODEL = {"arch": "llama", "hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 2,
+         "intermediate_size": 64, "max_position_embeddings": 64}
+TRAIN = {"lr": 3e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.1, "grad_clip": 1.0,
+         "schedule": "cosine", "warmup_steps": 4, "epochs": 2, "batch_size": 8, "grad_accum": 1,
+         "random_offset": True, "keep": "best", "checkpoint_every": 5, "eval_every": 0,
+         "precision": "auto", "compile": False, "seed": 7, "gpus": 1, "optimizer": "adamw",
+         "blimp_every_epoch": False, "log_every": 5}
+
+
+def spec(**train):
+    return {"name": "tiny", "model": MODEL, "train": {**TRAIN, **train}, "seq_length": 32,
+            "eval_chunks": 16}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A real tokenizer dir and tokenized train/dev splits, built by the project's stages."""
+    d = tmp_path_factory.mktemp("corpus")
+    words = "the cat sat on a mat . a dog ran to the park and the bird sang".split()
+    lines = [" ".join(words[(i * 3) % 7:][: 5 + i % 7]) for i in range(700)]
+    (d / "train.txt").write_text("\n".join(lines) + "\n")
+    (d / "dev.txt").write_text("\n".join(lines[::7]) + "\n")
+    save_tokenizer(train_tokenizer([d / "train.txt"], vocab_size=300, min_frequency=2), d / "tok")
+    for split in ("train", "dev"):
+        tokenize_files(d / "tok", [d / f"{split}.txt"], d / split, progress=False)
+    return d
+
+
+def args(corpus, out, ck, s):
+    return ["--spec", json.dumps(s), "--train", str(corpus / "train"), "--dev",
+            str(corpus / "dev"), "--tokenizer", str(corpus / "tok"), "--out", str(out),
+            "--checkpoint-dir", str(ck)]
+
+
+def weights(d):
+    from safetensors.torch import load_file
+    return load_file(str(Path(d) / "model.safetensors"))
+
+
+def test_pretrain_cli_end_to_end(corpus, tmp_path):
+    summary = pretrain.main(args(corpus, tmp_path / "m", tmp_path / "ck", spec()))
+    out = tmp_path / "m"
+    assert summary["name"] == "tiny" and summary["steps"] > 10
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.vocab_size == len(tok) == summary["vocab_size"]
+    # The trained model predicts held-out text far better than chance.
+    ids = torch.tensor([tok("the cat sat on a mat . a dog ran to the park")["input_ids"]])
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=ids).loss.item()
+    assert loss < 0.6 * torch.log(torch.tensor(float(len(tok)))).item()
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "step,epoch,loss,lr,tokens_per_s,eval_loss,logs"
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda s: s.pop("model"), "--spec: missing key 'model'"),
+    (lambda s: s["train"].update(lr="fast"), "spec.train.lr: expected a number"),
+    (lambda s: s["train"].update(schedule="step"), "spec.train.schedule"),
+    (lambda s: s["model"].update(arch="rnn"), "spec.model.arch"),
+    (lambda s: s.update(seq_length=512), "spec.seq_length: 512 exceeds"),
+    (lambda s: s.update(eval_chunks=0), "spec.eval_chunks"),
+])
+def test_bad_spec_is_one_line(corpus, tmp_path, capsys, mutate, match):
+    s = json.loads(json.dumps(spec()))
+    mutate(s)
+    with pytest.raises(SystemExit) as e:
+        pretrain.main(args(corpus, tmp_path / "m", tmp_path / "ck", s))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and match in err[0]
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_json_and_missing_tokens(corpus, tmp_path, capsys):
+    def with_arg(flag, value):
+        a = args(corpus, tmp_path / "m", tmp_path / "c", spec())
+        a[a.index(flag) + 1] = value
+        return a
+
+    for argv, match in [(with_arg("--spec", "{oops"), "--spec: not valid JSON"),
+                        (with_arg("--train", str(tmp_path / "nope")), "nope.json"),
+                        (with_arg("--tokenizer", str(tmp_path / "notok")), "notok")]:
+        with pytest.raises(SystemExit):
+            pretrain.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0], err
+
+
+def test_launch_command_construction():
+    py = "/py"
+    assert launch.build_command(1, "babydistill.pretrain", ["--x", "1"], cuda_available=True,
+                                python=py) == [py, "-m", "babydistill.pretrain", "--x", "1"]
+    # no CUDA: one process whatever was asked
+    assert launch.build_command(4, "m", [], cuda_available=False, python=py) == [py, "-m", "m"]
+    assert launch.build_command(4, "m", ["--a"], cuda_available=True, python=py) == [
+        py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m", "m", "--a"]
+    cmd = launch.main(["--gpus", "1", "--dry-run", "--", "babydistill.pretrain", "--spec", "{}"])
+    assert cmd[1:] == ["-m", "babydistill.pretrain", "--spec", "{}"]
+
+
+def test_launch_errors(capsys):
+    with pytest.raises(SystemExit):
+        launch.main(["--gpus", "2", "--"])
+    assert "nothing to run" in capsys.readouterr().err
+
+
+def test_launch_execs_the_module_and_keeps_its_exit_code():
+    base = [PYTHON, "-m", "babydistill.launch", "--gpus", "1", "--", "babydistill.models"]
+    ok = subprocess.run(base + ["--count", "llama-58M"], env=ENV, cwd=REPO, capture_output=True,
+                        text=True, timeout=120)
+    assert ok.returncode == 0 and ok.stdout.strip().splitlines()[-1] == "58343936"
+    bad = subprocess.run(base[:-1] + ["json.tool", str(REPO / "no-such.json")], env=ENV,
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "no-such.json" in bad.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu_match_one(corpus, tmp_path):
+    """torchrun, 2 gloo ranks x 2 micro batches: ranks agree, and equal 1 process x 1 micro
+    batch of the same global batch."""
+    s = spec(epochs=1, checkpoint_every=0)
+    one = pretrain.main(args(corpus, tmp_path / "one", tmp_path / "c1", s))
+    cmd = launch.build_command(2, "babydistill.pretrain", args(corpus, tmp_path / "two",
+                               tmp_path / "c2", spec(epochs=1, checkpoint_every=0, grad_accum=2)),
+                               cuda_available=True)
+    r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "train_summary.json").read_text())
+    assert two["world_size"] == 2 and len(set(two["rank_checksums"])) == 1
+    assert two["steps"] == one["steps"] and two["tokens"] == one["tokens"]
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_matches_uninterrupted(corpus, tmp_path):
+    """A real process killed with SIGKILL mid-run, started again, ends with the same weights."""
+    s = spec(checkpoint_every=3, epochs=3)
+    pretrain.main(args(corpus, tmp_path / "ref", tmp_path / "c_ref", s))
+    cmd = [PYTHON, "-m", "babydistill.pretrain", *args(corpus, tmp_path / "run", tmp_path / "ck", s)]
+    p = subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "ck" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert last.exists(), "the run never wrote a checkpoint"
+    step = torch.load(last, weights_only=False)["position"]["step"]
+    assert not (tmp_path / "run").exists()  # killed before the end
+    r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resumed from {last} at step {step}" in r.stderr
+    a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_real_data_demo_preset_learns(shared_subdir, tmp_path):
+    """switchboard (real BabyLM 2023 text): the demo's llama-tiny, 2 epochs, eval loss falls."""
+    src = shared_subdir("babylm_2023_partial")
+    train_txt, dev_txt = src / "babylm_10M" / "switchboard.train", src / "babylm_dev" / "switchboard.dev"
+    save_tokenizer(train_tokenizer([train_txt], vocab_size=2000), tmp_path / "tok")
+    tokenize_files(tmp_path / "tok", [train_txt], tmp_path / "train", progress=False)
+    tokenize_files(tmp_path / "tok", [dev_txt], tmp_path / "dev", progress=False)
+    from babydistill.config import DEFAULT_CONFIG, load_yaml
+    demo = load_yaml(DEFAULT_CONFIG.parent / "workflow" / "demo.yaml")
+    s = {"name": "llama-tiny", "model": demo["models"]["llama-tiny"],
+         "train": {**demo["training"], "eval_every": 20, "checkpoint_every": 1000},
+         "seq_length": 128, "eval_chunks": 64}
+    summary = pretrain.main(args(tmp_path, tmp_path / "m", tmp_path / "ck", s))
+    with (tmp_path / "m" / "metrics.csv").open() as f:
+        evals = [float(r["eval_loss"]) for r in __import__("csv").DictReader(f) if r["eval_loss"]]
+    print("real-data eval losses:", [round(e, 3) for e in evals], summary["wall_time_s"], "s")
+    assert len(evals) >= 3 and evals[-1] < evals[0] - 1.0
+    assert summary["best_eval_loss"] == pytest.approx(min(evals))

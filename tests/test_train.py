@@ -1,0 +1,211 @@
+"""The training loop: learning, resume after a kill, NaN stop, schedules, batch bookkeeping."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from babydistill.common import UserError
+from babydistill.data import EvalChunks, TrainChunks
+from babydistill.models import build_model
+from babydistill.train import (LMObjective, Trainer, TrainingStopped, lr_factor, train,
+                               validate_train_spec)
+
+torch.set_num_threads(1)
+
+LLAMA = {"arch": "llama", "hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1,
+         "intermediate_size": 64, "max_position_embeddings": 64}
+GPT2 = {"arch": "gpt2", "hidden_size": 32, "num_layers": 2, "num_heads": 2,
+        "max_position_embeddings": 32}  # GPT-2 keeps dropout 0.1: resume must restore RNG
+VOCAB, SEQ = 64, 16
+
+
+def tokens(n=6000, seed=0):
+    """A mostly periodic stream (learnable in a few steps) with 10% random noise."""
+    rng = np.random.default_rng(seed)
+    t = np.tile(np.arange(3, 40), n // 37 + 1)[:n]
+    return np.where(rng.random(n) < 0.1, rng.integers(3, VOCAB, n), t)
+
+
+def data(n=6000):
+    t = tokens(n)
+    return (TrainChunks(t, SEQ, random_offset=True, seed=1),
+            EvalChunks(tokens(1500, seed=5), SEQ, n_chunks=40, seed=1))
+
+
+def objective(preset=LLAMA, seed=0):
+    torch.manual_seed(seed)
+    return LMObjective(build_model(preset, VOCAB))
+
+
+SPEC = {"lr": 3e-3, "epochs": 2, "batch_size": 16, "warmup_steps": 3, "log_every": 4,
+        "checkpoint_every": 5, "eval_every": 8, "seed": 3}
+
+
+def weights(out_dir):
+    from safetensors.torch import load_file
+    return load_file(str(out_dir / "model.safetensors"))
+
+
+def test_tiny_run_eval_loss_falls_and_outputs(tmp_path):
+    tr, ev = data()
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "tokenizer.json").write_text("{}")
+    summary = train({**SPEC, "eval_every": 0}, objective(), tr, ev, tmp_path / "out",
+                    tmp_path / "ck", tok)
+    with (tmp_path / "out" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    evals = [float(r["eval_loss"]) for r in rows if r["eval_loss"]]
+    assert len(evals) == 2                          # eval_every 0: once per epoch
+    assert evals[-1] < evals[0] < math.log(VOCAB)    # learning, and better than uniform
+    assert summary["steps"] == 2 * tr.num_batches(16)
+    assert summary["tokens"] == summary["steps"] * 16 * SEQ
+    assert summary["best_eval_loss"] == pytest.approx(min(evals))
+    saved = json.loads((tmp_path / "out" / "train_summary.json").read_text())
+    assert saved["steps"] == summary["steps"]
+    assert (tmp_path / "out" / "tokenizer.json").read_text() == "{}"
+    from transformers import AutoModelForCausalLM
+    m = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert m.config.vocab_size == VOCAB and m.config.eos_token_id == 2
+    # No temporary directories left beside the output.
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("preset", [GPT2, LLAMA], ids=["gpt2-dropout", "llama"])
+def test_resume_after_kill_equals_uninterrupted(tmp_path, preset):
+    tr, ev = data()
+    ref = train(SPEC, objective(preset), tr, ev, tmp_path / "ref", tmp_path / "ck_ref")
+    # Killed after step 12 (last checkpoint at step 10), then started again identically.
+    with pytest.raises(TrainingStopped):
+        train({**SPEC, "stop_after_steps": 12}, objective(preset), tr, ev, tmp_path / "run",
+              tmp_path / "ck")
+    assert not (tmp_path / "run").exists()
+    ck = torch.load(tmp_path / "ck" / "last.pt", weights_only=False)
+    assert ck["position"]["step"] == 10
+    got = train(SPEC, objective(preset, seed=99), tr, ev, tmp_path / "run", tmp_path / "ck")
+    a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    assert got["best_eval_loss"] == ref["best_eval_loss"] and got["best_step"] == ref["best_step"]
+    # metrics.csv has each step once, same as the uninterrupted run's
+    def steps(d):
+        with (d / "metrics.csv").open() as f:
+            return [(r["step"], r["eval_loss"] != "") for r in csv.DictReader(f)]
+    assert steps(tmp_path / "run") == steps(tmp_path / "ref")
+
+
+def test_keep_best_vs_last(tmp_path):
+    """keep=best writes the best eval checkpoint; keep=last the final weights."""
+    tr, ev = data()
+    spec = {**SPEC, "lr": 0.3, "warmup_steps": 0, "schedule": "constant", "grad_clip": 0}
+    s = train({**spec, "keep": "last"}, objective(), tr, ev, tmp_path / "last", tmp_path / "c1")
+    s2 = train({**spec, "keep": "best"}, objective(), tr, ev, tmp_path / "best", tmp_path / "c2")
+    assert s2["best_step"] == s["best_step"]
+    best = torch.load(tmp_path / "c2" / "best.pt", weights_only=False)["modules"]["model"]
+    got = weights(tmp_path / "best")
+    for k in got:
+        torch.testing.assert_close(got[k], best[k])
+    if s["best_step"] != s["steps"]:  # otherwise both are the same weights
+        last = weights(tmp_path / "last")
+        assert any(not torch.equal(last[k], got[k]) for k in got)
+
+
+class NaNAt(LMObjective):
+    def __init__(self, model, bad_step):
+        super().__init__(model)
+        self.calls, self.bad_step = 0, bad_step
+
+    def loss(self, batch):
+        self.calls += 1
+        loss, logs = super().loss(batch)
+        return (loss * float("nan") if self.calls == self.bad_step else loss), logs
+
+
+def test_nan_stops_with_step_and_keeps_good_checkpoint(tmp_path):
+    tr, ev = data()
+    obj = NaNAt(build_model(LLAMA, VOCAB), bad_step=7)
+    with pytest.raises(UserError, match=r"loss is nan at step 7\b"):
+        train(SPEC, obj, tr, ev, tmp_path / "out", tmp_path / "ck")
+    ck = torch.load(tmp_path / "ck" / "last.pt", weights_only=False)
+    assert ck["position"]["step"] == 5
+    assert all(torch.isfinite(v).all() for v in ck["modules"]["model"].values())
+    assert not (tmp_path / "out").exists()
+
+
+def test_schedule_values():
+    assert lr_factor(0, "cosine", 10, 110) == 0.0
+    assert lr_factor(5, "cosine", 10, 110) == 0.5
+    assert lr_factor(10, "cosine", 10, 110) == 1.0
+    assert lr_factor(60, "cosine", 10, 110) == pytest.approx(0.5)
+    assert lr_factor(110, "cosine", 10, 110) == pytest.approx(0.0)
+    assert lr_factor(35, "linear", 10, 110) == pytest.approx(0.75)
+    assert lr_factor(100, "constant", 10, 110) == 1.0
+    f = [lr_factor(s, "cosine", 10, 110) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(f, f[1:]))  # monotone decay after warm-up
+
+
+def test_optimizer_follows_schedule_and_decay_groups(tmp_path):
+    tr, ev = data()
+    seen = []
+
+    class Spy(LMObjective):
+        def on_step(self, step, trainer):
+            seen.append(trainer.optimizer.param_groups[0]["lr"])
+
+    torch.manual_seed(0)
+    obj = Spy(build_model(LLAMA, VOCAB))
+    spec = {**SPEC, "weight_decay": 0.1, "max_steps": 12}
+    t = Trainer(spec, obj, tr, ev, None)
+    t.fit()
+    # after step k the optimizer holds the lr of step k (0-based)
+    assert seen == pytest.approx([3e-3 * lr_factor(k, "cosine", 3, 12) for k in range(1, 13)])
+    decay, no_decay = t.optimizer.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(obj.model.parameters()))
+
+
+def test_global_batch_is_the_same_with_grad_accum(tmp_path):
+    """batch 16 as 1 x 16 or 4 x 4 micro batches: same steps, same tokens, same weights."""
+    tr, ev = data()
+    spec = {**SPEC, "epochs": 1, "eval_every": 0}
+    a = train(spec, objective(), tr, ev, tmp_path / "a", tmp_path / "ca")
+    b = train({**spec, "grad_accum": 4}, objective(), tr, ev, tmp_path / "b", tmp_path / "cb")
+    assert a["steps"] == b["steps"] == tr.num_batches(16)
+    assert a["tokens"] == b["tokens"]
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    t = Trainer({**spec, "grad_accum": 4}, objective(), tr, ev, None)
+    assert t.micro_batch == 4
+    with pytest.raises(UserError, match="train.batch_size: 16 is not a multiple"):
+        Trainer({**spec, "grad_accum": 3}, objective(), tr, ev, None)
+
+
+def test_resume_refuses_a_changed_spec(tmp_path):
+    tr, ev = data()
+    with pytest.raises(TrainingStopped):
+        train({**SPEC, "stop_after_steps": 5}, objective(), tr, ev, tmp_path / "o", tmp_path / "ck")
+    with pytest.raises(UserError, match="different train.lr"):
+        train({**SPEC, "lr": 1e-3}, objective(), tr, ev, tmp_path / "o", tmp_path / "ck")
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("lr", -1, "train.lr: expected a number > 0"),
+    ("schedule", "step", "train.schedule: expected one of cosine"),
+    ("betas", [0.9], "train.betas"),
+    ("batch_size", 0, "train.batch_size: expected an integer >= 1"),
+    ("keep", "first", "train.keep"),
+    ("optimizer", "sgd", "train.optimizer"),
+    ("compile", "yes", "train.compile"),
+])
+def test_validate_train_spec_errors(key, value, match):
+    with pytest.raises(UserError, match=match):
+        validate_train_spec({key: value})
