@@ -1,0 +1,234 @@
+"""Stage 5: distillation variants as training objectives for babydistill.train.
+
+* :class:`KDObjective`: a student and frozen teachers (eval mode, no grad, live forward
+  passes); loss = :func:`babydistill.losses.kd_loss` against the logit-averaged teachers
+  (Baby Llama, BabyLlama-2; ``kl_direction: reverse`` is Choosy Babies). The papers' 2, 4
+  and 6 teacher runs are just longer teacher lists.
+* :class:`CachedKDObjective`: the same, from the stored top-k targets of
+  babydistill.teacher_cache (no teacher forward passes at all).
+* ``objective: wml`` -> :class:`babydistill.wml.WMLObjective` (no teachers).
+
+CLI (the spec is what ``babydistill.config.distill_spec`` writes)::
+
+    python -m babydistill.distill --spec JSON --train PREFIX --dev PREFIX --tokenizer DIR \\
+        --out DIR --checkpoint-dir DIR [--teacher DIR ...] [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from .common import UserError, cli, parse_json_arg, read_json, setup_logging
+from .losses import DIRECTIONS, REDUCTIONS, ce_loss, kd_loss, next_token_labels, topk_kd_loss
+from .train import Objective, train, validate_train_spec
+
+log = logging.getLogger("babydistill.distill")
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+class KDObjective(Objective):
+    """Student + frozen teachers: alpha * CE + (1 - alpha) * T^2 * KL(teachers, student)."""
+
+    def __init__(self, student, teachers, *, alpha: float, temperature: float,
+                 direction: str = "forward", reduction: str = "batchmean"):
+        self.student = student
+        self.teachers = list(teachers)
+        for t in self.teachers:
+            t.eval().requires_grad_(False)  # frozen: never trained, never checkpointed
+        self.alpha, self.temperature = float(alpha), float(temperature)
+        self.direction, self.reduction = direction, reduction
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"student": self.student}
+
+    def to(self, device: torch.device) -> "KDObjective":
+        super().to(device)
+        for t in self.teachers:  # frozen, so not in modules(): moved here
+            t.to(device)
+        return self
+
+    def _teacher_logits(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [t(input_ids=ids, use_cache=False).logits for t in self.teachers]
+
+    def _kd(self, logits, labels, batch):
+        return kd_loss(logits, self._teacher_logits(batch["input_ids"].to(logits.device)), labels,
+                       alpha=self.alpha, temperature=self.temperature, direction=self.direction,
+                       reduction=self.reduction, return_parts=True)
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        ids = batch["input_ids"].to(_device_of(self.student))
+        labels = next_token_labels(ids)
+        logits = self.student(input_ids=ids, use_cache=False).logits
+        loss, ce, kl = self._kd(logits, labels, {**batch, "input_ids": ids})
+        return loss, {"ce": ce, "kl": kl}  # 0-d tensors: no GPU sync per step
+
+    @torch.no_grad()
+    def eval_loss(self, batch: dict) -> dict[str, float]:
+        ids = batch["input_ids"].to(_device_of(self.student))
+        logits = self.student(input_ids=ids, use_cache=False).logits
+        return {"student": ce_loss(logits, next_token_labels(ids)).item()}
+
+    def save(self, out_dir: Path, best: dict[str, dict]) -> None:
+        self.student.load_state_dict(best["student"])
+        self.student.save_pretrained(out_dir)
+
+
+class CachedKDObjective(KDObjective):
+    """KD from the teacher cache's sparse targets, looked up by ``chunk_index``."""
+
+    def __init__(self, student, cache, *, alpha: float, temperature: float,
+                 direction: str = "forward", reduction: str = "batchmean"):
+        super().__init__(student, [], alpha=alpha, temperature=temperature,
+                         direction=direction, reduction=reduction)
+        self.cache = cache
+
+    def _kd(self, logits, labels, batch):
+        if "chunk_index" not in batch:
+            raise ValueError("CachedKDObjective needs batches with chunk_index (babydistill.data)")
+        vals, idx, rest = self.cache.get(batch["chunk_index"], self.temperature, device=logits.device)
+        return topk_kd_loss(logits, vals, idx, rest, labels, alpha=self.alpha,
+                            temperature=self.temperature, direction=self.direction,
+                            reduction=self.reduction, return_parts=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Spec checking and the CLI
+
+
+def _need(spec: dict, key: str, kind, where: str):
+    if key not in spec:
+        raise UserError(f"{where}: missing key {key!r}")
+    v = spec[key]
+    if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, kind) or isinstance(v, bool):
+        raise UserError(f"{where}: {key} must be a {kind.__name__}, got {v!r}")
+    return v
+
+
+def check_kd_keys(spec: dict, where: str) -> dict:
+    """alpha / temperature / kl_direction / kl_reduction, validated; one-line errors."""
+    alpha = _need(spec, "alpha", float, where)
+    if not 0.0 <= alpha <= 1.0:
+        raise UserError(f"{where}: alpha must be in [0, 1], got {alpha}")
+    temperature = _need(spec, "temperature", float, where)
+    if temperature <= 0:
+        raise UserError(f"{where}: temperature must be > 0, got {temperature}")
+    direction = spec.get("kl_direction", "forward")
+    if direction not in DIRECTIONS:
+        raise UserError(f"{where}: kl_direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    reduction = spec.get("kl_reduction", "batchmean")
+    if reduction not in REDUCTIONS:
+        raise UserError(f"{where}: kl_reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    return {"alpha": alpha, "temperature": temperature, "direction": direction, "reduction": reduction}
+
+
+def check_spec(spec, where: str = "--spec") -> dict:
+    """The keys every distillation spec needs; returns the spec."""
+    if not isinstance(spec, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(spec).__name__}")
+    _need(spec, "name", str, where)
+    obj = spec.get("objective")
+    if obj not in ("kd", "wml"):
+        raise UserError(f"{where}: objective must be 'kd' or 'wml', got {obj!r}")
+    _need(spec, "train", dict, where)
+    seq = _need(spec, "seq_length", int, where)
+    if seq < 2:
+        raise UserError(f"{where}: seq_length must be >= 2, got {seq}")
+    _need(spec, "eval_chunks", int, where)
+    if obj == "kd":
+        student = _need(spec, "student", dict, where)
+        check_kd_keys(spec, where)
+        if student.get("max_position_embeddings", seq) < seq:
+            raise UserError(f"{where}: student max_position_embeddings "
+                            f"{student['max_position_embeddings']} < seq_length {seq}")
+    return spec
+
+
+def build_kd_objective(spec: dict, vocab_size: int, teacher_dirs, cache_dir=None,
+                       n_train_chunks: int | None = None, where: str = "--spec"):
+    """The student (fresh, seeded) and its KD objective, live or cached."""
+    from .models import build_model
+
+    keys = check_kd_keys(spec, where)
+    if spec.get("cache") and not cache_dir:
+        raise UserError(f"{where}: the spec asks for a teacher cache; pass --cache DIR "
+                        "(built by python -m babydistill.teacher_cache)")
+    torch.manual_seed(int(spec["train"].get("seed", 42)))
+    student = build_model(spec["student"], vocab_size, name=f"{where}.student")
+    if cache_dir:
+        from .teacher_cache import TopKCache
+
+        cache = TopKCache(cache_dir)
+        cache.check(temperature=keys["temperature"], seq_length=spec["seq_length"],
+                    vocab_size=vocab_size, random_offset=bool(spec["train"].get("random_offset", True)),
+                    n_chunks=n_train_chunks)
+        return CachedKDObjective(student, cache, **keys)
+    if not teacher_dirs:
+        raise UserError(f"{where}: objective kd needs --teacher DIR (one per teacher) or --cache DIR")
+    from .teacher_cache import load_teachers
+
+    teachers = load_teachers(teacher_dirs)
+    if teachers[0].config.vocab_size != vocab_size:
+        raise UserError(f"{teacher_dirs[0]}: teacher vocab_size {teachers[0].config.vocab_size} != "
+                        f"tokenizer's {vocab_size}; teachers and student must share one tokenizer")
+    return KDObjective(student, teachers, **keys)
+
+
+@cli
+def main(argv: list[str] | None = None):
+    from .data import EvalChunks, TokenArray, TrainChunks
+    from .pretrain import tokenizer_vocab_size
+
+    ap = argparse.ArgumentParser(prog="python -m babydistill.distill", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spec", required=True, help="the variant's spec as JSON (or @FILE)")
+    ap.add_argument("--train", required=True, help="tokenized training split PREFIX")
+    ap.add_argument("--dev", required=True, help="tokenized dev split PREFIX")
+    ap.add_argument("--tokenizer", required=True, help="tokenizer directory")
+    ap.add_argument("--out", required=True, help="final model directory")
+    ap.add_argument("--checkpoint-dir", required=True)
+    ap.add_argument("--teacher", action="append", default=[], help="teacher model dir (repeat)")
+    ap.add_argument("--cache", default=None, help="teacher cache dir (teacher_cache output)")
+    ap.add_argument("--log", default=None)
+    args = ap.parse_args(argv)
+    setup_logging(args.log)
+    spec = (read_json(args.spec[1:]) if args.spec.startswith("@")
+            else parse_json_arg(args.spec, "--spec"))
+    check_spec(spec)
+    tr = spec["train"] = validate_train_spec(spec["train"], where="spec.train")
+    train_tokens, dev_tokens = TokenArray(args.train), TokenArray(args.dev)
+    vocab = train_tokens.vocab_size
+    if dev_tokens.vocab_size != vocab or tokenizer_vocab_size(args.tokenizer) != vocab:
+        raise UserError(f"{args.train}, {args.dev}, {args.tokenizer}: vocabulary sizes differ; "
+                        "tokenize both splits with this tokenizer")
+    train_data = TrainChunks(train_tokens, spec["seq_length"],
+                             random_offset=bool(tr.get("random_offset", True)), seed=tr["seed"])
+    eval_data = EvalChunks(dev_tokens, spec["seq_length"], spec["eval_chunks"], seed=tr["seed"])
+    if spec["objective"] == "kd":
+        objective = build_kd_objective(spec, vocab, args.teacher, args.cache, n_train_chunks=len(train_data))
+        log.info("%s: kd (%s) alpha=%g T=%g %s/%s", spec["name"],
+                 "cached top-k" if args.cache else f"{len(args.teacher)} live teacher(s)",
+                 objective.alpha, objective.temperature, objective.direction, objective.reduction)
+    else:
+        if args.teacher or args.cache:
+            raise UserError("--teacher/--cache: objective wml is teacher-less; drop them")
+        from .wml import build_wml_objective
+
+        objective = build_wml_objective(spec, vocab, tokenizer_dir=args.tokenizer)
+    return train(tr, objective, train_data, eval_data, Path(args.out), Path(args.checkpoint_dir),
+                 args.tokenizer, extra_summary={"name": spec["name"], "objective": spec["objective"],
+                                                "vocab_size": vocab, "seq_length": spec["seq_length"],
+                                                "cached_targets": bool(args.cache)})
+
+
+if __name__ == "__main__":
+    main()

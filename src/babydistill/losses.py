@@ -1,0 +1,245 @@
+"""Distillation losses: logit-averaged teacher KD (forward / reverse KL), the WML peer
+loss and the top-k sparse-target loss used with the teacher cache.
+
+Conventions shared by every function here:
+
+* logits are ``[B, T, V]`` and ``labels`` ``[B, T]`` are next-token targets already
+  aligned with them (``labels[:, t]`` is the token after position ``t``; the last
+  position has no target and holds ``IGNORE_INDEX``) -- see :func:`next_token_labels`.
+* the CE term is the mean over non-ignored positions (what a HF model's ``.loss`` is).
+* ``reduction="batchmean"`` reproduces the Baby Llama reference exactly:
+  ``nn.KLDivLoss(reduction="batchmean")`` on ``[B, T, V]`` tensors sums over every
+  position and the vocabulary and divides by ``B`` -- ignored positions are NOT masked
+  (the reference passes the full, unshifted logits). ``reduction="token"`` is the mean
+  over non-ignored positions, so the KL is on the same per-token scale as the CE.
+* the KL term is scaled by ``T**2`` (Hinton et al.; the reference does the same).
+
+All maths runs in float32 whatever the logits' dtype (bf16 autocast on GPU).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+REDUCTIONS = ("batchmean", "token")
+DIRECTIONS = ("forward", "reverse")
+# A finite stand-in for log(0): keeps 0 * log-ratio terms at 0 instead of NaN.
+LOG_ZERO = -1.0e4
+
+
+def next_token_labels(input_ids: torch.Tensor) -> torch.Tensor:
+    """Targets aligned with the logits: input_ids shifted left, last position ignored."""
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    labels[:, :-1] = input_ids[:, 1:]
+    return labels
+
+
+def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over non-ignored positions."""
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+def average_logits(teacher_logits: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """The ensemble teacher: mean of the RAW logits (before any softmax), as in Baby Llama."""
+    if isinstance(teacher_logits, torch.Tensor):
+        return teacher_logits.float()
+    if len(teacher_logits) == 1:
+        return teacher_logits[0].float()
+    return torch.stack([t.float() for t in teacher_logits]).mean(dim=0)
+
+
+def _check(reduction: str, direction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+
+
+def reduce_positions(per_pos: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
+    """[B, T] per-position values -> scalar, by ``batchmean`` (sum / B) or ``token``."""
+    if reduction == "batchmean":
+        return per_pos.sum() / per_pos.size(0)
+    mask = (labels != IGNORE_INDEX).to(per_pos.dtype)
+    return (per_pos * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def _kl_rows(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) summed over the last dim, given (finite) log-probs."""
+    # log-probs are finite (log_softmax of finite logits, or clamped at LOG_ZERO), so a zero
+    # probability contributes exactly 0 here.
+    return (logp.exp() * (logp - logq)).sum(-1)
+
+
+def kl_per_position(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, direction: str
+) -> torch.Tensor:
+    """[B, T] KL at temperature T: forward KL(teacher || student), reverse KL(student || teacher)."""
+    log_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    return _kl_rows(log_t, log_s) if direction == "forward" else _kl_rows(log_s, log_t)
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: Sequence[torch.Tensor] | torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    alpha: float,
+    temperature: float,
+    direction: str = "forward",
+    reduction: str = "batchmean",
+    return_parts: bool = False,
+):
+    """alpha * CE(student, labels) + (1 - alpha) * T^2 * KL, teachers logit-averaged.
+
+    With ``return_parts`` also returns ``(ce, kl)`` (detached) for logging.
+    """
+    _check(reduction, direction)
+    teacher = average_logits(teacher_logits)
+    if teacher.shape != student_logits.shape:
+        raise ValueError(f"teacher logits {tuple(teacher.shape)} != student {tuple(student_logits.shape)}")
+    ce = ce_loss(student_logits, labels)
+    kl = reduce_positions(kl_per_position(student_logits, teacher, temperature, direction), labels, reduction)
+    loss = alpha * ce + (1.0 - alpha) * temperature**2 * kl
+    return (loss, ce.detach(), kl.detach()) if return_parts else loss
+
+
+class _BucketKD(torch.autograd.Function):
+    """Per position: the KL between the teacher's and the student's k + 1 bucket
+    distributions at temperature T, and the student's next-token CE (at T = 1).
+
+    Hand-written backward so the full-vocabulary work is a few passes (log_softmax, exp,
+    sum forward, one multiply back; one more exp and multiply-add when T != 1) instead of
+    autograd's chain of logsumexp / scatter copies and a separate CE graph: this is what
+    keeps a cached distillation step close to a plain one. With logp1 = log_softmax(z),
+    the tempered student is softmax(logp1 / T); gradients w.r.t. s = z / T (p = softmax(s),
+    P_b the student's bucket masses, q_b the teacher's):
+    forward KL(q||P): kept v: p_v - q_v; other v: p_v (1 - q_rest / P_rest);
+    reverse KL(P||q): p_v (r_b(v) - sum_b P_b r_b) with r_b = log P_b - log q_b;
+    and the CE's w.r.t. z: softmax(z) - onehot(label).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, idx, log_q, labels, temperature, reverse):
+        valid = labels != IGNORE_INDEX
+        safe_labels = labels.clamp(min=0).unsqueeze(-1)
+        logp1 = torch.log_softmax(logits.float(), dim=-1)
+        ce_pos = -logp1.gather(-1, safe_labels).squeeze(-1) * valid
+        kept = logp1.gather(-1, idx) / temperature  # log of e below, at the kept tokens
+        if temperature == 1.0:
+            e, p1 = logp1.exp_(), None  # reuse the buffer: logp1 is not needed past the gathers
+        else:
+            e = logp1 * (1.0 / temperature)
+            e.exp_()  # p1^(1/T) <= 1: the tempered student, unnormalised (no overflow)
+            p1 = logp1.exp_()  # softmax(z), for the CE gradient
+        e.scatter_(-1, idx, 0.0)  # keep only the mass outside the kept tokens
+        rest = e.sum(-1, keepdim=True)
+        log_e = torch.cat([kept, torch.log(rest)], dim=-1)  # -inf rest when every token is kept
+        log_z = torch.logsumexp(log_e, dim=-1, keepdim=True)  # no cancellation: kept + rest
+        log_p = (log_e - log_z).clamp(min=LOG_ZERO)
+        kl_pos = _kl_rows(log_p, log_q) if reverse else _kl_rows(log_q, log_p)
+        ctx.save_for_backward(e, p1, idx, log_p, log_q, log_z, safe_labels, valid)
+        ctx.temperature, ctx.reverse, ctx.in_dtype = temperature, reverse, logits.dtype
+        return kl_pos, ce_pos
+
+    @staticmethod
+    def backward(ctx, grad_kl, grad_ce):
+        e, p1, idx, log_p, log_q, log_z, labels, valid = ctx.saved_tensors
+        big_p, q = log_p.exp(), log_q.exp()
+        rest = big_p[..., -1:]
+        if ctx.reverse:
+            r = log_p - log_q
+            coef = r - (big_p * r).sum(-1, keepdim=True)
+            kept_grad, rest_coef = big_p[..., :-1] * coef[..., :-1], coef[..., -1:]
+        else:
+            kept_grad = big_p[..., :-1] - q[..., :-1]
+            rest_coef = torch.where(rest > 0, 1.0 - q[..., -1:] / rest.clamp(min=1e-30),
+                                    torch.zeros_like(rest))
+        g_kl = grad_kl.unsqueeze(-1) / ctx.temperature  # d s / d z = 1 / T
+        g_ce = (grad_ce * valid).unsqueeze(-1)
+        inv_z = torch.exp(-log_z)  # e * inv_z = p outside the kept tokens
+        # The saved buffers are reused in place: backward runs once.
+        if p1 is None:  # T = 1: softmax(z) = p, so the CE gradient folds into the same pass
+            grad = e.mul_((rest_coef * g_kl + g_ce) * inv_z)
+            grad.scatter_(-1, idx, kept_grad * g_kl + big_p[..., :-1] * g_ce)
+        else:
+            grad = e.mul_(rest_coef * g_kl * inv_z)
+            grad.scatter_(-1, idx, kept_grad * g_kl)
+            grad.addcmul_(p1, g_ce)
+        grad.scatter_add_(-1, labels, -g_ce)
+        return grad.to(ctx.in_dtype), None, None, None, None, None
+
+
+def topk_kd_loss(
+    student_logits: torch.Tensor,
+    topk_logprobs: torch.Tensor,
+    topk_index: torch.Tensor,
+    rest_logit: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    alpha: float,
+    temperature: float,
+    direction: str = "forward",
+    reduction: str = "batchmean",
+    return_parts: bool = False,
+):
+    """kd_loss against sparse teacher targets: k kept tokens + one remainder bucket.
+
+    ``topk_logprobs`` [B, T, k]: the teacher's log-probs at T=1 of its top-k tokens
+    (``topk_index`` [B, T, k]); ``rest_logit`` [B, T]: ``logsumexp`` over the NOT kept
+    tokens of ``teacher_logprob / temperature`` (LOG_ZERO or -inf when k = V). Both
+    distributions are coarse-grained onto the same k + 1 buckets (the kept tokens, and
+    everything else as one bucket) and the KL is taken between those: exact probability
+    mass, no renormalisation, and identical to the full KL when k = V.
+    """
+    _check(reduction, direction)
+    t_bucket = torch.cat(
+        [topk_logprobs.float() / temperature, rest_logit.float().clamp(min=LOG_ZERO).unsqueeze(-1)], dim=-1
+    )
+    log_t = F.log_softmax(t_bucket, dim=-1)
+    kl_pos, ce_pos = _BucketKD.apply(student_logits, topk_index.long(), log_t, labels,
+                                     float(temperature), direction == "reverse")
+    ce = ce_pos.sum() / (labels != IGNORE_INDEX).sum().clamp(min=1)
+    kl = reduce_positions(kl_pos, labels, reduction)
+    loss = alpha * ce + (1.0 - alpha) * temperature**2 * kl
+    return (loss, ce.detach(), kl.detach()) if return_parts else loss
+
+
+def wml_peer_loss(
+    peer_logits: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    alpha: float,
+    temperature: float,
+    reduction: str = "token",
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Weighted mutual learning: sum over peers i of
+    (1 - alpha) * CE_i + alpha * T^2 * sum_{j != i} w_j KL(p_j || p_i), targets p_j detached.
+
+    Returns (total, per-peer losses, per-peer CE). Each peer's gradient comes only from its
+    own term (the others' distributions are constants), so summing trains all at once.
+    """
+    _check(reduction, "forward")
+    n = len(peer_logits)
+    log_p = [F.log_softmax(z.float() / temperature, dim=-1) for z in peer_logits]
+    targets = [lp.detach() for lp in log_p]
+    w = weights.detach().float()
+    total, losses, ces = 0.0, [], []
+    for i in range(n):
+        ce = ce_loss(peer_logits[i], labels)
+        kl = 0.0
+        for j in range(n):
+            if j != i:
+                kl = kl + w[j] * reduce_positions(_kl_rows(targets[j], log_p[i]), labels, reduction)
+        loss_i = (1.0 - alpha) * ce + alpha * temperature**2 * kl
+        total = total + loss_i
+        losses.append(loss_i)
+        ces.append(ce.detach())
+    return total, losses, ces

@@ -1,0 +1,104 @@
+"""ensemble.py: the saved ensemble loads offline through AutoModelForCausalLM and averages logits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from babydistill.ensemble import CODE_FILE, main as ensemble_main
+from babydistill.models import build_model
+
+torch.set_num_threads(1)
+V = 40
+PRESETS = [
+    {"arch": "llama", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32,
+     "max_position_embeddings": 64},
+    {"arch": "gpt2", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_position_embeddings": 32},
+]
+
+
+def save_tokenizer(d):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, **{f"w{i}": i for i in range(3, V)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
+                            eos_token="</s>").save_pretrained(d)
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ens")
+    dirs = []
+    for i, p in enumerate(PRESETS):
+        torch.manual_seed(i)
+        build_model(p, V).save_pretrained(d / f"m{i}")
+        save_tokenizer(d / f"m{i}")
+        dirs.append(d / f"m{i}")
+    return dirs
+
+
+def test_loaded_ensemble_averages_member_logits(members, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "ens"
+    ensemble_main(["--teacher", str(members[0]), "--teacher", str(members[1]), "--out", str(out)])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["auto_map"]["AutoModelForCausalLM"].endswith("EnsembleForCausalLM")
+    assert cfg["max_position_embeddings"] == 32  # the shorter member's context
+    code = (out / CODE_FILE).read_text()
+    assert "babydistill." not in code.replace("babydistill.ensemble", "") and "from ." not in code
+
+    model = AutoModelForCausalLM.from_pretrained(str(out), trust_remote_code=True)
+    assert len(model.members) == 2
+    ids = torch.randint(3, V, (2, 10))
+    mems = [AutoModelForCausalLM.from_pretrained(str(m)) for m in members]
+    with torch.no_grad():
+        got = model(input_ids=ids).logits
+        want = torch.stack([m(input_ids=ids).logits for m in mems]).mean(0)
+        lab = model(input_ids=ids, labels=ids).loss
+    assert torch.allclose(got, want, atol=1e-6)
+    # and it is not just one member
+    assert not torch.allclose(got, mems[0](input_ids=ids).logits, atol=1e-3)
+    ref = torch.nn.functional.cross_entropy(want[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
+    assert lab.item() == pytest.approx(ref.item(), rel=1e-5)
+    tok = AutoTokenizer.from_pretrained(str(out))
+    assert tok.convert_tokens_to_ids("w7") == 7
+
+
+def test_fresh_offline_process_loads_it(members, tmp_path):
+    out = tmp_path / "ens"
+    ensemble_main(["--teacher", str(members[1]), "--teacher", str(members[0]), "--out", str(out)])
+    code = (
+        "import torch, sys\n"
+        "from transformers import AutoModelForCausalLM\n"
+        f"m = AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True, dtype=torch.float32)\n"
+        "print(type(m).__name__, m(input_ids=torch.tensor([[3, 4, 5]])).logits.shape)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"EnsembleForCausalLM torch.Size([1, 3, {V}])" in r.stdout
+
+
+def test_bad_members_one_line_error(members, tmp_path, capsys):
+    torch.manual_seed(3)
+    other = tmp_path / "other"
+    build_model(PRESETS[0], V + 8).save_pretrained(other)
+    for argv, msg in (
+        (["--teacher", str(tmp_path / "missing")], "not a saved model directory"),
+        (["--teacher", str(members[0]), "--teacher", str(other)], "vocab_size"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            ensemble_main([*argv, "--out", str(tmp_path / "x")])
+        assert e.value.code == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,165 @@
+"""teacher_cache.py: the stored top-k targets reproduce live distillation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from babydistill.common import UserError
+from babydistill.distill import CachedKDObjective, KDObjective
+from babydistill.losses import ce_loss, next_token_labels
+from babydistill.models import build_model
+from babydistill.teacher_cache import TopKCache, build_cache, main as cache_main
+
+torch.set_num_threads(1)
+V, T = 48, 16
+TEACHER = {"arch": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+           "intermediate_size": 64, "max_position_embeddings": 32}
+STUDENT = {"arch": "llama", "hidden_size": 16, "num_layers": 1, "num_heads": 2,
+           "intermediate_size": 32, "max_position_embeddings": 32}
+GPT2 = {"arch": "gpt2", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+        "max_position_embeddings": 32}
+
+
+def markov_tokens(n: int, seed: int) -> np.ndarray:
+    """A sparse Markov chain over ids 3..V-1 (0-2 are pad/bos/eos): each token has a few
+    likely successors, so the teachers' distributions are peaked but not one-hot."""
+    m = V - 3
+    trans = np.random.default_rng(0).dirichlet(np.full(m, 0.1), size=m)
+    cum = trans.cumsum(1)
+    u = np.random.default_rng(seed).random(n)
+    out = np.empty(n, dtype=np.int64)
+    out[0] = 0
+    for i in range(1, n):
+        out[i] = min(int(np.searchsorted(cum[out[i - 1]], u[i])), m - 1)
+    return out + 3
+
+
+def fit(objective, chunks, steps: int, lr: float = 1e-2, batch: int = 16, seed: int = 0):
+    """A minimal training loop over fixed chunks (chunk_index = row)."""
+    params = [p for m in objective.modules().values() for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(0, len(chunks), (batch,), generator=g)
+        loss, _ = objective.loss({"input_ids": torch.from_numpy(chunks[idx.numpy()]), "chunk_index": idx})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def eval_ce(model, chunks) -> float:
+    ids = torch.from_numpy(chunks)
+    with torch.no_grad():
+        return ce_loss(model(input_ids=ids).logits, next_token_labels(ids)).item()
+
+
+class CEOnly:
+    def __init__(self, model):
+        self.model = model
+
+    def modules(self):
+        return {"m": self.model}
+
+    def loss(self, batch):
+        ids = batch["input_ids"]
+        return ce_loss(self.model(input_ids=ids).logits, next_token_labels(ids)), {}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Two small trained teachers (LLaMA + GPT-2) saved to disk, train/dev chunks."""
+    d = tmp_path_factory.mktemp("tc")
+    train = markov_tokens(256 * T, 1).reshape(-1, T)
+    dev = markov_tokens(16 * T, 2).reshape(-1, T)
+    dirs = []
+    for i, preset in enumerate([TEACHER, GPT2]):
+        torch.manual_seed(i)
+        m = build_model(preset, V)
+        fit(CEOnly(m), train, steps=200, lr=1e-2, seed=i)
+        m.save_pretrained(d / f"teacher{i}")
+        dirs.append(str(d / f"teacher{i}"))
+    from babydistill.teacher_cache import load_teachers
+
+    return {"dir": d, "train": train, "dev": dev, "teacher_dirs": dirs, "teachers": load_teachers(dirs)}
+
+
+def test_full_vocab_cache_equals_live_loss(setup, tmp_path):
+    cache_dir = tmp_path / "cache"
+    build_cache(setup["teachers"], setup["train"], cache_dir, k=V, temperatures=[2.0], progress=False)
+    cache = TopKCache(cache_dir)
+    torch.manual_seed(5)
+    student = build_model(STUDENT, V)
+    batch = {"input_ids": torch.from_numpy(setup["train"][[3, 0, 7]]), "chunk_index": torch.tensor([3, 0, 7])}
+    for direction in ("forward", "reverse"):
+        for reduction in ("batchmean", "token"):
+            kw = dict(alpha=0.5, temperature=2.0, direction=direction, reduction=reduction)
+            live, _ = KDObjective(student, setup["teachers"], **kw).loss(batch)
+            cached, _ = CachedKDObjective(student, cache, **kw).loss(batch)
+            # Only the fp16 storage of the teacher log-probs separates the two.
+            assert cached.item() == pytest.approx(live.item(), rel=2e-3), (direction, reduction)
+
+
+def test_topk_distillation_matches_full_vocab(setup, tmp_path):
+    full_dir, topk_dir = tmp_path / "full", tmp_path / "top12"
+    build_cache(setup["teachers"], setup["train"], full_dir, k=V, temperatures=[1.0], progress=False)
+    build_cache(setup["teachers"], setup["train"], topk_dir, k=12, temperatures=[1.0], progress=False)
+    results = {}
+    for name, d in (("full", full_dir), ("top12", topk_dir)):
+        torch.manual_seed(11)
+        student = build_model(STUDENT, V)
+        obj = CachedKDObjective(student, TopKCache(d), alpha=0.5, temperature=1.0, reduction="token")
+        fit(obj, setup["train"], steps=200, seed=3)
+        results[name] = eval_ce(student, setup["dev"])
+    print(f"\neval CE after distillation: full vocab {results['full']:.4f}, top-12 of {V} {results['top12']:.4f}")
+    assert abs(results["top12"] - results["full"]) / results["full"] < 0.01
+    # and it learned something: far below the uniform log(V)
+    assert results["top12"] < 0.8 * np.log(V)
+
+
+def test_cache_files_and_refusals(setup, tmp_path):
+    header = build_cache(setup["teachers"], setup["train"], tmp_path / "c", k=5, temperatures=[1, 2],
+                         progress=False)
+    on_disk = json.loads((tmp_path / "c" / "header.json").read_text())
+    assert on_disk["k"] == 5 and on_disk["n_chunks"] == len(setup["train"]) == header["n_chunks"]
+    cache = TopKCache(tmp_path / "c")
+    vals, idx, rest = cache.get(torch.tensor([1, 2]), 2.0)
+    assert vals.dtype == torch.float16 and vals.shape == (2, T, 5) and rest.shape == (2, T)
+    # sorted, valid log-probs; kept + remainder mass at T=1 sums to 1
+    assert torch.all(vals[..., :-1] >= vals[..., 1:]) and torch.all(vals <= 0)
+    _, _, rest1 = cache.get(torch.tensor([1, 2]), 1.0)
+    total = vals.float().exp().sum(-1) + rest1.exp()
+    assert torch.allclose(total, torch.ones_like(total), atol=5e-3)
+    with pytest.raises(UserError, match="random_offset"):
+        cache.check(temperature=1.0, seq_length=T, vocab_size=V, random_offset=True)
+    with pytest.raises(UserError, match="temperature 3"):
+        cache.check(temperature=3.0, seq_length=T, vocab_size=V, random_offset=False)
+    with pytest.raises(UserError, match="seq_length"):
+        cache.check(temperature=1.0, seq_length=T * 2, vocab_size=V, random_offset=False)
+
+
+def test_cli_on_tokenized_split(setup, tmp_path, capsys):
+    tokens = setup["train"].reshape(-1).astype("<u2")
+    prefix = tmp_path / "train"
+    tokens.tofile(str(prefix) + ".bin")
+    (tmp_path / "train.json").write_text(json.dumps(
+        {"dtype": "uint16", "n_tokens": int(tokens.size), "vocab_size": V, "eos_id": 2}))
+    out = tmp_path / "cache"
+    cache_main(["--teacher", setup["teacher_dirs"][0], "--teacher", setup["teacher_dirs"][1],
+                "--train", str(prefix), "--seq-length", str(T), "--k", "4", "--out", str(out),
+                "--batch-size", "8"])
+    cache = TopKCache(out)
+    assert cache.n_chunks == len(setup["train"]) and cache.k == 4
+    # the stored top-1 is the ensemble's argmax on that chunk
+    from babydistill.teacher_cache import teacher_logits
+
+    ids = torch.from_numpy(setup["train"][[5]])
+    best = teacher_logits(setup["teachers"], ids).argmax(-1)
+    assert torch.equal(cache.get(torch.tensor([5]), 1.0)[1][..., 0], best)
+    with pytest.raises(SystemExit) as e:
+        cache_main(["--teacher", str(tmp_path / "nope"), "--train", str(prefix), "--out", str(tmp_path / "x")])
+    assert e.value.code == 2
+    assert "not a saved model directory" in capsys.readouterr().err
