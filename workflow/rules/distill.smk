@@ -28,7 +28,7 @@ rule teacher_cache:
     conda:
         ENV
     shell:
-        "python -m babydistill.teacher_cache {params.teachers} --train {params.train}"
+        "OMP_NUM_THREADS={threads} python -m babydistill.teacher_cache {params.teachers} --train {params.train}"
         " --seq-length {params.seq_length} --k {params.k} --temperature {params.temperature}"
         " --out {output} > {log} 2>&1"
 
@@ -70,7 +70,7 @@ rule distill:
     conda:
         ENV
     shell:
-        "python -m babydistill.launch --gpus {resources.gpu} -- babydistill.distill"
+        "OMP_NUM_THREADS={threads} python -m babydistill.launch --gpus {resources.gpu} -- babydistill.distill"
         " --spec {params.spec:q} --train {params.train} --dev {params.dev}"
         " --tokenizer {input.tokenizer} --out {output} --checkpoint-dir {params.checkpoints}"
         " {params.teachers} {params.cache} > {log} 2>&1"
@@ -102,6 +102,6 @@ rule ensemble:
     conda:
         ENV
     shell:
-        "python -m babydistill.ensemble {params.members} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.ensemble {params.members} --out {output} > {log} 2>&1"
         " && python -m babydistill.provenance --model-dir {output} {params.member_provenance}"
         " >> {log} 2>&1"

@@ -80,7 +80,7 @@ rule eval_blimp:
     conda:
         ENV
     shell:
-        "python -m babydistill.eval_blimp --model {input.model} --suite-dir {input.suite}"
+        "OMP_NUM_THREADS={threads} python -m babydistill.eval_blimp --model {input.model} --suite-dir {input.suite}"
         " --suite {wildcards.suite} --out {output.scores} --pairs-out {output.pairs}"
         " --backend {params.backend} --batch-size {params.batch_size} {params.limit}"
         " --work-dir {params.work} --trust-remote-code > {log} 2>&1"
@@ -111,7 +111,7 @@ rule finetune:
     conda:
         ENV
     shell:
-        "python -m babydistill.finetune --model {input.model} --task {wildcards.task}"
+        "OMP_NUM_THREADS={threads} python -m babydistill.finetune --model {input.model} --task {wildcards.task}"
         " --data-dir {input.data} --spec {params.spec:q} --out {output} {params.max_train}"
         " --threads {threads}"
         " > {log} 2>&1"

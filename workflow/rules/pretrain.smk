@@ -28,7 +28,7 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "python -m babydistill.launch --gpus {resources.gpu} -- babydistill.pretrain"
+        "OMP_NUM_THREADS={threads} python -m babydistill.launch --gpus {resources.gpu} -- babydistill.pretrain"
         " --spec {params.spec:q} --train {params.train} --dev {params.dev}"
         " --tokenizer {input.tokenizer} --out {output} --checkpoint-dir {params.checkpoints}"
         " > {log} 2>&1 && python -m babydistill.provenance --model-dir {output}"
