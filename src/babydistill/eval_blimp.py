@@ -1,0 +1,254 @@
+"""BLiMP zero-shot evaluation of a saved model directory, through lm-eval 0.4.13 offline.
+
+Owns: turning a suite directory (one ``<paradigm>.jsonl`` per paradigm: full BLiMP,
+BabyLM's blimp_filtered, the BLiMP supplement, the demo suite) into local lm-eval task
+YAMLs (one task per paradigm, one group per suite), running ``lm_eval.simple_evaluate``
+on the ``hf`` model with no network, and writing the summary JSON and per-pair TSV.
+``--backend fast`` scores the same pairs with :mod:`babydistill.scorer` instead and
+writes the same formats. :func:`independent_loglik` is a plain-transformers reference,
+one sentence at a time, used to check both backends.
+
+    python -m babydistill.eval_blimp --model DIR --suite-dir DIR --suite NAME \
+        --out results.json --pairs-out pairs.tsv [--backend lmeval|fast] [--batch-size 64] \
+        [--limit N] [--work-dir DIR] [--trust-remote-code]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import yaml
+from tqdm import tqdm
+
+# Everything here is local; never let a library reach for the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from babydistill.common import UserError, atomic_write_text, cli, setup_logging, write_json
+from babydistill.scorer import (
+    Pair,
+    Paradigm,
+    load_suite,
+    score_suite,
+    summarize,
+)
+
+log = logging.getLogger("babydistill.eval_blimp")
+
+TSV_HEADER = ("paradigm", "pair_id", "ll_good", "ll_bad", "correct")
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def require_model_dir(model_dir: str | Path) -> Path:
+    d = Path(model_dir)
+    if not (d / "config.json").is_file():
+        raise UserError(f"{d}: not a saved model directory (no config.json); give --model a save_pretrained folder")
+    return d
+
+
+def load_model(model_dir: str | Path, trust_remote_code: bool = False):
+    """(model, tokenizer) from a saved HF directory, in eval mode on the best device."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = require_model_dir(model_dir)
+    tok = AutoTokenizer.from_pretrained(d, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(d, trust_remote_code=trust_remote_code)
+    return model.to(_device()).eval(), tok
+
+
+def task_name(suite: str, paradigm: str | None = None) -> str:
+    """lm-eval task name of a paradigm, or the group name of the suite (``paradigm=None``)."""
+    name = f"babydistill_{suite}" + (f"__{paradigm}" if paradigm else "")
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def write_tasks(suite: str, paradigms: Sequence[Paradigm], work_dir: str | Path) -> tuple[str, dict[str, str]]:
+    """Write one lm-eval task YAML per paradigm and a group YAML for the suite.
+
+    Returns (group name, {task name: paradigm name}). Each task reads its local jsonl
+    with the ``json`` builder and a datasets cache inside ``work_dir`` (no hub access).
+    """
+    tasks_dir = Path(work_dir) / "tasks"
+    tasks_dir.mkdir(parents=True, exist_ok=True)
+    cache = str((Path(work_dir) / "hf_home" / "datasets").resolve())
+    names = {}
+    for par in paradigms:
+        name = task_name(suite, par.name)
+        names[name] = par.name
+        cfg = {
+            "task": name,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"train": str(par.path)}, "cache_dir": cache},
+            "test_split": "train",
+            "output_type": "multiple_choice",
+            "doc_to_text": "",
+            "doc_to_target": 0,
+            "doc_to_choice": "{{[sentence_good, sentence_bad]}}",
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+            "metadata": {"version": 1.0},
+        }
+        (tasks_dir / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    group = task_name(suite)
+    gcfg = {
+        "group": group,
+        "task": list(names),
+        "aggregate_metric_list": [{"metric": "acc", "aggregation": "mean", "weight_by_size": False}],
+        "metadata": {"version": 1.0},
+    }
+    (tasks_dir / f"_{group}.yaml").write_text(yaml.safe_dump(gcfg, sort_keys=False), encoding="utf-8")
+    return group, names
+
+
+@contextlib.contextmanager
+def offline_env(work_dir: Path):
+    """No hub access and HF caches inside ``work_dir`` for the duration (restored after).
+
+    Libraries imported for the first time inside read these at import; the task YAMLs
+    also pin the datasets cache_dir for processes that imported datasets earlier.
+    """
+    home = (Path(work_dir) / "hf_home").resolve()
+    new = dict(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_HOME=str(home), HF_DATASETS_CACHE=str(home / "datasets"))
+    old = {k: os.environ.get(k) for k in new}
+    os.environ.update(new)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_lmeval(model_dir: str | Path, suite: str, paradigms: Sequence[Paradigm], work_dir: str | Path,
+               batch_size: int = 64, trust_remote_code: bool = False) -> tuple[list[float], list[float]]:
+    """Per-pair (ll_good, ll_bad) from lm-eval's ``hf`` model, in the order of ``paradigms``.
+
+    Each paradigm's pairs must be the first records of its file (as :func:`load_suite`
+    gives them, with or without a limit); lm-eval gets the longest count as its limit.
+    """
+    if importlib.util.find_spec("accelerate") is None:
+        raise UserError("lm-eval's hf model needs the 'accelerate' package (lm_eval[hf]); "
+                        "install it or use --backend fast")
+    work_dir = Path(work_dir)
+    group, names = write_tasks(suite, paradigms, work_dir)
+    with offline_env(work_dir):
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+
+        tm = TaskManager(include_path=str(work_dir / "tasks"), include_defaults=False)
+        res = lm_eval.simple_evaluate(
+            model="hf",
+            model_args={"pretrained": str(Path(model_dir).resolve()), "trust_remote_code": trust_remote_code},
+            tasks=[group], task_manager=tm, batch_size=batch_size, device=_device(),
+            limit=max(len(par.pairs) for par in paradigms), log_samples=True,
+        )
+    by_paradigm = {par.name: par for par in paradigms}
+    lls: dict[str, list[tuple[float, float]]] = {}
+    for name, samples in res["samples"].items():
+        par = by_paradigm[names[name]]
+        samples = sorted(samples, key=lambda s: s["doc_id"])
+        if len(samples) != len(par.pairs):
+            raise RuntimeError(f"lm-eval returned {len(samples)} docs for {par.name}, expected {len(par.pairs)}")
+        for s, pair in zip(samples, par.pairs):
+            if s["doc"]["sentence_good"] != pair.good or s["doc"]["sentence_bad"] != pair.bad:
+                raise RuntimeError(f"lm-eval doc {s['doc_id']} of {par.name} does not match the jsonl")
+        lls[par.name] = [(s["resps"][0][0][0], s["resps"][1][0][0]) for s in samples]
+    flat = [ll for par in paradigms for ll in lls[par.name]]
+    return [g for g, _ in flat], [b for _, b in flat]
+
+
+def independent_loglik(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]],
+                       trust_remote_code: bool = False) -> tuple[list[float], list[float]]:
+    """Reference log-likelihoods with plain transformers: one unpadded sentence per forward.
+
+    Context as lm-eval builds it: the BOS token, then ``" " + sentence``; the score is
+    the sum of the sentence tokens' log-probs.
+    """
+    model, tok = load_model(model_dir, trust_remote_code)
+    device = next(model.parameters()).device
+    pairs = [p if isinstance(p, Pair) else Pair(str(i), *p) for i, p in enumerate(pairs)]
+    sentences = [s for p in pairs for s in (p.good, p.bad)]
+    out = []
+    with torch.no_grad():  # written out here rather than shared with the scorer: it is the check
+        for s in tqdm(sentences, desc="reference", unit="sent", disable=len(sentences) < 1000):
+            cont = tok.encode(" " + s, add_special_tokens=False)
+            ids = torch.tensor([[tok.bos_token_id] + cont], device=device)
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+            out.append(logp[torch.arange(len(cont)), ids[0, 1:]].sum().item())
+    return out[0::2], out[1::2]
+
+
+def write_pairs_tsv(path: str | Path, rows) -> None:
+    lines = ["\t".join(TSV_HEADER)]
+    lines += [f"{p}\t{i}\t{g:.6f}\t{b:.6f}\t{c}" for p, i, g, b, c in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: str = "lmeval",
+             batch_size: int = 64, limit: int | None = None, work_dir: str | Path | None = None,
+             trust_remote_code: bool = False):
+    """Score a suite with either backend; returns (result dict for the JSON, per-pair rows)."""
+    paradigms = load_suite(suite_dir, limit)
+    require_model_dir(model_dir)
+    t0 = time.time()
+    if backend == "fast":
+        model, tok = load_model(model_dir, trust_remote_code)
+        summary, rows = score_suite(model, tok, paradigms, batch_size, progress=True)
+    elif backend == "lmeval":
+        tmp = None if work_dir else tempfile.mkdtemp(prefix="blimp_lmeval_")
+        try:
+            good, bad = run_lmeval(model_dir, suite, paradigms, work_dir or tmp, batch_size, trust_remote_code)
+        finally:
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
+        summary, rows = summarize(paradigms, good, bad)
+    else:
+        raise UserError(f"--backend {backend}: use lmeval or fast")
+    log.info("%s on %s (%s): %d pairs, macro acc %.4f, %.1f s", model_dir, suite, backend,
+             summary["n_pairs"], summary["accuracy"], time.time() - t0)
+    result = {"model": str(model_dir), "suite": suite, "backend": backend, **summary}
+    return result, rows
+
+
+@cli
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m babydistill.eval_blimp", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="saved HF model directory")
+    ap.add_argument("--suite-dir", required=True, help="folder of <paradigm>.jsonl files")
+    ap.add_argument("--suite", required=True, help="suite name (blimp, blimp_filtered, supplement, demo)")
+    ap.add_argument("--out", required=True, help="summary JSON")
+    ap.add_argument("--pairs-out", required=True, help="per-pair TSV")
+    ap.add_argument("--backend", choices=["lmeval", "fast"], default="lmeval")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--limit", type=int, default=None, help="first N pairs per paradigm")
+    ap.add_argument("--work-dir", default=None, help="lm-eval task YAMLs and HF caches (default: a temp dir)")
+    ap.add_argument("--trust-remote-code", action="store_true", help="for model dirs with auto_map code")
+    ap.add_argument("--log", default=None, help="also log to this file")
+    args = ap.parse_args(argv)
+    setup_logging(args.log)
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise UserError("--batch-size and --limit must be positive")
+    result, rows = evaluate(args.model, args.suite_dir, args.suite, args.backend, args.batch_size,
+                            args.limit, args.work_dir, args.trust_remote_code)
+    write_pairs_tsv(args.pairs_out, rows)
+    write_json(args.out, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

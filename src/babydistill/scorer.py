@@ -1,0 +1,226 @@
+"""BLiMP-style minimal-pair suites and a fast batched scorer of our own.
+
+Owns: reading a suite directory (one ``<paradigm>.jsonl`` per paradigm, BLiMP's format),
+the pair/paradigm/category bookkeeping and the summary both evaluation backends write,
+and :func:`score_pairs`, which scores both sentences of many pairs in one right-padded
+batch. It makes the same decision as lm-eval 0.4.13's ``hf`` model on a
+``multiple_choice`` task with an empty context: each sentence is scored as
+``log p(" " + sentence | prefix)`` where the prefix is the BOS token (EOS if none), and
+the good sentence wins ties. :func:`blimp_accuracy` is side-effect free so the training
+loop can call it once per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from tqdm import tqdm
+
+from babydistill.common import UserError
+
+# lm-eval's default target_delimiter: every choice is scored as " " + sentence.
+DELIMITER = " "
+DEFAULT_MAX_LENGTH = 2048  # lm-eval's fallback when neither config nor tokenizer says
+
+
+@dataclass(frozen=True)
+class Pair:
+    pair_id: str
+    good: str
+    bad: str
+
+
+@dataclass
+class Paradigm:
+    name: str
+    path: Path
+    category: str
+    pairs: list[Pair] = field(default_factory=list)
+
+
+def _category_from_name(stem: str) -> str:
+    # Supplement files carry no linguistics_term: group qa_congruence_easy/_tricky etc.
+    return re.sub(r"_(easy|tricky|\d+)$", "", stem)
+
+
+def load_suite(suite_dir: str | Path, limit: int | None = None) -> list[Paradigm]:
+    """Read every ``*.jsonl`` of ``suite_dir`` (sorted by name); the first ``limit`` pairs each.
+
+    The pair id is ``pairID`` or ``pair_id`` when present, else the record's index in
+    the file (which is also lm-eval's ``doc_id``).
+    """
+    d = Path(suite_dir)
+    if not d.is_dir():
+        raise UserError(f"{d}: suite directory not found; give --suite-dir a folder of <paradigm>.jsonl files")
+    files = sorted(d.glob("*.jsonl"))
+    if not files:
+        raise UserError(f"{d}: no <paradigm>.jsonl files in the suite directory")
+    out = []
+    for f in files:
+        pairs, cats = [], Counter()
+        with open(f, encoding="utf-8") as fh:
+            records = (line for line in fh if line.strip())
+            for i, line in enumerate(records):
+                if limit is not None and i >= limit:
+                    break
+                try:
+                    doc = json.loads(line)
+                    good, bad = doc["sentence_good"], doc["sentence_bad"]
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise UserError(
+                        f"{f}: record {i} is not a JSON object with sentence_good and sentence_bad ({e})"
+                    ) from None
+                pid = doc.get("pairID", doc.get("pair_id", i))
+                pairs.append(Pair(str(pid), good, bad))
+                cats[doc.get("linguistics_term") or doc.get("field") or _category_from_name(f.stem)] += 1
+        if not pairs:
+            raise UserError(f"{f}: no pairs in this paradigm file")
+        out.append(Paradigm(f.stem, f.resolve(), cats.most_common(1)[0][0], pairs))
+    return out
+
+
+def max_length(model, tokenizer) -> int:
+    """The model's context length, resolved as lm-eval does (config, then tokenizer)."""
+    cfg = getattr(model, "config", None)
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        v = getattr(getattr(cfg, "text_config", None), attr, None) or getattr(cfg, attr, None)
+        if v:
+            return int(v)
+    v = getattr(tokenizer, "model_max_length", None)
+    return int(v) if v and v < 1e12 else DEFAULT_MAX_LENGTH
+
+
+def encode_choice(tokenizer, sentences: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    """(context, continuation) token ids per sentence, exactly as lm-eval builds them.
+
+    The continuation is ``" " + sentence`` without special tokens; the context is the
+    prefix token (BOS, else EOS) unless the continuation already starts with it.
+    """
+    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    conts = tokenizer([DELIMITER + s for s in sentences], add_special_tokens=False)["input_ids"]
+    out = []
+    for cont in conts:
+        if not cont:
+            raise ValueError("empty continuation after tokenization")
+        out.append(([prefix], cont) if cont[0] != prefix else (cont[:1], cont[1:]))
+    return out
+
+
+def unwrap(model):
+    """The plain module under DDP (``.module``) and torch.compile (``._orig_mod``) wrappers:
+    scoring needs no gradient sync, and variable batch shapes would make compile recompile."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def _model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def score_pairs(
+    model, tokenizer, pairs: Iterable[Pair | tuple[str, str]], batch_size: int = 64, progress: bool = False
+) -> tuple[list[float], list[float]]:
+    """Total log-likelihood of each good and bad sentence, many per forward pass.
+
+    Sequences are sorted by length (less padding), right-padded, masked, and the
+    continuation log-probs gathered in one go per batch. Runs in eval mode under
+    no_grad and restores the model's train/eval mode.
+    """
+    model = unwrap(model)
+    pairs = [p if isinstance(p, Pair) else Pair(str(i), *p) for i, p in enumerate(pairs)]
+    if not pairs:
+        return [], []
+    encoded = encode_choice(tokenizer, [s for p in pairs for s in (p.good, p.bad)])
+    max_len = max_length(model, tokenizer)
+    seqs, n_cont = [], []
+    for ctx, cont in encoded:
+        seq = (ctx + cont)[-(max_len + 1):]  # left-truncate like lm-eval
+        seqs.append(seq)
+        n_cont.append(min(len(cont), len(seq) - 1))
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    device = _model_device(model)
+    scores = [0.0] * len(seqs)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in tqdm(range(0, len(order), batch_size), disable=not progress,
+                              desc="scoring", unit="batch"):
+                idx = order[start:start + batch_size]
+                width = len(seqs[idx[0]])  # sorted longest first
+                ids = torch.zeros(len(idx), width, dtype=torch.long)
+                scored = torch.zeros(len(idx), width - 1, dtype=torch.bool)
+                for r, i in enumerate(idx):
+                    n = len(seqs[i])
+                    ids[r, :n] = torch.tensor(seqs[i])
+                    scored[r, n - 1 - n_cont[i]:n - 1] = True  # positions predicting the continuation
+                ids, scored = ids.to(device), scored.to(device)
+                lengths = torch.tensor([len(seqs[i]) for i in idx], device=device)
+                mask = (torch.arange(width - 1, device=device)[None, :] < lengths[:, None] - 1).long()
+                logits = model(input_ids=ids[:, :-1], attention_mask=mask).logits.float()
+                targets = ids[:, 1:]
+                logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
+                totals = torch.where(scored, logp, 0.0).sum(-1).tolist()
+                for i, t in zip(idx, totals):
+                    scores[i] = t
+    finally:
+        model.train(was_training)
+    return scores[0::2], scores[1::2]
+
+
+def summarize(paradigms: Sequence[Paradigm], ll_good: Sequence[float], ll_bad: Sequence[float]):
+    """Per-pair rows and the summary dict (macro/micro accuracy, per paradigm, per category).
+
+    ``ll_good``/``ll_bad`` follow the pairs of ``paradigms`` in order. A tie counts as
+    correct (lm-eval's argmax picks the first choice, the good sentence).
+    """
+    n = sum(len(par.pairs) for par in paradigms)
+    if n != len(ll_good) or n != len(ll_bad):
+        raise ValueError(f"{n} pairs but {len(ll_good)}/{len(ll_bad)} scores")
+    rows, per, k = [], {}, 0
+    for par in paradigms:
+        correct = 0
+        for pair in par.pairs:
+            ok = ll_good[k] >= ll_bad[k]
+            rows.append((par.name, pair.pair_id, float(ll_good[k]), float(ll_bad[k]), int(ok)))
+            correct += ok
+            k += 1
+        per[par.name] = {"acc": correct / len(par.pairs), "n": len(par.pairs), "category": par.category}
+    cats: dict[str, list[float]] = {}
+    for v in per.values():
+        cats.setdefault(v["category"], []).append(v["acc"])
+    summary = {
+        "n_pairs": k,
+        "accuracy": sum(v["acc"] for v in per.values()) / len(per),
+        "accuracy_micro": sum(r[4] for r in rows) / k,
+        "paradigms": per,
+        "categories": {c: sum(a) / len(a) for c, a in sorted(cats.items())},
+    }
+    return summary, rows
+
+
+def score_suite(model, tokenizer, paradigms: Sequence[Paradigm], batch_size: int = 64, progress: bool = False):
+    """Score every pair of ``paradigms`` in one stream of batches; returns (summary, rows)."""
+    pairs = [p for par in paradigms for p in par.pairs]
+    good, bad = score_pairs(model, tokenizer, pairs, batch_size, progress=progress)
+    return summarize(paradigms, good, bad)
+
+
+def blimp_accuracy(model, tokenizer, suite_dir: str | Path, batch_size: int = 64,
+                   limit: int | None = None, progress: bool = False) -> dict:
+    """BLiMP summary (accuracy, accuracy_micro, paradigms, categories) for an in-memory model.
+
+    For per-epoch curves in the training loop: no files written, model mode restored.
+    """
+    summary, _ = score_suite(model, tokenizer, load_suite(suite_dir, limit), batch_size, progress)
+    return summary

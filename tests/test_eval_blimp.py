@@ -1,0 +1,195 @@
+"""BLiMP through lm-eval 0.4.13 offline: the generated task YAMLs read the local files,
+lm-eval's per-pair log-likelihoods and decisions equal a plain-transformers reference and
+our fast scorer on real BLiMP, blimp_filtered and the (multi-line) supplement, the JSON
+and TSV agree, and bad input ends in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import torch
+import yaml
+
+from babydistill import eval_blimp
+from babydistill.scorer import load_suite, score_suite, summarize
+from test_scorer import (  # noqa: F401  (fixtures shared with test_scorer)
+    blimp_slice, check_known_outputs, make_known_suite, read_tsv, slice_suite, tiny_llama)
+
+torch.set_num_threads(1)
+needs_accelerate = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("accelerate") is None,
+    reason="lm-eval's hf model needs the accelerate package")
+
+# (shared data dir, paradigms (None: all files), pairs per paradigm)
+SLICES = {
+    "blimp": ("blimp", ["adjunct_island", "determiner_noun_agreement_1", "wh_vs_that_with_gap"], 50),
+    "blimp_filtered": ("babylm_eval_2024/blimp_filtered",
+                       ["anaphor_number_agreement", "principle_A_c_command"], 40),
+    "supplement": ("babylm_eval_2024/supplement_filtered", None, 15),
+}
+
+
+def test_task_yamls_read_local_files_offline(shared_subdir, tmp_path):
+    src = shared_subdir("babylm_eval_2024/supplement_filtered")
+    suite = slice_suite(tmp_path / "supp", src, ["turn_taking", "qa_congruence_easy"], 6)
+    paradigms = load_suite(suite)
+    work = tmp_path / "work"
+    group, names = eval_blimp.write_tasks("supplement", paradigms, work)
+    cfg = yaml.safe_load((work / "tasks" / f"{next(iter(names))}.yaml").read_text())
+    assert cfg["dataset_path"] == "json" and cfg["test_split"] == "train"
+    assert os.path.isabs(cfg["dataset_kwargs"]["data_files"]["train"])
+    assert str(work) in cfg["dataset_kwargs"]["cache_dir"]
+
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    tasks = {}
+
+    def collect(d):
+        for k, v in d.items():
+            collect(v) if isinstance(v, dict) else tasks.__setitem__(getattr(k, "group", k), v)
+    with eval_blimp.offline_env(work):
+        collect(get_task_dict([group], TaskManager(include_path=str(work / "tasks"), include_defaults=False)))
+    assert os.environ.get("HF_HOME") != str((work / "hf_home").resolve())  # restored
+    assert set(tasks) == set(names)
+    for name, task in tasks.items():
+        par = next(p for p in paradigms if p.name == names[name])
+        docs = list(task.test_docs())
+        # the multi-line dialogues survive the YAML -> datasets -> lm-eval round trip
+        assert [(d["sentence_good"], d["sentence_bad"]) for d in docs] == [(p.good, p.bad) for p in par.pairs]
+        assert task.doc_to_choice(docs[0]) == [par.pairs[0].good, par.pairs[0].bad]
+    assert any("\n" in p.good for p in paradigms[1].pairs + paradigms[0].pairs)
+
+
+@needs_accelerate
+@pytest.mark.parametrize("suite", list(SLICES))
+def test_lmeval_equals_reference_and_fast(suite, shared_subdir, tiny_llama, tmp_path):
+    sub, names, n = SLICES[suite]
+    src = shared_subdir(sub)
+    names = names or sorted(p.stem for p in src.glob("*.jsonl"))
+    paradigms = load_suite(slice_suite(tmp_path / suite, src, names, n))
+    pairs = [p for par in paradigms for p in par.pairs]
+    lm_good, lm_bad = eval_blimp.run_lmeval(tiny_llama, suite, paradigms, tmp_path / "work", batch_size=32)
+    ref_good, ref_bad = eval_blimp.independent_loglik(tiny_llama, pairs)
+    model, tok = eval_blimp.load_model(tiny_llama)
+    fast_summary, fast_rows = score_suite(model, tok, paradigms, batch_size=32)
+    assert max(abs(a - b) for a, b in zip(lm_good + lm_bad, ref_good + ref_bad)) < 1e-4
+    lm_dec = [g >= b for g, b in zip(lm_good, lm_bad)]
+    assert lm_dec == [g >= b for g, b in zip(ref_good, ref_bad)]  # every pair
+    assert lm_dec == [bool(r[4]) for r in fast_rows]
+    assert max(abs(r[2] - g) + abs(r[3] - b) for r, g, b in zip(fast_rows, lm_good, lm_bad)) < 1e-4
+    assert summarize(paradigms, lm_good, lm_bad)[0] == fast_summary
+
+
+@needs_accelerate
+def test_lmeval_cli_known_suite(tiny_llama, tmp_path):
+    suite, expected = make_known_suite(tmp_path / "suite")
+    work = tmp_path / "work"
+    eval_blimp.main(["--model", str(tiny_llama), "--suite-dir", str(suite), "--suite", "known",
+                     "--out", str(tmp_path / "r.json"), "--pairs-out", str(tmp_path / "p.tsv"),
+                     "--work-dir", str(work), "--trust-remote-code"])
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["backend"] == "lmeval" and saved["model"] == str(tiny_llama)
+    check_known_outputs(saved, read_tsv(tmp_path / "p.tsv"), expected)
+    assert (work / "hf_home" / "datasets").is_dir()  # the datasets cache stayed inside the job
+
+
+def test_missing_suite_dir_is_one_line(tiny_llama, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        eval_blimp.main(["--model", str(tiny_llama), "--suite-dir", str(tmp_path / "nope"), "--suite", "x",
+                         "--out", str(tmp_path / "r.json"), "--pairs-out", str(tmp_path / "p.tsv")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "nope" in err and "\n" not in err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bad_model_dir_is_one_line(tmp_path, capsys):
+    suite, _ = make_known_suite(tmp_path / "suite")
+    with pytest.raises(SystemExit):
+        eval_blimp.main(["--model", str(tmp_path / "nomodel"), "--suite-dir", str(suite), "--suite", "x",
+                         "--out", str(tmp_path / "r.json"), "--pairs-out", str(tmp_path / "p.tsv"),
+                         "--backend", "fast"])
+    assert "config.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@needs_accelerate
+def test_full_blimp_lmeval_equals_reference(shared_subdir, tiny_llama, tmp_path):
+    """All 67,000 pairs of BLiMP: lm-eval's decision == the independent decision, every pair."""
+    paradigms = load_suite(shared_subdir("blimp"))
+    pairs = [p for par in paradigms for p in par.pairs]
+    t0 = time.time()
+    lm_good, lm_bad = eval_blimp.run_lmeval(tiny_llama, "blimp", paradigms, tmp_path / "work", batch_size=128)
+    t1 = time.time()
+    ref_good, ref_bad = eval_blimp.independent_loglik(tiny_llama, pairs)
+    t2 = time.time()
+    model, tok = eval_blimp.load_model(tiny_llama)
+    _, fast_rows = score_suite(model, tok, paradigms, batch_size=256)
+    t3 = time.time()
+    lm_dec = [g >= b for g, b in zip(lm_good, lm_bad)]
+    ref_dec = [g >= b for g, b in zip(ref_good, ref_bad)]
+    diff = max(abs(a - b) for a, b in zip(lm_good + lm_bad, ref_good + ref_bad))
+    print(f"\nfull BLiMP: {len(pairs)} pairs; lm-eval {t1 - t0:.0f} s, reference {t2 - t1:.0f} s, "
+          f"fast {t3 - t2:.0f} s; max |ll diff| {diff:.2e}; "
+          f"decisions lm-eval==reference {sum(a == b for a, b in zip(lm_dec, ref_dec))}, "
+          f"lm-eval==fast {sum(a == bool(r[4]) for a, r in zip(lm_dec, fast_rows))}")
+    assert len(pairs) == 67000
+    assert lm_dec == ref_dec
+    assert lm_dec == [bool(r[4]) for r in fast_rows]
+    assert diff < 1e-4
+
+
+REMOTE_CODE = '''
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+class TinyRemoteConfig(LlamaConfig):
+    model_type = "babydistill_tiny_remote"
+
+
+class TinyRemoteForCausalLM(LlamaForCausalLM):
+    """Stands in for the ensemble model dir: custom code reached through auto_map."""
+    config_class = TinyRemoteConfig
+
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        out.logits = out.logits * 0.5  # a visibly different distribution than the plain model
+        return out
+'''
+
+
+@pytest.fixture
+def remote_code_model(tiny_llama, tmp_path):
+    import shutil
+
+    d = tmp_path / "remote"
+    shutil.copytree(tiny_llama, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(model_type="babydistill_tiny_remote", architectures=["TinyRemoteForCausalLM"],
+               auto_map={"AutoConfig": "modeling_tiny.TinyRemoteConfig",
+                         "AutoModelForCausalLM": "modeling_tiny.TinyRemoteForCausalLM"})
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "modeling_tiny.py").write_text(REMOTE_CODE)
+    return d
+
+
+@needs_accelerate
+def test_trust_remote_code_model_dir(remote_code_model, tiny_llama, blimp_slice, tmp_path):
+    model, _ = eval_blimp.load_model(remote_code_model, trust_remote_code=True)
+    assert type(model).__name__ == "TinyRemoteForCausalLM"
+    outs = {}
+    for backend in ("lmeval", "fast"):
+        eval_blimp.main(["--model", str(remote_code_model), "--suite-dir", str(blimp_slice),
+                         "--suite", "blimp", "--out", str(tmp_path / f"{backend}.json"),
+                         "--pairs-out", str(tmp_path / f"{backend}.tsv"), "--backend", backend,
+                         "--work-dir", str(tmp_path / "work"), "--trust-remote-code", "--limit", "20"])
+        outs[backend] = read_tsv(tmp_path / f"{backend}.tsv")
+    assert [r["correct"] for r in outs["lmeval"]] == [r["correct"] for r in outs["fast"]]
+    assert max(abs(float(a["ll_good"]) - float(b["ll_good"])) for a, b in zip(outs["lmeval"], outs["fast"])) < 1e-4
+    # the custom forward really ran: its scores are not the plain model's
+    plain_good, _ = eval_blimp.independent_loglik(tiny_llama, load_suite(blimp_slice, 1)[0].pairs)
+    assert abs(plain_good[0] - float(outs["fast"][0]["ll_good"])) > 1e-2
