@@ -40,6 +40,10 @@ def test_demo_dry_run_plans_the_whole_dag(repo_root, tmp_path):
     assert counts["tokenize_split"] == 2 and counts["train_tokenizer"] == 1
     n_models = len(demo["pretrain"]) + len(demo["distill"]) + len(demo["ensembles"])
     assert counts["eval_blimp"] == n_models * len(demo["eval"]["blimp"]["suites"])
+    # every trained model is fine-tuned; the logit-averaged ensemble is scored zero-shot only
+    n_trained = n_models - len(demo["ensembles"])
+    assert counts["finetune"] == n_trained * len(demo["eval"]["finetune"]["tasks"])
+    assert counts["tables"] == 1
 
 
 def test_paper_dry_run(repo_root, tmp_path):

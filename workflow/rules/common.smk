@@ -28,6 +28,8 @@ PRETRAIN = bdconfig.instances(config, "pretrain")
 DISTILL = bdconfig.instances(config, "distill")
 ENSEMBLES = list(config.get("ensembles") or {})
 MODELS = bdconfig.model_names(config)
+# The logit-averaged ensemble is scored zero-shot only: it has no single network to fine-tune.
+FINETUNE_MODELS = PRETRAIN + DISTILL
 EVAL = config.get("eval") or {}
 SUITES = EVAL.get("blimp", {}).get("suites", {})
 FINETUNE = EVAL.get("finetune", {})
@@ -95,5 +97,5 @@ def all_targets():
     for suite in ev.get("blimp", {}).get("suites", {}):
         targets += [f"{R}/eval/blimp/{suite}/{m}.json" for m in MODELS]
     for task in ev.get("finetune", {}).get("tasks", {}):
-        targets += [f"{R}/eval/finetune/{task}/{m}.json" for m in MODELS]
+        targets += [f"{R}/eval/finetune/{task}/{m}.json" for m in FINETUNE_MODELS]
     return targets

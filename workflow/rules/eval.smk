@@ -95,7 +95,7 @@ rule finetune:
         f"{R}/eval/finetune/{{task}}/{{model}}.json",
     wildcard_constraints:
         task=alternation(TASKS),
-        model=alternation(MODELS),
+        model=alternation(FINETUNE_MODELS),
     params:
         spec=lambda w: as_json(TASKS[w.task]),
         max_train=f"--max-train {FINETUNE['max_train']}" if FINETUNE.get("max_train") else "",

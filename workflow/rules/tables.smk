@@ -5,7 +5,9 @@ rule tables:
     """Zero-shot, fine-tuning and summary tables (CSV, Markdown, LaTeX) and figures."""
     input:
         blimp=expand(f"{R}/eval/blimp/{{suite}}/{{model}}.json", suite=SUITES, model=MODELS),
-        finetune=expand(f"{R}/eval/finetune/{{task}}/{{model}}.json", task=TASKS, model=MODELS),
+        finetune=expand(
+            f"{R}/eval/finetune/{{task}}/{{model}}.json", task=TASKS, model=FINETUNE_MODELS
+        ),
         models=expand(f"{R}/models/{{model}}", model=MODELS),
     output:
         summary=report(f"{R}/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
