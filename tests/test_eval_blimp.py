@@ -92,7 +92,8 @@ def test_lmeval_cli_known_suite(tiny_llama, tmp_path):
                      "--out", str(tmp_path / "r.json"), "--pairs-out", str(tmp_path / "p.tsv"),
                      "--work-dir", str(work), "--trust-remote-code"])
     saved = json.loads((tmp_path / "r.json").read_text())
-    assert saved["backend"] == "lmeval" and saved["model"] == str(tiny_llama)
+    assert saved["backend"] == "lmeval" and saved["model"] == tiny_llama.name
+    assert saved["model_dir"] == str(tiny_llama)
     check_known_outputs(saved, read_tsv(tmp_path / "p.tsv"), expected)
     assert (work / "hf_home" / "datasets").is_dir()  # the datasets cache stayed inside the job
 

@@ -221,7 +221,9 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
         raise UserError(f"--backend {backend}: use lmeval or fast")
     log.info("%s on %s (%s): %d pairs, macro acc %.4f, %.1f s", model_dir, suite, backend,
              summary["n_pairs"], summary["accuracy"], time.time() - t0)
-    result = {"model": str(model_dir), "suite": suite, "backend": backend, **summary}
+    # the model's name is its directory's (the workflow names directories after models)
+    result = {"model": Path(model_dir).name, "model_dir": str(model_dir), "suite": suite,
+              "backend": backend, **summary}
     return result, rows
 
 

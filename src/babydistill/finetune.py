@@ -333,7 +333,8 @@ def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.Pa
     t0 = time.time()
     task = resolve_task(task_name)
     spec = validate_spec(spec)
-    base = {"model": str(model_dir), "task": task.name, "metric": task.metric}
+    base = {"model": Path(model_dir).name, "model_dir": str(model_dir), "task": task.name,
+            "metric": task.metric}
     if not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir}: not a directory")
     train_path = find_split(task, data_dir, "train")
