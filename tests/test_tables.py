@@ -107,3 +107,23 @@ def test_missing_pairs_file_is_one_line(results, tmp_path):
     lone.write_text("{}")
     with pytest.raises(tables.UserError, match="per-pair results not found"):
         tables.load_pairs(str(lone))
+
+
+def test_training_curves_blimp_panel_only_when_recorded(tmp_path, monkeypatch):
+    """A third panel (BLiMP accuracy per epoch) appears when a metrics.csv has blimp_acc."""
+    figs = []
+    monkeypatch.setattr(tables, "_save_figure", lambda fig, out, name: figs.append(fig))
+    plain = tmp_path / "plain.csv"
+    pd.DataFrame({"step": [1, 2, 2], "epoch": [0.5, 1.0, 1.0], "loss": [5.0, 4.0, None],
+                  "eval_loss": [None, None, 4.2]}).to_csv(plain, index=False)
+    curve = tmp_path / "curve.csv"
+    pd.DataFrame({"step": [0, 1, 2, 2, 2], "epoch": [0.0, 0.5, 1.0, 1.0, 1.0],
+                  "loss": [None, 5.0, 4.0, None, None], "eval_loss": [None, None, None, 4.1, None],
+                  "blimp_acc": [0.5, None, None, None, 0.75]}).to_csv(curve, index=False)
+    tables.training_curves({"a": plain}, tmp_path)
+    tables.training_curves({"a": plain, "b": curve}, tmp_path)
+    assert [len(f.axes) for f in figs] == [2, 3]
+    (line,) = figs[1].axes[2].get_lines()  # only b recorded BLiMP
+    assert list(line.get_xdata()) == [0.0, 1.0] and list(line.get_ydata()) == [50.0, 75.0]
+    train_b = figs[1].axes[0].get_lines()[1]  # rows without a train loss leave no gaps
+    assert list(train_b.get_ydata()) == [5.0, 4.0]

@@ -209,3 +209,149 @@ def test_resume_refuses_a_changed_spec(tmp_path):
 def test_validate_train_spec_errors(key, value, match):
     with pytest.raises(UserError, match=match):
         validate_train_spec({key: value})
+
+
+# ---------------------------------------------------------------------------- BLiMP curves
+
+def word_tokenizer(path):
+    """A word-level tokenizer over the model's 64 ids (w4 .. w63), saved like the project's."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{f"w{i}": i for i in range(4, VOCAB)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
+                            eos_token="</s>", unk_token="<unk>").save_pretrained(path)
+    return path
+
+
+def tiny_suite(path, n=8):
+    """Two paradigms: the good sentence follows the training stream's +1 pattern."""
+    path.mkdir()
+    for p, length in (("runs_short", 4), ("runs_long", 7)):
+        lines = []
+        for i in range(n):
+            ids = list(range(5 + 3 * i, 5 + 3 * i + length))
+            bad = ids[:1] + ids[1:][::-1]
+            lines.append(json.dumps({"sentence_good": " ".join(f"w{k}" for k in ids),
+                                     "sentence_bad": " ".join(f"w{k}" for k in bad),
+                                     "linguistics_term": p.split("_")[0], "pairID": str(i)}))
+        (path / f"{p}.jsonl").write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def blimp_inputs(tmp_path):
+    return word_tokenizer(tmp_path / "tok"), tiny_suite(tmp_path / "mysuite")
+
+
+CURVE = {**SPEC, "eval_every": 0, "keep": "last", "blimp_every_epoch": True}
+
+
+def rows_of(out_dir):
+    with (out_dir / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_blimp_curve_per_epoch(tmp_path, blimp_inputs):
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from babydistill.scorer import blimp_accuracy
+
+    tok, suite = blimp_inputs
+    tr, ev = data()
+    summary = train(CURVE, objective(), tr, ev, tmp_path / "out", tmp_path / "ck", tok,
+                    blimp_suite=suite)
+    curve = json.loads((tmp_path / "out" / "blimp_curve.json").read_text())
+    spe = tr.num_batches(16)
+    assert curve["suite"] == "mysuite"
+    assert [(p["step"], p["module"]) for p in curve["points"]] == \
+        [(0, "model"), (spe, "model"), (2 * spe, "model")]
+    assert set(curve["points"][0]["categories"]) == {"runs"}
+    # metrics.csv: the same numbers in blimp_acc rows, loss/eval rows untouched
+    blimp_rows = [r for r in rows_of(tmp_path / "out") if r["blimp_acc"]]
+    assert [int(r["step"]) for r in blimp_rows] == [0, spe, 2 * spe]
+    assert [float(r["blimp_acc"]) for r in blimp_rows] == \
+        [p["accuracy"] for p in curve["points"]]
+    assert all(not r["loss"] and not r["eval_loss"] for r in blimp_rows)
+    # the last point is what the standalone scorer says about the saved model
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    want = blimp_accuracy(model, PreTrainedTokenizerFast.from_pretrained(tmp_path / "out"), suite)
+    assert curve["points"][-1]["accuracy"] == want["accuracy"]
+    assert curve["points"][-1]["categories"] == want["categories"]
+    # the model learns the +1 pattern, so the good sentences win more often than at step 0
+    assert curve["points"][-1]["accuracy"] > curve["points"][0]["accuracy"]
+    assert summary["blimp_eval_s"] > 0
+
+
+def test_blimp_curve_limit_and_resume_keep_metrics(tmp_path, blimp_inputs):
+    tok, suite = blimp_inputs
+    tr, ev = data()
+    spec = {**CURVE, "blimp_limit": 3, "eval_every": 8}
+    train(spec, objective(), tr, ev, tmp_path / "ref", tmp_path / "ck_ref", tok, blimp_suite=suite)
+    spe = tr.num_batches(16)
+    with pytest.raises(TrainingStopped):  # killed after the first epoch's checkpoint
+        train({**spec, "stop_after_steps": spe + 2}, objective(), tr, ev, tmp_path / "run",
+              tmp_path / "ck", tok, blimp_suite=suite)
+    train(spec, objective(seed=99), tr, ev, tmp_path / "run", tmp_path / "ck", tok,
+          blimp_suite=suite)
+
+    def without_speed(d):
+        return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows_of(d)]
+    assert without_speed(tmp_path / "run") == without_speed(tmp_path / "ref")
+    a, b = (json.loads((tmp_path / d / "blimp_curve.json").read_text()) for d in ("ref", "run"))
+    assert a == b and a["limit"] == 3 and len(a["points"]) == 3
+    from babydistill.scorer import blimp_accuracy  # limit 3: the scorer on 3 pairs each
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    want = blimp_accuracy(AutoModelForCausalLM.from_pretrained(tmp_path / "run"),
+                          PreTrainedTokenizerFast.from_pretrained(tok), suite, limit=3)
+    assert a["points"][-1]["accuracy"] == want["accuracy"]
+
+
+def test_blimp_curve_off_by_default_records_nothing(tmp_path, blimp_inputs):
+    tok, suite = blimp_inputs
+    tr, ev = data()
+    spec = {**SPEC, "epochs": 1, "eval_every": 0}
+    train(spec, objective(), tr, ev, tmp_path / "off", tmp_path / "c1", tok, blimp_suite=suite)
+    assert not (tmp_path / "off" / "blimp_curve.json").exists()
+    assert "blimp_acc" not in rows_of(tmp_path / "off")[0]
+    # on, but without a suite: trained as usual, no curve
+    s = train({**spec, "blimp_every_epoch": True}, objective(), tr, ev, tmp_path / "nosuite",
+              tmp_path / "c2", tok)
+    assert not (tmp_path / "nosuite" / "blimp_curve.json").exists()
+    assert "blimp_eval_s" not in s
+
+
+def test_blimp_curve_bad_inputs_are_one_line(tmp_path, blimp_inputs):
+    tok, suite = blimp_inputs
+    tr, ev = data()
+    with pytest.raises(UserError, match="suite directory not found"):
+        train(CURVE, objective(), tr, ev, tmp_path / "o", tmp_path / "c", tok,
+              blimp_suite=tmp_path / "nope")
+    with pytest.raises(UserError, match="needs the tokenizer"):
+        train(CURVE, objective(), tr, ev, tmp_path / "o", tmp_path / "c", None, blimp_suite=suite)
+    with pytest.raises(UserError, match="train.blimp_limit: expected an integer >= 1"):
+        validate_train_spec({"blimp_limit": 0})
+    with pytest.raises(UserError, match="train.blimp_every_epoch: expected true or false"):
+        validate_train_spec({"blimp_every_epoch": "yes"})
+
+
+def test_blimp_curve_scores_every_module(tmp_path, blimp_inputs):
+    """Two WML peers: a point per peer per epoch; blimp_acc is their mean."""
+    from babydistill.wml import WMLObjective
+
+    tok, suite = blimp_inputs
+    tr, ev = data()
+    torch.manual_seed(0)
+    peers = [build_model(LLAMA, VOCAB), build_model(GPT2, VOCAB)]
+    obj = WMLObjective(peers, alpha=0.5, temperature=1.0, outer_loop=False, tokenizer_dir=tok)
+    train({**CURVE, "epochs": 1}, obj, tr, ev, tmp_path / "out", tmp_path / "ck", tok,
+          blimp_suite=suite)
+    points = json.loads((tmp_path / "out" / "blimp_curve.json").read_text())["points"]
+    spe = tr.num_batches(16)
+    assert [(p["step"], p["module"]) for p in points] == \
+        [(0, "peer0"), (0, "peer1"), (spe, "peer0"), (spe, "peer1")]
+    last = [r for r in rows_of(tmp_path / "out") if r["blimp_acc"]][-1]
+    assert json.loads(last["logs"]) == {p["module"]: p["accuracy"] for p in points[2:]}
+    assert float(last["blimp_acc"]) == pytest.approx((points[2]["accuracy"] + points[3]["accuracy"]) / 2)

@@ -11,7 +11,7 @@
 CLI (the spec is what ``babydistill.config.distill_spec`` writes)::
 
     python -m babydistill.distill --spec JSON --train PREFIX --dev PREFIX --tokenizer DIR \\
-        --out DIR --checkpoint-dir DIR [--teacher DIR ...] [--cache DIR]
+        --out DIR --checkpoint-dir DIR [--teacher DIR ...] [--cache DIR] [--blimp-suite DIR]
 """
 
 from __future__ import annotations
@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--checkpoint-dir", required=True)
     ap.add_argument("--teacher", action="append", default=[], help="teacher model dir (repeat)")
     ap.add_argument("--cache", default=None, help="teacher cache dir (teacher_cache output)")
+    ap.add_argument("--blimp-suite", default=None, metavar="DIR",
+                    help="BLiMP-format suite for per-epoch curves (with train.blimp_every_epoch)")
     ap.add_argument("--log", default=None)
     args = ap.parse_args(argv)
     setup_logging(args.log)
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None):
     return train(tr, objective, train_data, eval_data, Path(args.out), Path(args.checkpoint_dir),
                  args.tokenizer, extra_summary={"name": spec["name"], "objective": spec["objective"],
                                                 "vocab_size": vocab, "seq_length": spec["seq_length"],
-                                                "cached_targets": bool(args.cache)})
+                                                "cached_targets": bool(args.cache)},
+                 blimp_suite=args.blimp_suite)
 
 
 if __name__ == "__main__":

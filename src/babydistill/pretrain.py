@@ -1,13 +1,14 @@
 """Stage: train a model preset from scratch (the teachers and the no-distillation baselines).
 
     python -m babydistill.pretrain --spec JSON --train PREFIX --dev PREFIX \\
-        --tokenizer DIR --out MODEL_DIR --checkpoint-dir DIR
+        --tokenizer DIR --out MODEL_DIR --checkpoint-dir DIR [--blimp-suite DIR]
 
 ``--spec`` is ``config.pretrain_spec(config, name)`` as JSON: ``{"name", "model": preset,
 "train": merged training keys, "seq_length", "eval_chunks"}``. The run resumes from
 ``--checkpoint-dir`` when it holds a checkpoint; MODEL_DIR (HF model + tokenizer +
 metrics.csv + train_summary.json) appears atomically at the end. Run it under
-``python -m babydistill.launch --gpus N --`` for several GPUs.
+``python -m babydistill.launch --gpus N --`` for several GPUs. With
+``train.blimp_every_epoch`` and ``--blimp-suite``, MODEL_DIR also holds ``blimp_curve.json``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--tokenizer", required=True, metavar="DIR")
     ap.add_argument("--out", required=True, metavar="MODEL_DIR")
     ap.add_argument("--checkpoint-dir", required=True, metavar="DIR")
+    ap.add_argument("--blimp-suite", default=None, metavar="DIR",
+                    help="BLiMP-format suite for per-epoch curves (with train.blimp_every_epoch)")
     ap.add_argument("--log", default=None, help="also log to this file")
     args = ap.parse_args(argv)
     setup_logging(args.log)
@@ -96,7 +99,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     return train(t, LMObjective(model, name=spec["name"]), train_data, eval_data, args.out,
                  args.checkpoint_dir, args.tokenizer,
                  extra_summary={"name": spec["name"], "model": spec["model"],
-                                "vocab_size": vocab, "seq_length": spec["seq_length"]})
+                                "vocab_size": vocab, "seq_length": spec["seq_length"]},
+                 blimp_suite=args.blimp_suite)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ beside the BLiMP ones), and writes, under ``--out``:
   paradigm-stratified bootstrap over BLiMP pairs (95%);
 - ``figures/zero_shot.{png,pdf}``, ``figures/finetune.{png,pdf}``: parallel-coordinate plots (one
   line per model across categories / tasks), ``figures/training_curves.{png,pdf}`` from each
-  model's ``metrics.csv``.
+  model's ``metrics.csv`` (train/eval loss, plus BLiMP accuracy per epoch when recorded).
 
 With several seeds of a model (names ``<model>@<seed>``), cells show mean ± standard deviation.
 """
@@ -212,21 +212,32 @@ def parallel_plot(long: pd.DataFrame, axis: str, value: str, title: str, out: Pa
 
 
 def training_curves(metrics: dict[str, Path], out: Path) -> None:
+    """Train and eval loss per step; a third panel, BLiMP accuracy per epoch, when any
+    ``metrics.csv`` has ``blimp_acc`` values (training with ``blimp_every_epoch: true``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_train, ax_eval) = plt.subplots(1, 2, figsize=(11, 4))
-    for model, path in metrics.items():
-        df = pd.read_csv(path)
-        ax_train.plot(df["step"], df["loss"], label=model, lw=0.8)
+    frames = {model: pd.read_csv(path) for model, path in metrics.items()}
+    blimp = {m: df.dropna(subset=["blimp_acc"]) for m, df in frames.items() if "blimp_acc" in df}
+    blimp = {m: b for m, b in blimp.items() if not b.empty}
+    fig, axes = plt.subplots(1, 3 if blimp else 2, figsize=(16.5 if blimp else 11, 4))
+    ax_train, ax_eval = axes[:2]
+    for model, df in frames.items():
+        tr = df.dropna(subset=["loss"])  # eval and BLiMP rows carry no train loss
+        ax_train.plot(tr["step"], tr["loss"], label=model, lw=0.8)
         ev = df.dropna(subset=["eval_loss"]) if "eval_loss" in df else df.iloc[0:0]
         if not ev.empty:
             ax_eval.plot(ev["step"], ev["eval_loss"], marker="o", label=model)
     ax_train.set(title="train loss", xlabel="step", ylabel="loss")
     ax_eval.set(title="eval loss", xlabel="step", ylabel="loss")
-    for ax in (ax_train, ax_eval):
+    if blimp:
+        ax_blimp = axes[2]
+        for model, b in blimp.items():
+            ax_blimp.plot(b["epoch"], 100 * b["blimp_acc"], marker="o", label=model)
+        ax_blimp.set(title="BLiMP accuracy (fast scorer)", xlabel="epoch", ylabel="accuracy (%)")
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _save_figure(fig, out, "training_curves")

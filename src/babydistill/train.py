@@ -22,10 +22,19 @@ bit-for-bit (model(s), optimizer, scheduler, RNG states, data position, best-so-
 objective state), a NaN/inf stop naming the step, a tqdm bar, ``metrics.csv`` and, when
 installed, TensorBoard. Only rank 0 writes files.
 
+BLiMP learning curves: with ``blimp_every_epoch: true`` and a suite directory
+(``train(..., blimp_suite=DIR)``), rank 0 scores every trainable module with the fast
+scorer (:mod:`babydistill.scorer`, first ``blimp_limit`` pairs per paradigm) before the
+first step and at each epoch end (and at the last step), writing a ``blimp_acc`` row to
+``metrics.csv`` (the modules' mean macro accuracy; each module's in ``logs``) and the
+points to ``OUT_DIR/blimp_curve.json``. The points live in the checkpoint, so a resumed
+run writes the same curve and the same metrics rows.
+
 Files: ``CHECKPOINT_DIR/last.pt`` (everything to resume), ``CHECKPOINT_DIR/best.pt`` (the
 best weights, keep=best), ``CHECKPOINT_DIR/metrics.csv`` (grows as the run goes). At the
 end ``OUT_DIR`` appears in one rename holding the model(s) (``objective.save``), the
-tokenizer files, ``metrics.csv`` and ``train_summary.json``.
+tokenizer files, ``metrics.csv``, ``train_summary.json`` and, with the BLiMP curve on,
+``blimp_curve.json``.
 """
 
 from __future__ import annotations
@@ -75,13 +84,15 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "log_every": 10,          # steps between metrics rows (and NaN checks)
     "tensorboard": True,      # when torch.utils.tensorboard imports
     "max_steps": None,        # cap on total optimizer steps (smoke runs)
+    "blimp_every_epoch": False,  # BLiMP accuracy per epoch (and at step 0) with the fast scorer
+    "blimp_limit": None,      # pairs per paradigm for that curve (None = all)
     "stop_after_steps": None,  # test hook: stop as if killed after this step
 }
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "bf16", "fp32", "float32")
 # Keys that may change between a run and its resumption without changing the result.
 _RESUME_FREE = {"stop_after_steps", "compile", "log_every", "checkpoint_every", "tensorboard",
-                "eval_batch_size", "gpus", "blimp_every_epoch"}
+                "eval_batch_size", "gpus", "blimp_every_epoch", "blimp_limit"}
 METRICS_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss", "logs"]
 
 
@@ -125,13 +136,13 @@ def validate_train_spec(spec: dict, where: str = "train") -> dict:
     for key, lo in (("warmup_steps", 0), ("epochs", 1), ("batch_size", 1), ("grad_accum", 1),
                     ("checkpoint_every", 0), ("eval_every", 0), ("log_every", 1), ("seed", 0)):
         _number(s, key, where, integer=True, minimum=lo)
-    for key in ("eval_batch_size", "max_steps", "stop_after_steps"):
+    for key in ("eval_batch_size", "max_steps", "stop_after_steps", "blimp_limit"):
         _number(s, key, where, integer=True, minimum=1, allow_none=True)
     for key, allowed in (("schedule", SCHEDULES), ("keep", ("best", "last")),
                          ("precision", PRECISIONS)):
         if s[key] not in allowed:
             raise UserError(f"{where}.{key}: expected one of {', '.join(allowed)}, got {s[key]!r}")
-    for key in ("compile", "tensorboard"):
+    for key in ("compile", "tensorboard", "blimp_every_epoch"):
         if not isinstance(s[key], bool):
             raise UserError(f"{where}.{key}: expected true or false, got {s[key]!r}")
     return s
@@ -297,7 +308,9 @@ class Trainer:
     """Holds the run's state; :meth:`fit` is the loop. ``train()`` is the usual entry."""
 
     def __init__(self, spec: dict, objective: Objective, train_data, eval_data=None,
-                 checkpoint_dir: str | os.PathLike | None = None):
+                 checkpoint_dir: str | os.PathLike | None = None,
+                 blimp_suite: str | os.PathLike | None = None,
+                 tokenizer_dir: str | os.PathLike | None = None):
         self.spec = validate_train_spec(spec)
         self.objective, self.train_data, self.eval_data = objective, train_data, eval_data
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -356,8 +369,34 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self.wall_time = 0.0   # summed over resumptions
         self.tokens_per_step = 0
+        self.metrics_fields = METRICS_FIELDS
         self._window: list[torch.Tensor] = []
         self._window_logs: dict[str, Any] = {}
+        self._setup_blimp(blimp_suite, tokenizer_dir)
+
+    def _setup_blimp(self, suite, tokenizer_dir) -> None:
+        """Load the suite and tokenizer once (rank 0) when the per-epoch curve is on."""
+        self.blimp_points: list[dict] = []  # restored on resume
+        self.blimp_suite: Path | None = None
+        self.blimp_seconds = 0.0
+        on = self.spec["blimp_every_epoch"]
+        if not (on and suite):
+            if on:
+                log.warning("train.blimp_every_epoch is true but no BLiMP suite was given "
+                            "(--blimp-suite DIR): no per-epoch curve")
+            return
+        self.blimp_suite = Path(suite)
+        self.metrics_fields = METRICS_FIELDS + ["blimp_acc"]
+        if not self.dist.main:  # only rank 0 scores
+            return
+        if not tokenizer_dir:
+            raise UserError("train.blimp_every_epoch: the BLiMP curve needs the tokenizer "
+                            "directory (--tokenizer DIR)")
+        from .scorer import load_suite
+        from .tokenizer import load_tokenizer
+
+        self._blimp_paradigms = load_suite(self.blimp_suite, self.spec["blimp_limit"])
+        self._blimp_tokenizer = load_tokenizer(tokenizer_dir)
 
     def lr_at(self, step: int) -> float:
         """The (first param group's) lr optimizer step ``step`` (0-based) uses."""
@@ -473,6 +512,7 @@ class Trainer:
             "last_eval": self.last_eval,
             "wall_time": self.wall_time + (time.time() - self._t_start),
             "objective": self.objective.state_dict(),
+            "blimp": {"points": self.blimp_points, "seconds": self.blimp_seconds},
         }
         with atomic_path(self._ckpt("last.pt")) as tmp:
             torch.save(state, tmp)
@@ -514,6 +554,9 @@ class Trainer:
         self.best_loss, self.best_step = ck["best"]["loss"], ck["best"]["step"]
         self.last_eval = ck.get("last_eval", {})
         self.wall_time = ck.get("wall_time", 0.0)
+        blimp = ck.get("blimp") or {}
+        self.blimp_points = [p for p in blimp.get("points", []) if p["step"] <= self.step]
+        self.blimp_seconds = blimp.get("seconds", 0.0)
         set_rng_state(ck["rng"])
         log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step,
                  self.epoch, self.batch)
@@ -527,16 +570,18 @@ class Trainer:
         if not (self.dist.main and self.checkpoint_dir):
             return
         path = self._ckpt("metrics.csv")
+        fields = self.metrics_fields
         rows = []
         if resumed and path.is_file():
-            with path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+            with path.open(newline="") as f:  # only this run's columns (blimp may be toggled)
+                rows = [{k: r.get(k) or "" for k in fields} for r in csv.DictReader(f)
+                        if int(r["step"]) <= self.step]
         with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, METRICS_FIELDS)
+            w = csv.DictWriter(f, fields)
             w.writeheader()
             w.writerows(rows)
         self._metrics = path.open("a", newline="")
-        self._metrics_writer = csv.DictWriter(self._metrics, METRICS_FIELDS)
+        self._metrics_writer = csv.DictWriter(self._metrics, fields)
         if self.spec["tensorboard"]:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -550,7 +595,7 @@ class Trainer:
             self._metrics_writer.writerow(row)
             self._metrics.flush()
         if self._tb:
-            for k in ("loss", "lr", "tokens_per_s", "eval_loss"):
+            for k in ("loss", "lr", "tokens_per_s", "eval_loss", "blimp_acc"):
                 if isinstance(row.get(k), float):
                     self._tb.add_scalar(k, row[k], row["step"])
 
@@ -601,6 +646,34 @@ class Trainer:
             if self.spec["keep"] == "best":
                 self.save_best()
 
+    def _blimp_and_track(self) -> None:
+        """Score every trainable module on the BLiMP suite (rank 0 only): curve points and
+        one metrics row whose ``blimp_acc`` is the modules' mean macro accuracy."""
+        if self.blimp_suite is None or not self.dist.main:
+            return
+        from .scorer import score_suite
+
+        t0 = time.time()
+        epoch = round(self.step / self.steps_per_epoch, 4)
+        accs = {}
+        # Eager even under torch.compile: the scorer's varying batch shapes would recompile.
+        eager = (torch.compiler.set_stance("force_eager") if self.spec["compile"]
+                 else contextlib.nullcontext())
+        with eager:
+            for name, module in self.modules.items():
+                summary, _ = score_suite(module, self._blimp_tokenizer, self._blimp_paradigms)
+                accs[name] = summary["accuracy"]
+                self.blimp_points.append({"step": self.step, "epoch": epoch, "module": name,
+                                          "accuracy": summary["accuracy"],
+                                          "categories": summary["categories"]})
+        dt = time.time() - t0
+        self.blimp_seconds += dt
+        self._row(step=self.step, epoch=epoch, loss="", lr=self.lr_at(self.step - 1),
+                  tokens_per_s="", eval_loss="", logs=json.dumps(accs),
+                  blimp_acc=sum(accs.values()) / len(accs))
+        log.info("step %d: BLiMP %s (%.1f s)", self.step,
+                 ", ".join(f"{k} {v:.4f}" for k, v in accs.items()), dt)
+
     # -- the loop --------------------------------------------------------------------
     def fit(self) -> dict:
         self._t_start = time.time()
@@ -610,8 +683,10 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", file=sys.stderr,
                    disable=not self.dist.main, dynamic_ncols=True,
                    mininterval=0.5 if sys.stderr.isatty() else 30)  # log files: a line per 30 s
-        self._t_window = time.time()
         try:
+            if not resumed:
+                self._blimp_and_track()  # the curve's start: the untrained model(s)
+            self._t_window = time.time()
             while self.step < self.total_steps:
                 consumed = False
                 for batch in self.train_data.batches(self.epoch, s["batch_size"], self.batch,
@@ -634,6 +709,8 @@ class Trainer:
                         self._flush(bar)  # NaN check before anything is saved
                     if do_eval:
                         self._eval_and_track()
+                    if epoch_end or last:  # before the checkpoint, which holds the points
+                        self._blimp_and_track()
                     if do_ckpt:
                         self.save_checkpoint()
                     if do_eval or do_ckpt:
@@ -687,13 +764,19 @@ class Trainer:
 
 
 def train(spec: dict, objective: Objective, train_data, eval_data, out_dir,
-          checkpoint_dir, tokenizer_dir=None, extra_summary: dict | None = None) -> dict | None:
+          checkpoint_dir, tokenizer_dir=None, extra_summary: dict | None = None,
+          blimp_suite: str | os.PathLike | None = None) -> dict | None:
     """Train ``objective`` on ``train_data``; resume from ``checkpoint_dir/last.pt`` when
-    present; write ``out_dir`` atomically at the end (rank 0). Returns the summary."""
-    trainer = Trainer(spec, objective, train_data, eval_data, checkpoint_dir)
+    present; write ``out_dir`` atomically at the end (rank 0). Returns the summary.
+    ``blimp_suite``: a BLiMP-format suite directory for the per-epoch curve (used only when
+    ``spec["blimp_every_epoch"]``; the tokenizer comes from ``tokenizer_dir``)."""
+    trainer = Trainer(spec, objective, train_data, eval_data, checkpoint_dir,
+                      blimp_suite=blimp_suite, tokenizer_dir=tokenizer_dir)
     try:
         summary = trainer.fit()
         summary = {**(extra_summary or {}), **summary}
+        if trainer.blimp_suite is not None:
+            summary["blimp_eval_s"] = round(trainer.blimp_seconds, 2)
         if trainer.dist.world_size > 1:
             summary["rank_checksums"] = trainer.rank_checksums()
         if trainer.dist.main:
@@ -705,6 +788,11 @@ def train(spec: dict, objective: Objective, train_data, eval_data, out_dir,
                 if checkpoint_dir and (Path(checkpoint_dir) / "metrics.csv").is_file():
                     shutil.copy2(Path(checkpoint_dir) / "metrics.csv", tmp / "metrics.csv")
                 write_json(tmp / "train_summary.json", summary)
+                if trainer.blimp_points:
+                    write_json(tmp / "blimp_curve.json",
+                               {"suite": trainer.blimp_suite.name,
+                                "limit": trainer.spec["blimp_limit"],
+                                "points": trainer.blimp_points})
             log.info("wrote %s (%d steps, best eval loss %s)", out_dir, summary["steps"],
                      summary["best_eval_loss"])
         if trainer.dist.world_size > 1:

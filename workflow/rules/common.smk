@@ -79,6 +79,15 @@ def cache_dirs(name):
     return [f"{R}/teacher_cache/{name}"] if run.get("cache") else []
 
 
+def blimp_curve_suite(section, name):
+    """[the first BLiMP suite's directory] when training run ``name`` records per-epoch
+    BLiMP curves (training key blimp_every_epoch), else []."""
+    train = bdconfig._training(config, bdconfig.run_of(config, section, name))
+    if not (train.get("blimp_every_epoch") and SUITES):
+        return []
+    return [f"{R}/data/suites/{next(iter(SUITES))}"]
+
+
 def demo_world_input(loc):
     return [f"{R}/demo_world"] if loc.get("demo_world") else []
 

@@ -39,6 +39,8 @@ rule distill:
         train=f"{R}/tokens/train.json",
         dev=f"{R}/tokens/dev.json",
         tokenizer=f"{R}/tokenizer",
+        # per-epoch BLiMP curves (training key blimp_every_epoch): the first suite
+        blimp_suite=lambda w: blimp_curve_suite("distill", w.name),
         teachers=lambda w: teacher_dirs(w.name),
         cache=lambda w: cache_dirs(w.name),
     output:
@@ -50,6 +52,9 @@ rule distill:
         checkpoints=lambda w: f"{R}/checkpoints/{w.name}",
         train=lambda w, input: token_prefix(input.train),
         dev=lambda w, input: token_prefix(input.dev),
+        blimp=lambda w: " ".join(
+            f"--blimp-suite {d}" for d in blimp_curve_suite("distill", w.name)
+        ),
         # cached targets replace the live teachers
         teachers=lambda w: ""
         if cache_dirs(w.name)
@@ -73,6 +78,7 @@ rule distill:
         "OMP_NUM_THREADS={threads} python -m babydistill.launch --gpus {resources.gpu} -- babydistill.distill"
         " --spec {params.spec:q} --train {params.train} --dev {params.dev}"
         " --tokenizer {input.tokenizer} --out {output} --checkpoint-dir {params.checkpoints}"
+        " {params.blimp}"
         " {params.teachers} {params.cache} > {log} 2>&1"
         " && python -m babydistill.provenance --model-dir {output} --spec {params.spec:q}"
         " --input {input.train} --input {input.dev} --input {input.tokenizer}"

@@ -7,6 +7,8 @@ rule pretrain:
         train=f"{R}/tokens/train.json",
         dev=f"{R}/tokens/dev.json",
         tokenizer=f"{R}/tokenizer",
+        # per-epoch BLiMP curves (training key blimp_every_epoch): the first suite
+        blimp_suite=lambda w: blimp_curve_suite("pretrain", w.name),
     output:
         directory(f"{R}/models/{{name}}"),
     wildcard_constraints:
@@ -16,6 +18,9 @@ rule pretrain:
         checkpoints=lambda w: f"{R}/checkpoints/{w.name}",
         train=lambda w, input: token_prefix(input.train),
         dev=lambda w, input: token_prefix(input.dev),
+        blimp=lambda w: " ".join(
+            f"--blimp-suite {d}" for d in blimp_curve_suite("pretrain", w.name)
+        ),
     log:
         f"{LOGS}/pretrain/{{name}}.log",
     benchmark:
@@ -31,6 +36,7 @@ rule pretrain:
         "OMP_NUM_THREADS={threads} python -m babydistill.launch --gpus {resources.gpu} -- babydistill.pretrain"
         " --spec {params.spec:q} --train {params.train} --dev {params.dev}"
         " --tokenizer {input.tokenizer} --out {output} --checkpoint-dir {params.checkpoints}"
+        " {params.blimp}"
         " > {log} 2>&1 && python -m babydistill.provenance --model-dir {output}"
         " --spec {params.spec:q} --input {input.train} --input {input.dev}"
         " --input {input.tokenizer} >> {log} 2>&1"
