@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from timing import best_of
+
 from babydistill.common import cli, write_json
 from babydistill.eval_blimp import load_model, run_lmeval
 from babydistill.scorer import Paradigm, load_suite, score_suite, summarize
@@ -49,14 +51,6 @@ def random_model(out: Path, paradigms: list[Paradigm], preset: str = "llama-tiny
     to_transformers(tok).save_pretrained(model_dir)
     return model_dir
 
-
-def best_of(repeat: int, fn):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 @cli

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from timing import best_of
+
 from babydistill.common import UserError, cli
 from babydistill.data import TokenArray, TrainChunks
 from babydistill.tokenize_split import tokenize_files
@@ -36,15 +38,6 @@ from babydistill.tokenizer import save_tokenizer, train_tokenizer
 
 DEFAULT_CORPUS = "/work/shared/data/babylm_2023_partial"
 
-
-def best_of(repeat: int, fn):
-    """(best seconds, last result) over ``repeat`` calls."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 def cleaner():
