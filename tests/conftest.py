@@ -39,3 +39,14 @@ def shared_subdir(shared_data):
         return p
 
     return get
+
+
+@pytest.fixture(scope="session")
+def demo_small(tmp_path_factory):
+    """The whole demo DAG, shrunk (tests/fixtures/demo_small.yaml), run once per session
+    with the local executor; returns the working directory holding results/."""
+    from e2e import run_snakemake
+
+    workdir = tmp_path_factory.mktemp("demo_small")
+    run_snakemake(workdir, "--cores", "2")
+    return workdir
