@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from babydistill.train import TrainingStopped
+
 from babydistill import launch, pretrain
 from babydistill.tokenize_split import tokenize_files
 from babydistill.tokenizer import save_tokenizer, train_tokenizer
@@ -76,6 +78,37 @@ def test_pretrain_cli_end_to_end(corpus, tmp_path):
     assert loss < 0.6 * torch.log(torch.tensor(float(len(tok)))).item()
     lines = (out / "metrics.csv").read_text().splitlines()
     assert lines[0] == "step,epoch,loss,lr,tokens_per_s,eval_loss,logs"
+
+
+def test_stale_checkpoint_of_another_run_is_not_resumed(corpus, tmp_path, capfd):
+    """Snakemake reruns a job whose config or inputs changed: its old checkpoint must not be
+    resumed (that would silently write the old model again); a killed run still resumes."""
+    ref = tmp_path / "ref"
+    pretrain.main(args(corpus, ref, tmp_path / "ck_ref", spec(lr=1e-3)))
+    ck = tmp_path / "ck"
+    with pytest.raises(TrainingStopped):  # an earlier run, lr 3e-3, killed after 6 steps
+        pretrain.main(args(corpus, tmp_path / "m", ck, spec(stop_after_steps=6)))
+    capfd.readouterr()
+    pretrain.main(args(corpus, tmp_path / "m", ck, spec(lr=1e-3)))  # the config changed
+    err = capfd.readouterr().err
+    assert "starting over" in err and "resumed from" not in err
+    for k, v in weights(ref).items():
+        assert torch.equal(v, weights(tmp_path / "m")[k]), k
+
+    ck = tmp_path / "ck2"
+    with pytest.raises(TrainingStopped):  # same run killed, then started again: resumes
+        pretrain.main(args(corpus, tmp_path / "m2", ck, spec(lr=1e-3, stop_after_steps=6)))
+    capfd.readouterr()
+    pretrain.main(args(corpus, tmp_path / "m2", ck, spec(lr=1e-3)))
+    assert "resumed from" in capfd.readouterr().err
+
+    ck = tmp_path / "ck3"
+    with pytest.raises(TrainingStopped):
+        pretrain.main(args(corpus, tmp_path / "m3", ck, spec(lr=1e-3, stop_after_steps=6)))
+    (corpus / "dev.json").touch()  # an input was rewritten since: start over
+    capfd.readouterr()
+    pretrain.main(args(corpus, tmp_path / "m3", ck, spec(lr=1e-3)))
+    assert "starting over" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("mutate,match", [

@@ -24,7 +24,8 @@ import torch
 
 from .common import UserError, cli, parse_json_arg, read_json, setup_logging
 from .losses import DIRECTIONS, REDUCTIONS, ce_loss, kd_loss, next_token_labels, topk_kd_loss
-from .train import Objective, train, validate_train_spec
+from .tokenize_split import paths_for
+from .train import Objective, run_identity, train, validate_train_spec
 
 log = logging.getLogger("babydistill.distill")
 
@@ -230,7 +231,10 @@ def main(argv: list[str] | None = None):
                  args.tokenizer, extra_summary={"name": spec["name"], "objective": spec["objective"],
                                                 "vocab_size": vocab, "seq_length": spec["seq_length"],
                                                 "cached_targets": bool(args.cache)},
-                 blimp_suite=args.blimp_suite)
+                 blimp_suite=args.blimp_suite,
+                 identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
+                                              args.tokenizer, *args.teacher,
+                                              *([args.cache] if args.cache else [])]))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ import torch
 
 from .common import UserError, cli, parse_json_arg, setup_logging
 from .models import build_model, model_config
-from .train import LMObjective, train, validate_train_spec
+from .tokenize_split import paths_for
+from .train import LMObjective, run_identity, train, validate_train_spec
 
 
 def validate_spec(spec) -> dict:
@@ -100,7 +101,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                  args.checkpoint_dir, args.tokenizer,
                  extra_summary={"name": spec["name"], "model": spec["model"],
                                 "vocab_size": vocab, "seq_length": spec["seq_length"]},
-                 blimp_suite=args.blimp_suite)
+                 blimp_suite=args.blimp_suite,
+                 identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
+                                              args.tokenizer]))
 
 
 if __name__ == "__main__":

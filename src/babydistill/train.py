@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -94,6 +95,23 @@ PRECISIONS = ("auto", "bf16", "fp32", "float32")
 _RESUME_FREE = {"stop_after_steps", "compile", "log_every", "checkpoint_every", "tensorboard",
                 "eval_batch_size", "gpus", "blimp_every_epoch", "blimp_limit"}
 METRICS_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss", "logs"]
+
+
+def run_identity(spec: dict, inputs: Iterable[str | os.PathLike] = ()) -> str:
+    """A digest of what a run is: its whole CLI spec (less the keys that may change on
+    resumption) and its inputs (each file's name, size and modification time), so that a
+    checkpoint left by a run with other settings or other data is never resumed."""
+    spec = dict(spec)
+    if isinstance(spec.get("train"), dict):
+        spec["train"] = {k: v for k, v in spec["train"].items() if k not in _RESUME_FREE}
+    h = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
+    for p in map(Path, inputs):
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            st = f.stat()
+            name = f.relative_to(p) if p.is_dir() else f.name
+            h.update(f"{p.name}/{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
 
 
 class TrainingStopped(Exception):
@@ -310,8 +328,10 @@ class Trainer:
     def __init__(self, spec: dict, objective: Objective, train_data, eval_data=None,
                  checkpoint_dir: str | os.PathLike | None = None,
                  blimp_suite: str | os.PathLike | None = None,
-                 tokenizer_dir: str | os.PathLike | None = None):
+                 tokenizer_dir: str | os.PathLike | None = None,
+                 identity: str | None = None):
         self.spec = validate_train_spec(spec)
+        self.identity = identity  # run_identity() of the caller's spec and inputs
         self.objective, self.train_data, self.eval_data = objective, train_data, eval_data
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.dist = DistInfo()
@@ -503,6 +523,7 @@ class Trainer:
         state = {
             "version": 1,
             "spec": self.spec,
+            "identity": self.identity,
             "modules": {n: m.state_dict() for n, m in self.modules.items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -537,6 +558,16 @@ class Trainer:
         if not path or not path.is_file():
             return False
         ck = self._load(path)
+        if self.identity is not None and ck.get("identity") != self.identity:
+            # Snakemake reruns a job whose config or inputs changed: the checkpoint is stale.
+            log.warning("%s was written by a run with other settings or inputs; starting over",
+                        path)
+            if self.dist.main:
+                for name in ("last.pt", "best.pt", "metrics.csv"):
+                    self._ckpt(name).unlink(missing_ok=True)
+            if self.dist.world_size > 1:
+                dist.barrier()
+            return False
         old = {k: v for k, v in ck["spec"].items() if k not in _RESUME_FREE}
         new = {k: v for k, v in self.spec.items() if k not in _RESUME_FREE}
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
@@ -765,13 +796,14 @@ class Trainer:
 
 def train(spec: dict, objective: Objective, train_data, eval_data, out_dir,
           checkpoint_dir, tokenizer_dir=None, extra_summary: dict | None = None,
-          blimp_suite: str | os.PathLike | None = None) -> dict | None:
+          blimp_suite: str | os.PathLike | None = None, identity: str | None = None) -> dict | None:
     """Train ``objective`` on ``train_data``; resume from ``checkpoint_dir/last.pt`` when
     present; write ``out_dir`` atomically at the end (rank 0). Returns the summary.
     ``blimp_suite``: a BLiMP-format suite directory for the per-epoch curve (used only when
-    ``spec["blimp_every_epoch"]``; the tokenizer comes from ``tokenizer_dir``)."""
+    ``spec["blimp_every_epoch"]``; the tokenizer comes from ``tokenizer_dir``).
+    ``identity``: :func:`run_identity` of the run; a checkpoint with another is not resumed."""
     trainer = Trainer(spec, objective, train_data, eval_data, checkpoint_dir,
-                      blimp_suite=blimp_suite, tokenizer_dir=tokenizer_dir)
+                      blimp_suite=blimp_suite, tokenizer_dir=tokenizer_dir, identity=identity)
     try:
         summary = trainer.fit()
         summary = {**(extra_summary or {}), **summary}

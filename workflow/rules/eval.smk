@@ -67,7 +67,6 @@ rule eval_blimp:
         limit=(
             f"--limit {EVAL['blimp']['limit']}" if EVAL.get("blimp", {}).get("limit") else ""
         ),
-        work=lambda w: f"{R}/eval/work/{w.suite}/{w.model}",
     log:
         f"{LOGS}/eval_blimp/{{suite}}/{{model}}.log",
     benchmark:
@@ -83,7 +82,7 @@ rule eval_blimp:
         "OMP_NUM_THREADS={threads} python -m babydistill.eval_blimp --model {input.model} --suite-dir {input.suite}"
         " --suite {wildcards.suite} --out {output.scores} --pairs-out {output.pairs}"
         " --backend {params.backend} --batch-size {params.batch_size} {params.limit}"
-        " --work-dir {params.work} --trust-remote-code > {log} 2>&1"
+        " --trust-remote-code > {log} 2>&1"
 
 
 rule finetune:
