@@ -11,8 +11,11 @@ overwrites a real cluster's configuration.
     python tests/slurm_cluster.py status
 
 From tests: ``import slurm_cluster; why = slurm_cluster.unavailable_reason(); slurm_cluster.up()``.
-Also here, shared by test_profiles.py and test_slurm.py: ``snakemake()`` runs the mini
-workflow (tests/fixtures/mini_workflow) with a profile, ``stamps()`` reads its per-job logs.
+Also here, shared by test_profiles.py, test_slurm.py and test_slurm_demo.py: ``snakemake()``
+runs the mini workflow (tests/fixtures/mini_workflow) with a profile, ``stamps()`` reads its
+per-job logs, the ``cluster`` fixture (import it into a test module: ``from slurm_cluster import
+cluster``), ``FAST`` (status polling for tests), ``squeue_jobs()`` / ``scontrol_job()`` /
+``scontrol_jobs()`` read the job records.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ import sys
 import json
 import time
 from pathlib import Path
+
+try:  # the CLI (up/down/status) runs without pytest; the fixture below needs it
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "tests" / "fixtures" / "mini_workflow" / "Snakefile"
@@ -261,6 +269,66 @@ def stamps(workdir: Path) -> dict[str, dict]:
         text = p.read_text()
         out[key] = json.loads(text) if text.strip() else {}
     return out
+
+
+# Status polling tuned for tests (seconds, not the profile's cluster-friendly 30 s), and
+# squeue because this cluster has no accounting database.
+FAST = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--seconds-between-status-checks", "2", "--max-status-checks-per-second", "10",
+        "--latency-wait", "5", "--verbose"]
+
+
+def _parse_scontrol(line: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+
+
+def scontrol_job(jobid: str) -> dict[str, str]:
+    """One job's record (``scontrol -o show job``), e.g. JobState, Comment, TresPerJob."""
+    out = _run(["scontrol", "-o", "show", "job", str(jobid)], timeout=20).stdout
+    return _parse_scontrol(out)
+
+
+def scontrol_jobs(workdir: Path) -> list[dict[str, str]]:
+    """Every job record the controller still holds (MinJobAge) that ran in ``workdir``."""
+    out = _run(["scontrol", "-o", "show", "job"], timeout=20).stdout
+    jobs = [_parse_scontrol(line) for line in out.splitlines() if line.strip()]
+    return [j for j in jobs if j.get("WorkDir") and Path(j["WorkDir"]) == Path(workdir)]
+
+
+def squeue_jobs(workdir: Path) -> dict[str, str]:
+    """Comment (rule_<rule>_wildcards_<wc>) -> job id, for ``workdir``'s queued/running jobs."""
+    r = _run(["squeue", "-h", "-o", "%i|%k|%Z"], timeout=20)
+    jobs = {}
+    for line in r.stdout.splitlines():
+        jobid, comment, wd = line.split("|")
+        if Path(wd) == Path(workdir):
+            jobs[comment.strip()] = jobid
+    return jobs
+
+
+if pytest is not None:
+    @pytest.fixture(scope="session")
+    def cluster():
+        """The one-node SLURM, started unless running; skips when it cannot run here.
+
+        Session-scoped and imported by each SLURM test module; a module that finds the cluster
+        already up (e.g. started by .ci/run or another module) leaves it running.
+        """
+        why = unavailable_reason()
+        if why:
+            pytest.skip(f"no local SLURM: {why}")
+        t0 = time.time()
+        try:
+            install()
+        except ClusterError as e:
+            pytest.skip(f"no local SLURM: {e}")
+        t_install = time.time() - t0
+        started_here = not running()
+        info_ = up()
+        info_["setup_s"] = {"install": round(t_install, 1), "up": round(time.time() - t0 - t_install, 1)}
+        yield info_
+        if started_here:
+            down()
 
 
 def main(argv: list[str] | None = None) -> int:

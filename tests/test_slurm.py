@@ -16,59 +16,17 @@ import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-import slurm_cluster
-from slurm_cluster import snakemake, snakemake_cmd, stamps
+from slurm_cluster import (FAST, cluster, scontrol_job, snakemake, snakemake_cmd,  # noqa: F401
+                           squeue_jobs, stamps)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CONFIG = ["--config", "sleep=1", "steps=8"]
-# Status polling tuned for a test (seconds, not the profile's cluster-friendly 30 s), and
-# squeue because this cluster has no accounting database.
-FAST = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-        "--seconds-between-status-checks", "2", "--max-status-checks-per-second", "10",
-        "--latency-wait", "5", "--verbose"]
 GPU_RULES = {"pretrain": 1, "eval_blimp": 1, "distill": 2}
 CPU_RULES = {"clean_source", "tokenize_split", "tables"}
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    why = slurm_cluster.unavailable_reason()
-    if why:
-        pytest.skip(f"no local SLURM: {why}")
-    t0 = time.time()
-    try:
-        slurm_cluster.install()
-    except slurm_cluster.ClusterError as e:
-        pytest.skip(f"no local SLURM: {e}")
-    t_install = time.time() - t0
-    started_here = not slurm_cluster.running()
-    info = slurm_cluster.up()
-    info["setup_s"] = {"install": round(t_install, 1), "up": round(time.time() - t0 - t_install, 1)}
-    yield info
-    if started_here:  # leave a cluster someone else started (e.g. .ci/run) running
-        slurm_cluster.down()
-
-
-def _squeue_jobs(workdir: Path) -> dict[str, str]:
-    """Comment (rule_<rule>_wildcards_<wc>) -> job id, for this workdir's queued/running jobs."""
-    r = subprocess.run(["squeue", "-h", "-o", "%i|%k|%Z"], text=True, capture_output=True, check=True)
-    jobs = {}
-    for line in r.stdout.splitlines():
-        jobid, comment, wd = line.split("|")
-        if Path(wd) == workdir:
-            jobs[comment.strip()] = jobid
-    return jobs
-
-
-def scontrol_job(jobid: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "-o", "show", "job", str(jobid)], text=True,
-                         capture_output=True, check=True).stdout
-    return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +60,7 @@ def scenario(cluster, tmp_path_factory):
                     break
                 time.sleep(0.3)
             assert proc.poll() is None, "snakemake ended before pretrain/a reached step 2"
-            cancelled = _squeue_jobs(slurm)["rule_pretrain_wildcards_a"]
+            cancelled = squeue_jobs(slurm)["rule_pretrain_wildcards_a"]
             subprocess.run(["scancel", cancelled], check=True)
             step_at_cancel = json.loads(ckpt.read_text())["step"]
             rc1 = proc.wait(timeout=300)
