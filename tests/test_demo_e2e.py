@@ -68,7 +68,7 @@ def test_training_learned_and_left_its_records(results, demo_config):
     peers = sorted(p.name for p in (results / "models" / "student-tiny-wml-2peers" / "peers").iterdir())
     assert len(peers) == 2
     header = json.loads((results / "teacher_cache" / "student-tiny-kd-topk" / "header.json").read_text())
-    assert header["k"] == 64
+    assert header["k"] == demo_config["distill"]["student-tiny-kd-topk"]["cache"]["k"]
 
 
 def test_logs_and_benchmarks_for_every_job(demo_small, demo_config):
