@@ -186,8 +186,7 @@ def build_kd_objective(spec: dict, vocab_size: int, teacher_dirs, cache_dir=None
 
 @cli
 def main(argv: list[str] | None = None):
-    from .data import EvalChunks, TokenArray, TrainChunks
-    from .pretrain import tokenizer_vocab_size
+    from .pretrain import load_splits
 
     ap = argparse.ArgumentParser(prog="python -m babydistill.distill", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,14 +207,7 @@ def main(argv: list[str] | None = None):
             else parse_json_arg(args.spec, "--spec"))
     check_spec(spec)
     tr = spec["train"] = validate_train_spec(spec["train"], where="spec.train")
-    train_tokens, dev_tokens = TokenArray(args.train), TokenArray(args.dev)
-    vocab = train_tokens.vocab_size
-    if dev_tokens.vocab_size != vocab or tokenizer_vocab_size(args.tokenizer) != vocab:
-        raise UserError(f"{args.train}, {args.dev}, {args.tokenizer}: vocabulary sizes differ; "
-                        "tokenize both splits with this tokenizer")
-    train_data = TrainChunks(train_tokens, spec["seq_length"],
-                             random_offset=bool(tr.get("random_offset", True)), seed=tr["seed"])
-    eval_data = EvalChunks(dev_tokens, spec["seq_length"], spec["eval_chunks"], seed=tr["seed"])
+    vocab, train_data, eval_data = load_splits(args.train, args.dev, args.tokenizer, spec)
     if spec["objective"] == "kd":
         objective = build_kd_objective(spec, vocab, args.teacher, args.cache, n_train_chunks=len(train_data))
         log.info("%s: kd (%s) alpha=%g T=%g %s/%s", spec["name"],

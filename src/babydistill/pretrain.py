@@ -63,6 +63,27 @@ def tokenizer_vocab_size(tokenizer_dir: str) -> int:
         raise UserError(f"{p}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
 
 
+def load_splits(train_prefix: str, dev_prefix: str, tokenizer_dir: str, spec: dict):
+    """The token arrays of both splits, checked against each other and the tokenizer, as the
+    training chunks and the fixed eval chunks. Returns (vocab_size, train_data, eval_data)."""
+    from .data import EvalChunks, TokenArray, TrainChunks
+
+    train_tokens, dev_tokens = TokenArray(train_prefix), TokenArray(dev_prefix)
+    vocab = train_tokens.vocab_size
+    if dev_tokens.vocab_size != vocab:
+        raise UserError(f"{dev_prefix}: vocab_size {dev_tokens.vocab_size} differs from "
+                        f"{train_prefix}'s {vocab}; tokenize both with the same tokenizer")
+    tok_vocab = tokenizer_vocab_size(tokenizer_dir)
+    if tok_vocab != vocab:
+        raise UserError(f"{tokenizer_dir}: {tok_vocab} tokens but {train_prefix} was tokenized "
+                        f"with {vocab}; re-run tokenize_split with this tokenizer")
+    t = spec["train"]
+    train_data = TrainChunks(train_tokens, spec["seq_length"],
+                             random_offset=bool(t.get("random_offset", True)), seed=t["seed"])
+    eval_data = EvalChunks(dev_tokens, spec["seq_length"], spec["eval_chunks"], seed=t["seed"])
+    return vocab, train_data, eval_data
+
+
 @cli
 def main(argv: list[str] | None = None) -> dict | None:
     ap = argparse.ArgumentParser(prog="python -m babydistill.pretrain", description=__doc__,
@@ -80,20 +101,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     setup_logging(args.log)
     spec = validate_spec(parse_json_arg(args.spec, "--spec"))
 
-    from .data import EvalChunks, TokenArray, TrainChunks
-    train_tokens, dev_tokens = TokenArray(args.train), TokenArray(args.dev)
-    vocab = train_tokens.vocab_size
-    if dev_tokens.vocab_size != vocab:
-        raise UserError(f"{args.dev}: vocab_size {dev_tokens.vocab_size} differs from "
-                        f"{args.train}'s {vocab}; tokenize both with the same tokenizer")
-    tok_vocab = tokenizer_vocab_size(args.tokenizer)
-    if tok_vocab != vocab:
-        raise UserError(f"{args.tokenizer}: {tok_vocab} tokens but {args.train} was tokenized "
-                        f"with {vocab}; re-run tokenize_split with this tokenizer")
+    vocab, train_data, eval_data = load_splits(args.train, args.dev, args.tokenizer, spec)
     t = spec["train"]
-    train_data = TrainChunks(train_tokens, spec["seq_length"],
-                             random_offset=t.get("random_offset", True), seed=t["seed"])
-    eval_data = EvalChunks(dev_tokens, spec["seq_length"], spec["eval_chunks"], seed=t["seed"])
 
     torch.manual_seed(t["seed"])  # the same initial weights on every rank and every restart
     model = build_model(spec["model"], vocab, name="spec.model")
