@@ -144,3 +144,15 @@ def test_seeds_expand_into_instances_with_matching_teachers(demo):
     assert bdconfig.baseline_of(cfg, "student-tiny-kd-ensemble@2") == "student-tiny-nodistill@2"
     assert bdconfig.pretrain_spec(cfg, "llama-tiny@1")["train"]["seed"] == 1
     assert bdconfig.ensemble_members(cfg, "tiny-ensemble") == ["llama-tiny@1", "gpt2-tiny"]
+
+
+def test_cache_key_is_shared_by_seeds_and_variants_with_the_same_teachers_k_and_t():
+    from babydistill.config import cache_key
+    kd = {"objective": "kd", "student": "s", "teachers": ["a", "b"], "alpha": 0.5,
+          "temperature": 2.0, "cache": {"k": 64}}
+    config = {"pretrain": {"a": {"model": "m"}, "b": {"model": "m"}},
+              "distill": {"x": {**kd, "seeds": [1, 2]}, "y": dict(kd),
+                          "z": {**kd, "temperature": 1.0}, "live": {**kd, "cache": None}}}
+    assert cache_key(config, "x@1") == cache_key(config, "x@2") == cache_key(config, "y") == "a+b.k64.T2"
+    assert cache_key(config, "z") == "a+b.k64.T1"
+    assert cache_key(config, "live") is None

@@ -208,6 +208,17 @@ def teachers_of(config: dict, name: str) -> list[str]:
     return [instance_of(config, t, seed) for t in run_of(config, "distill", name).get("teachers", [])]
 
 
+def cache_key(config: dict, name: str) -> str | None:
+    """The teacher cache distillation model ``name`` reads, or None when it runs live teachers.
+
+    A cache depends only on its teachers, k and the temperature (and the run's data), so
+    variants and seeds that share those share one cache: ``<teacher>+<teacher>.k<k>.T<T>``."""
+    run = run_of(config, "distill", name)
+    if not run.get("cache"):
+        return None
+    return f"{'+'.join(teachers_of(config, name))}.k{run['cache']['k']}.T{float(run['temperature']):g}"
+
+
 def baseline_of(config: dict, name: str) -> str | None:
     base = run_of(config, "distill", name).get("baseline")
     return instance_of(config, base, split_instance(name)[1]) if base else None

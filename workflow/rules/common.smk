@@ -74,9 +74,20 @@ def teacher_dirs(name):
     return [f"{R}/models/{t}" for t in bdconfig.teachers_of(config, name)]
 
 
+# Teacher caches, one per (teachers, k, temperature): variants and seeds share them.
+CACHES = {}
+for _name in DISTILL:
+    _key = bdconfig.cache_key(config, _name)
+    if _key:
+        _run = bdconfig.run_of(config, "distill", _name)
+        # "user": a variant that reads it, whose job sizes the cache job
+        CACHES.setdefault(_key, {"teachers": teacher_dirs(_name), "k": _run["cache"]["k"],
+                                 "temperature": _run["temperature"], "user": _name})
+
+
 def cache_dirs(name):
-    run = bdconfig.run_of(config, "distill", name)
-    return [f"{R}/teacher_cache/{name}"] if run.get("cache") else []
+    key = bdconfig.cache_key(config, name)
+    return [f"{R}/teacher_cache/{key}"] if key else []
 
 
 def blimp_curve_suite(section, name):

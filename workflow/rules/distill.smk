@@ -2,29 +2,29 @@
 
 
 rule teacher_cache:
-    """Run a variant's teachers once over the fixed training chunks; keep top-k targets."""
+    """Run a set of teachers once over the fixed training chunks; keep top-k targets."""
     input:
         train=f"{R}/tokens/train.json",
-        teachers=lambda w: teacher_dirs(w.name),
+        teachers=lambda w: CACHES[w.key]["teachers"],
     output:
-        directory(f"{R}/teacher_cache/{{name}}"),
+        directory(f"{R}/teacher_cache/{{key}}"),
     wildcard_constraints:
-        name=alternation(DISTILL),
+        key=alternation(CACHES),
     params:
-        teachers=lambda w: " ".join(f"--teacher {t}" for t in teacher_dirs(w.name)),
-        k=lambda w: bdconfig.run_of(config, "distill", w.name)["cache"]["k"],
-        temperature=lambda w: bdconfig.run_of(config, "distill", w.name)["temperature"],
+        teachers=lambda w: " ".join(f"--teacher {t}" for t in CACHES[w.key]["teachers"]),
+        k=lambda w: CACHES[w.key]["k"],
+        temperature=lambda w: CACHES[w.key]["temperature"],
         seq_length=config["data"]["seq_length"],
         train=lambda w, input: token_prefix(input.train),
     log:
-        f"{LOGS}/teacher_cache/{{name}}.log",
+        f"{LOGS}/teacher_cache/{{key}}.log",
     benchmark:
-        f"{BENCH}/teacher_cache/{{name}}.tsv"
+        f"{BENCH}/teacher_cache/{{key}}.tsv"
     threads: 2
     resources:
         gpu=1,
-        mem_mb=lambda w: bdconfig.job_resources(config, "distill", w.name)["mem_mb"],
-        runtime=lambda w: bdconfig.job_resources(config, "distill", w.name)["runtime"],
+        mem_mb=lambda w: bdconfig.job_resources(config, "distill", CACHES[w.key]["user"])["mem_mb"],
+        runtime=lambda w: bdconfig.job_resources(config, "distill", CACHES[w.key]["user"])["runtime"],
     conda:
         ENV
     shell:
