@@ -374,3 +374,14 @@ def test_tiny_run_writes_every_peer_and_the_trajectory(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--run-dir", str(out), "--peer", "5", "--out", str(tmp_path / "x")])
     assert "no such peer" in capsys.readouterr().err
+
+
+def test_no_import_cycle_between_distill_and_wml():
+    """wml takes the loss keys from losses (issue 10): it imports nothing from distill."""
+    import ast
+
+    src = REPO / "src" / "babydistill"
+    for module, banned in (("wml.py", "distill"), ("losses.py", "distill"), ("losses.py", "wml")):
+        tree = ast.parse((src / module).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert banned not in imported, (module, banned)

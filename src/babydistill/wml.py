@@ -27,7 +27,9 @@ code, AI-DA-STC/generative-ai-research-babylm at commit 701a0c8 (``REF`` below):
   Deliberate difference (key ``val_batches``, default 1): they run ``num_batches`` (60)
   validation batches per validation, but their step is 60 micro-batches; one validation
   batch of ``val_batch_size`` (default: the training batch) every 5 steps keeps their
-  ratio of validation to training sequences (1/5) at a few percent of the cost. The
+  ratio of validation to training sequences (1/5: one forward pass per five training
+  steps, ~7% of the training compute); 60 batches per validation here would cost ~4x
+  the training itself. The
   batches rotate over the fixed dev chunks (theirs: random windows); every
   data-parallel rank uses the whole batch, so all ranks compute the same ``w``.
   ``use_bilevel: false`` keeps ``w = 1/N``. Each update is one row of
