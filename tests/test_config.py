@@ -95,10 +95,28 @@ def test_distill_spec_baby_llama(paper):
 
 
 def test_distill_spec_wml_carries_reference_preset(paper):
-    spec = bdconfig.distill_spec(paper, "wml-58M-2peers")
+    spec = bdconfig.distill_spec(paper, "wml-58M-4peers")
     assert spec["objective"] == "wml"
     assert spec["reference"] == paper["models"]["llama-58M"]
-    assert spec["num_peers"] == 2 and spec["outer_loop"] is True
+    assert spec["num_peers"] == 4 and spec["use_bilevel"] is True
+    assert "temperature" not in spec and "use_bilevel" not in spec["train"]
+
+
+def test_wml_peers_are_models_of_their_own(demo):
+    cfg = copy.deepcopy(demo)
+    peers = [f"student-tiny-wml-4peers-peer{i}" for i in range(1, 5)]
+    assert list(bdconfig.wml_peers(cfg)) == peers
+    names = bdconfig.model_names(cfg)
+    assert names.index(peers[0]) > names.index("student-tiny-wml-4peers")
+    cfg["distill"]["student-tiny-wml-4peers"]["seeds"] = [1, 2]
+    assert bdconfig.wml_peers(cfg)["student-tiny-wml-4peers-peer3@2"] == ("student-tiny-wml-4peers@2", 3)
+    cfg["pretrain"]["student-tiny-wml-4peers-peer1"] = {"model": "llama-tiny"}
+    with pytest.raises(UserError, match="peer model"):
+        bdconfig.validate(cfg)
+    bad = copy.deepcopy(demo)
+    bad["distill"]["student-tiny-wml-4peers"]["temperature"] = 2.0
+    with pytest.raises(UserError, match="no temperature"):
+        bdconfig.validate(bad)
 
 
 @pytest.mark.parametrize("preset, expected", [("llama-58M", 58e6), ("llama-360M", 360e6),

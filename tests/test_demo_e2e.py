@@ -25,7 +25,9 @@ def demo_config():
 
 
 def model_names(cfg):
-    return [*cfg["pretrain"], *cfg["distill"], *cfg["ensembles"]]
+    peers = [f"{name}-peer{i}" for name, run in cfg["distill"].items() if run["objective"] == "wml"
+             for i in range(1, run["num_peers"] + 1)]
+    return [*cfg["pretrain"], *cfg["distill"], *peers, *cfg["ensembles"]]
 
 
 def test_summary_table_matches_the_eval_outputs(results, demo_config):
@@ -65,8 +67,10 @@ def test_training_learned_and_left_its_records(results, demo_config):
         assert metrics["loss"].dropna().iloc[-1] < metrics["loss"].dropna().iloc[0], model
     teacher = pd.read_csv(results / "models" / "llama-tiny" / "metrics.csv")["eval_loss"].dropna()
     assert len(teacher) == 2 and teacher.iloc[-1] < teacher.iloc[0]  # two epochs, eval loss falls
-    peers = sorted(p.name for p in (results / "models" / "student-tiny-wml-2peers" / "peers").iterdir())
-    assert len(peers) == 2
+    peers = sorted(p.name for p in (results / "models" / "student-tiny-wml-4peers" / "peers").iterdir())
+    assert peers == ["1", "2", "3", "4"]
+    weights = pd.read_csv(results / "models" / "student-tiny-wml-4peers" / "wml_weights.csv")
+    assert len(weights) > 1 and weights[["w1", "w2", "w3", "w4"]].sum(axis=1).round(9).eq(1).all()
     # one cache per (teachers, k, temperature), shared by the variants and seeds that use it
     (cache,) = (results / "teacher_cache").iterdir()
     assert cache.name == "llama-tiny+gpt2-tiny.k256.T2"

@@ -14,7 +14,7 @@ from babydistill.losses import (
     kd_loss,
     next_token_labels,
     topk_kd_loss,
-    wml_peer_loss,
+    wml_loss,
 )
 
 torch.set_num_threads(1)
@@ -135,24 +135,24 @@ def test_topk_remainder_bucket_by_hand():
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_wml_peer_loss_by_hand_and_gradients_stay_local():
+def test_wml_loss_by_hand():
+    """One position, two peers: (1 - a)(w_a CE_a + w_b CE_b) + a (w_b KL(pb||pa) + w_a KL(pa||pb))
+    (the authors' wml_loss; batchmean over B = 1 sequence of one position is the plain KL)."""
     a = torch.tensor([[[1.0, 0.0, -1.0]]], requires_grad=True)
     b = torch.tensor([[[0.0, 1.0, 0.5]]], requires_grad=True)
     labels = torch.tensor([[0]])
     w = torch.tensor([0.25, 0.75])
-    alpha, temp = 0.4, 2.0
-    total, losses, _ = wml_peer_loss([a, b], labels, w, alpha=alpha, temperature=temp)
-    pa, pb = softmax(a[0, 0].tolist(), temp), softmax(b[0, 0].tolist(), temp)
-    ce_a = -math.log(softmax(a[0, 0].tolist())[0])
-    ce_b = -math.log(softmax(b[0, 0].tolist())[0])
-    exp_a = (1 - alpha) * ce_a + alpha * temp**2 * 0.75 * kl(pb, pa)
-    exp_b = (1 - alpha) * ce_b + alpha * temp**2 * 0.25 * kl(pa, pb)
-    assert losses[0].item() == pytest.approx(exp_a, rel=1e-5)
-    assert losses[1].item() == pytest.approx(exp_b, rel=1e-5)
-    # Targets are detached: peer a's loss gives peer b no gradient.
-    (gb,) = torch.autograd.grad(losses[0], b, allow_unused=True)
-    assert gb is None or torch.count_nonzero(gb) == 0
-    assert total.item() == pytest.approx(exp_a + exp_b, rel=1e-5)
+    alpha = 0.4
+    total, ces = wml_loss([a, b], labels, w, alpha=alpha)
+    pa, pb = softmax(a[0, 0].tolist()), softmax(b[0, 0].tolist())
+    ce_a, ce_b = -math.log(pa[0]), -math.log(pb[0])
+    expected = (1 - alpha) * (0.25 * ce_a + 0.75 * ce_b) + alpha * (0.75 * kl(pb, pa) + 0.25 * kl(pa, pb))
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+    assert [c.item() for c in ces] == pytest.approx([ce_a, ce_b], rel=1e-5)
+    # Targets are not detached: with alpha = 1, peer b still gets a gradient from KL(pb || pa).
+    only_kl, _ = wml_loss([a, b], torch.tensor([[-100]]), w, alpha=1.0)
+    (gb,) = torch.autograd.grad(only_kl, b)
+    assert torch.count_nonzero(gb) > 0
 
 
 def naive_topk_loss(s, vals, idx, rest, labels, alpha, temp, direction, reduction):

@@ -345,13 +345,13 @@ def test_blimp_curve_scores_every_module(tmp_path, blimp_inputs):
     tr, ev = data()
     torch.manual_seed(0)
     peers = [build_model(LLAMA, VOCAB), build_model(GPT2, VOCAB)]
-    obj = WMLObjective(peers, alpha=0.5, temperature=1.0, outer_loop=False, tokenizer_dir=tok)
+    obj = WMLObjective(peers, alpha=0.5, use_bilevel=False, tokenizer_dir=tok)
     train({**CURVE, "epochs": 1}, obj, tr, ev, tmp_path / "out", tmp_path / "ck", tok,
           blimp_suite=suite)
     points = json.loads((tmp_path / "out" / "blimp_curve.json").read_text())["points"]
     spe = tr.num_batches(16)
     assert [(p["step"], p["module"]) for p in points] == \
-        [(0, "peer0"), (0, "peer1"), (spe, "peer0"), (spe, "peer1")]
+        [(0, "peer1"), (0, "peer2"), (spe, "peer1"), (spe, "peer2")]
     last = [r for r in rows_of(tmp_path / "out") if r["blimp_acc"]][-1]
     assert json.loads(last["logs"]) == {p["module"]: p["accuracy"] for p in points[2:]}
     assert float(last["blimp_acc"]) == pytest.approx((points[2]["accuracy"] + points[3]["accuracy"]) / 2)

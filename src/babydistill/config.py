@@ -28,9 +28,11 @@ _PRETRAIN_KEYS = {"model", "seeds"}
 SEED_SEP = "@"  # "<run>@<seed>": one instance of a run trained with several seeds
 _DISTILL_KEYS = {
     "objective", "student", "teachers", "alpha", "temperature", "kl_direction",
-    "kl_reduction", "cache", "reference", "num_peers", "peers", "outer_loop",
-    "outer_every", "mirror_lr", "baseline", "seeds",
+    "kl_reduction", "cache", "reference", "num_peers", "peers", "use_bilevel",
+    "weight_update_frequency", "step_size", "min_step_size", "num_batches", "val_batches",
+    "val_batch_size", "baseline", "seeds",
 }
+PEER_SEP = "-peer"  # "<run>-peer<i>[@seed]": peer i of a weighted-mutual-learning run
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -132,12 +134,20 @@ def _check_references(config: dict, source: str) -> None:
             for key in ("alpha",):
                 if key not in run:
                     raise UserError(f"{where}: objective wml needs {key!r}")
+            for key in ("temperature", "kl_direction", "teachers", "cache", "student"):
+                if key in run:
+                    raise UserError(f"{where}.{key}: objective wml has no {key} (the reference "
+                                    "loss is teacher-less, without temperature); drop it")
             presets = list(run.get("peers") or [])
             if not presets and "reference" not in run:
                 raise UserError(f"{where}: objective wml needs 'reference' (size search) or 'peers'")
             for p in presets + ([run["reference"]] if "reference" in run else []):
                 if p not in models:
                     raise UserError(f"{where}: unknown preset {p!r} (known: {', '.join(models)})")
+    for peer, (run_name, _) in wml_peers(config).items():
+        if peer.partition(SEED_SEP)[0] in seen:
+            raise UserError(f"{source}: distill.{run_name}: its peer model {peer!r} has the name of "
+                            "another run; rename one of them")
     for name, members in ensembles.items():
         for m in members:
             if m not in pretrain:
@@ -273,9 +283,30 @@ def gpus(config: dict, section: str, name: str) -> int:
     return int(preset.get("gpus", train.get("gpus", 1)))
 
 
+def num_peers(run: dict) -> int:
+    """Peers of a wml run: its hand-given presets, else num_peers (default 4, as the reference)."""
+    return len(run.get("peers") or []) or int(run.get("num_peers", 4))
+
+
+def wml_peers(config: dict) -> dict[str, tuple[str, int]]:
+    """Each peer of each wml run as a model: ``<run>-peer<i>`` (``<run>-peer<i>@<seed>`` for
+    an instance ``<run>@<seed>``) -> (the run's instance, i), i = 1..N."""
+    out = {}
+    for name in instances(config, "distill"):
+        run = run_of(config, "distill", name)
+        if run["objective"] != "wml":
+            continue
+        base, seed = split_instance(name)
+        for i in range(1, num_peers(run) + 1):
+            peer = f"{base}{PEER_SEP}{i}" + (f"{SEED_SEP}{seed}" if seed is not None else "")
+            out[peer] = (name, i)
+    return out
+
+
 def model_names(config: dict) -> list[str]:
-    """Every evaluable model: teachers and baselines, distilled variants, ensembles."""
-    return [*instances(config, "pretrain"), *instances(config, "distill"),
+    """Every evaluable model: teachers and baselines, distilled variants, the peers of wml
+    runs, ensembles."""
+    return [*instances(config, "pretrain"), *instances(config, "distill"), *wml_peers(config),
             *(config.get("ensembles") or {})]
 
 
@@ -327,9 +358,13 @@ def job_resources(config: dict, section: str, name: str) -> dict:
         trained = [models[run["student"]]]
         frozen = [models[config["pretrain"][t]["model"]] for t in run["teachers"]]
     else:
-        trained = [models[p] for p in (run.get("peers") or [run["reference"]] * run.get("num_peers", 2))]
+        trained = [models[p] for p in run.get("peers") or []]
         frozen = []
     n_train = sum(approx_params(p, vocab) for p in trained)
+    if section == "distill" and run["objective"] == "wml" and not run.get("peers"):
+        # size-searched peers: N/2 + N/3 + ... of the reference
+        n_ref = approx_params(models[run["reference"]], vocab)
+        n_train = int(n_ref * sum(1 / (i + 2) for i in range(num_peers(run))))
     n_frozen = sum(approx_params(p, vocab) for p in frozen)
     mem_mb = 2000 + (16 * n_train + 4 * n_frozen) // 2**20 * 2
     train = _training(config, run)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .common import UserError, cli, parse_json_arg, read_json, setup_logging
-from .losses import DIRECTIONS, REDUCTIONS, ce_loss, kd_loss, next_token_labels, topk_kd_loss
+from .losses import ce_loss, check_kd_keys, kd_loss, next_token_labels, require, topk_kd_loss
 from .tokenize_split import paths_for
 from .train import Objective, run_identity, train, validate_train_spec
 
@@ -104,49 +104,21 @@ class CachedKDObjective(KDObjective):
 # Spec checking and the CLI
 
 
-def _need(spec: dict, key: str, kind, where: str):
-    if key not in spec:
-        raise UserError(f"{where}: missing key {key!r}")
-    v = spec[key]
-    if kind is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    if not isinstance(v, kind) or isinstance(v, bool):
-        raise UserError(f"{where}: {key} must be a {kind.__name__}, got {v!r}")
-    return v
-
-
-def check_kd_keys(spec: dict, where: str) -> dict:
-    """alpha / temperature / kl_direction / kl_reduction, validated; one-line errors."""
-    alpha = _need(spec, "alpha", float, where)
-    if not 0.0 <= alpha <= 1.0:
-        raise UserError(f"{where}: alpha must be in [0, 1], got {alpha}")
-    temperature = _need(spec, "temperature", float, where)
-    if temperature <= 0:
-        raise UserError(f"{where}: temperature must be > 0, got {temperature}")
-    direction = spec.get("kl_direction", "forward")
-    if direction not in DIRECTIONS:
-        raise UserError(f"{where}: kl_direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    reduction = spec.get("kl_reduction", "batchmean")
-    if reduction not in REDUCTIONS:
-        raise UserError(f"{where}: kl_reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
-    return {"alpha": alpha, "temperature": temperature, "direction": direction, "reduction": reduction}
-
-
 def check_spec(spec, where: str = "--spec") -> dict:
     """The keys every distillation spec needs; returns the spec."""
     if not isinstance(spec, dict):
         raise UserError(f"{where}: expected a JSON object, got {type(spec).__name__}")
-    _need(spec, "name", str, where)
+    require(spec, "name", str, where)
     obj = spec.get("objective")
     if obj not in ("kd", "wml"):
         raise UserError(f"{where}: objective must be 'kd' or 'wml', got {obj!r}")
-    _need(spec, "train", dict, where)
-    seq = _need(spec, "seq_length", int, where)
+    require(spec, "train", dict, where)
+    seq = require(spec, "seq_length", int, where)
     if seq < 2:
         raise UserError(f"{where}: seq_length must be >= 2, got {seq}")
-    _need(spec, "eval_chunks", int, where)
+    require(spec, "eval_chunks", int, where)
     if obj == "kd":
-        student = _need(spec, "student", dict, where)
+        student = require(spec, "student", dict, where)
         check_kd_keys(spec, where)
         if student.get("max_position_embeddings", seq) < seq:
             raise UserError(f"{where}: student max_position_embeddings "

@@ -1,5 +1,6 @@
 """Distillation losses: logit-averaged teacher KD (forward / reverse KL), the WML peer
-loss and the top-k sparse-target loss used with the teacher cache.
+loss and the top-k sparse-target loss used with the teacher cache; and the checks of
+the loss keys of a spec (alpha, temperature, kl_direction, kl_reduction).
 
 Conventions shared by every function here:
 
@@ -23,6 +24,8 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .common import UserError
 
 IGNORE_INDEX = -100
 REDUCTIONS = ("batchmean", "token")
@@ -211,35 +214,83 @@ def topk_kd_loss(
     return (loss, ce.detach(), kl.detach()) if return_parts else loss
 
 
-def wml_peer_loss(
+def wml_loss(
     peer_logits: Sequence[torch.Tensor],
     labels: torch.Tensor,
     weights: torch.Tensor,
     *,
     alpha: float,
-    temperature: float,
-    reduction: str = "token",
-) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-    """Weighted mutual learning: sum over peers i of
-    (1 - alpha) * CE_i + alpha * T^2 * sum_{j != i} w_j KL(p_j || p_i), targets p_j detached.
+    reduction: str = "batchmean",
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Weighted mutual learning, as ``wml_loss`` (distillation_method "mutual") in
+    AI-DA-STC/generative-ai-research-babylm ``src/WML_distill/utils.py``@701a0c8::
 
-    Returns (total, per-peer losses, per-peer CE). Each peer's gradient comes only from its
-    own term (the others' distributions are constants), so summing trains all at once.
+        (1 - alpha) * sum_i w_i CE_i + alpha * sum_i sum_{j != i} w_j KL(p_j || p_i)
+
+    with ``KL(p_j || p_i) = F.kl_div(log p_i, log p_j, log_target=True,
+    reduction="batchmean")`` on ``[B, T, V]`` log-probs: summed over positions and the
+    vocabulary and divided by ``B`` (``reduction="token"``: the mean over target positions
+    instead). No temperature; the targets ``p_j`` are NOT detached, so each KL term trains
+    both peers of the pair, as in the reference. The weights are constants here (they are
+    learnt on validation batches, babydistill.wml). Returns (total, per-peer CE detached).
     """
     _check(reduction, "forward")
-    n = len(peer_logits)
-    log_p = [F.log_softmax(z.float() / temperature, dim=-1) for z in peer_logits]
-    targets = [lp.detach() for lp in log_p]
     w = weights.detach().float()
-    total, losses, ces = 0.0, [], []
-    for i in range(n):
-        ce = ce_loss(peer_logits[i], labels)
-        kl = 0.0
-        for j in range(n):
-            if j != i:
-                kl = kl + w[j] * reduce_positions(_kl_rows(targets[j], log_p[i]), labels, reduction)
-        loss_i = (1.0 - alpha) * ce + alpha * temperature**2 * kl
-        total = total + loss_i
-        losses.append(loss_i)
-        ces.append(ce.detach())
-    return total, losses, ces
+    log_p = [F.log_softmax(z.float(), dim=-1) for z in peer_logits]
+    ces = [ce_loss(z, labels) for z in peer_logits]
+    total_ce = sum(w[i] * ce for i, ce in enumerate(ces))
+    total_kl = 0.0
+    for i, log_p_i in enumerate(log_p):
+        for j, log_p_j in enumerate(log_p):
+            if i == j:
+                continue
+            if reduction == "batchmean":  # the reference's call, verbatim
+                kl = F.kl_div(log_p_i, log_p_j, reduction="batchmean", log_target=True)
+            else:
+                kl = reduce_positions(_kl_rows(log_p_j, log_p_i), labels, reduction)
+            total_kl = total_kl + w[j] * kl
+    total = (1.0 - alpha) * total_ce + alpha * total_kl
+    return total, [ce.detach() for ce in ces]
+
+
+# ---------------------------------------------------------------------------------------
+# The loss keys of a spec (shared by babydistill.distill and babydistill.wml)
+
+
+def require(spec: dict, key: str, kind, where: str):
+    """``spec[key]`` of type ``kind`` (an int counts as a float), else a one-line UserError."""
+    if key not in spec:
+        raise UserError(f"{where}: missing key {key!r}")
+    v = spec[key]
+    if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, kind) or isinstance(v, bool):
+        raise UserError(f"{where}: {key} must be a {kind.__name__}, got {v!r}")
+    return v
+
+
+def check_alpha(spec: dict, where: str) -> float:
+    alpha = require(spec, "alpha", float, where)
+    if not 0.0 <= alpha <= 1.0:
+        raise UserError(f"{where}: alpha must be in [0, 1], got {alpha}")
+    return alpha
+
+
+def check_reduction(spec: dict, where: str) -> str:
+    reduction = spec.get("kl_reduction", "batchmean")
+    if reduction not in REDUCTIONS:
+        raise UserError(f"{where}: kl_reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    return reduction
+
+
+def check_kd_keys(spec: dict, where: str) -> dict:
+    """alpha / temperature / kl_direction / kl_reduction, validated; one-line errors."""
+    alpha = check_alpha(spec, where)
+    temperature = require(spec, "temperature", float, where)
+    if temperature <= 0:
+        raise UserError(f"{where}: temperature must be > 0, got {temperature}")
+    direction = spec.get("kl_direction", "forward")
+    if direction not in DIRECTIONS:
+        raise UserError(f"{where}: kl_direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    return {"alpha": alpha, "temperature": temperature, "direction": direction,
+            "reduction": check_reduction(spec, where)}

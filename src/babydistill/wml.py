@@ -1,37 +1,79 @@
 """When Babies Teach Babies: teacher-less weighted mutual learning (WML) of N peer students.
 
-Owns the peer size search, :class:`WMLObjective` and its bi-level peer-weight update.
+Owns the peer size search, :class:`WMLObjective` (the peer loss and the peer-weight
+update) and the export of one peer as a model of its own. The reference is the authors'
+code, AI-DA-STC/generative-ai-research-babylm at commit 701a0c8 (``REF`` below):
+``src/WML_distill/utils.py`` (``wml_loss``, ``get_lr``), ``src/WML_distill/train.py``
+(``WMLTrainer.train_epoch``, ``validate``) and ``conf/config.yaml`` (the defaults).
 
-* Loss (babydistill.losses.wml_peer_loss): peer i minimises
-  ``(1 - alpha) * CE_i + alpha * T^2 * sum_{j != i} w_j KL(p_j || p_i)`` with the targets
-  ``p_j`` detached; the peers' losses are summed, so every peer trains at once.
-* Peer weights ``w`` live on the simplex, start at ``1/N`` and, every ``outer_every``
-  optimizer steps (``outer_loop: true``), take one mirror-descent (exponentiated
-  gradient) step ``w <- w * exp(-mirror_lr * g) / Z`` on the validation loss of the
-  weighted ensemble. What is differentiated: ``g = d/dw CE(sum_i w_i z_i, y)`` where
-  ``z_i`` are the peers' logits on one fixed-size dev batch, with the peers' parameters
-  held fixed (the first-order approximation of the bi-level hypergradient: the
-  dependence of the peers' parameters on ``w`` through the inner training is dropped).
-  The dev batches rotate over the eval chunks; every data-parallel rank uses the whole
-  batch, so all ranks compute the same ``w``. The weights are objective state
-  (checkpointed and restored on resume).
+* Loss (:func:`babydistill.losses.wml_loss`, as theirs): ``(1 - alpha) * sum_i w_i CE_i +
+  alpha * sum_i sum_{j != i} w_j KL(p_j || p_i)``, KL by ``F.kl_div(..., log_target=True,
+  reduction="batchmean")`` on ``[B, T, V]`` (sum over positions / B), no temperature,
+  targets not detached; the weights are constants for the peers' gradients.
+* Weights ``w`` start at ``1/N``. Their loop (``train``): after each optimizer step
+  ``it`` (0-based; their ``epoch`` is one optimizer step over ``num_batches`` accumulated
+  micro-batches), when ``it % weight_update_frequency == 0``, ``validate`` runs
+  validation batches and, per batch, takes one mirror-descent step
+  ``w_i <- w_i exp(-eta g_i) / sum_k w_k exp(-eta g_k)``. What their code computes:
+  ``g = d(ensemble_loss)/dw`` with ``ensemble_loss = sum_k w_k CE_k / num_batches``, so
+  ``g_i = CE_i / num_batches`` on that batch; the "second-order" term
+  ``lr * <dL2/dtheta, dLa/dtheta>`` is exactly zero because ``La`` is detached before
+  it is differentiated (``La.detach().requires_grad_(True)``), and it is not computed
+  here. ``g`` is clamped to ``[0, grad_clip]`` (their one ``grad_clip``, the training
+  grad-norm clip; 0 or null: no clamp). ``eta = get_lr(it, lr_type="val")``: linear
+  warm-up from 0 over the training warm-up, then cosine from ``step_size`` to
+  ``min_step_size`` at the end of training (their ``warmup_iters`` / ``lr_decay_iters``
+  are the training schedule's; here ``train.warmup_steps`` and the run's total steps).
+  Deliberate difference (key ``val_batches``, default 1): they run ``num_batches`` (60)
+  validation batches per validation, but their step is 60 micro-batches; one validation
+  batch of ``val_batch_size`` (default: the training batch) every 5 steps keeps their
+  ratio of validation to training sequences (1/5: one forward pass per five training
+  steps, ~7% of the training compute); 60 batches per validation here would cost ~4x
+  the training itself. The
+  batches rotate over the fixed dev chunks (theirs: random windows); every
+  data-parallel rank uses the whole batch, so all ranks compute the same ``w``.
+  ``use_bilevel: false`` keeps ``w = 1/N``. Each update is one row of
+  ``wml_weights.csv`` (the trajectory; checkpointed, so a resumed run writes the same).
 * Peers: ``peers`` presets by hand, or :func:`peer_presets` -- a deterministic size search
-  for targets ``N/2, N/3, ...`` of the reference preset's parameter count ``N``.
-* Saving: every peer at ``OUT/peers/<i>/`` (save_pretrained + tokenizer) and the best peer
-  by eval loss at ``OUT`` itself (the variant's model).
+  for ``N/2, N/3, ...`` of the reference preset's parameter count ``N`` (theirs:
+  Bayesian optimisation over layers, heads and width for the same targets).
+* Saving: every peer at ``OUT/peers/<i>/`` (i = 1..N, save_pretrained + tokenizer), the
+  best peer by eval loss at ``OUT`` itself (the variant's model), ``OUT/wml_weights.csv``.
+  ``python -m babydistill.wml --run-dir OUT --peer I --out DIR`` makes peer I a model
+  directory of its own (``<run>-peer<I>`` in the workflow, scored like any model).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import csv
+import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from .common import UserError
-from .losses import ce_loss, next_token_labels, wml_peer_loss
+from .common import UserError, atomic_path, atomic_write_text, cli, setup_logging, write_json
+from .losses import REDUCTIONS, ce_loss, check_alpha, check_reduction, next_token_labels, wml_loss
 from .train import Objective, copy_tokenizer
+
+REF = "AI-DA-STC/generative-ai-research-babylm@701a0c8"
+# The WML keys of a spec and their defaults: the reference's conf/config.yaml (WML:) unless
+# said otherwise; workflow/schemas/config.schema.yaml carries the same defaults.
+WML_DEFAULTS = {
+    "num_peers": 4,                  # their best
+    "use_bilevel": True,
+    "weight_update_frequency": 5,    # optimizer steps between validations
+    "step_size": 0.25,               # eta after warm-up
+    "min_step_size": 0.0025,         # eta at the end of training
+    "num_batches": 60,               # their divisor of each validation batch's CE
+    "val_batches": 1,                # ours (theirs: num_batches); see the module docstring
+    "val_batch_size": None,          # ours; None: the training batch_size
+    "kl_reduction": "batchmean",     # theirs; "token": per-token mean
+}
 
 # ---------------------------------------------------------------------------------------
 # Peer size search
@@ -55,8 +97,8 @@ def preset_param_count(preset: dict, vocab_size: int) -> int:
 def peer_presets(reference: dict, vocab_size: int, num_peers: int, tolerance: float = 0.05) -> list[dict]:
     """Presets near N/2, N/3, ..., N/(num_peers+1) parameters, N = the reference's count.
 
-    Grid: hidden in steps of half the reference's head size (at least 8) up to the
-    reference's, heads = the divisor of hidden whose head size is closest to the
+    Grid: hidden in steps of a quarter of the reference's head size (at least 4) up to
+    the reference's, heads = the divisor of hidden whose head size is closest to the
     reference's (so heads always divide hidden), layers 1..2x the reference's, the MLP
     keeps the reference's hidden:intermediate ratio, LLaMA peers use full multi-head
     attention. Among shapes within ``tolerance`` of the target, the one closest to the
@@ -67,7 +109,7 @@ def peer_presets(reference: dict, vocab_size: int, num_peers: int, tolerance: fl
     head_dim = h_ref // heads_ref
     ratio = reference.get("intermediate_size", 4 * h_ref) / h_ref
     n_ref = preset_param_count(reference, vocab_size)
-    step = max(8, head_dim // 2)
+    step = max(4, head_dim // 4)
     grid = []
     for hidden in range(step, h_ref + 1, step):
         heads = min((d for d in range(1, hidden + 1) if hidden % d == 0),
@@ -97,30 +139,69 @@ def peer_presets(reference: dict, vocab_size: int, num_peers: int, tolerance: fl
 
 
 # ---------------------------------------------------------------------------------------
+# The weight update
+
+
+def val_step_size(it: int, *, warmup_iters: int, lr_decay_iters: int, step_size: float,
+                  min_step_size: float) -> float:
+    """eta for (0-based) step ``it``: ``get_lr(it, args, lr_type="val")`` of REF's utils.py."""
+    if it < warmup_iters:
+        return step_size * it / warmup_iters
+    if it > lr_decay_iters:
+        return min_step_size
+    decay_ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))
+    return min_step_size + coeff * (step_size - min_step_size)
+
+
+def mirror_descent(weights: torch.Tensor, val_ces: torch.Tensor, *, eta: float, num_batches: int,
+                   grad_clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update of REF's ``validate``: returns (new weights, the clamped gradient g).
+
+    ``g_i = CE_i / num_batches`` (d/dw_i of their ``ensemble_loss``), clamped to
+    ``[0, grad_clip]`` unless grad_clip is 0/None; ``w_i exp(-eta g_i)`` renormalised.
+    """
+    g = val_ces.double() / num_batches
+    if grad_clip:
+        g = g.clamp(0.0, grad_clip)
+    scaled = weights.double() * torch.exp(-eta * g)
+    return scaled / scaled.sum(), g
+
+
+# ---------------------------------------------------------------------------------------
 # The objective
 
 
 class WMLObjective(Objective):
-    """N peers trained together with weighted mutual learning (see the module docstring)."""
+    """N peers trained together with weighted mutual learning (see the module docstring).
 
-    def __init__(self, peers, *, alpha: float, temperature: float, outer_loop: bool = True,
-                 outer_every: int = 100, mirror_lr: float = 0.1, reduction: str = "token",
-                 val_batch_size: int = 32, tokenizer_dir=None):
+    Peers are named ``peer1`` ... ``peerN`` (modules, eval losses, the saved folders).
+    """
+
+    def __init__(self, peers, *, alpha: float, reduction: str = "batchmean", use_bilevel: bool = True,
+                 weight_update_frequency: int = 5, step_size: float = 0.25,
+                 min_step_size: float = 0.0025, num_batches: int = 60, val_batches: int = 1,
+                 val_batch_size: int = 32, grad_clip: float | None = 1.0, tokenizer_dir=None):
         if not peers:
             raise UserError("wml: at least one peer is needed")
+        if reduction not in REDUCTIONS:
+            raise UserError(f"wml: kl_reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
         self.peers = list(peers)
-        self.alpha, self.temperature, self.reduction = float(alpha), float(temperature), reduction
-        self.outer_loop, self.outer_every, self.mirror_lr = bool(outer_loop), int(outer_every), float(mirror_lr)
-        self.val_batch_size = int(val_batch_size)
+        self.alpha, self.reduction = float(alpha), reduction
+        self.use_bilevel, self.weight_update_frequency = bool(use_bilevel), int(weight_update_frequency)
+        self.step_size, self.min_step_size = float(step_size), float(min_step_size)
+        self.num_batches, self.val_batches = int(num_batches), int(val_batches)
+        self.val_batch_size, self.grad_clip = int(val_batch_size), grad_clip
         self.tokenizer_dir = tokenizer_dir
         self.weights = torch.full((len(self.peers),), 1.0 / len(self.peers), dtype=torch.float64)
-        self.outer_steps = 0
+        self.val_position = 0  # validation batches consumed (they rotate over the dev chunks)
+        self.history: list[dict] = []  # one row per weight update (wml_weights.csv)
         self.keep = "best"
         self.best_score, self.best_evals, self.last_evals = math.inf, {}, {}
 
     # -- what the trainer sees ---------------------------------------------------------
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {f"peer{i}": m for i, m in enumerate(self.peers)}
+        return {f"peer{i + 1}": m for i, m in enumerate(self.peers)}
 
     def _device(self) -> torch.device:
         return next(self.peers[0].parameters()).device
@@ -129,17 +210,17 @@ class WMLObjective(Objective):
         ids = batch["input_ids"].to(self._device())
         labels = next_token_labels(ids)
         logits = [m(input_ids=ids, use_cache=False).logits for m in self.peers]
-        total, _, ces = wml_peer_loss(logits, labels, self.weights.to(ids.device), alpha=self.alpha,
-                                      temperature=self.temperature, reduction=self.reduction)
-        logs = {f"ce{i}": c for i, c in enumerate(ces)}
-        logs.update({f"w{i}": float(w) for i, w in enumerate(self.weights)})
+        total, ces = wml_loss(logits, labels, self.weights.to(ids.device), alpha=self.alpha,
+                              reduction=self.reduction)
+        logs = {f"ce{i + 1}": c for i, c in enumerate(ces)}
+        logs.update({f"w{i + 1}": float(w) for i, w in enumerate(self.weights)})
         return total, logs
 
     @torch.no_grad()
     def eval_loss(self, batch: dict) -> dict[str, float]:
         ids = batch["input_ids"].to(self._device())
         labels = next_token_labels(ids)
-        return {f"peer{i}": ce_loss(m(input_ids=ids, use_cache=False).logits, labels).item()
+        return {f"peer{i + 1}": ce_loss(m(input_ids=ids, use_cache=False).logits, labels).item()
                 for i, m in enumerate(self.peers)}
 
     def score(self, eval_losses: dict[str, float]) -> float:
@@ -151,72 +232,107 @@ class WMLObjective(Objective):
         return s
 
     def state_dict(self) -> dict:
-        return {"weights": self.weights.tolist(), "outer_steps": self.outer_steps,
-                "best_score": self.best_score, "best_evals": self.best_evals, "last_evals": self.last_evals}
+        return {"weights": self.weights.tolist(), "val_position": self.val_position,
+                "history": self.history, "best_score": self.best_score,
+                "best_evals": self.best_evals, "last_evals": self.last_evals}
 
     def load_state_dict(self, state: dict) -> None:
         self.weights = torch.tensor(state["weights"], dtype=torch.float64)
-        self.outer_steps = state.get("outer_steps", 0)
+        self.val_position = state.get("val_position", 0)
+        self.history = list(state.get("history", []))
         self.best_score = state.get("best_score", math.inf)
         self.best_evals, self.last_evals = state.get("best_evals", {}), state.get("last_evals", {})
 
     def on_step(self, step: int, trainer) -> None:
+        """REF's ``train``: validate (and update w) after step ``it = step - 1`` when
+        ``it % weight_update_frequency == 0``; eta from the step, as their get_lr."""
         self.keep = trainer.spec.get("keep", "best")
-        if not self.outer_loop or step % self.outer_every or getattr(trainer, "eval_data", None) is None:
+        it = step - 1
+        data = getattr(trainer, "eval_data", None)
+        if not self.use_bilevel or it % self.weight_update_frequency or data is None:
             return
-        data = trainer.eval_data
+        eta = val_step_size(it, warmup_iters=trainer.spec.get("warmup_steps", 0),
+                            lr_decay_iters=getattr(trainer, "total_steps", it), step_size=self.step_size,
+                            min_step_size=self.min_step_size)
+        autocast = getattr(trainer, "autocast", None)
         n = data.num_batches(self.val_batch_size)
-        index = self.outer_steps % n
-        # Whole batch on every rank (rank 0 of world 1): identical weights everywhere.
-        batch = next(data.batches(0, self.val_batch_size, start_batch=index))
-        self.mirror_step(batch["input_ids"])
+        if n < 1:
+            raise UserError(f"wml: fewer eval chunks than one validation batch of {self.val_batch_size}; "
+                            "lower val_batch_size or raise data.eval_chunks")
+        for _ in range(self.val_batches):
+            # Whole batch on every rank (rank 0 of world 1): identical weights everywhere.
+            batch = next(data.batches(0, self.val_batch_size, start_batch=self.val_position % n))
+            self.val_position += 1
+            self.update_weights(batch["input_ids"], eta, step=step, autocast=autocast)
 
-    # -- the outer (bi-level) step -------------------------------------------------------
-    def mirror_step(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """One exponentiated-gradient step on the weighted ensemble's dev CE; returns g."""
+    @torch.no_grad()
+    def validation_ces(self, input_ids: torch.Tensor, autocast=None) -> torch.Tensor:
+        """Each peer's CE on a validation batch (eval mode, as REF's validate)."""
         ids = input_ids.to(self._device())
         labels = next_token_labels(ids)
         was_training = [m.training for m in self.peers]
-        with torch.no_grad():
-            for m in self.peers:
-                m.eval()
-            logits = torch.stack([m(input_ids=ids, use_cache=False).logits.float() for m in self.peers])
+        ctx = autocast() if autocast else contextlib.nullcontext()
+        with ctx:
+            ces = [ce_loss(m.eval()(input_ids=ids, use_cache=False).logits, labels) for m in self.peers]
         for m, t in zip(self.peers, was_training):
             m.train(t)
-        w = self.weights.to(logits.device, torch.float32).requires_grad_(True)
-        ens = torch.einsum("n,nbtv->btv", w, logits)
-        loss = F.cross_entropy(ens.reshape(-1, ens.size(-1)), labels.reshape(-1), ignore_index=-100)
-        (g,) = torch.autograd.grad(loss, w)
-        g = g.detach().double().cpu()
-        # Mirror descent with the entropy mirror map, in log space for stability.
-        logw = torch.log(self.weights) - self.mirror_lr * g
-        self.weights = torch.softmax(logw, dim=0)
-        self.outer_steps += 1
+        return torch.stack([c.float() for c in ces]).cpu()
+
+    def update_weights(self, input_ids: torch.Tensor, eta: float, step: int = 0, autocast=None) -> torch.Tensor:
+        """One mirror-descent step on one validation batch; returns the clamped g."""
+        ces = self.validation_ces(input_ids, autocast)
+        self.weights, g = mirror_descent(self.weights, ces, eta=eta, num_batches=self.num_batches,
+                                         grad_clip=self.grad_clip)
+        self.history.append({"step": step, "eta": eta, "weights": self.weights.tolist(),
+                             "val_ce": ces.tolist(), "grad": g.tolist()})
         return g
 
     # -- the final models ------------------------------------------------------------------
     def best_peer(self) -> int:
+        """1-based index of the peer the variant keeps (best eval loss)."""
         evals = self.best_evals if self.keep == "best" else self.last_evals
         if not evals:
-            return 0
+            return 1
         return int(min(evals, key=evals.get).removeprefix("peer"))
+
+    def weights_csv(self) -> str:
+        """The weights' trajectory: a row at step 0 (1/N), then one per update."""
+        n = len(self.peers)
+        head = (["step", "update", "eta"] + [f"w{i + 1}" for i in range(n)]
+                + [f"val_ce{i + 1}" for i in range(n)] + [f"g{i + 1}" for i in range(n)])
+        lines = [",".join(head), ",".join(["0", "0", ""] + [repr(1.0 / n)] * n + [""] * 2 * n)]
+        for k, r in enumerate(self.history, 1):
+            cells = [r["step"], k, r["eta"], *r["weights"], *r["val_ce"], *r["grad"]]
+            lines.append(",".join(str(c) for c in cells))
+        return "\n".join(lines) + "\n"
 
     def save(self, out_dir: Path, best: dict[str, dict]) -> None:
         out_dir = Path(out_dir)
-        for i, m in enumerate(self.peers):
-            m.load_state_dict(best[f"peer{i}"])
-            d = out_dir / "peers" / str(i)
+        for name, m in self.modules().items():
+            m.load_state_dict(best[name])
+            d = out_dir / "peers" / name.removeprefix("peer")
             m.save_pretrained(d)
             copy_tokenizer(self.tokenizer_dir, d)
-        self.peers[self.best_peer()].save_pretrained(out_dir)
+        self.peers[self.best_peer() - 1].save_pretrained(out_dir)
+        atomic_write_text(out_dir / "wml_weights.csv", self.weights_csv())
+
+
+def _positive(spec: dict, key: str, where: str, *, integer: bool, allow_zero: bool = False):
+    v = spec.get(key, WML_DEFAULTS[key])
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok or v < 0 or (v == 0 and not allow_zero):
+        raise UserError(f"{where}: {key} must be a {'positive integer' if integer else 'number > 0'}, got {v!r}")
+    return v
 
 
 def build_wml_objective(spec: dict, vocab_size: int, tokenizer_dir=None, where: str = "--spec") -> WMLObjective:
     """Peers (by hand or by the size search; seeded init) and the WML objective, from a spec."""
-    from .distill import check_kd_keys
     from .models import build_model
 
-    keys = check_kd_keys({"kl_direction": "forward", "kl_reduction": "token", **spec}, where)
+    for key in ("temperature", "kl_direction"):
+        if key in spec:
+            raise UserError(f"{where}: objective wml has no {key} (the reference loss has none); drop it")
+    alpha, reduction = check_alpha(spec, where), check_reduction(spec, where)
     peers_spec = spec.get("peers")
     if peers_spec:
         if not isinstance(peers_spec, list) or not all(isinstance(p, dict) for p in peers_spec):
@@ -226,26 +342,100 @@ def build_wml_objective(spec: dict, vocab_size: int, tokenizer_dir=None, where: 
         ref = spec.get("reference")
         if not isinstance(ref, dict):
             raise UserError(f"{where}: wml needs 'reference' (a model preset) or 'peers'")
-        n = spec.get("num_peers", 2)
+        n = spec.get("num_peers", WML_DEFAULTS["num_peers"])
         if n not in (1, 2, 4):
             raise UserError(f"{where}: num_peers must be 1, 2 or 4, got {n!r}")
         presets = peer_presets(ref, vocab_size, n)
     for i, p in enumerate(presets):
         if p.get("max_position_embeddings", 0) < spec["seq_length"]:
-            raise UserError(f"{where}: peer {i} max_position_embeddings < seq_length {spec['seq_length']}")
-    every = spec.get("outer_every", 100)
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise UserError(f"{where}: outer_every must be a positive integer, got {every!r}")
-    lr = spec.get("mirror_lr", 0.1)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
-        raise UserError(f"{where}: mirror_lr must be > 0, got {lr!r}")
-    outer = spec.get("outer_loop", True)
-    if not isinstance(outer, bool):
-        raise UserError(f"{where}: outer_loop must be true or false, got {outer!r}")
-    torch.manual_seed(int(spec["train"].get("seed", 42)))
-    models = [build_model(p, vocab_size, name=f"{where}.peers[{i}]") for i, p in enumerate(presets)]
+            raise UserError(f"{where}: peer {i + 1} max_position_embeddings < seq_length {spec['seq_length']}")
+    use_bilevel = spec.get("use_bilevel", True)
+    if not isinstance(use_bilevel, bool):
+        raise UserError(f"{where}: use_bilevel must be true or false, got {use_bilevel!r}")
     train = spec["train"]
-    return WMLObjective(models, alpha=keys["alpha"], temperature=keys["temperature"], outer_loop=outer,
-                        outer_every=every, mirror_lr=float(lr), reduction=keys["reduction"],
-                        val_batch_size=int(train.get("eval_batch_size") or train.get("batch_size", 32)),
-                        tokenizer_dir=tokenizer_dir)
+    keys = {k: _positive(spec, k, where, integer=True)
+            for k in ("weight_update_frequency", "num_batches", "val_batches")}
+    keys["step_size"] = float(_positive(spec, "step_size", where, integer=False))
+    keys["min_step_size"] = float(_positive(spec, "min_step_size", where, integer=False, allow_zero=True))
+    val_bs = spec.get("val_batch_size") or train.get("batch_size", 32)
+    keys["val_batch_size"] = _positive({"val_batch_size": val_bs}, "val_batch_size", where, integer=True)
+    torch.manual_seed(int(train.get("seed", 42)))
+    models = [build_model(p, vocab_size, name=f"{where}.peers[{i}]") for i, p in enumerate(presets)]
+    return WMLObjective(models, alpha=alpha, reduction=reduction, use_bilevel=use_bilevel,
+                        grad_clip=train.get("grad_clip", 1.0), tokenizer_dir=tokenizer_dir, **keys)
+
+
+# ---------------------------------------------------------------------------------------
+# One peer as a model directory of its own
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)  # the run's files are never rewritten in place: sharing is safe
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def peer_metrics(run_metrics: Path, peer: int) -> list[dict]:
+    """The run's metrics.csv rows seen from one peer: train rows' ``loss`` is the peer's CE
+    (last batch of the logging window), eval rows' ``eval_loss`` the peer's eval CE, BLiMP
+    rows' ``blimp_acc`` the peer's accuracy; other columns as they are."""
+    with run_metrics.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    key = f"peer{peer}"
+    out = []
+    for r in rows:
+        logs = json.loads(r.get("logs") or "{}")
+        r = dict(r)
+        if r.get("blimp_acc"):
+            r["blimp_acc"] = logs.get(key, "")
+        elif r.get("eval_loss"):
+            r["eval_loss"] = logs.get(key, "")
+        elif r.get("loss"):
+            r["loss"] = logs.get(f"ce{peer}", "")
+        r["logs"] = json.dumps({k: v for k, v in logs.items() if k in (key, f"ce{peer}", f"w{peer}")})
+        out.append(r)
+    return out
+
+
+def export_peer(run_dir: Path, peer: int, out: Path) -> Path:
+    """``run_dir/peers/<peer>`` as the model directory ``out``: the model and tokenizer files
+    (hard links where possible), the peer's metrics.csv and a provenance.json."""
+    from .provenance import record
+
+    src = run_dir / "peers" / str(peer)
+    if not (src / "config.json").is_file():
+        have = sorted(p.name for p in (run_dir / "peers").iterdir()) if (run_dir / "peers").is_dir() else []
+        raise UserError(f"{src}: no such peer (have: {', '.join(have) or 'none'}); "
+                        "is --run-dir a finished wml run?")
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for f in src.iterdir():
+            if f.is_file():
+                _link_or_copy(f, tmp / f.name)
+        if (run_dir / "metrics.csv").is_file():
+            rows = peer_metrics(run_dir / "metrics.csv", peer)
+            with (tmp / "metrics.csv").open("w", newline="") as f:
+                w = csv.DictWriter(f, list(rows[0]) if rows else ["step"])
+                w.writeheader()
+                w.writerows(rows)
+        spec = {"wml_run": run_dir.name, "peer": peer}
+        write_json(tmp / "provenance.json", record(Path(out), spec, [str(src)]))
+    return Path(out)
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m babydistill.wml",
+                                 description="Export one peer of a finished WML run as a model directory.")
+    ap.add_argument("--run-dir", required=True, help="the wml run's model directory (holds peers/<i>/)")
+    ap.add_argument("--peer", required=True, type=int, help="peer index, 1-based")
+    ap.add_argument("--out", required=True, help="the peer's model directory")
+    ap.add_argument("--log", default=None)
+    args = ap.parse_args(argv)
+    setup_logging(args.log)
+    print(export_peer(Path(args.run_dir), args.peer, Path(args.out)))
+
+
+if __name__ == "__main__":
+    main()

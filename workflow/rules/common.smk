@@ -27,9 +27,11 @@ SPLIT_DIR = {"train": CORPUS["train_split"], "dev": CORPUS["dev_split"]}
 PRETRAIN = bdconfig.instances(config, "pretrain")
 DISTILL = bdconfig.instances(config, "distill")
 ENSEMBLES = list(config.get("ensembles") or {})
+# Each peer of a wml run is a model of its own: <run>-peer<i> -> (run, i)
+WML_PEERS = bdconfig.wml_peers(config)
 MODELS = bdconfig.model_names(config)
 # The logit-averaged ensemble is scored zero-shot only: it has no single network to fine-tune.
-FINETUNE_MODELS = PRETRAIN + DISTILL
+FINETUNE_MODELS = PRETRAIN + DISTILL + list(WML_PEERS)
 EVAL = config.get("eval") or {}
 SUITES = EVAL.get("blimp", {}).get("suites", {})
 FINETUNE = EVAL.get("finetune", {})

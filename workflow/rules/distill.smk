@@ -85,6 +85,31 @@ rule distill:
         " {params.teacher_provenance} >> {log} 2>&1"
 
 
+rule wml_peer:
+    """One peer of a weighted-mutual-learning run as a model directory of its own."""
+    input:
+        lambda w: f"{R}/models/{WML_PEERS[w.peer][0]}",
+    output:
+        directory(f"{R}/models/{{peer}}"),
+    wildcard_constraints:
+        peer=alternation(WML_PEERS),
+    params:
+        index=lambda w: WML_PEERS[w.peer][1],
+    log:
+        f"{LOGS}/wml_peer/{{peer}}.log",
+    benchmark:
+        f"{BENCH}/wml_peer/{{peer}}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.wml --run-dir {input} --peer {params.index} --out {output} > {log} 2>&1"
+
+
 rule ensemble:
     """The logit-averaged teacher ensemble, saved as a model the evaluation can load."""
     input:
