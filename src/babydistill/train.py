@@ -12,17 +12,16 @@ What a run is made of:
 
 :func:`train` owns everything else: fused AdamW (weight decay on matrices and embeddings
 only, never on biases or norm weights -- the HF Trainer convention the papers used), grad
-clipping, a per-step warm-up + cosine/linear/constant schedule
-(``transformers.get_scheduler``), global ``batch_size`` split into ``world_size *
-grad_accum`` micro batches, bf16 autocast and optional ``torch.compile`` on CUDA, data parallelism under ``torchrun`` (gradients are
+clipping, a per-step warm-up + cosine/linear/constant schedule (transformers.get_scheduler), global
+``batch_size`` split into ``world_size * grad_accum`` micro batches, bf16 autocast and
+optional ``torch.compile`` on CUDA, data parallelism under ``torchrun`` (gradients are
 all-reduced explicitly after the last micro batch -- DDP's semantics without wrapping the
 modules, so an objective calls its models directly; gloo on CPU, nccl on CUDA), eval loss
 on the fixed eval chunks, the best checkpoint by eval loss, atomic checkpoints that resume
 bit-for-bit (model(s), optimizer, scheduler, RNG states, data position, best-so-far,
-objective state), a NaN/inf stop naming the step, a progress bar (live on a terminal; in a
-log file a plain line at most every 30 s, library bars off), ``metrics.csv`` and TensorBoard
-event files (``CHECKPOINT_DIR/tensorboard/``: loss, lr, tokens_per_s, eval_loss, blimp_acc
-per step). Only rank 0 writes files.
+objective state), a NaN/inf stop naming the step, a progress bar (see
+:func:`progress_bar`), ``metrics.csv`` and TensorBoard event files in
+``CHECKPOINT_DIR/tensorboard/``. Only rank 0 writes files.
 
 BLiMP learning curves: with ``blimp_every_epoch: true`` and a suite directory
 (``train(..., blimp_suite=DIR)``), rank 0 scores every trainable module with the fast
