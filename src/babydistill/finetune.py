@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -543,10 +544,21 @@ def main(argv: list[str] | None = None) -> dict:
     for flag, v in (("--max-train", args.max_train), ("--max-valid", args.max_valid)):
         if v is not None and v < 1:
             raise UserError(f"{flag}: must be >= 1, got {v}")
-    result = finetune(args.model, args.task, args.data_dir, _read_spec(args.spec),
-                      args.max_train, args.max_valid, args.device,
-                      work_dir=Path(args.out).parent)
-    write_json(args.out, result)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    job_tmp = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    before = os.environ.get("HF_HOME")
+    os.environ["HF_HOME"] = str(Path(job_tmp) / "hf_home")  # any hub/datasets cache: this job's
+    try:
+        result = finetune(args.model, args.task, args.data_dir, _read_spec(args.spec),
+                          args.max_train, args.max_valid, args.device, work_dir=job_tmp)
+    finally:
+        if before is None:
+            os.environ.pop("HF_HOME", None)
+        else:
+            os.environ["HF_HOME"] = before
+        shutil.rmtree(job_tmp, ignore_errors=True)
+    write_json(out, result)
     if not result.get("skipped"):
         log.info("%s: best %s %.4f at step %d of %d -> %s", result["task"], result["metric"],
                  result["score"], result["best_step"], result["steps"], args.out)
