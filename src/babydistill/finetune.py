@@ -466,7 +466,8 @@ def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.Pa
             save_strategy="no", load_best_model_at_end=False,
             metric_for_best_model=task.metric, greater_is_better=True,
             seed=spec["seed"], data_seed=spec["seed"], report_to="none", disable_tqdm=True,
-            use_cpu=dev.type == "cpu", bf16=dev.type == "cuda", dataloader_pin_memory=False,
+            use_cpu=dev.type == "cpu", dataloader_pin_memory=False,
+            bf16=dev.type == "cuda" and torch.cuda.is_bf16_supported(),  # autocast, fp32 weights
         )
         trainer = Trainer(
             model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
