@@ -1,19 +1,30 @@
 """Fine-tuning evaluation: (Super)GLUE and MSGS sequence classification on top of a causal LM.
 
 Owns the task table (input fields, number of labels, metric per task), reading BabyLM's
-``glue_filtered`` jsonl layout (``{task}.train.jsonl`` / ``{task}.valid.jsonl``), the metrics
-(accuracy, binary F1, MCC) and a plain PyTorch fine-tuning loop with early stopping.
+``glue_filtered`` jsonl layout (``{task}.train.jsonl`` / ``{task}.valid.jsonl``) and the run
+itself, built on the stack the BabyLM evaluation pipelines use: data through ``datasets``
+(``load_dataset("json")`` on the local files, ``map`` with the tokenizer), training on
+``transformers.Trainer`` with ``EarlyStoppingCallback``, metrics from scikit-learn
+(accuracy, binary F1, MCC).
 
-It follows the BabyLM 2023 evaluation pipeline (``finetune_classification.py``): a fresh
+Semantics (BabyLM 2023 pipeline, ``finetune_classification.py``; Baby Llama Table 3 gives
+lr, batch size, epochs, patience, eval_every and seed per task, from config): a fresh
 classification head on the saved causal LM (``AutoModelForSequenceClassification``, the
 rightmost non-pad token is pooled), inputs truncated to 128 tokens, the two texts of a pair
-passed to the tokenizer as ``(text, text_pair)``, MultiRC as ``"Question: {q} Answer: {a}"``
-+ paragraph, WSC as ``'Does "{span2}" refer to "{span1}" in this passage?'`` + text;
-AdamW, linear decay to zero over the maximum number of epochs with no warm-up, gradient
-clipping at 1.0 (HF Trainer defaults); evaluation on the validation set every ``eval_every``
-steps, early stopping after ``patience`` evaluations without an improvement above 0.001,
-and the best validation score reported. MNLI-mm trains on ``mnli.train.jsonl`` and
-validates on ``mnli-mm.valid.jsonl``, as in the pipeline.
+passed to the tokenizer as ``(text, text_pair)`` (longest first truncation), MultiRC as
+``"Question: {q} Answer: {a}"`` + paragraph, WSC as ``'Does "{span2}" refer to "{span1}" in
+this passage?'`` + text; AdamW (betas 0.9/0.999, eps 1e-8, no weight decay), linear decay to
+zero over the maximum number of epochs with no warm-up, gradient clipping at 1.0 (the
+Trainer's defaults); evaluation on the validation set every ``eval_every`` steps and at the
+last step, early stopping after ``patience`` evaluations without an improvement above 0.001,
+and the best validation score reported (no checkpoint is written: only the score is kept).
+MNLI-mm trains on ``mnli.train.jsonl`` and validates on ``mnli-mm.valid.jsonl``, as in the
+pipeline. Labels: integers (or booleans) are class ids; strings are mapped by sorted order;
+a file that mixes the two is refused with its first odd line.
+
+No network: the hub and datasets run offline, with their caches and the Trainer's output in
+a temporary folder per job (beside ``--out``), removed at the end. Logs: on a terminal a
+live bar; in a log file a progress line at most every 30 s and the result line.
 
 CLI::
 
@@ -30,7 +41,9 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +51,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
 from .common import UserError, cli, parse_json_arg, read_json, setup_logging, write_json
+
+# Set before transformers / datasets / huggingface_hub are imported, which read them once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 log = logging.getLogger("babydistill.finetune")
 
@@ -140,9 +155,10 @@ def find_split(task: Task, data_dir: str | os.PathLike, split: str) -> Path | No
     return None
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """All records of a jsonl file; a bad line is a one-line UserError naming file:line."""
-    out = []
+def read_jsonl(path: str | os.PathLike, with_lines: bool = False) -> list:
+    """All records of a jsonl file (with ``with_lines``: ``(line number, record)`` pairs);
+    a bad line is a one-line UserError naming file:line."""
+    out: list = []
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
@@ -153,64 +169,77 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 raise UserError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove the line") from None
             if not isinstance(rec, dict):
                 raise UserError(f"{path}:{i}: expected a JSON object per line")
-            out.append(rec)
+            out.append((i, rec) if with_lines else rec)
     return out
 
 
+def _label_kind(v: Any) -> str | None:
+    if isinstance(v, (bool, int)):
+        return "integer"
+    return "string" if isinstance(v, str) else None
+
+
 def build_examples(task: Task, records: Sequence[dict], path: str | os.PathLike,
-                   label_map: dict | None = None) -> tuple[list[tuple[str, str | None]], list[int], dict]:
+                   label_map: dict | None = None, lines: Sequence[int] | None = None,
+                   ) -> tuple[list[tuple[str, str | None]], list[int], dict]:
     """(texts, labels, label_map) for a task's records. Integer labels (and booleans) are
-    used as class ids; string labels are mapped by sorted order, as the pipeline does."""
+    used as class ids; string labels are mapped by sorted order, as the pipeline does. A
+    file mixing the two kinds (``"acceptable"`` among 0/1) is refused: the string would
+    otherwise become some class id silently. ``lines``: each record's line in ``path``."""
+    where = [f"{path}:{n}" for n in lines] if lines is not None else \
+        [f"{path}: record {i}" for i in range(1, len(records) + 1)]
     texts, raw = [], []
-    for i, rec in enumerate(records, 1):
+    for at, rec in zip(where, records):
         missing = [k for k in (*task.build.keys, "label") if k not in rec]  # type: ignore[attr-defined]
         if missing:
-            raise UserError(f"{path}: record {i}: missing key(s) {missing} for task {task.name}")
+            raise UserError(f"{at}: missing key(s) {missing} for task {task.name}")
+        if _label_kind(rec["label"]) is None:
+            raise UserError(f"{at}: label {rec['label']!r} must be an integer class id or a string")
         texts.append(task.build(rec))
         raw.append(rec["label"])
+    kinds = [_label_kind(v) for v in raw]
+    if len(set(kinds)) > 1:
+        odd = min(set(kinds), key=kinds.count)  # the rarer kind is the mistake
+        i = kinds.index(odd)
+        raise UserError(f"{where[i]}: label {raw[i]!r} is a {odd} but the file's other labels are "
+                        f"{'strings' if odd == 'integer' else 'integers'}; use one kind of label")
     if label_map is None:
-        strs = sorted({str(v) for v in raw if not isinstance(v, (bool, int))})
+        strs = sorted({v for v in raw if isinstance(v, str)})
         label_map = {s: j for j, s in enumerate(strs)}
     labels = []
-    for i, v in enumerate(raw, 1):
-        y = int(v) if isinstance(v, (bool, int)) else label_map.get(str(v))
+    for at, v in zip(where, raw):
+        y = int(v) if isinstance(v, (bool, int)) else label_map.get(v)
         if y is None or not 0 <= y < task.num_labels:
             raise UserError(
-                f"{path}: record {i}: label {v!r} is not one of the {task.num_labels} classes of {task.name}"
+                f"{at}: label {v!r} is not one of the {task.num_labels} classes of {task.name}"
             )
         labels.append(y)
     return texts, labels, label_map
 
 
 # ---------------------------------------------------------------------------------------
-# Metrics (the ones BabyLM reports per task)
+# Metrics (the ones BabyLM reports per task), from scikit-learn
 
 
 def accuracy(preds: Sequence[int], labels: Sequence[int]) -> float:
-    p, y = np.asarray(preds), np.asarray(labels)
-    return float((p == y).mean()) if len(y) else 0.0
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(labels, preds)) if len(labels) else 0.0
 
 
 def f1_binary(preds: Sequence[int], labels: Sequence[int]) -> float:
     """F1 of the positive class (label 1); 0 when there is no true or predicted positive."""
-    p, y = np.asarray(preds), np.asarray(labels)
-    tp = int(((p == 1) & (y == 1)).sum())
-    fp = int(((p == 1) & (y != 1)).sum())
-    fn = int(((p != 1) & (y == 1)).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(labels, preds, pos_label=1, average="binary", zero_division=0.0))
 
 
 def mcc(preds: Sequence[int], labels: Sequence[int]) -> float:
-    """Matthews correlation (multiclass form, equal to the usual one for two classes);
-    0 when it is undefined (a constant prediction or a constant truth)."""
-    p, y = np.asarray(preds, dtype=np.int64), np.asarray(labels, dtype=np.int64)
-    k = int(max(p.max(initial=0), y.max(initial=0))) + 1
-    c = np.zeros((k, k), dtype=np.float64)
-    np.add.at(c, (y, p), 1)
-    t, s, n = c.sum(1), c.sum(0), c.sum()
-    correct = np.trace(c)
-    den = math.sqrt((n * n - (s * s).sum()) * (n * n - (t * t).sum()))
-    return float((correct * n - (s * t).sum()) / den) if den > 0 else 0.0
+    """Matthews correlation (multiclass form for more than two classes); 0 when it is
+    undefined (a constant prediction or a constant truth)."""
+    from sklearn.metrics import matthews_corrcoef
+
+    return float(matthews_corrcoef(labels, preds))
 
 
 METRICS = {"acc": accuracy, "f1": f1_binary, "mcc": mcc}
@@ -220,26 +249,16 @@ METRICS = {"acc": accuracy, "f1": f1_binary, "mcc": mcc}
 # Data plumbing
 
 
-def encode(tokenizer, texts: Sequence[tuple[str, str | None]], max_length: int) -> list[list[int]]:
-    """Token ids per example; pairs go in as (text, text_pair), truncated longest-first."""
+def encode(tokenizer, texts: Sequence[tuple[str, str | None]], max_length: int) -> dict:
+    """The tokenizer's output (input_ids, attention_mask) per example; pairs go in as
+    (text, text_pair), truncated longest-first."""
     singles = [a for a, b in texts if b is None]
     if len(singles) == len(texts):
-        return tokenizer(singles, truncation=True, max_length=max_length)["input_ids"]
+        return dict(tokenizer(singles, truncation=True, max_length=max_length))
     if singles:
         raise UserError("mixed single and pair inputs in one task")  # cannot happen per Task
     a, b = zip(*texts)
-    return tokenizer(list(a), list(b), truncation=True, max_length=max_length)["input_ids"]
-
-
-def collate(ids: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest sequence; returns (input_ids, attention_mask)."""
-    n = max(1, max(len(x) for x in ids))
-    out = torch.full((len(ids), n), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), n), dtype=torch.long)
-    for i, x in enumerate(ids):
-        out[i, : len(x)] = torch.tensor(x, dtype=torch.long)
-        mask[i, : len(x)] = 1
-    return out, mask
+    return dict(tokenizer(list(a), list(b), truncation=True, max_length=max_length))
 
 
 def subsample(n: int, k: int | None, seed: int) -> list[int]:
@@ -270,14 +289,16 @@ def validate_spec(spec: Any) -> dict:
 def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device {device}: use auto, cpu or cuda (pick a GPU with "
+                        "CUDA_VISIBLE_DEVICES)")
+    if device == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available here; use --device cpu or auto")
     return torch.device(device)
 
 
-def load_model(model_dir: str | os.PathLike, num_labels: int, device: torch.device):
+def load_model(model_dir: str | os.PathLike, num_labels: int):
     """(tokenizer, classifier) from a saved causal-LM directory, with a fresh head."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -290,6 +311,7 @@ def load_model(model_dir: str | os.PathLike, num_labels: int, device: torch.devi
         raise UserError(f"{model_dir}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
     if tok.pad_token_id is None:  # fall back on eos so batches can be padded
         tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "score.weight newly initialized" warning is expected
     try:
@@ -301,25 +323,91 @@ def load_model(model_dir: str | os.PathLike, num_labels: int, device: torch.devi
         raise UserError(f"{model_dir}: cannot load as a sequence classifier ({str(e).splitlines()[0]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-    return tok, model.to(device)
+    return tok, model
 
 
-@torch.no_grad()
-def predict(model, ids: Sequence[list[int]], pad_id: int, device: torch.device,
-            batch_size: int = 64) -> list[int]:
-    """Argmax class per example; batches are formed by length to save padding."""
-    model.eval()
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    preds = [0] * len(ids)
-    for s in range(0, len(order), batch_size):
-        idx = order[s : s + batch_size]
-        x, m = collate([ids[i] for i in idx], pad_id)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(input_ids=x.to(device), attention_mask=m.to(device)).logits
-        for i, p in zip(idx, logits.argmax(-1).tolist()):
-            preds[i] = p
-    model.train()
-    return preds
+def load_splits(task: Task, train_path: Path, valid_path: Path, tok, max_len: int,
+                cache_dir: Path, max_train: int | None, max_valid: int | None, seed: int):
+    """The tokenized train / validation ``datasets.Dataset`` pair (columns input_ids,
+    attention_mask, labels). The files are checked line by line first, so bad input is a
+    one-line error naming file:line rather than a pyarrow traceback."""
+    import datasets
+
+    checked = {}
+    label_map = None
+    for split, path in (("train", train_path), ("validation", valid_path)):
+        numbered = read_jsonl(path, with_lines=True)
+        if not numbered:
+            raise UserError(f"{path}: no examples")
+        lines, records = zip(*numbered)
+        _, labels, label_map = build_examples(task, records, path, label_map, lines)
+        checked[split] = labels
+    try:
+        raw = datasets.load_dataset("json", data_files={"train": str(train_path),
+                                                        "validation": str(valid_path)},
+                                    cache_dir=str(cache_dir))
+    except Exception as e:  # e.g. a field whose type changes between lines
+        cause = e.__cause__ or e
+        raise UserError(f"{train_path} / {valid_path}: datasets cannot read them as one table "
+                        f"({type(cause).__name__}: {str(cause).splitlines()[0][:200]})") from None
+    out = []
+    for split, k in (("train", max_train), ("validation", max_valid)):
+        ds, labels = raw[split], checked[split]
+        if len(ds) != len(labels):  # a blank line skipped by one reader and not the other
+            raise UserError(f"{train_path if split == 'train' else valid_path}: read "
+                            f"{len(ds)} records but checked {len(labels)}; remove blank lines")
+
+        def features(batch: dict, idx: list[int], labels=labels) -> dict:
+            recs = [dict(zip(batch, row)) for row in zip(*batch.values())]
+            enc = encode(tok, [task.build(r) for r in recs], max_len)
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                    "labels": [labels[i] for i in idx]}
+
+        ds = ds.map(features, batched=True, with_indices=True, remove_columns=ds.column_names)
+        out.append(ds.select(subsample(len(ds), k, seed)))
+    return out[0], out[1]
+
+
+def _callbacks(task: Task, patience: int):
+    """EarlyStoppingCallback plus two small ones: a loss log at the last step (the
+    Trainer evaluates there but logs the loss only every ``logging_steps``) and the
+    progress bar (quiet in log files)."""
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    from .train import progress_bar
+
+    class LogLastStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+
+    class Progress(TrainerCallback):
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = progress_bar(state.max_steps, desc=f"finetune {task.name}")
+
+        def on_step_end(self, args, state, control, **kw):
+            self.bar.update(1)
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            score = (metrics or {}).get(f"eval_{task.metric}")
+            if score is not None:
+                best = max(score, state.best_metric if state.best_metric is not None else -math.inf)
+                self.bar.set_postfix({task.metric: f"{score:.3f}", "best": f"{best:.3f}"},
+                                     refresh=False)
+
+        def on_train_end(self, args, state, control, **kw):
+            self.bar.close()
+
+    return [EarlyStoppingCallback(patience, EARLY_STOPPING_THRESHOLD), LogLastStep(), Progress()]
+
+
+class _NoBestModelWarning(logging.Filter):
+    """Only the score is kept, so not loading the best model at the end is intended."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "load_best_model_at_end" not in record.getMessage()
 
 
 # ---------------------------------------------------------------------------------------
@@ -328,8 +416,9 @@ def predict(model, ids: Sequence[list[int]], pad_id: int, device: torch.device,
 
 def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.PathLike,
              spec: dict, max_train: int | None = None, max_valid: int | None = None,
-             device: str = "auto") -> dict:
-    """Fine-tune ``model_dir`` on one task; returns the result record (see module doc)."""
+             device: str = "auto", work_dir: str | os.PathLike | None = None) -> dict:
+    """Fine-tune ``model_dir`` on one task; returns the result record (see module doc).
+    ``work_dir``: where this job's temporary folder (HF caches, Trainer output) goes."""
     t0 = time.time()
     task = resolve_task(task_name)
     spec = validate_spec(spec)
@@ -346,92 +435,73 @@ def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.Pa
     if valid_path is None:
         raise UserError(f"{Path(data_dir) / (task.valid_name + '.valid.jsonl')}: validation file not found")
 
-    train_texts, train_y, label_map = build_examples(task, read_jsonl(train_path), train_path)
-    valid_texts, valid_y, _ = build_examples(task, read_jsonl(valid_path), valid_path, label_map)
-    if not train_texts or not valid_texts:
-        raise UserError(f"{train_path if not train_texts else valid_path}: no examples")
-    keep = subsample(len(train_texts), max_train, spec["seed"])
-    train_texts, train_y = [train_texts[i] for i in keep], [train_y[i] for i in keep]
-    keep = subsample(len(valid_texts), max_valid, spec["seed"])
-    valid_texts, valid_y = [valid_texts[i] for i in keep], [valid_y[i] for i in keep]
-
     dev = pick_device(device)
-    random.seed(spec["seed"])
-    np.random.seed(spec["seed"] % 2**32)
-    torch.manual_seed(spec["seed"])  # before loading: the head's init depends on it
-    tok, model = load_model(model_dir, task.num_labels, dev)
+    from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer,
+                              TrainingArguments, set_seed)
+
+    from .train import quiet_library_bars
+
+    if not sys.stderr.isatty():
+        quiet_library_bars()  # datasets' "Map" / "Generating split" bars
+    set_seed(spec["seed"])  # before loading: the head's init depends on it
+    tok, model = load_model(model_dir, task.num_labels)
     max_len = min(MAX_LENGTH, getattr(model.config, "max_position_embeddings", None)
                   or getattr(model.config, "n_positions", MAX_LENGTH))
-    pad_id = tok.pad_token_id
-    train_ids = encode(tok, train_texts, max_len)
-    valid_ids = encode(tok, valid_texts, max_len)
     metric_fn = METRICS[task.metric]
+    bs = spec["batch_size"]
 
-    bs, epochs = spec["batch_size"], spec["epochs"]
-    steps_per_epoch = math.ceil(len(train_ids) / bs)
-    total = steps_per_epoch * epochs
-    opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], betas=(0.9, 0.999), eps=1e-8,
-                            weight_decay=0.0)
-    # linear decay to zero over the maximum run, no warm-up (HF Trainer defaults)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
-    gen = torch.Generator().manual_seed(spec["seed"])
-    log.info("%s: %d train / %d valid examples, %d labels, %d steps max, device %s",
-             task.name, len(train_ids), len(valid_ids), task.num_labels, total, dev)
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".finetune.", dir=work_dir) as tmp:
+        train_ds, valid_ds = load_splits(task, train_path, valid_path, tok, max_len,
+                                         Path(tmp) / "datasets", max_train, max_valid, spec["seed"])
+        args = TrainingArguments(
+            output_dir=str(Path(tmp) / "trainer"), learning_rate=spec["lr"],
+            per_device_train_batch_size=bs, per_device_eval_batch_size=max(bs, 64),
+            num_train_epochs=spec["epochs"], lr_scheduler_type="linear", warmup_steps=0,
+            optim="adamw_torch", adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
+            weight_decay=0.0, max_grad_norm=GRAD_CLIP,
+            eval_strategy="steps", eval_steps=spec["eval_every"],
+            logging_strategy="steps", logging_steps=spec["eval_every"],
+            save_strategy="no", load_best_model_at_end=False,
+            metric_for_best_model=task.metric, greater_is_better=True,
+            seed=spec["seed"], data_seed=spec["seed"], report_to="none", disable_tqdm=True,
+            use_cpu=dev.type == "cpu", dataloader_pin_memory=False,
+            bf16=dev.type == "cuda" and torch.cuda.is_bf16_supported(),  # autocast, fp32 weights
+        )
+        trainer = Trainer(
+            model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
+            data_collator=DataCollatorWithPadding(tok),
+            compute_metrics=lambda p: {task.metric: metric_fn(p.predictions, p.label_ids)},
+            preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
+            callbacks=_callbacks(task, spec["patience"]),
+        )
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+        log.info("%s: %d train / %d valid examples, %d labels, %d steps max, device %s",
+                 task.name, len(train_ds), len(valid_ds), task.num_labels,
+                 math.ceil(len(train_ds) / bs) * spec["epochs"], args.device)
+        quiet = _NoBestModelWarning()
+        callback_log = logging.getLogger("transformers.trainer_callback")
+        callback_log.addFilter(quiet)
+        try:
+            trainer.train()
+        finally:
+            callback_log.removeFilter(quiet)
+        state = trainer.state
 
-    history: list[dict] = []
-    best, best_step, bad_evals, stopped_early = -math.inf, 0, 0, False
-    loss_sum, loss_n, step = 0.0, 0, 0
-
-    def evaluate() -> bool:
-        """Score on valid; True when early stopping says stop."""
-        nonlocal best, best_step, bad_evals, loss_sum, loss_n
-        score = metric_fn(predict(model, valid_ids, pad_id, dev, max(bs, 64)), valid_y)
-        history.append({"step": step, "score": score,
-                        "loss": loss_sum / loss_n if loss_n else None})
-        loss_sum, loss_n = 0.0, 0
-        improved = score > best + EARLY_STOPPING_THRESHOLD
-        if score > best:  # the best model is kept on any improvement, as the Trainer does
-            best, best_step = score, step
-        bad_evals = 0 if improved else bad_evals + 1
-        return bad_evals >= spec["patience"]
-
-    model.train()
-    bar = tqdm(total=total, desc=f"finetune {task.name}", file=sys.stderr, dynamic_ncols=True)
-    for _epoch in range(epochs):
-        perm = torch.randperm(len(train_ids), generator=gen).tolist()
-        for s in range(0, len(perm), bs):
-            idx = perm[s : s + bs]
-            x, m = collate([train_ids[i] for i in idx], pad_id)
-            y = torch.tensor([train_y[i] for i in idx], device=dev)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                logits = model(input_ids=x.to(dev), attention_mask=m.to(dev)).logits
-            loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-            opt.step()
-            sched.step()
-            step += 1
-            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", best=f"{best:.3f}" if history else "-")
-            if step % spec["eval_every"] == 0 and evaluate():
-                stopped_early = True
-                break
-        if stopped_early:
-            break
-    if not history or history[-1]["step"] != step:
-        evaluate()  # the last steps are scored too, so short runs still get a score
-    bar.close()
-
+    key = f"eval_{task.metric}"
+    losses = {e["step"]: e["loss"] for e in state.log_history if "loss" in e}
+    history = [{"step": e["step"], "score": e[key], "loss": losses.get(e["step"])}
+               for e in state.log_history if key in e]
+    best = max(history, key=lambda h: h["score"])  # the first of equal scores, as the Trainer
     return {
         **base,
-        "score": best,
-        "best_step": best_step,
-        "n_train": len(train_ids),
-        "n_valid": len(valid_ids),
-        "steps": step,
-        "stopped_early": stopped_early,
+        "score": best["score"],
+        "best_step": best["step"],
+        "n_train": len(train_ds),
+        "n_valid": len(valid_ds),
+        "steps": state.global_step,
+        "stopped_early": state.global_step < state.max_steps,
         "history": history,
         "hyperparameters": {
             **spec, "max_length": max_len, "schedule": "linear", "warmup_steps": 0,
@@ -442,7 +512,7 @@ def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.Pa
         "num_labels": task.num_labels,
         "train_file": str(train_path),
         "valid_file": str(valid_path),
-        "device": str(dev),
+        "device": str(args.device),
         "seconds": round(time.time() - t0, 2),
     }
 
@@ -464,7 +534,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", required=True, help="result JSON (written atomically)")
     ap.add_argument("--max-train", type=int, default=None, help="deterministic subsample of N train examples")
     ap.add_argument("--max-valid", type=int, default=None, help="deterministic subsample of N valid examples")
-    ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:i]")
+    ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda "
+                    "(choose the GPU with CUDA_VISIBLE_DEVICES)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     ap.add_argument("--log", default=None, help="also log to this file")
     args = ap.parse_args(argv)
@@ -474,9 +545,21 @@ def main(argv: list[str] | None = None) -> dict:
     for flag, v in (("--max-train", args.max_train), ("--max-valid", args.max_valid)):
         if v is not None and v < 1:
             raise UserError(f"{flag}: must be >= 1, got {v}")
-    result = finetune(args.model, args.task, args.data_dir, _read_spec(args.spec),
-                      args.max_train, args.max_valid, args.device)
-    write_json(args.out, result)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    job_tmp = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    before = os.environ.get("HF_HOME")
+    os.environ["HF_HOME"] = str(Path(job_tmp) / "hf_home")  # any hub/datasets cache: this job's
+    try:
+        result = finetune(args.model, args.task, args.data_dir, _read_spec(args.spec),
+                          args.max_train, args.max_valid, args.device, work_dir=job_tmp)
+    finally:
+        if before is None:
+            os.environ.pop("HF_HOME", None)
+        else:
+            os.environ["HF_HOME"] = before
+        shutil.rmtree(job_tmp, ignore_errors=True)
+    write_json(out, result)
     if not result.get("skipped"):
         log.info("%s: best %s %.4f at step %d of %d -> %s", result["task"], result["metric"],
                  result["score"], result["best_step"], result["steps"], args.out)

@@ -12,15 +12,16 @@ What a run is made of:
 
 :func:`train` owns everything else: fused AdamW (weight decay on matrices and embeddings
 only, never on biases or norm weights -- the HF Trainer convention the papers used), grad
-clipping, a per-step warm-up + cosine/linear/constant schedule (HF's formulas), global
+clipping, a per-step warm-up + cosine/linear/constant schedule (transformers.get_scheduler), global
 ``batch_size`` split into ``world_size * grad_accum`` micro batches, bf16 autocast and
 optional ``torch.compile`` on CUDA, data parallelism under ``torchrun`` (gradients are
 all-reduced explicitly after the last micro batch -- DDP's semantics without wrapping the
 modules, so an objective calls its models directly; gloo on CPU, nccl on CUDA), eval loss
 on the fixed eval chunks, the best checkpoint by eval loss, atomic checkpoints that resume
 bit-for-bit (model(s), optimizer, scheduler, RNG states, data position, best-so-far,
-objective state), a NaN/inf stop naming the step, a tqdm bar, ``metrics.csv`` and, when
-installed, TensorBoard. Only rank 0 writes files.
+objective state), a NaN/inf stop naming the step, a progress bar (see
+:func:`progress_bar`), ``metrics.csv`` and TensorBoard event files in
+``CHECKPOINT_DIR/tensorboard/``. Only rank 0 writes files.
 
 BLiMP learning curves: with ``blimp_every_epoch: true`` and a suite directory
 (``train(..., blimp_suite=DIR)``), rank 0 scores every trainable module with the fast
@@ -166,17 +167,79 @@ def validate_train_spec(spec: dict, where: str = "train") -> dict:
     return s
 
 
+# Our schedule names -> transformers.get_scheduler's (constant keeps the warm-up).
+HF_SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup_steps: int,
+                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The per-step schedule from ``transformers.get_scheduler`` (what the papers' HF
+    Trainer runs used): linear warm-up from 0, then cosine / linear decay to 0 at
+    ``total_steps``, or constant."""
+    from transformers import get_scheduler
+
+    return get_scheduler(HF_SCHEDULES[schedule], optimizer, num_warmup_steps=warmup_steps,
+                         num_training_steps=total_steps)
+
+
+@functools.lru_cache(maxsize=16)
+def _schedule_lambda(schedule: str, warmup_steps: int, total_steps: int):
+    probe = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    return build_scheduler(probe, schedule, warmup_steps, total_steps).lr_lambdas[0]
+
+
 def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
-    """Multiplier of the peak lr for optimizer step ``step`` (0-based); HF's formulas:
-    linear warm-up from 0, then cosine / linear decay to 0 at ``total_steps``, or constant."""
-    if step < warmup_steps:
-        return step / max(1, warmup_steps)
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    if schedule == "linear":
-        return max(0.0, 1.0 - progress)
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    """Multiplier of the peak lr for optimizer step ``step`` (0-based), from the same
+    ``get_scheduler`` lambda the optimizer follows (for metrics and the progress bar)."""
+    return _schedule_lambda(schedule, warmup_steps, total_steps)(step)
+
+
+class _LineWriter:
+    """A file for tqdm when stderr is a log file: each redraw becomes one plain line
+    instead of a carriage-return overwrite, so a log holds readable lines only."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def quiet_library_bars() -> None:
+    """Turn off the progress bars of transformers, datasets and the hub ("Writing model
+    shards", "Map", ...): in a log file each is a run of carriage-return redraws."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # only fine-tuning needs datasets
+        pass
+
+
+def progress_bar(total: int, desc: str | None = None, initial: int = 0, disable: bool = False,
+                 unit: str = "step") -> tqdm:
+    """A tqdm bar on stderr: live on a terminal; in a log file a plain line at most every
+    30 s (and at the start and end). Set postfixes with ``refresh=False`` -- a refreshing
+    ``set_postfix`` redraws on every call whatever ``mininterval`` says."""
+    tty = sys.stderr.isatty()
+    if not tty:
+        quiet_library_bars()
+    if tty:
+        return tqdm(total=total, desc=desc, initial=initial, unit=unit, disable=disable,
+                    file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    # miniters=1 turns off tqdm's monitor thread refreshes (it only touches dynamic miniters)
+    return tqdm(total=total, desc=desc, initial=initial, unit=unit, disable=disable,
+                file=_LineWriter(sys.stderr), ncols=100, ascii=True, mininterval=30, miniters=1)
 
 
 # ---------------------------------------------------------------------------- objectives
@@ -369,9 +432,8 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * s["epochs"]
         if s["max_steps"]:
             self.total_steps = min(self.total_steps, s["max_steps"])
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(
-            lr_factor, schedule=s["schedule"], warmup_steps=s["warmup_steps"],
-            total_steps=self.total_steps))
+        self.scheduler = build_scheduler(self.optimizer, s["schedule"], s["warmup_steps"],
+                                         self.total_steps)
 
         bf16 = s["precision"] == "bf16" or (s["precision"] == "auto" and cuda)
         self.autocast = (functools.partial(torch.autocast, self.device.type, dtype=torch.bfloat16)
@@ -655,7 +717,7 @@ class Trainer:
         self._row(step=self.step, epoch=round(self.step / self.steps_per_epoch, 4), loss=loss,
                   lr=lr, tokens_per_s=round(tps, 1), eval_loss="",
                   logs=json.dumps(logs) if logs else "")
-        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}", lr=f"{lr:.2e}", refresh=False)
         bar.update(len(self._window))
         self._window = []
         self._t_window = now
@@ -711,9 +773,7 @@ class Trainer:
         resumed = self.resume()
         self._open_metrics(resumed)
         s = self.spec
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", file=sys.stderr,
-                   disable=not self.dist.main, dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30)  # log files: a line per 30 s
+        bar = progress_bar(self.total_steps, initial=self.step, disable=not self.dist.main)
         try:
             if not resumed:
                 self._blimp_and_track()  # the curve's start: the untrained model(s)
