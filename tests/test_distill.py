@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from babydistill.checkpoint import load_file as load_checkpoint
 from babydistill.data import EvalChunks
 from babydistill.distill import main as distill_main
 from babydistill.losses import ce_loss, next_token_labels
@@ -141,7 +142,7 @@ def test_wml_trains_peers_and_saves_best(world, tmp_path):
     assert dev_ce(out, world) == pytest.approx(evals[f"peer{best}"], rel=1e-4)
     for i in "12":
         assert dev_ce(out / "peers" / i, world) == pytest.approx(evals[f"peer{i}"], rel=1e-4)
-    ckpt = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=False)
+    ckpt = load_checkpoint(tmp_path / "ckpt" / "last.pt")
     w = ckpt["objective"]["weights"]
     assert len(ckpt["objective"]["history"]) >= 1 and abs(sum(w) - 1) < 1e-9
     assert (out / "wml_weights.csv").read_text().startswith("step,update,eta,w1,w2,")

@@ -163,3 +163,50 @@ def test_cli_on_tokenized_split(setup, tmp_path, capsys):
         cache_main(["--teacher", str(tmp_path / "nope"), "--train", str(prefix), "--out", str(tmp_path / "x")])
     assert e.value.code == 2
     assert "not a saved model directory" in capsys.readouterr().err
+
+
+def test_killed_build_resumes_to_the_same_bytes(setup, tmp_path, caplog):
+    """Issue 11 case 7: a build killed part way, run again, skips the finished chunks,
+    leaves no temporary files and equals an uninterrupted build byte for byte."""
+    from babydistill.teacher_cache import CacheBuildStopped
+
+    kw = dict(k=6, temperatures=[1.0, 2.0], batch_size=16, progress=False)
+    build_cache(setup["teachers"], setup["train"], tmp_path / "ref", **kw)
+    out = tmp_path / "cache"
+    (tmp_path / ".cache.x1y2.tmp").mkdir()  # an old-style temporary left by a killed build
+    with pytest.raises(CacheBuildStopped):
+        build_cache(setup["teachers"], setup["train"], out, stop_after_chunks=48, **kw)
+    partial = tmp_path / ".cache.partial"
+    assert not out.exists() and json.loads((partial / "progress.json").read_text())["done"] == [[0, 48]]
+    with (partial / "values.f16").open("r+b") as f:  # rows past the record: half-written
+        f.seek(60 * T * 6 * 2)
+        f.write(b"\x7f" * 4096)
+    rows = []
+    hook = setup["teachers"][0].register_forward_hook(lambda m, a, kw_, o: rows.append(len(kw_["input_ids"])),
+                                                      with_kwargs=True)
+    try:
+        with caplog.at_level("INFO"):
+            build_cache(setup["teachers"], setup["train"], out, **kw)
+    finally:
+        hook.remove()
+    assert sum(rows) == len(setup["train"]) - 48  # only the chunks not done before
+    assert "48 of 256 chunks already cached" in caplog.text
+    ref_files = sorted(p.name for p in (tmp_path / "ref").iterdir())
+    assert sorted(p.name for p in out.iterdir()) == ref_files
+    for name in ref_files:
+        assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "ref"]  # no temporaries
+
+
+def test_partial_build_of_other_settings_is_discarded(setup, tmp_path):
+    from babydistill.teacher_cache import CacheBuildStopped
+
+    with pytest.raises(CacheBuildStopped):
+        build_cache(setup["teachers"], setup["train"], tmp_path / "c", k=4, batch_size=16,
+                    progress=False, stop_after_chunks=16)
+    build_cache(setup["teachers"], setup["train"], tmp_path / "c", k=6, batch_size=16,
+                progress=False)  # another k: the partial rows are not reused
+    build_cache(setup["teachers"], setup["train"], tmp_path / "ref", k=6, batch_size=16,
+                progress=False)
+    for name in ("values.f16", "indices.i16"):
+        assert (tmp_path / "c" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from babydistill.checkpoint import load_file as load_checkpoint
 from babydistill.common import UserError
 from babydistill.data import EvalChunks, TrainChunks
 from babydistill.models import build_model
@@ -86,7 +87,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, preset):
         train({**SPEC, "stop_after_steps": 12}, objective(preset), tr, ev, tmp_path / "run",
               tmp_path / "ck")
     assert not (tmp_path / "run").exists()
-    ck = torch.load(tmp_path / "ck" / "last.pt", weights_only=False)
+    ck = load_checkpoint(tmp_path / "ck" / "last.pt")
     assert ck["position"]["step"] == 10
     got = train(SPEC, objective(preset, seed=99), tr, ev, tmp_path / "run", tmp_path / "ck")
     a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
@@ -108,7 +109,7 @@ def test_keep_best_vs_last(tmp_path):
     s = train({**spec, "keep": "last"}, objective(), tr, ev, tmp_path / "last", tmp_path / "c1")
     s2 = train({**spec, "keep": "best"}, objective(), tr, ev, tmp_path / "best", tmp_path / "c2")
     assert s2["best_step"] == s["best_step"]
-    best = torch.load(tmp_path / "c2" / "best.pt", weights_only=False)["modules"]["model"]
+    best = load_checkpoint(tmp_path / "c2" / "best.pt")["modules"]["model"]
     got = weights(tmp_path / "best")
     for k in got:
         torch.testing.assert_close(got[k], best[k])
@@ -133,7 +134,7 @@ def test_nan_stops_with_step_and_keeps_good_checkpoint(tmp_path):
     obj = NaNAt(build_model(LLAMA, VOCAB), bad_step=7)
     with pytest.raises(UserError, match=r"loss is nan at step 7\b"):
         train(SPEC, obj, tr, ev, tmp_path / "out", tmp_path / "ck")
-    ck = torch.load(tmp_path / "ck" / "last.pt", weights_only=False)
+    ck = load_checkpoint(tmp_path / "ck" / "last.pt")
     assert ck["position"]["step"] == 5
     assert all(torch.isfinite(v).all() for v in ck["modules"]["model"].values())
     assert not (tmp_path / "out").exists()

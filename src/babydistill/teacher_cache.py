@@ -12,6 +12,10 @@ tokens ``[i*T, (i+1)*T)``) and the cache stores, for every position of every chu
 * ``header.json``: shapes, dtypes, temperatures, teachers; written last, the whole
   directory is renamed into place atomically.
 
+The build is resumable: it grows in ``.<out>.partial`` beside the output and records the
+finished chunk ranges there (``progress.json``); a build killed and started again skips
+them and writes the same bytes as an uninterrupted one (see :func:`build_cache`).
+
 :func:`babydistill.losses.topk_kd_loss` distils from these as k + 1 buckets (the kept
 tokens plus one "everything else" bucket holding the exact remainder mass), which needs
 the remainder mass at the distillation temperature: hence one ``rest`` file per
@@ -29,8 +33,12 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -39,8 +47,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .common import UserError, atomic_path, cli, read_json, setup_logging, write_json
-from .losses import average_logits
+from .common import UserError, cli, read_json, setup_logging, write_json
 
 log = logging.getLogger("babydistill.teacher_cache")
 
@@ -71,13 +78,25 @@ def load_teachers(dirs: Sequence[str | os.PathLike], device: torch.device | str 
     return teachers
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def teacher_logits(teachers, input_ids: torch.Tensor) -> torch.Tensor:
-    """The ensemble's logits (mean of raw logits), float32; bf16 autocast on CUDA."""
+    """The ensemble's logits (mean of raw logits), float32; bf16 autocast on CUDA.
+
+    The same numbers as :func:`babydistill.losses.average_logits` (a sum in teacher order,
+    then one division), summed in place: no stacked [n_teachers, B, T, V] copy. No
+    key/value cache (``use_cache=False``): a single pass does not need one."""
     use_amp = input_ids.device.type == "cuda"
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-        outs = [t(input_ids=input_ids).logits for t in teachers]
-    return average_logits(outs)
+    total = None
+    for t in teachers:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            logits = t(input_ids=input_ids, use_cache=False).logits
+        if total is None:
+            total = logits.float()  # a fresh tensor (the model's output), safe to add into
+        else:
+            total += logits.float()
+    if len(teachers) > 1:
+        total /= len(teachers)
+    return total
 
 
 def fixed_chunks(prefix: str | os.PathLike, seq_length: int):
@@ -94,11 +113,59 @@ def _rows(chunks, start: int, end: int) -> np.ndarray:
     return np.asarray(chunks[start:end], dtype=np.int64)
 
 
+class CacheBuildStopped(Exception):
+    """Raised by the ``stop_after_chunks`` test hook: the build ends as if killed."""
+
+
+def _build_key(teachers, chunks, header: dict, batch_size: int, device: torch.device) -> str:
+    """What decides the cache's bytes: teachers' weights, the tokens, the layout, the batch
+    size and the device kind (a partial build is resumed only under the same key)."""
+    from .checkpoint import state_digest
+
+    h = hashlib.sha256(json.dumps(
+        {"header": header, "batch_size": batch_size, "device": device.type,
+         "torch": torch.__version__, "teachers": [type(t).__name__ for t in teachers]},
+        sort_keys=True).encode())
+    for t in teachers:
+        h.update(state_digest(t.state_dict(), "teacher").encode())
+    tokens = chunks.tokens if hasattr(chunks, "tokens") else np.asarray(chunks)
+    h.update(str(np.asarray(tokens).dtype).encode())
+    for i in range(0, len(tokens), 1 << 24):
+        h.update(memoryview(np.ascontiguousarray(tokens[i:i + (1 << 24)])))
+    return h.hexdigest()
+
+
+def _covered(done: list[list[int]], start: int, end: int) -> bool:
+    return any(a <= start and end <= b for a, b in done)
+
+
+def _add_range(done: list[list[int]], start: int, end: int) -> list[list[int]]:
+    """``done`` plus ``[start, end)``, merged into sorted disjoint ranges."""
+    out: list[list[int]] = []
+    for a, b in sorted([*done, [start, end]]):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+RECORD_EVERY_S = 10.0  # how often a build records its finished chunks (a kill loses at most this)
+
+
 def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
                 temperatures: Sequence[float] = DEFAULT_TEMPERATURES, batch_size: int = 32,
-                info: dict | None = None, progress: bool = True) -> dict:
+                info: dict | None = None, progress: bool = True,
+                stop_after_chunks: int | None = None) -> dict:
     """Run ``teachers`` once over ``chunks`` (a TrainChunks at offset 0, or an [N, T] array)
-    and write the cache directory ``out``."""
+    and write the cache directory ``out``.
+
+    Resumable: the files grow in ``.<out>.partial`` beside ``out`` with ``progress.json``
+    (the finished chunk ranges, recorded every :data:`RECORD_EVERY_S` seconds after the
+    data is flushed); a build killed and started again skips those ranges and gives the
+    same bytes as an uninterrupted one. A partial build of other teachers, tokens or
+    settings is discarded. At the end the partial directory is renamed onto ``out``.
+    ``stop_after_chunks``: test hook, stop as if killed after that many new chunks."""
     n = len(chunks)
     seq = chunks.seq_length if hasattr(chunks, "seq_length") else chunks.shape[1]
     vocab = teachers[0].config.vocab_size
@@ -110,37 +177,90 @@ def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
     idx_dtype = np.int16 if vocab <= np.iinfo(np.int16).max else np.int32
     idx_name = "indices.i16" if idx_dtype == np.int16 else "indices.i32"
     device = next(teachers[0].parameters()).device
-    header = {
+    layout = {
         "format": FORMAT, "n_chunks": int(n), "seq_length": int(seq), "k": int(k),
         "vocab_size": int(vocab), "offset": 0,
         "values": {"file": "values.f16", "dtype": "float16", "what": "top-k log-probs at T=1"},
         "indices": {"file": idx_name, "dtype": np.dtype(idx_dtype).name},
         "rest": {_tkey(t): f"rest_T{_tkey(t)}.f32" for t in temps},
         "temperatures": temps,
-        **(info or {}),
     }
-    with atomic_path(out) as tmp:
-        tmp.mkdir()
-        values = np.memmap(tmp / "values.f16", dtype=np.float16, mode="w+", shape=(n, seq, k))
-        indices = np.memmap(tmp / idx_name, dtype=idx_dtype, mode="w+", shape=(n, seq, k))
-        rests = {t: np.memmap(tmp / header["rest"][_tkey(t)], dtype=np.float32, mode="w+", shape=(n, seq))
-                 for t in temps}
-        bar = tqdm(total=n, desc="teacher cache", unit="chunk", disable=not progress)
-        for start in range(0, n, batch_size):
-            ids = torch.from_numpy(_rows(chunks, start, min(n, start + batch_size))).to(device)
+    header = {**layout, **(info or {})}
+    out = Path(out)
+    work = out.parent / f".{out.name}.partial"
+    for old in out.parent.glob(f".{out.name}.*.tmp"):  # left by builds before resumability
+        shutil.rmtree(old, ignore_errors=True)
+    key = _build_key(teachers, chunks, layout, batch_size, device)
+    record = work / "progress.json"
+    done: list[list[int]] = []
+    if work.is_dir():
+        try:
+            state = json.loads(record.read_text())
+            if state["key"] == key:
+                done = [[int(a), int(b)] for a, b in state["done"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if done:
+            log.info("resuming %s: %d of %d chunks already cached", work,
+                     sum(b - a for a, b in done), n)
+        else:
+            shutil.rmtree(work)  # another build's (or an unrecorded) partial: start over
+    sizes = {"values.f16": n * seq * k * 2, idx_name: n * seq * k * np.dtype(idx_dtype).itemsize,
+             **{f: n * seq * 4 for f in layout["rest"].values()}}
+    if done and any(not (work / f).is_file() or (work / f).stat().st_size != size
+                    for f, size in sizes.items()):
+        log.warning("%s: files missing or cut short; starting the cache over", work)
+        shutil.rmtree(work)
+        done = []
+    mode = "r+" if done else "w+"
+    work.mkdir(parents=True, exist_ok=True)
+    values = np.memmap(work / "values.f16", dtype=np.float16, mode=mode, shape=(n, seq, k))
+    indices = np.memmap(work / idx_name, dtype=idx_dtype, mode=mode, shape=(n, seq, k))
+    rests = {t: np.memmap(work / layout["rest"][_tkey(t)], dtype=np.float32, mode=mode,
+                          shape=(n, seq)) for t in temps}
+    arrays = (values, indices, *rests.values())
+
+    def save_progress() -> None:
+        for arr in arrays:
+            arr.flush()  # the data first: a recorded range is always on disk
+        write_json(record, {"key": key, "done": done})
+
+    bar = tqdm(total=n, desc="teacher cache", unit="chunk", disable=not progress,
+               initial=sum(b - a for a, b in done))
+    new_chunks, last_record = 0, time.monotonic()
+    for start in range(0, n, batch_size):
+        end = min(n, start + batch_size)
+        if _covered(done, start, end):
+            continue
+        with torch.inference_mode():
+            ids = torch.from_numpy(_rows(chunks, start, end)).to(device)
             logp = F.log_softmax(teacher_logits(teachers, ids), dim=-1)
             top, top_idx = logp.topk(k, dim=-1)
-            end = start + ids.size(0)
             values[start:end] = top.to(torch.float16).cpu().numpy()
             indices[start:end] = top_idx.cpu().numpy().astype(idx_dtype)
             for t in temps:
-                masked = (logp / t).scatter(-1, top_idx, float("-inf"))
+                masked = logp / t
+                masked.scatter_(-1, top_idx, float("-inf"))  # in place: one V-wide pass less
                 rests[t][start:end] = torch.logsumexp(masked, dim=-1).cpu().numpy()
-            bar.update(ids.size(0))
-        bar.close()
-        for arr in (values, indices, *rests.values()):
-            arr.flush()
-        write_json(tmp / "header.json", header)  # last: header present == complete
+        done = _add_range(done, start, end)
+        new_chunks += end - start
+        bar.update(end - start)
+        if stop_after_chunks is not None and new_chunks >= stop_after_chunks:
+            save_progress()
+            bar.close()
+            raise CacheBuildStopped(f"stopped after {new_chunks} chunks (test hook)")
+        if time.monotonic() - last_record >= RECORD_EVERY_S:
+            save_progress()
+            last_record = time.monotonic()
+    bar.close()
+    for arr in arrays:
+        arr.flush()
+    del values, indices, rests, arrays
+    record.unlink(missing_ok=True)
+    write_json(work / "header.json", header)  # last: header present == complete
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    os.replace(work, out)
     return header
 
 

@@ -18,10 +18,12 @@ optional ``torch.compile`` on CUDA, data parallelism under ``torchrun`` (gradien
 all-reduced explicitly after the last micro batch -- DDP's semantics without wrapping the
 modules, so an objective calls its models directly; gloo on CPU, nccl on CUDA), eval loss
 on the fixed eval chunks, the best checkpoint by eval loss, atomic checkpoints that resume
-bit-for-bit (model(s), optimizer, scheduler, RNG states, data position, best-so-far,
-objective state), a NaN/inf stop naming the step, a progress bar (see
-:func:`progress_bar`), ``metrics.csv`` and TensorBoard event files in
-``CHECKPOINT_DIR/tensorboard/``. Only rank 0 writes files.
+bit-for-bit (a :class:`babydistill.checkpoint.Checkpointer` over the parts: model(s),
+optimizer, scheduler, objective, RNG states, data position and best-so-far; loaded without
+unpickling code, checksummed, and moved aside, never resumed, when another run wrote
+them), a NaN/inf stop naming the step, a progress bar (see :func:`progress_bar`),
+``metrics.csv`` and TensorBoard event files in ``CHECKPOINT_DIR/tensorboard/``. Only rank 0
+writes files.
 
 BLiMP learning curves: with ``blimp_every_epoch: true`` and a suite directory
 (``train(..., blimp_suite=DIR)``), rank 0 scores every trainable module with the fast
@@ -43,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -60,6 +61,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from . import checkpoint
+from .checkpoint import Checkpointer, ModulesState, RNGState
 from .common import UserError, atomic_path, write_json
 
 log = logging.getLogger("babydistill.train")
@@ -100,19 +103,9 @@ METRICS_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss", "l
 
 def run_identity(spec: dict, inputs: Iterable[str | os.PathLike] = ()) -> str:
     """A digest of what a run is: its whole CLI spec (less the keys that may change on
-    resumption) and its inputs (each file's name, size and modification time), so that a
-    checkpoint left by a run with other settings or other data is never resumed."""
-    spec = dict(spec)
-    if isinstance(spec.get("train"), dict):
-        spec["train"] = {k: v for k, v in spec["train"].items() if k not in _RESUME_FREE}
-    h = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
-    for p in map(Path, inputs):
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-        for f in files:
-            st = f.stat()
-            name = f.relative_to(p) if p.is_dir() else f.name
-            h.update(f"{p.name}/{name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()
+    resumption) and its inputs' contents (see :func:`babydistill.checkpoint.run_identity`),
+    so that a checkpoint left by a run with other settings or other data is never resumed."""
+    return checkpoint.run_identity(spec, inputs, resume_free=_RESUME_FREE)
 
 
 class TrainingStopped(Exception):
@@ -354,21 +347,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds every CUDA device too
 
 
-def rng_state() -> dict:
-    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state()
-    return s
-
-
-def set_rng_state(s: dict) -> None:
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-    torch.set_rng_state(s["torch"])
-    if torch.cuda.is_available() and "cuda" in s:
-        torch.cuda.set_rng_state(s["cuda"])
-
-
 def _param_groups(modules: Iterable[torch.nn.Module], weight_decay: float) -> list[dict]:
     """Decay matrices and embeddings; not biases or norm weights (all 1-d)."""
     seen: set[int] = set()
@@ -384,6 +362,29 @@ def _param_groups(modules: Iterable[torch.nn.Module], weight_decay: float) -> li
 
 
 # ---------------------------------------------------------------------------- the trainer
+
+class _Position:
+    """The trainer's data position and bookkeeping, as a checkpoint part."""
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+
+    def state_dict(self) -> dict:
+        t = self.trainer
+        return {"step": t.step, "epoch": t.epoch, "batch": t.batch,
+                "best": {"loss": t.best_loss, "step": t.best_step},
+                "last_eval": t.last_eval,
+                "wall_time": t.wall_time + (time.time() - t._t_start),
+                "blimp": {"points": t.blimp_points, "seconds": t.blimp_seconds}}
+
+    def load_state_dict(self, s: dict) -> None:
+        t = self.trainer
+        t.step, t.epoch, t.batch = s["step"], s["epoch"], s["batch"]
+        t.best_loss, t.best_step = s["best"]["loss"], s["best"]["step"]
+        t.last_eval, t.wall_time = s["last_eval"], s["wall_time"]
+        t.blimp_points = [p for p in s["blimp"]["points"] if p["step"] <= t.step]
+        t.blimp_seconds = s["blimp"]["seconds"]
+
 
 class Trainer:
     """Holds the run's state; :meth:`fit` is the loop. ``train()`` is the usual entry."""
@@ -455,6 +456,7 @@ class Trainer:
         self._window: list[torch.Tensor] = []
         self._window_logs: dict[str, Any] = {}
         self._setup_blimp(blimp_suite, tokenizer_dir)
+        self.checkpointer = self._make_checkpointer()
 
     def _setup_blimp(self, suite, tokenizer_dir) -> None:
         """Load the suite and tokenizer once (rank 0) when the per-epoch curve is on."""
@@ -579,80 +581,30 @@ class Trainer:
     def _ckpt(self, name: str) -> Path:
         return self.checkpoint_dir / name
 
+    def _make_checkpointer(self) -> Checkpointer:
+        """The parts a resumed run needs, each with ``state_dict``/``load_state_dict``."""
+        barrier = dist.barrier if self.dist.world_size > 1 else None
+        return Checkpointer(
+            self.checkpoint_dir,
+            {"modules": ModulesState(self.modules), "optimizer": self.optimizer,
+             "scheduler": self.scheduler, "objective": self.objective, "rng": RNGState(),
+             "position": _Position(self)},
+            spec=self.spec, identity=self.identity, resume_free=_RESUME_FREE,
+            main=self.dist.main, barrier=barrier)
+
     def save_checkpoint(self) -> None:
-        if not (self.dist.main and self.checkpoint_dir):
-            return
-        state = {
-            "version": 1,
-            "spec": self.spec,
-            "identity": self.identity,
-            "modules": {n: m.state_dict() for n, m in self.modules.items()},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng_state(),
-            "position": {"step": self.step, "epoch": self.epoch, "batch": self.batch},
-            "best": {"loss": self.best_loss, "step": self.best_step},
-            "last_eval": self.last_eval,
-            "wall_time": self.wall_time + (time.time() - self._t_start),
-            "objective": self.objective.state_dict(),
-            "blimp": {"points": self.blimp_points, "seconds": self.blimp_seconds},
-        }
-        with atomic_path(self._ckpt("last.pt")) as tmp:
-            torch.save(state, tmp)
+        self.checkpointer.save()
 
     def save_best(self) -> None:
-        if not (self.dist.main and self.checkpoint_dir):
-            return
-        with atomic_path(self._ckpt("best.pt")) as tmp:
-            torch.save({"step": self.step, "loss": self.best_loss,
-                        "modules": {n: m.state_dict() for n, m in self.modules.items()}}, tmp)
-
-    def _load(self, path: Path) -> dict:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # a truncated file cannot come from atomic writes, but say so
-            raise UserError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to "
-                            "start over") from None
+        self.checkpointer.save_weights({n: m.state_dict() for n, m in self.modules.items()},
+                                       step=self.step, loss=self.best_loss)
 
     def resume(self) -> bool:
-        """Load ``last.pt`` when there is one (every rank reads it). Returns whether it did."""
-        path = self.checkpoint_dir and self._ckpt("last.pt")
-        if not path or not path.is_file():
+        """Load ``last.pt`` when it is this run's (every rank reads it). Returns whether it did."""
+        if not self.checkpointer.restore():
             return False
-        ck = self._load(path)
-        if self.identity is not None and ck.get("identity") != self.identity:
-            # Snakemake reruns a job whose config or inputs changed: the checkpoint is stale.
-            log.warning("%s was written by a run with other settings or inputs; starting over",
-                        path)
-            if self.dist.main:
-                for name in ("last.pt", "best.pt", "metrics.csv"):
-                    self._ckpt(name).unlink(missing_ok=True)
-            if self.dist.world_size > 1:
-                dist.barrier()
-            return False
-        old = {k: v for k, v in ck["spec"].items() if k not in _RESUME_FREE}
-        new = {k: v for k, v in self.spec.items() if k not in _RESUME_FREE}
-        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        if changed:
-            raise UserError(f"{path}: written with a different train.{changed[0]} "
-                            f"({old.get(changed[0])!r}, now {new.get(changed[0])!r}); "
-                            "delete the checkpoint directory to start over")
-        for n, m in self.modules.items():
-            m.load_state_dict(ck["modules"][n])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        self.scheduler.load_state_dict(ck["scheduler"])
-        self.objective.load_state_dict(ck["objective"])
-        pos = ck["position"]
-        self.step, self.epoch, self.batch = pos["step"], pos["epoch"], pos["batch"]
-        self.best_loss, self.best_step = ck["best"]["loss"], ck["best"]["step"]
-        self.last_eval = ck.get("last_eval", {})
-        self.wall_time = ck.get("wall_time", 0.0)
-        blimp = ck.get("blimp") or {}
-        self.blimp_points = [p for p in blimp.get("points", []) if p["step"] <= self.step]
-        self.blimp_seconds = blimp.get("seconds", 0.0)
-        set_rng_state(ck["rng"])
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step,
-                 self.epoch, self.batch)
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", self._ckpt("last.pt"),
+                 self.step, self.epoch, self.batch)
         return True
 
     # -- metrics ---------------------------------------------------------------------
@@ -848,9 +800,9 @@ class Trainer:
 
     def final_states(self) -> dict[str, dict]:
         """The weights that become the final model: best.pt's (keep=best) or the current."""
-        path = self.checkpoint_dir and self._ckpt("best.pt")
-        if self.spec["keep"] == "best" and path and path.is_file():
-            return self._load(path)["modules"]
+        best = self.checkpointer.load_weights() if self.spec["keep"] == "best" else None
+        if best is not None:
+            return best
         return {n: m.state_dict() for n, m in self.modules.items()}
 
 
