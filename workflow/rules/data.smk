@@ -51,7 +51,7 @@ rule download_corpus:
     conda:
         ENV
     shell:
-        "python -m babydistill.download corpus --layout {params.layout} {params.location}"
+        "python -m babydistill.download corpus --layout {params.layout} {params.location:q}"
         " --out {params.out} --train-split {params.train_split} --dev-split {params.dev_split}"
         " --sources {params.sources} > {log} 2>&1"
 

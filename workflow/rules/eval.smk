@@ -24,7 +24,7 @@ rule download_suite:
     conda:
         ENV
     shell:
-        "python -m babydistill.download suite {params.location} --out {output} > {log} 2>&1"
+        "python -m babydistill.download suite {params.location:q} --out {output} > {log} 2>&1"
 
 
 rule download_glue:
@@ -34,7 +34,7 @@ rule download_glue:
     output:
         directory(f"{R}/data/glue"),
     params:
-        location=location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else "",
+        location=location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else [],
     log:
         f"{LOGS}/download_glue.log",
     benchmark:
@@ -47,7 +47,7 @@ rule download_glue:
     conda:
         ENV
     shell:
-        "python -m babydistill.download glue {params.location} --out {output} > {log} 2>&1"
+        "python -m babydistill.download glue {params.location:q} --out {output} > {log} 2>&1"
 
 
 rule eval_blimp:
