@@ -34,7 +34,8 @@ rule download_glue:
     output:
         directory(f"{R}/data/glue"),
     params:
-        location=location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else [],
+        # a function: a brace in a path is text, not a wildcard
+        location=lambda w: location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else [],
     log:
         f"{LOGS}/download_glue.log",
     benchmark:
