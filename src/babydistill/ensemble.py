@@ -92,6 +92,19 @@ class EnsembleForCausalLM(PreTrainedModel):
         return CausalLMOutputWithPast(loss=loss, logits=logits)
 
 
+def register_auto_classes() -> None:
+    """Make ``AutoConfig``/``AutoModelForCausalLM`` load a saved ensemble with THIS code.
+
+    Once registered, ``from_pretrained(DIR)`` without ``trust_remote_code`` finds the
+    ensemble's model_type here and never imports the code file in DIR: the evaluation
+    scores ensembles without running code from a results folder.
+    """
+    from transformers import AutoConfig
+
+    AutoConfig.register(EnsembleConfig.model_type, EnsembleConfig, exist_ok=True)
+    AutoModelForCausalLM.register(EnsembleConfig, EnsembleForCausalLM, exist_ok=True)
+
+
 def model_code() -> str:
     """The self-contained source written next to the saved ensemble."""
     header = (

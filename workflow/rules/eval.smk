@@ -83,7 +83,8 @@ rule eval_blimp:
         "OMP_NUM_THREADS={threads} python -m babydistill.eval_blimp --model {input.model} --suite-dir {input.suite}"
         " --suite {wildcards.suite} --out {output.scores} --pairs-out {output.pairs}"
         " --backend {params.backend} --batch-size {params.batch_size} {params.limit}"
-        " --trust-remote-code > {log} 2>&1"
+        # no --trust-remote-code: ensembles load with babydistill's own classes
+        " > {log} 2>&1"
 
 
 rule finetune:

@@ -1,4 +1,7 @@
-"""Config values never reach the shell as code (issue 11, case 1).
+"""Workflow-level safety (issue 11): config values never reach the shell as code (case 1),
+the eval rule runs no code from model folders (case 3), overrides parse as YAML (case 12).
+
+Case 1.
 
 A real Snakemake run of the three download rules with locations a careless or hostile
 user might write: a space, '&', ';', '$(...)', backticks and both quotes in a local
@@ -68,3 +71,19 @@ def test_hostile_locations_are_data_not_code(repo_root, tmp_path, http_root):  #
     for root in (work, tmp_path, Path.cwd()):
         for m in MARKERS:
             assert not (root / m).exists(), f"{root / m}: a config value was executed"
+
+
+def dry_run_commands(repo_root, tmp_path, *args) -> str:
+    r = snakemake(repo_root, "-n", "-p", "--cores", "2", *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_eval_rule_never_trusts_remote_code(repo_root, tmp_path):
+    """Case 3: no eval_blimp job (plain models and the ensemble alike) passes
+    --trust-remote-code; ensembles load with babydistill's own classes instead."""
+    out = dry_run_commands(repo_root, tmp_path, "--configfile", str(repo_root / "workflow/demo.yaml"))
+    evals = [line for line in out.splitlines() if "babydistill.eval_blimp" in line]
+    assert any("tiny-ensemble" in line for line in evals) and len(evals) == 8
+    assert not [line for line in evals if "trust-remote-code" in line]
+    assert "trust-remote-code" not in out
