@@ -144,3 +144,41 @@ def test_seeds_expand_into_instances_with_matching_teachers(demo):
     assert bdconfig.baseline_of(cfg, "student-tiny-kd-ensemble@2") == "student-tiny-nodistill@2"
     assert bdconfig.pretrain_spec(cfg, "llama-tiny@1")["train"]["seed"] == 1
     assert bdconfig.ensemble_members(cfg, "tiny-ensemble") == ["llama-tiny@1", "gpt2-tiny"]
+
+
+# Issue 11, case 11: shapes that cannot work and non-finite numbers fail at config time,
+# through `python -m babydistill.config`, in one line naming the key.
+IMPOSSIBLE = [
+    ("models:\n  llama-tiny: {arch: llama, hidden_size: 128, num_layers: 4, num_heads: 3, "
+     "num_kv_heads: 3, intermediate_size: 256, max_position_embeddings: 256}",
+     "models.llama-tiny.num_heads: 3 does not divide hidden_size 128"),
+    ("models:\n  llama-tiny: {arch: llama, hidden_size: 128, num_layers: 4, num_heads: 4, "
+     "num_kv_heads: 3, intermediate_size: 256, max_position_embeddings: 256}",
+     "models.llama-tiny.num_kv_heads: 3 does not divide num_heads 4"),
+    ("models:\n  gpt2-tiny: {arch: gpt2, hidden_size: 128, num_layers: 4, num_heads: 4, "
+     "max_position_embeddings: 64}",
+     "models.gpt2-tiny.max_position_embeddings: 64 is less than data.seq_length 128"),
+    ("models:\n  llama-tiny: {arch: llama, hidden_size: 24, num_layers: 4, num_heads: 8, "
+     "intermediate_size: 256, max_position_embeddings: 256}",
+     "models.llama-tiny.num_heads: head size hidden_size/num_heads = 3 is odd"),
+    ("models:\n  llama-bare: {arch: llama, hidden_size: 128, num_layers: 4, num_heads: 4}",
+     "models.llama-bare: arch llama needs 'intermediate_size'"),  # unused presets too
+    ("training:\n  lr: .nan", "training.lr: nan is not a finite number"),
+    ("training:\n  grad_clip: .inf", "training.grad_clip: inf is not a finite number"),
+    ("training:\n  betas: [0.9, -.inf]", "training.betas[1]: -inf is not a finite number"),
+    ("distill:\n  student-tiny-reverse-single: {temperature: .nan}",
+     "distill.student-tiny-reverse-single.temperature: nan is not a finite number"),
+]
+
+
+@pytest.mark.parametrize("override, expected", IMPOSSIBLE)
+def test_impossible_shapes_and_numbers_fail_at_config_time(override, expected, tmp_path, repo_root):
+    cfg = bdconfig.deep_merge(yaml.safe_load((repo_root / "workflow" / "demo.yaml").read_text()),
+                              yaml.safe_load(override))
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "babydistill.config", str(f)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {f}: {expected}")

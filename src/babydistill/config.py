@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,50 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {shown} is not valid ({error.message.split(' is ', 1)[-1]})"
 
 
+def _check_finite(value: Any, where: str, source: str) -> None:
+    """NaN and infinity pass every JSON-schema range check (comparisons with NaN are false)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{where}.{k}" if where else str(k), source)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{where}[{i}]", source)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{source}: {where}: {value!r} is not a finite number")
+
+
+# Keys models.build_model needs beyond the schema's required ones, per architecture.
+_PRESET_NEEDS = {"llama": ("intermediate_size", "max_position_embeddings"),
+                 "gpt2": ("max_position_embeddings",)}
+
+
+def _check_shapes(config: dict, source: str) -> None:
+    """Model presets that could not be built or trained fail here, not hours into a job."""
+    seq_length = config["data"]["seq_length"]
+    for name, p in config["models"].items():
+        where = f"{source}: models.{name}"
+        for key in _PRESET_NEEDS[p["arch"]]:
+            if key not in p:
+                raise UserError(f"{where}: arch {p['arch']} needs {key!r}")
+        hidden, heads = p["hidden_size"], p["num_heads"]
+        if hidden % heads:
+            raise UserError(f"{where}.num_heads: {heads} does not divide hidden_size {hidden}")
+        if p["arch"] == "llama":
+            kv = p.get("num_kv_heads", heads)
+            if heads % kv:
+                raise UserError(f"{where}.num_kv_heads: {kv} does not divide num_heads {heads}")
+            if (hidden // heads) % 2:
+                raise UserError(f"{where}.num_heads: head size hidden_size/num_heads = "
+                                f"{hidden // heads} is odd; rotary embeddings need an even one")
+        if p["max_position_embeddings"] < seq_length:
+            raise UserError(f"{where}.max_position_embeddings: {p['max_position_embeddings']} is "
+                            f"less than data.seq_length {seq_length}; the model could not see a "
+                            "whole training chunk")
+
+
 def validate(config: dict, source: str = "config") -> None:
     """Check ``config`` against the schema and the cross-references; raise one-line UserError."""
+    _check_finite(config, "", source)
     schema = load_yaml(SCHEMA)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
@@ -92,6 +135,7 @@ def validate(config: dict, source: str = "config") -> None:
         # the deepest error is the most specific one
         err = max(errors, key=lambda e: len(e.absolute_path))
         raise UserError(f"{source}: {_describe(err)}")
+    _check_shapes(config, source)
     _check_references(config, source)
 
 
