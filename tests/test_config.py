@@ -182,3 +182,19 @@ def test_impossible_shapes_and_numbers_fail_at_config_time(override, expected, t
     assert r.returncode == 2, r.stdout
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {f}: {expected}")
+
+
+def test_command_line_overrides_get_yaml_types(repo_root):
+    """Issue 11, case 12: Snakemake hands nested --config values over as strings; they are
+    read as YAML, except where the schema wants the string."""
+    cfg = yaml.safe_load((repo_root / "workflow" / "demo.yaml").read_text())
+    over = {"training": {"lr": "0.001", "eps": "1e-6", "compile": "true", "epochs": "3",
+                         "max_steps": "null"},
+            "corpus": {"layout": "2023", "dir": "123", "url": "null"}}
+    cfg = bdconfig.deep_merge(cfg, over)
+    bdconfig.coerce_overrides(cfg, over)
+    t = cfg["training"]
+    assert (t["lr"], t["eps"], t["compile"], t["epochs"], t["max_steps"]) == (0.001, 1e-6, True, 3, None)
+    assert cfg["corpus"]["layout"] == "2023" and cfg["corpus"]["dir"] == "123"
+    assert cfg["corpus"]["url"] is None
+    bdconfig.validate(cfg)

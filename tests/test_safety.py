@@ -87,3 +87,20 @@ def test_eval_rule_never_trusts_remote_code(repo_root, tmp_path):
     assert any("tiny-ensemble" in line for line in evals) and len(evals) == 8
     assert not [line for line in evals if "trust-remote-code" in line]
     assert "trust-remote-code" not in out
+
+
+def test_readme_override_syntax_works_through_snakemake(repo_root, tmp_path):
+    """Case 12: `--config 'training={lr: 0.001}'` (the README's syntax) reaches the jobs as
+    numbers and booleans; a wrong one is blamed on --config."""
+    demo = str(repo_root / "workflow/demo.yaml")
+    out = dry_run_commands(repo_root, tmp_path, "--configfile", demo, "--config",
+                           "training={lr: 0.001, compile: true, checkpoint_every: 7}",
+                           'corpus={layout: "2023"}')
+    specs = [json.loads(line.split("--spec '", 1)[1].split("'", 1)[0])
+             for line in out.splitlines() if "babydistill.pretrain" in line and "--spec '" in line]
+    assert specs and all(s["train"]["lr"] == 0.001 and s["train"]["compile"] is True
+                         and s["train"]["checkpoint_every"] == 7 for s in specs)
+    r = snakemake(repo_root, "-n", "--cores", "1", "--configfile", demo,
+                  "--config", "training={lr: fast}", cwd=tmp_path)
+    assert r.returncode != 0
+    assert f"config error: {demo} + --config: training.lr: 'fast' is not valid" in r.stdout + r.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,59 @@ def _check_references(config: dict, source: str) -> None:
         for m in members:
             if m not in pretrain:
                 raise UserError(f"{source}: ensembles.{name}: {m!r} is not a pretrain run")
+
+
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _typed(text: str) -> Any:
+    """A command-line string as YAML would read it (1e-3, a bare exponent, counts as a number)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and _NUMBER.match(text.strip()):
+        return float(text)
+    return value if isinstance(value, (int, float, bool, type(None))) else text
+
+
+def coerce_overrides(config: dict, overrides: Any) -> None:
+    """Give ``--config`` values their YAML types in ``config`` (in place).
+
+    Snakemake parses ``--config 'training={lr: 0.001}'`` with YAML's BaseLoader, so every
+    nested value arrives as a string. Each such string leaf is read as YAML instead
+    (0.001 -> float, true -> bool, null -> None); where the schema wants the string
+    (``corpus.layout: "2023"``, a folder called ``123``) the string is kept.
+    """
+    converted: dict[tuple, tuple[Any, Any]] = {}  # path -> (string, typed)
+
+    def walk(over: Any, path: tuple) -> None:
+        if isinstance(over, dict) or hasattr(over, "items") and not isinstance(over, str):
+            for k, v in over.items():
+                walk(v, (*path, k))
+        elif isinstance(over, list):
+            for i, v in enumerate(over):
+                walk(v, (*path, i))
+        elif isinstance(over, str):
+            typed = _typed(over)
+            if typed is not over and not isinstance(typed, str):
+                converted[path] = (over, typed)
+
+    def put(path: tuple, value: Any) -> None:
+        node = config
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+
+    walk(overrides, ())
+    for path, (_, typed) in converted.items():
+        put(path, typed)
+    if converted:
+        schema = load_yaml(SCHEMA)
+        for err in jsonschema.Draft202012Validator(schema).iter_errors(config):
+            path = tuple(err.absolute_path)
+            if path in converted:
+                put(path, converted[path][0])  # the schema wants the string here
 
 
 def prepare(config: dict, source: str = "config") -> dict:

@@ -9,8 +9,19 @@ from snakemake.exceptions import WorkflowError
 from babydistill import config as bdconfig
 from babydistill.common import UserError
 
+# --config values arrive as strings (Snakemake reads them with YAML's BaseLoader): type them
+CONFIG_OVERRIDES = dict(workflow.config_settings.config or {})
+bdconfig.coerce_overrides(config, CONFIG_OVERRIDES)
 try:
-    bdconfig.prepare(config, source=" + ".join(map(str, workflow.configfiles)) or "config")
+    bdconfig.prepare(
+        config,
+        source=" + ".join(
+            [
+                *(list(map(str, workflow.configfiles)) or ["config.yaml"]),
+                *(["--config"] if CONFIG_OVERRIDES else []),
+            ]
+        ),
+    )
 except UserError as e:
     raise WorkflowError(f"config error: {e}")
 
