@@ -14,6 +14,8 @@ distillation losses use (babydistill.losses.average_logits).
 
 The two classes below are written into DIR as source (``inspect.getsource``), so they
 import nothing but torch and transformers: the directory works without babydistill.
+babydistill itself never runs that copy: :func:`register_auto_classes` makes the Auto
+classes load the folder with the classes of this module, no ``trust_remote_code`` needed.
 """
 
 from __future__ import annotations
