@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 
@@ -198,3 +199,16 @@ def test_command_line_overrides_get_yaml_types(repo_root):
     assert cfg["corpus"]["layout"] == "2023" and cfg["corpus"]["dir"] == "123"
     assert cfg["corpus"]["url"] is None
     bdconfig.validate(cfg)
+
+
+def test_sha256_beside_every_url(paper):
+    """Case 4: the schema takes a digest beside each url; their counts must agree."""
+    cfg = copy.deepcopy(paper)
+    cfg["corpus"]["sha256"] = "ab" * 32
+    cfg["eval"]["blimp"]["suites"]["blimp"]["sha256"] = "sha256:" + "CD" * 32
+    bdconfig.validate(cfg)
+    for bad, expected in ((["ab" * 32, "cd" * 32], "corpus.sha256: 2 digest(s) for 1 url(s)"),
+                          ("xyz", "corpus.sha256: 'xyz' is not valid")):
+        cfg["corpus"]["sha256"] = bad
+        with pytest.raises(UserError, match=re.escape(expected)):
+            bdconfig.validate(cfg, "paper.yaml")

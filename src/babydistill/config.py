@@ -126,6 +126,23 @@ def _check_shapes(config: dict, source: str) -> None:
                             "whole training chunk")
 
 
+def _check_digests(config: dict, source: str) -> None:
+    """One sha256 per url (a list of urls takes a list of digests of the same length)."""
+    ev = config.get("eval") or {}
+    locations = {"corpus": config["corpus"], "eval.finetune": ev.get("finetune") or {},
+                 **{f"eval.blimp.suites.{k}": v
+                    for k, v in ((ev.get("blimp") or {}).get("suites") or {}).items()}}
+    for where, loc in locations.items():
+        urls, digests = loc.get("url"), loc.get("sha256")
+        if not digests:
+            continue
+        n_urls = len(urls) if isinstance(urls, list) else int(bool(urls))
+        n_digests = len(digests) if isinstance(digests, list) else 1
+        if n_urls != n_digests:
+            raise UserError(f"{source}: {where}.sha256: {n_digests} digest(s) for {n_urls} url(s); "
+                            "give one per url, in the same order")
+
+
 def validate(config: dict, source: str = "config") -> None:
     """Check ``config`` against the schema and the cross-references; raise one-line UserError."""
     _check_finite(config, "", source)
@@ -137,6 +154,7 @@ def validate(config: dict, source: str = "config") -> None:
         err = max(errors, key=lambda e: len(e.absolute_path))
         raise UserError(f"{source}: {_describe(err)}")
     _check_shapes(config, source)
+    _check_digests(config, source)
     _check_references(config, source)
 
 
