@@ -227,3 +227,16 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("error: ") and str(tmp_path) in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("mode", ["reference", "improved"])
+def test_empty_source_file_warns_naming_it(tmp_path, caplog, mode):
+    """Issue 11, case 12: an empty source is cleaned (to nothing) with a warning naming it."""
+    src = tmp_path / "babylm_10M" / "cbt.train"
+    src.parent.mkdir()
+    src.write_text("")
+    with caplog.at_level("WARNING", logger="babydistill"):
+        row = clean_file("cbt", mode, src, tmp_path / "cbt.txt", tmp_path / "cbt.tsv")
+    assert row["words_in"] == 0 and (tmp_path / "cbt.txt").read_text() == ""
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(src) in warnings[0] and "empty" in warnings[0]

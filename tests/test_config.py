@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 
@@ -174,3 +175,69 @@ def test_cache_key_is_shared_by_seeds_and_variants_with_the_same_teachers_k_and_
     assert cache_key(config, "x@1") == cache_key(config, "x@2") == cache_key(config, "y") == "a+b.k64.T2"
     assert cache_key(config, "z") == "a+b.k64.T1"
     assert cache_key(config, "live") is None
+
+# Issue 11, case 11: shapes that cannot work and non-finite numbers fail at config time,
+# through `python -m babydistill.config`, in one line naming the key.
+IMPOSSIBLE = [
+    ("models:\n  llama-tiny: {arch: llama, hidden_size: 128, num_layers: 4, num_heads: 3, "
+     "num_kv_heads: 3, intermediate_size: 256, max_position_embeddings: 256}",
+     "models.llama-tiny.num_heads: 3 does not divide hidden_size 128"),
+    ("models:\n  llama-tiny: {arch: llama, hidden_size: 128, num_layers: 4, num_heads: 4, "
+     "num_kv_heads: 3, intermediate_size: 256, max_position_embeddings: 256}",
+     "models.llama-tiny.num_kv_heads: 3 does not divide num_heads 4"),
+    ("models:\n  gpt2-tiny: {arch: gpt2, hidden_size: 128, num_layers: 4, num_heads: 4, "
+     "max_position_embeddings: 64}",
+     "models.gpt2-tiny.max_position_embeddings: 64 is less than data.seq_length 128"),
+    ("models:\n  llama-tiny: {arch: llama, hidden_size: 24, num_layers: 4, num_heads: 8, "
+     "intermediate_size: 256, max_position_embeddings: 256}",
+     "models.llama-tiny.num_heads: head size hidden_size/num_heads = 3 is odd"),
+    ("models:\n  llama-bare: {arch: llama, hidden_size: 128, num_layers: 4, num_heads: 4}",
+     "models.llama-bare: arch llama needs 'intermediate_size'"),  # unused presets too
+    ("training:\n  lr: .nan", "training.lr: nan is not a finite number"),
+    ("training:\n  grad_clip: .inf", "training.grad_clip: inf is not a finite number"),
+    ("training:\n  betas: [0.9, -.inf]", "training.betas[1]: -inf is not a finite number"),
+    ("distill:\n  student-tiny-reverse-single: {temperature: .nan}",
+     "distill.student-tiny-reverse-single.temperature: nan is not a finite number"),
+]
+
+
+@pytest.mark.parametrize("override, expected", IMPOSSIBLE)
+def test_impossible_shapes_and_numbers_fail_at_config_time(override, expected, tmp_path, repo_root):
+    cfg = bdconfig.deep_merge(yaml.safe_load((repo_root / "workflow" / "demo.yaml").read_text()),
+                              yaml.safe_load(override))
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "babydistill.config", str(f)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {f}: {expected}")
+
+
+def test_command_line_overrides_get_yaml_types(repo_root):
+    """Issue 11, case 12: Snakemake hands nested --config values over as strings; they are
+    read as YAML, except where the schema wants the string."""
+    cfg = yaml.safe_load((repo_root / "workflow" / "demo.yaml").read_text())
+    over = {"training": {"lr": "0.001", "eps": "1e-6", "compile": "true", "epochs": "3",
+                         "max_steps": "null"},
+            "corpus": {"layout": "2023", "dir": "123", "url": "null"}}
+    cfg = bdconfig.deep_merge(cfg, over)
+    bdconfig.coerce_overrides(cfg, over)
+    t = cfg["training"]
+    assert (t["lr"], t["eps"], t["compile"], t["epochs"], t["max_steps"]) == (0.001, 1e-6, True, 3, None)
+    assert cfg["corpus"]["layout"] == "2023" and cfg["corpus"]["dir"] == "123"
+    assert cfg["corpus"]["url"] is None
+    bdconfig.validate(cfg)
+
+
+def test_sha256_beside_every_url(paper):
+    """Case 4: the schema takes a digest beside each url; their counts must agree."""
+    cfg = copy.deepcopy(paper)
+    cfg["corpus"]["sha256"] = "ab" * 32
+    cfg["eval"]["blimp"]["suites"]["blimp"]["sha256"] = "sha256:" + "CD" * 32
+    bdconfig.validate(cfg)
+    for bad, expected in ((["ab" * 32, "cd" * 32], "corpus.sha256: 2 digest(s) for 1 url(s)"),
+                          ("xyz", "corpus.sha256: 'xyz' is not valid")):
+        cfg["corpus"]["sha256"] = bad
+        with pytest.raises(UserError, match=re.escape(expected)):
+            bdconfig.validate(cfg, "paper.yaml")

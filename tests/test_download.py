@@ -208,3 +208,86 @@ def test_real_eval_data_local_dir(shared_subdir, tmp_path):
     assert tree(out) == tree(src / "supplement_filtered")
     out = fetch_glue(tmp_path / "glue", dirs=[str(src)])
     assert tree(out) == tree(src / "glue_filtered")
+
+
+# ---------------------------------------------------------------------------------------
+# Downloads are verified (issue 11, case 4): a configured sha256, else the digest recorded
+# at the first download in a lock file; a damaged zip is one line.
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_configured_sha256_is_verified(tmp_path, http_root, capsys):
+    www, base = http_root
+    z = release_zip(www)
+    good = sha256_of(z)
+    main(["corpus", "--url", f"{base}/{z.name}", "--sha256", good, "--out", str(tmp_path / "ok")])
+    assert tree(tmp_path / "ok") == expected_corpus()
+    with pytest.raises(SystemExit) as e:
+        main(["corpus", "--url", f"{base}/{z.name}", "--sha256", "0" * 64,
+              "--out", str(tmp_path / "bad")])
+    assert e.value.code == 2
+    line = error_line(capsys)
+    assert f"{base}/{z.name}" in line and good in line and "0" * 64 in line
+    assert not (tmp_path / "bad").exists()
+
+
+def test_first_download_is_locked_and_a_changed_file_refused(tmp_path, http_root, capsys):
+    www, base = http_root
+    z = release_zip(www)
+    url = f"{base}/{z.name}"
+    lock = tmp_path / "results" / "downloads.lock.json"
+    main(["corpus", "--url", url, "--lock", str(lock), "--out", str(tmp_path / "a")])
+    assert json.loads(lock.read_text()) == {url: sha256_of(z)}
+    # the same bytes again: accepted
+    main(["corpus", "--url", url, "--lock", str(lock), "--out", str(tmp_path / "b")])
+    # the server now sends other bytes under the same URL: refused, lock unchanged
+    first = sha256_of(z)
+    with zipfile.ZipFile(z, "a") as zf:
+        zf.writestr("babylm_data/extra.txt", b"changed upstream\n")
+    with pytest.raises(SystemExit):
+        main(["corpus", "--url", url, "--lock", str(lock), "--out", str(tmp_path / "c")])
+    line = error_line(capsys)
+    assert url in line and first in line and str(lock) in line
+    assert not (tmp_path / "c").exists()
+    assert json.loads(lock.read_text()) == {url: first}
+
+
+def test_bad_sha256_values_are_one_line(tmp_path, http_root, capsys):
+    www, base = http_root
+    z = release_zip(www)
+    for extra in (["--sha256", "abc"], ["--sha256", sha256_of(z), "--sha256", sha256_of(z)]):
+        with pytest.raises(SystemExit):
+            main(["corpus", "--url", f"{base}/{z.name}", *extra, "--out", str(tmp_path / "o")])
+        assert "sha256" in error_line(capsys)
+
+
+def corrupt_member(path: Path, name: str) -> None:
+    """Flip a byte inside one stored member's data: the zip still opens, its CRC fails."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+    data = bytearray(path.read_bytes())
+    # local header: 30 bytes + file name + extra field, then the data
+    n, m = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    data[info.header_offset + 30 + n + m + 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_crc_corrupt_zip_is_one_line(tmp_path, capsys):
+    files = {f"babylm_data/{p.relative_to(MINI).as_posix()}": p.read_bytes()
+             for p in MINI.glob("*/*") if p.suffix in (".train", ".dev")}
+    z = tmp_path / "babylm_data.zip"
+    with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    corrupt_member(z, "babylm_data/babylm_10M/cbt.train")
+    with pytest.raises(SystemExit) as e:
+        main(["corpus", "--url", z.as_uri(), "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    line = error_line(capsys)
+    assert "damaged zip" in line and z.as_uri() in line and "cbt.train" in line
+    assert not (tmp_path / "out").exists()

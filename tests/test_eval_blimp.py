@@ -17,7 +17,7 @@ import yaml
 from babydistill import eval_blimp
 from babydistill.scorer import load_suite, score_suite, summarize
 from test_scorer import (  # noqa: F401  (fixtures shared with test_scorer)
-    blimp_slice, check_known_outputs, make_known_suite, read_tsv, slice_suite, tiny_llama)
+    blimp_slice, check_known_outputs, make_known_suite, read_tsv, slice_suite, tiny_gpt2, tiny_llama)
 
 torch.set_num_threads(1)
 needs_accelerate = pytest.mark.skipif(
@@ -194,3 +194,152 @@ def test_trust_remote_code_model_dir(remote_code_model, tiny_llama, blimp_slice,
     # the custom forward really ran: its scores are not the plain model's
     plain_good, _ = eval_blimp.independent_loglik(tiny_llama, load_suite(blimp_slice, 1)[0].pairs)
     assert abs(plain_good[0] - float(outs["fast"][0]["ll_good"])) > 1e-2
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 11: no code from a model folder runs (case 3), over-long pairs are refused the same
+# way by both backends (case 8), a folder without a tokenizer is one line (case 9).
+
+EVIL_CODE = '''
+import pathlib
+pathlib.Path({marker!r}).write_text("code from the model folder ran")
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+class EvilConfig(LlamaConfig):
+    model_type = {model_type!r}
+
+
+class EvilForCausalLM(LlamaForCausalLM):
+    config_class = EvilConfig
+'''
+
+
+def plant_code(d, marker, model_type, code_file="modeling_evil.py"):
+    """Point d's config.json auto_map at code that writes ``marker`` when imported."""
+    cfg = json.loads((d / "config.json").read_text())
+    module = code_file[:-3]
+    cfg["auto_map"] = {"AutoConfig": f"{module}.EvilConfig", "AutoModelForCausalLM": f"{module}.EvilForCausalLM"}
+    if model_type != "keep":
+        cfg["model_type"] = model_type
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / code_file).write_text(EVIL_CODE.format(marker=str(marker), model_type=cfg["model_type"]))
+
+
+def eval_args(model, suite, tmp_path, backend, *extra):
+    return ["--model", str(model), "--suite-dir", str(suite), "--suite", "s", "--backend", backend,
+            "--out", str(tmp_path / f"{backend}.json"), "--pairs-out", str(tmp_path / f"{backend}.tsv"),
+            "--work-dir", str(tmp_path / "work"), *extra]
+
+
+BACKENDS = ["fast", pytest.param("lmeval", marks=needs_accelerate)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_plain_model_dir_with_auto_map_runs_no_code(backend, tiny_llama, tmp_path, capsys):
+    import shutil
+
+    suite, expected = make_known_suite(tmp_path / "suite")
+    marker = tmp_path / "MARKER"
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_llama, plain)
+    plant_code(plain, marker, "keep")  # a llama: transformers' own class is used
+    eval_blimp.main(eval_args(plain, suite, tmp_path, backend))
+    assert not marker.exists()
+    check_known_outputs(json.loads((tmp_path / f"{backend}.json").read_text()),
+                        read_tsv(tmp_path / f"{backend}.tsv"), expected)
+    # a model type only the folder's code defines: refused in one line, still nothing ran
+    custom = tmp_path / "custom"
+    shutil.copytree(tiny_llama, custom)
+    plant_code(custom, marker, "babydistill_evil")
+    with pytest.raises(SystemExit) as e:
+        eval_blimp.main(eval_args(custom, suite, tmp_path, backend))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and str(custom) in err and "auto_map" in err
+    assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def ensemble_dir(tiny_llama, tiny_gpt2, tmp_path_factory):
+    from babydistill.ensemble import save_ensemble
+
+    return save_ensemble([tiny_llama, tiny_gpt2], tmp_path_factory.mktemp("ens") / "ens")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ensemble_scored_with_our_code_not_its_folders(backend, ensemble_dir, tiny_llama, tiny_gpt2,
+                                                       tmp_path):
+    """The eval rule passes no --trust-remote-code: the ensemble still scores (the members'
+    averaged logits), and the code file in its folder, here one that would write a marker,
+    never runs."""
+    import shutil
+
+    from babydistill.ensemble import CODE_FILE
+
+    ens = tmp_path / "ens"
+    shutil.copytree(ensemble_dir, ens)
+    marker = tmp_path / "MARKER"
+    (ens / CODE_FILE).write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+                                 + (ens / CODE_FILE).read_text())
+    suite, _ = make_known_suite(tmp_path / "suite")
+    eval_blimp.main(eval_args(ens, suite, tmp_path, backend))
+    assert not marker.exists()
+    rows = read_tsv(tmp_path / f"{backend}.tsv")
+    # the first good sentence's log-likelihood under the mean of the members' logits
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    members = [AutoModelForCausalLM.from_pretrained(d).eval() for d in (tiny_llama, tiny_gpt2)]
+    good = load_suite(suite)[0].pairs[0].good
+    cont = tok.encode(" " + good, add_special_tokens=False)
+    ids = torch.tensor([[tok.bos_token_id] + cont])
+    with torch.no_grad():
+        logits = torch.stack([m(input_ids=ids).logits.float() for m in members]).mean(0)[0, :-1]
+    expected = torch.log_softmax(logits, -1)[torch.arange(len(cont)), ids[0, 1:]].sum().item()
+    assert abs(float(rows[0]["ll_good"]) - expected) < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pair_longer_than_context_is_refused_by_both_backends(backend, tiny_llama, tmp_path, capsys):
+    suite, _ = make_known_suite(tmp_path / "suite")
+    long = " ".join(["The cats are sleeping on the mat."] * 80)  # far over 256 tokens
+    with open(suite / "para_b.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"sentence_good": "Every dog barks.", "sentence_bad": long,
+                            "pairID": "long-1"}) + "\n")
+    with pytest.raises(SystemExit) as e:
+        eval_blimp.main(eval_args(tiny_llama, suite, tmp_path, backend))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "para_b" in err and "long-1" in err and "256" in err
+    assert not (tmp_path / f"{backend}.json").exists()
+
+
+def test_context_boundary(tiny_llama):
+    """A continuation of exactly the context length is scored; one token more is refused."""
+    from babydistill.common import UserError
+    from babydistill.scorer import Pair, Paradigm, check_context, encode_choice
+
+    _, tok = eval_blimp.load_model(tiny_llama)
+    s = "The cats are sleeping on the mat. " * 3
+    n = len(encode_choice(tok, [s])[0][1])
+    par = [Paradigm("p", tiny_llama, "c", [Pair("0", "A dog.", s)])]
+    check_context(tok, par, n)
+    with pytest.raises(UserError, match="pair 0: the bad sentence"):
+        check_context(tok, par, n - 1)
+
+
+def test_model_dir_without_tokenizer_is_one_line(tiny_llama, tmp_path, capsys):
+    import shutil
+
+    suite, _ = make_known_suite(tmp_path / "suite")
+    d = tmp_path / "notok"
+    shutil.copytree(tiny_llama, d)
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (d / f).unlink(missing_ok=True)
+    for backend in ("fast", "lmeval"):
+        with pytest.raises(SystemExit) as e:
+            eval_blimp.main(eval_args(d, suite, tmp_path, backend))
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("error:") and str(d) in err and "tokenizer" in err

@@ -319,6 +319,12 @@ def clean_file(source: str, mode: str, input_path: str | Path, output_path: str 
             tmp.write_text("\t".join(STATS_COLUMNS) + "\n"
                            + "\t".join(str(row[c]) for c in STATS_COLUMNS) + "\n",
                            encoding="utf-8")
+    if row["words_in"] == 0:
+        log.warning("%s: source %s is empty (0 words); it adds nothing to the corpus. Check the "
+                    "download (or corpus.dir), or drop it from corpus.sources", input_path, source)
+    elif row["words_out"] == 0:
+        log.warning("%s: source %s is empty after cleaning (%d words in, 0 out)", input_path,
+                    source, row["words_in"])
     log.info("cleaned %s (%s, %s): %d -> %d words, %d -> %d chars, %.0f words/s",
              input_path, source, mode, row["words_in"], row["words_out"],
              row["chars_in"], row["chars_out"], row["words_in"] / max(seconds, 1e-9))

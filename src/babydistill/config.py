@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +87,67 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {shown} is not valid ({error.message.split(' is ', 1)[-1]})"
 
 
+def _check_finite(value: Any, where: str, source: str) -> None:
+    """NaN and infinity pass every JSON-schema range check (comparisons with NaN are false)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{where}.{k}" if where else str(k), source)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{where}[{i}]", source)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{source}: {where}: {value!r} is not a finite number")
+
+
+# Keys models.build_model needs beyond the schema's required ones, per architecture.
+_PRESET_NEEDS = {"llama": ("intermediate_size", "max_position_embeddings"),
+                 "gpt2": ("max_position_embeddings",)}
+
+
+def _check_shapes(config: dict, source: str) -> None:
+    """Model presets that could not be built or trained fail here, not hours into a job."""
+    seq_length = config["data"]["seq_length"]
+    for name, p in config["models"].items():
+        where = f"{source}: models.{name}"
+        for key in _PRESET_NEEDS[p["arch"]]:
+            if key not in p:
+                raise UserError(f"{where}: arch {p['arch']} needs {key!r}")
+        hidden, heads = p["hidden_size"], p["num_heads"]
+        if hidden % heads:
+            raise UserError(f"{where}.num_heads: {heads} does not divide hidden_size {hidden}")
+        if p["arch"] == "llama":
+            kv = p.get("num_kv_heads", heads)
+            if heads % kv:
+                raise UserError(f"{where}.num_kv_heads: {kv} does not divide num_heads {heads}")
+            if (hidden // heads) % 2:
+                raise UserError(f"{where}.num_heads: head size hidden_size/num_heads = "
+                                f"{hidden // heads} is odd; rotary embeddings need an even one")
+        if p["max_position_embeddings"] < seq_length:
+            raise UserError(f"{where}.max_position_embeddings: {p['max_position_embeddings']} is "
+                            f"less than data.seq_length {seq_length}; the model could not see a "
+                            "whole training chunk")
+
+
+def _check_digests(config: dict, source: str) -> None:
+    """One sha256 per url (a list of urls takes a list of digests of the same length)."""
+    ev = config.get("eval") or {}
+    locations = {"corpus": config["corpus"], "eval.finetune": ev.get("finetune") or {},
+                 **{f"eval.blimp.suites.{k}": v
+                    for k, v in ((ev.get("blimp") or {}).get("suites") or {}).items()}}
+    for where, loc in locations.items():
+        urls, digests = loc.get("url"), loc.get("sha256")
+        if not digests:
+            continue
+        n_urls = len(urls) if isinstance(urls, list) else int(bool(urls))
+        n_digests = len(digests) if isinstance(digests, list) else 1
+        if n_urls != n_digests:
+            raise UserError(f"{source}: {where}.sha256: {n_digests} digest(s) for {n_urls} url(s); "
+                            "give one per url, in the same order")
+
+
 def validate(config: dict, source: str = "config") -> None:
     """Check ``config`` against the schema and the cross-references; raise one-line UserError."""
+    _check_finite(config, "", source)
     schema = load_yaml(SCHEMA)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
@@ -94,6 +155,8 @@ def validate(config: dict, source: str = "config") -> None:
         # the deepest error is the most specific one
         err = max(errors, key=lambda e: len(e.absolute_path))
         raise UserError(f"{source}: {_describe(err)}")
+    _check_shapes(config, source)
+    _check_digests(config, source)
     _check_references(config, source)
 
 
@@ -152,6 +215,59 @@ def _check_references(config: dict, source: str) -> None:
         for m in members:
             if m not in pretrain:
                 raise UserError(f"{source}: ensembles.{name}: {m!r} is not a pretrain run")
+
+
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _typed(text: str) -> Any:
+    """A command-line string as YAML would read it (1e-3, a bare exponent, counts as a number)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and _NUMBER.match(text.strip()):
+        return float(text)
+    return value if isinstance(value, (int, float, bool, type(None))) else text
+
+
+def coerce_overrides(config: dict, overrides: Any) -> None:
+    """Give ``--config`` values their YAML types in ``config`` (in place).
+
+    Snakemake parses ``--config 'training={lr: 0.001}'`` with YAML's BaseLoader, so every
+    nested value arrives as a string. Each such string leaf is read as YAML instead
+    (0.001 -> float, true -> bool, null -> None); where the schema wants the string
+    (``corpus.layout: "2023"``, a folder called ``123``) the string is kept.
+    """
+    converted: dict[tuple, tuple[Any, Any]] = {}  # path -> (string, typed)
+
+    def walk(over: Any, path: tuple) -> None:
+        if isinstance(over, dict) or hasattr(over, "items") and not isinstance(over, str):
+            for k, v in over.items():
+                walk(v, (*path, k))
+        elif isinstance(over, list):
+            for i, v in enumerate(over):
+                walk(v, (*path, i))
+        elif isinstance(over, str):
+            typed = _typed(over)
+            if typed is not over and not isinstance(typed, str):
+                converted[path] = (over, typed)
+
+    def put(path: tuple, value: Any) -> None:
+        node = config
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+
+    walk(overrides, ())
+    for path, (_, typed) in converted.items():
+        put(path, typed)
+    if converted:
+        schema = load_yaml(SCHEMA)
+        for err in jsonschema.Draft202012Validator(schema).iter_errors(config):
+            path = tuple(err.absolute_path)
+            if path in converted:
+                put(path, converted[path][0])  # the schema wants the string here
 
 
 def prepare(config: dict, source: str = "config") -> dict:

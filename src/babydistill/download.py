@@ -24,13 +24,25 @@ CLI::
       [--train-split babylm_10M] [--dev-split babylm_dev] [--sources aochildes,cbt,...]
   python -m babydistill.download suite (--url URL | --dir DIR) --out DIR [--subdir NAME] [--glob '*.jsonl']
   python -m babydistill.download glue (--url URL | --dir DIR) --out DIR [--subdir NAME]
+
+Every command also takes ``--sha256 HEX`` (once per ``--url``, in the same order) and
+``--lock FILE``. A download whose SHA-256 differs from the given digest is refused with
+one line. A URL given without a digest is checked against the digest recorded for it in
+the lock file (JSON ``{url: sha256}``, the workflow keeps it at
+``results/<run>/downloads.lock.json``); on its first download the digest seen is
+recorded there, so a later download that differs (the file changed upstream, or was
+damaged in transit) is refused instead of silently giving other data. A damaged zip (bad
+CRC, truncated) is one line too, never a ``BadZipFile`` traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import fnmatch
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -39,13 +51,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 from tqdm import tqdm
 
-from babydistill.common import UserError, atomic_path, cli, setup_logging
+from babydistill.common import UserError, atomic_path, atomic_write_text, cli, setup_logging
 from babydistill.clean import SOURCES_2023, SOURCES_2024
 
 log = logging.getLogger("babydistill.download")
@@ -55,6 +68,7 @@ LAYOUTS = {
     "2024": {"sources": SOURCES_2024, "train_split": "train_10M", "dev_split": "dev"},
 }
 CHUNK = 1 << 20
+SHA256_HEX = set("0123456789abcdef")
 
 
 # ---------------------------------------------------------------------------------------
@@ -66,15 +80,21 @@ class Inputs:
 
     files: dict[str, tuple[zipfile.ZipFile | None, str]]
     described: str  # for error messages: the URLs / folders that were searched
+    origins: dict[int, str] = field(default_factory=dict)  # id(archive) -> its URL / path
 
     def copy(self, rel: str, dest: Path) -> None:
         archive, src = self.files[rel]
         dest.parent.mkdir(parents=True, exist_ok=True)
         if archive is None:
             shutil.copyfile(src, dest)
-        else:
+            return
+        try:
             with archive.open(src) as fin, open(dest, "wb") as fout:
                 shutil.copyfileobj(fin, fout, CHUNK)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+            raise UserError(f"{self.origins.get(id(archive), 'archive')}: damaged zip archive "
+                            f"({src}: {e}); download it again, or unpack it yourself and give "
+                            "the folder as a local dir") from None
 
 
 def _ignored(rel: str) -> bool:
@@ -83,9 +103,13 @@ def _ignored(rel: str) -> bool:
     return "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] == ".DS_Store"
 
 
-def download(url: str, dest: Path) -> Path:
-    """Stream ``url`` to ``dest`` with a tqdm bar; one-line UserError on failure."""
+def download(url: str, dest: Path) -> str:
+    """Stream ``url`` to ``dest`` with a tqdm bar; return its SHA-256 (hex).
+
+    One-line UserError on failure.
+    """
     req = urllib.request.Request(url, headers={"User-Agent": "babydistill"})
+    digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(req, timeout=60) as resp, open(dest, "wb") as out:
             total = resp.headers.get("Content-Length")
@@ -94,32 +118,100 @@ def download(url: str, dest: Path) -> Path:
                       leave=False) as bar:
                 while chunk := resp.read(CHUNK):
                     out.write(chunk)
+                    digest.update(chunk)
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
         raise UserError(f"{url}: download failed ({reason}); check the URL, or download it "
                         "yourself and give the unpacked folder as a local dir") from None
-    return dest
+    return digest.hexdigest()
+
+
+def check_sha256(value: str, where: str) -> str:
+    v = value.strip().lower().removeprefix("sha256:")
+    if len(v) != 64 or not set(v) <= SHA256_HEX:
+        raise UserError(f"{where}: {value!r} is not a SHA-256 digest (64 hex digits)")
+    return v
+
+
+@contextlib.contextmanager
+def download_lock(path: str | os.PathLike | None) -> Iterator[dict[str, str]]:
+    """The lock file's ``{url: sha256}``, held exclusively; written back (atomically) on exit.
+
+    Download jobs of one run may run at once; an flock on a sidecar file serialises them.
+    """
+    if path is None:
+        yield {}
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".flock"), "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        recorded: dict[str, str] = {}
+        if path.is_file():
+            try:
+                recorded = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}: not valid JSON ({e.msg}); fix it or delete it to "
+                                "record the digests afresh") from None
+            if not isinstance(recorded, dict):
+                raise UserError(f"{path}: expected a JSON object {{url: sha256}}")
+        before = dict(recorded)
+        yield recorded
+        if recorded != before:
+            atomic_write_text(path, json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+
+
+def verify_download(url: str, got: str, expected: str | None, lock: dict[str, str],
+                    lock_path: str | os.PathLike | None) -> None:
+    """Refuse a download whose digest differs from config's or from the lock file's."""
+    if expected:
+        if got != expected:
+            raise UserError(f"{url}: SHA-256 {got} does not match the configured sha256 "
+                            f"{expected}; the file changed or was damaged: check the URL and "
+                            "the digest")
+    elif url in lock and lock[url] != got:
+        raise UserError(f"{url}: SHA-256 {got} differs from {lock[url]} recorded in "
+                        f"{lock_path} at its first download; the file changed upstream or "
+                        "was damaged. If the new file is the one you want, set its sha256 in "
+                        "the config or delete its entry in the lock file")
+    if url not in lock:
+        log.info("%s: sha256 %s recorded in %s", url, got, lock_path)
+    lock[url] = got
 
 
 @contextlib.contextmanager
 def open_inputs(urls: Sequence[str] = (), dirs: Sequence[str | os.PathLike] = (),
-                workdir: str | os.PathLike | None = None) -> Iterator[Inputs]:
+                workdir: str | os.PathLike | None = None, sha256: Sequence[str] = (),
+                lock: str | os.PathLike | None = None) -> Iterator[Inputs]:
     """Fetch/unpack every URL (a zip) and index every local dir; temporaries go on exit.
 
     Zip members are read in place (only the files asked for are ever extracted). A local
     dir may also be a .zip file. When two inputs hold the same path the first wins
-    (local folders before URLs).
+    (local folders before URLs). ``sha256``: one expected digest per URL (or none);
+    ``lock``: the lock file of first-seen digests (see the module docstring).
     """
+    if sha256 and len(sha256) != len(urls):
+        raise UserError(f"--sha256: give one digest per --url ({len(urls)} URLs, "
+                        f"{len(sha256)} digests)")
+    expected = [check_sha256(h, "sha256") for h in sha256] or [None] * len(urls)
     files: dict[str, tuple[zipfile.ZipFile | None, str]] = {}
+    origins: dict[int, str] = {}
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".download.", dir=workdir)))
         archives: list[tuple[str, Path]] = []
+        digests: list[str] = []
         for i, url in enumerate(urls):
             if "://" not in url:  # a bare path is taken as a local file
                 url = Path(url).resolve().as_uri()
             log.info("fetching %s", url)
-            archives.append((url, download(url, tmp / f"input{i}.zip")))
+            dest = tmp / f"input{i}.zip"
+            digests.append(download(url, dest))
+            archives.append((url, dest))
+        if urls:
+            with download_lock(lock) as recorded:  # held only for the check, not the download
+                for (url, _), got, want in zip(archives, digests, expected):
+                    verify_download(url, got, want, recorded, lock)
         for d in dirs:
             d = Path(d)
             if d.is_file():
@@ -138,11 +230,16 @@ def open_inputs(urls: Sequence[str] = (), dirs: Sequence[str | os.PathLike] = ()
             if not zipfile.is_zipfile(path):
                 raise UserError(f"{origin}: not a zip archive; give the URL of the release zip, "
                                 "or a local folder holding the unpacked files")
-            archive = stack.enter_context(zipfile.ZipFile(path))
+            try:
+                archive = stack.enter_context(zipfile.ZipFile(path))
+            except (zipfile.BadZipFile, OSError) as e:
+                raise UserError(f"{origin}: damaged zip archive ({e}); download it again, or "
+                                "unpack it yourself and give the folder as a local dir") from None
+            origins[id(archive)] = origin
             for member in archive.infolist():
                 if not member.is_dir() and not _ignored(member.filename):
                     files.setdefault(member.filename.lstrip("/"), (archive, member.filename))
-        yield Inputs(files, ", ".join([*urls, *map(str, dirs)]))
+        yield Inputs(files, ", ".join([*urls, *map(str, dirs)]), origins)
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,7 +309,8 @@ def _write_tree(inputs: Inputs, plan: dict[str, str], out: str | os.PathLike) ->
 
 def fetch_corpus(out: str | os.PathLike, *, urls: Sequence[str] = (), dirs: Sequence[str] = (),
                  layout: str = "2023", train_split: str | None = None, dev_split: str | None = None,
-                 sources: Sequence[str] | None = None) -> Path:
+                 sources: Sequence[str] | None = None, sha256: Sequence[str] = (),
+                 lock: str | os.PathLike | None = None) -> Path:
     """Put ``OUT/<train_split>/<source>.train`` and ``OUT/<dev_split>/<source>.dev`` in place."""
     if layout not in LAYOUTS:
         raise UserError(f"corpus.layout {layout!r}: unknown; use one of {', '.join(LAYOUTS)}")
@@ -224,7 +322,7 @@ def fetch_corpus(out: str | os.PathLike, *, urls: Sequence[str] = (), dirs: Sequ
     if unknown:
         raise UserError(f"corpus.sources: {', '.join(unknown)} not in the {layout} layout; "
                         f"its sources are {', '.join(spec['sources'])}")
-    with open_inputs(urls, dirs, workdir=_workdir(out)) as inputs:
+    with open_inputs(urls, dirs, workdir=_workdir(out), sha256=sha256, lock=lock) as inputs:
         plan: dict[str, str] = {}
         missing: list[str] = []
         for split, ext in ((train_split, "train"), (dev_split, "dev")):
@@ -240,9 +338,10 @@ def fetch_corpus(out: str | os.PathLike, *, urls: Sequence[str] = (), dirs: Sequ
 
 
 def fetch_suite(out: str | os.PathLike, *, urls: Sequence[str] = (), dirs: Sequence[str] = (),
-                subdir: str | None = None, glob: str = "*.jsonl") -> Path:
+                subdir: str | None = None, glob: str = "*.jsonl", sha256: Sequence[str] = (),
+                lock: str | os.PathLike | None = None) -> Path:
     """Put a folder of BLiMP-format ``<paradigm>.jsonl`` files at OUT (flat)."""
-    with open_inputs(urls, dirs, workdir=_workdir(out)) as inputs:
+    with open_inputs(urls, dirs, workdir=_workdir(out), sha256=sha256, lock=lock) as inputs:
         rels = find_folder(inputs, [glob], subdir, "evaluation suite")
         return _write_tree(inputs, {PurePosixPath(r).name: r for r in rels}, out)
 
@@ -251,13 +350,14 @@ GLUE_PATTERNS = ("*.train.jsonl", "*.valid.jsonl")
 
 
 def fetch_glue(out: str | os.PathLike, *, urls: Sequence[str] = (), dirs: Sequence[str] = (),
-               subdir: str | None = None) -> Path:
+               subdir: str | None = None, sha256: Sequence[str] = (),
+               lock: str | os.PathLike | None = None) -> Path:
     """Put the folder of glue_filtered-layout ``{task}.{train,valid}.jsonl`` at OUT (flat).
 
     The folder is the one holding ``*.train.jsonl``/``*.valid.jsonl``; all its ``*.jsonl``
     come along (the 2024 release also has ``mnli.subs.jsonl``).
     """
-    with open_inputs(urls, dirs, workdir=_workdir(out)) as inputs:
+    with open_inputs(urls, dirs, workdir=_workdir(out), sha256=sha256, lock=lock) as inputs:
         folder = str(PurePosixPath(find_folder(inputs, GLUE_PATTERNS, subdir, "fine-tuning")[0]).parent)
         rels = find_folder(inputs, ["*.jsonl"], folder, "fine-tuning")
         return _write_tree(inputs, {PurePosixPath(r).name: r for r in rels}, out)
@@ -271,6 +371,10 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
                    help="release zip URL (http(s):// or file://); repeat for several zips")
     g.add_argument("--dir", action="append", default=[],
                    help="local folder (or .zip) holding the files; repeatable")
+    p.add_argument("--sha256", action="append", default=[],
+                   help="expected SHA-256 of a --url download; once per --url, same order")
+    p.add_argument("--lock", help="JSON file of the digests seen at first download "
+                   "(checked and updated for URLs given without --sha256)")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--log", help="also log to this file")
 
@@ -295,13 +399,16 @@ def main(argv: list[str] | None = None) -> Path:
     g.add_argument("--subdir", help="name of the folder holding the files (e.g. glue_filtered)")
     args = ap.parse_args(argv)
     setup_logging(args.log)
+    if args.sha256 and not args.url:
+        raise UserError("--sha256 applies to --url downloads only")
+    verify = {"sha256": args.sha256, "lock": args.lock}
     if args.what == "corpus":
         sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
         return fetch_corpus(args.out, urls=args.url, dirs=args.dir, layout=args.layout,
-                            train_split=args.train_split, dev_split=args.dev_split, sources=sources)
+                            train_split=args.train_split, dev_split=args.dev_split, sources=sources, **verify)
     if args.what == "suite":
-        return fetch_suite(args.out, urls=args.url, dirs=args.dir, subdir=args.subdir, glob=args.glob)
-    return fetch_glue(args.out, urls=args.url, dirs=args.dir, subdir=args.subdir)
+        return fetch_suite(args.out, urls=args.url, dirs=args.dir, subdir=args.subdir, glob=args.glob, **verify)
+    return fetch_glue(args.out, urls=args.url, dirs=args.dir, subdir=args.subdir, **verify)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ distillation losses use (babydistill.losses.average_logits).
 
 The two classes below are written into DIR as source (``inspect.getsource``), so they
 import nothing but torch and transformers: the directory works without babydistill.
+babydistill itself never runs that copy: :func:`register_auto_classes` makes the Auto
+classes load the folder with the classes of this module, no ``trust_remote_code`` needed.
 """
 
 from __future__ import annotations
@@ -90,6 +92,19 @@ class EnsembleForCausalLM(PreTrainedModel):
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
                                    labels[:, 1:].reshape(-1), ignore_index=-100)
         return CausalLMOutputWithPast(loss=loss, logits=logits)
+
+
+def register_auto_classes() -> None:
+    """Make ``AutoConfig``/``AutoModelForCausalLM`` load a saved ensemble with THIS code.
+
+    Once registered, ``from_pretrained(DIR)`` without ``trust_remote_code`` finds the
+    ensemble's model_type here and never imports the code file in DIR: the evaluation
+    scores ensembles without running code from a results folder.
+    """
+    from transformers import AutoConfig
+
+    AutoConfig.register(EnsembleConfig.model_type, EnsembleConfig, exist_ok=True)
+    AutoModelForCausalLM.register(EnsembleConfig, EnsembleForCausalLM, exist_ok=True)
 
 
 def model_code() -> str:

@@ -8,6 +8,14 @@ on the ``hf`` model with no network, and writing the summary JSON and per-pair T
 writes the same formats. :func:`independent_loglik` is a plain-transformers reference,
 one sentence at a time, used to check both backends.
 
+Safety: no code from a model folder runs unless ``--trust-remote-code`` is given (the
+workflow never gives it): the logit-averaged ensemble is loaded with babydistill's own
+classes (:func:`babydistill.ensemble.register_auto_classes`), whatever its folder holds.
+Before scoring, the model folder's config and tokenizer are loaded (a missing
+tokenizer.json is one line) and a suite holding a sentence longer than the model's
+context is refused naming the paradigm and pair (:func:`babydistill.scorer.check_context`),
+the same for both backends.
+
     python -m babydistill.eval_blimp --model DIR --suite-dir DIR --suite NAME \
         --out results.json --pairs-out pairs.tsv [--backend lmeval|fast] [--batch-size 64] \
         [--limit N] [--work-dir DIR] [--trust-remote-code]
@@ -38,7 +46,9 @@ from babydistill.common import UserError, atomic_write_text, cli, setup_logging,
 from babydistill.scorer import (
     Pair,
     Paradigm,
+    check_context,
     load_suite,
+    max_length,
     score_suite,
     summarize,
 )
@@ -59,14 +69,63 @@ def require_model_dir(model_dir: str | Path) -> Path:
     return d
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+def _reason(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def load_config_and_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
+    """(config, tokenizer) of a saved model directory; every failure is a one-line UserError.
+
+    Without ``trust_remote_code`` no code from the folder is imported: a config whose
+    model type only its own code (auto_map) defines is refused; our ensemble is loaded
+    with babydistill's classes.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    from babydistill.ensemble import register_auto_classes
+
+    register_auto_classes()
+    d = require_model_dir(model_dir)
+    try:
+        cfg = AutoConfig.from_pretrained(d, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        if "trust_remote_code" in str(e):
+            raise UserError(f"{d}: its config.json names custom code (auto_map) that "
+                            "babydistill does not run; give a standard model folder (or, for "
+                            "a folder you trust, --trust-remote-code)") from None
+        raise UserError(f"{d}/config.json: cannot load the model config ({_reason(e)})") from None
+    if not any((d / f).is_file() for f in TOKENIZER_FILES):
+        raise UserError(f"{d}: no tokenizer files (tokenizer.json); save the tokenizer into the "
+                        "model folder (tokenizer.save_pretrained(DIR)) or re-run the training")
+    try:
+        tok = AutoTokenizer.from_pretrained(d, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{d}: cannot load the tokenizer ({_reason(e)}); the folder needs the "
+                        "tokenizer files save_pretrained writes (tokenizer.json, "
+                        "tokenizer_config.json)") from None
+    return cfg, tok
+
+
 def load_model(model_dir: str | Path, trust_remote_code: bool = False):
     """(model, tokenizer) from a saved HF directory, in eval mode on the best device."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    d = require_model_dir(model_dir)
-    tok = AutoTokenizer.from_pretrained(d, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(d, trust_remote_code=trust_remote_code)
+    cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(Path(model_dir), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{model_dir}: cannot load the model weights ({_reason(e)})") from None
     return model.to(_device()).eval(), tok
+
+
+class _ConfigOnly:
+    """Stands in for a model where only its config is needed (context length)."""
+
+    def __init__(self, config):
+        self.config = config
 
 
 def task_name(suite: str, paradigm: str | None = None) -> str:
@@ -144,6 +203,9 @@ def run_lmeval(model_dir: str | Path, suite: str, paradigms: Sequence[Paradigm],
     if importlib.util.find_spec("accelerate") is None:
         raise UserError("lm-eval's hf model needs the 'accelerate' package (lm_eval[hf]); "
                         "install it or use --backend fast")
+    from babydistill.ensemble import register_auto_classes
+
+    register_auto_classes()  # lm-eval's from_pretrained then loads ensembles with our code
     work_dir = Path(work_dir)
     group, names = write_tasks(suite, paradigms, work_dir)
     with offline_env(work_dir):
@@ -204,7 +266,9 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
              trust_remote_code: bool = False):
     """Score a suite with either backend; returns (result dict for the JSON, per-pair rows)."""
     paradigms = load_suite(suite_dir, limit)
-    require_model_dir(model_dir)
+    cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
+    # one semantics for both backends: a sentence longer than the context is refused
+    check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir))
     t0 = time.time()
     if backend == "fast":
         model, tok = load_model(model_dir, trust_remote_code)
@@ -239,7 +303,9 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--limit", type=int, default=None, help="first N pairs per paradigm")
     ap.add_argument("--work-dir", default=None, help="lm-eval task YAMLs and HF caches (default: a temp dir)")
-    ap.add_argument("--trust-remote-code", action="store_true", help="for model dirs with auto_map code")
+    ap.add_argument("--trust-remote-code", action="store_true",
+                    help="run the code a model folder's auto_map names (never needed for "
+                         "babydistill's own models and ensembles; only for folders you trust)")
     ap.add_argument("--log", default=None, help="also log to this file")
     args = ap.parse_args(argv)
     setup_logging(args.log)

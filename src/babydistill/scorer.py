@@ -112,6 +112,26 @@ def encode_choice(tokenizer, sentences: Sequence[str]) -> list[tuple[list[int], 
     return out
 
 
+def check_context(tokenizer, paradigms: Sequence[Paradigm], context: int, model_name: str = "the model") -> None:
+    """Refuse, in one line, a suite holding a sentence longer than the model's context.
+
+    The semantics both backends share: a sentence is scored only when its continuation
+    (the tokens of ``" " + sentence``) fits the context, so every token is predicted from
+    the whole sentence before it. lm-eval would stop on a bare AssertionError there, and
+    left-truncating (what the fast scorer would otherwise do) scores a different
+    sentence, so such a suite is refused up front, naming the paradigm and pair.
+    """
+    for par in paradigms:
+        sentences = [(p, which, s) for p in par.pairs for which, s in (("good", p.good), ("bad", p.bad))]
+        encoded = encode_choice(tokenizer, [s for _, _, s in sentences])
+        for (pair, which, _), (_, cont) in zip(sentences, encoded):
+            if len(cont) > context:
+                raise UserError(
+                    f"{par.path}: paradigm {par.name}, pair {pair.pair_id}: the {which} sentence is "
+                    f"{len(cont)} tokens, longer than the {context}-token context of {model_name}; "
+                    "remove the pair from the suite or score a model with a longer context")
+
+
 def unwrap(model):
     """The plain module under DDP (``.module``) and torch.compile (``._orig_mod``) wrappers:
     scoring needs no gradient sync, and variable batch shapes would make compile recompile."""
@@ -210,7 +230,11 @@ def summarize(paradigms: Sequence[Paradigm], ll_good: Sequence[float], ll_bad: S
 
 
 def score_suite(model, tokenizer, paradigms: Sequence[Paradigm], batch_size: int = 64, progress: bool = False):
-    """Score every pair of ``paradigms`` in one stream of batches; returns (summary, rows)."""
+    """Score every pair of ``paradigms`` in one stream of batches; returns (summary, rows).
+
+    A sentence longer than the model's context is refused (:func:`check_context`).
+    """
+    check_context(tokenizer, paradigms, max_length(unwrap(model), tokenizer))
     pairs = [p for par in paradigms for p in par.pairs]
     good, bad = score_pairs(model, tokenizer, pairs, batch_size, progress=progress)
     return summarize(paradigms, good, bad)

@@ -9,8 +9,19 @@ from snakemake.exceptions import WorkflowError
 from babydistill import config as bdconfig
 from babydistill.common import UserError
 
+# --config values arrive as strings (Snakemake reads them with YAML's BaseLoader): type them
+CONFIG_OVERRIDES = dict(workflow.config_settings.config or {})
+bdconfig.coerce_overrides(config, CONFIG_OVERRIDES)
 try:
-    bdconfig.prepare(config, source=" + ".join(map(str, workflow.configfiles)) or "config")
+    bdconfig.prepare(
+        config,
+        source=" + ".join(
+            [
+                *(list(map(str, workflow.configfiles)) or ["config.yaml"]),
+                *(["--config"] if CONFIG_OVERRIDES else []),
+            ]
+        ),
+    )
 except UserError as e:
     raise WorkflowError(f"config error: {e}")
 
@@ -19,6 +30,8 @@ R = f"results/{RUN}"  # outputs
 LOGS = f"results/logs/{RUN}"  # one log per job
 BENCH = f"results/benchmarks/{RUN}"  # Snakemake's per-job benchmark TSVs
 ENV = "../../envs/babydistill.yaml"  # for --software-deployment-method conda
+# SHA-256 of every URL download without a configured sha256, recorded at its first download
+DOWNLOAD_LOCK = f"{R}/downloads.lock.json"
 
 CORPUS = config["corpus"]
 SOURCES = CORPUS["sources"]
@@ -49,15 +62,30 @@ def as_json(obj):
 
 
 def location_args(loc, demo_path):
-    """CLI arguments that say where a download stage takes its data from."""
+    """CLI arguments (a list) that say where a download stage takes its data from.
+
+    The values come from config (paths, URLs with '&' or '?'), so the rules pass this list
+    with {params.location:q}: every element is shell-quoted and reaches the CLI verbatim.
+    """
     if loc.get("demo_world"):
-        return f"--dir {demo_path}"
-    sub = f" --subdir {loc['subdir']}" if loc.get("subdir") else ""
+        return ["--dir", demo_path]
+    sub = ["--subdir", loc["subdir"]] if loc.get("subdir") else []
     if loc.get("dir"):
-        return f"--dir {loc['dir']}{sub}"
+        return ["--dir", loc["dir"], *sub]
     if loc.get("url"):
         urls = loc["url"] if isinstance(loc["url"], list) else [loc["url"]]
-        return " ".join(f"--url {u}" for u in urls) + sub
+        digests = loc.get("sha256") or []
+        digests = digests if isinstance(digests, list) else [digests]
+        if digests and len(digests) != len(urls):
+            raise WorkflowError(
+                f"config error: sha256: give one digest per url ({len(urls)} urls) in {loc}"
+            )
+        return (
+            [arg for u in urls for arg in ("--url", u)]
+            + [arg for h in digests for arg in ("--sha256", h)]
+            + ["--lock", DOWNLOAD_LOCK]
+            + sub
+        )
     raise WorkflowError(
         f"config error: give a url, a dir, or demo_world: true for {loc}"
     )

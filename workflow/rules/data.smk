@@ -33,7 +33,8 @@ rule download_corpus:
         expand(f"{R}/corpus/raw/{CORPUS['train_split']}/{{source}}.train", source=SOURCES),
         expand(f"{R}/corpus/raw/{CORPUS['dev_split']}/{{source}}.dev", source=SOURCES),
     params:
-        location=location_args(CORPUS, f"{R}/demo_world/corpus"),
+        # a function: a brace in a path is text, not a wildcard
+        location=lambda w: location_args(CORPUS, f"{R}/demo_world/corpus"),
         sources=",".join(SOURCES),
         layout=CORPUS["layout"],
         train_split=CORPUS["train_split"],
@@ -51,7 +52,7 @@ rule download_corpus:
     conda:
         ENV
     shell:
-        "python -m babydistill.download corpus --layout {params.layout} {params.location}"
+        "python -m babydistill.download corpus --layout {params.layout} {params.location:q}"
         " --out {params.out} --train-split {params.train_split} --dev-split {params.dev_split}"
         " --sources {params.sources} > {log} 2>&1"
 

@@ -24,7 +24,7 @@ rule download_suite:
     conda:
         ENV
     shell:
-        "python -m babydistill.download suite {params.location} --out {output} > {log} 2>&1"
+        "python -m babydistill.download suite {params.location:q} --out {output} > {log} 2>&1"
 
 
 rule download_glue:
@@ -34,7 +34,8 @@ rule download_glue:
     output:
         directory(f"{R}/data/glue"),
     params:
-        location=location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else "",
+        # a function: a brace in a path is text, not a wildcard
+        location=lambda w: location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else [],
     log:
         f"{LOGS}/download_glue.log",
     benchmark:
@@ -47,7 +48,7 @@ rule download_glue:
     conda:
         ENV
     shell:
-        "python -m babydistill.download glue {params.location} --out {output} > {log} 2>&1"
+        "python -m babydistill.download glue {params.location:q} --out {output} > {log} 2>&1"
 
 
 rule eval_blimp:
@@ -82,7 +83,8 @@ rule eval_blimp:
         "OMP_NUM_THREADS={threads} python -m babydistill.eval_blimp --model {input.model} --suite-dir {input.suite}"
         " --suite {wildcards.suite} --out {output.scores} --pairs-out {output.pairs}"
         " --backend {params.backend} --batch-size {params.batch_size} {params.limit}"
-        " --trust-remote-code > {log} 2>&1"
+        # no --trust-remote-code: ensembles load with babydistill's own classes
+        " > {log} 2>&1"
 
 
 rule finetune:
