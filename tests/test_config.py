@@ -176,6 +176,7 @@ def test_cache_key_is_shared_by_seeds_and_variants_with_the_same_teachers_k_and_
     assert cache_key(config, "z") == "a+b.k64.T1"
     assert cache_key(config, "live") is None
 
+
 # Issue 11, case 11: shapes that cannot work and non-finite numbers fail at config time,
 # through `python -m babydistill.config`, in one line naming the key.
 IMPOSSIBLE = [
