@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 import re
 from pathlib import Path
 
 import pytest
 
 import reference_mrclean as ref
-from babydistill.clean import (ALIASES, KNOWN_SOURCES, SOURCES_2023, clean_file, clean_text,
-                               main, normalise_ws)
+from babydistill.clean import (ALIASES, KNOWN_SOURCES, READABILITY, SOURCES_2023, clean_file,
+                               clean_text, main, normalise_ws, readability, readability_sample)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "babylm_mini"
 FIXTURE_FILES = sorted(p for p in FIXTURES.glob("*/*") if p.suffix in (".train", ".dev"))
@@ -227,3 +228,50 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("error: ") and str(tmp_path) in err
     assert not (tmp_path / "o").exists()
+
+
+# -- readability (Baby Llama's curriculum metrics) ----------------------------------------
+
+CHILD = "Look at the dog.\nThe dog is big.\nDo you see it?\nYes I see the dog.\n" * 20
+ENCYCLOPEDIC = ("The constitutional jurisprudence of the federation developed considerably "
+                "following the establishment of independent administrative institutions, "
+                "particularly regarding intergovernmental responsibilities and "
+                "international organisations.\n") * 20
+
+
+def test_readability_orders_child_speech_before_encyclopedic_text(monkeypatch):
+    import nltk
+
+    def no_download(*a, **k):
+        raise AssertionError("readability must not download anything")
+    monkeypatch.setattr(nltk, "download", no_download)
+    easy, hard = readability(CHILD), readability(ENCYCLOPEDIC)
+    assert set(easy) == set(READABILITY)
+    assert easy["flesch_reading_ease"] > 80 > 20 > hard["flesch_reading_ease"]
+    for grade in ("flesch_kincaid_grade", "gunning_fog", "automated_readability_index",
+                  "smog_index"):
+        assert easy[grade] + 5 < hard[grade], grade
+    assert all(math.isnan(v) for v in readability("\n\n").values())
+
+
+def test_readability_sample_is_bounded_and_spread():
+    lines = [f"line {i} " + "word " * 20 for i in range(5000)]
+    sample = readability_sample("\n".join(lines), max_chars=10_000)
+    picked = sample.splitlines()
+    assert len(sample) <= 10_000 + 200
+    assert picked[0] == lines[0].strip() or picked[0] == lines[0]
+    last = int(picked[-1].split()[1])
+    assert last > 4000  # reaches the end of the file, not just its head
+    short = "One line.\n\nTwo lines."
+    assert readability_sample(short) == "One line.\nTwo lines."
+
+
+def test_stats_row_has_the_readability_metrics(tmp_path):
+    src = FIXTURES / "babylm_10M" / "aochildes.train"
+    stats = tmp_path / "s.tsv"
+    main(["--source", "aochildes", "--mode", "reference", str(src), str(tmp_path / "o"),
+          "--stats", str(stats)])
+    row = next(csv.DictReader(stats.open(encoding="utf-8"), delimiter="\t"))
+    cleaned = (tmp_path / "o").read_text(encoding="utf-8")
+    for k, v in readability(cleaned).items():
+        assert float(row[k]) == pytest.approx(v)

@@ -138,6 +138,26 @@ def _check_references(config: dict, source: str) -> None:
             for p in presets + ([run["reference"]] if "reference" in run else []):
                 if p not in models:
                     raise UserError(f"{where}: unknown preset {p!r} (known: {', '.join(models)})")
+    sources = set(config["corpus"]["sources"])
+    for section, runs in (("pretrain", pretrain), ("distill", distill)):
+        for name, run in runs.items():
+            cur = _training(config, run).get("curriculum")
+            if not cur:
+                continue
+            listed = [s for b in cur["buckets"] for s in b]
+            unknown = sorted(set(listed) - sources)
+            if unknown:
+                raise UserError(f"{source}: {section}.{name}.curriculum.buckets: "
+                                f"{', '.join(unknown)} not in corpus.sources")
+            if len(listed) != len(set(listed)):
+                raise UserError(f"{source}: {section}.{name}.curriculum.buckets: a source is "
+                                "listed in more than one bucket")
+            epochs = _training(config, run).get("epochs", 1)
+            last_opens = (len(cur["buckets"]) - 1) * cur.get("epochs_per_bucket", 3)
+            if epochs <= last_opens:
+                raise UserError(f"{source}: {section}.{name}.epochs: {epochs} epochs never reach "
+                                f"the last curriculum bucket (opened at epoch {last_opens + 1}); "
+                                f"use at least {last_opens + 1}")
     for name, members in ensembles.items():
         for m in members:
             if m not in pretrain:
