@@ -24,6 +24,9 @@ CORPUS = config["corpus"]
 SOURCES = CORPUS["sources"]
 SPLITS = ["train", "dev"]
 SPLIT_DIR = {"train": CORPUS["train_split"], "dev": CORPUS["dev_split"]}
+# BabyLlama-2: a line-wise selection split of the cleaned train files is the eval-loss set.
+SELECT_FRACTION = CORPUS.get("select_fraction") or 0
+EVAL_SPLIT = "select" if SELECT_FRACTION else "dev"
 PRETRAIN = bdconfig.instances(config, "pretrain")
 DISTILL = bdconfig.instances(config, "distill")
 ENSEMBLES = list(config.get("ensembles") or {})
@@ -99,6 +102,8 @@ def token_prefix(meta_json):
 
 def all_targets():
     targets = [f"{R}/corpus/clean_stats.tsv", f"{R}/tokens/train.json", f"{R}/tokens/dev.json"]
+    if SELECT_FRACTION:
+        targets.append(f"{R}/tokens/select.json")
     if SUITES:
         targets.append(f"{R}/tables/summary.csv")
     targets += [f"{R}/models/{m}" for m in MODELS]

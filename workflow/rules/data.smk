@@ -131,16 +131,49 @@ rule train_tokenizer:
         " --min-frequency {params.min_frequency} --out {output} {input} > {log} 2>&1"
 
 
+rule select_split:
+    """BabyLlama-2: cut a cleaned train file by lines into train and selection parts."""
+    input:
+        f"{R}/corpus/clean/train/{{source}}.txt",
+    output:
+        train=f"{R}/corpus/clean/fit/{{source}}.txt",
+        select=f"{R}/corpus/clean/select/{{source}}.txt",
+    wildcard_constraints:
+        source=alternation(SOURCES),
+    params:
+        fraction=SELECT_FRACTION,
+    log:
+        f"{LOGS}/select_split/{{source}}.log",
+    benchmark:
+        f"{BENCH}/select_split/{{source}}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.select_split --fraction {params.fraction}"
+        " {input} {output.train} {output.select} > {log} 2>&1"
+
+
+def split_texts(w):
+    """The cleaned files a token split is made of (train = the fit part with a selection)."""
+    folder = {"train": "fit" if SELECT_FRACTION else "train", "dev": "dev", "select": "select"}
+    return expand(f"{R}/corpus/clean/{folder[w.split]}/{{source}}.txt", source=SOURCES)
+
+
 rule tokenize_split:
     """Tokenize a split once into a flat, memory-mapped token array."""
     input:
         tokenizer=f"{R}/tokenizer",
-        texts=lambda w: expand(f"{R}/corpus/clean/{w.split}/{{source}}.txt", source=SOURCES),
+        texts=split_texts,
     output:
         tokens=f"{R}/tokens/{{split}}.bin",
         meta=f"{R}/tokens/{{split}}.json",
     wildcard_constraints:
-        split="train|dev",
+        split="train|dev|select",
     params:
         prefix=lambda w, output: output.meta.removesuffix(".json"),
     log:
