@@ -90,7 +90,7 @@ def test_distill_spec_baby_llama(paper):
     assert spec["teachers"] == ["llama-360M", "gpt2-705M"]
     assert (spec["alpha"], spec["temperature"]) == (0.5, 2.0)
     assert spec["kl_direction"] == "forward" and spec["kl_reduction"] == "batchmean"
-    assert spec["train"]["lr"] == 2.5e-4 and spec["train"]["weight_decay"] == 0.1
+    assert spec["train"]["lr"] == 3.0e-4 and spec["train"]["weight_decay"] == 0.1  # the paper's lr
     assert "alpha" not in spec["train"] and "teachers" not in spec["train"]
 
 
