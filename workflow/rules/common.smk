@@ -95,6 +95,12 @@ def demo_world_input(loc):
     return [f"{R}/demo_world"] if loc.get("demo_world") else []
 
 
+def split_texts(w):
+    """The cleaned files a token split is made of (train = the fit part with a selection)."""
+    folder = {"train": "fit" if SELECT_FRACTION else "train", "dev": "dev", "select": "select"}
+    return expand(f"{R}/corpus/clean/{folder[w.split]}/{{source}}.txt", source=SOURCES)
+
+
 def token_prefix(meta_json):
     """results/<run>/tokens/train.json -> results/<run>/tokens/train (the CLIs take prefixes)."""
     return meta_json.removesuffix(".json")

@@ -158,12 +158,6 @@ rule select_split:
         " {input} {output.train} {output.select} > {log} 2>&1"
 
 
-def split_texts(w):
-    """The cleaned files a token split is made of (train = the fit part with a selection)."""
-    folder = {"train": "fit" if SELECT_FRACTION else "train", "dev": "dev", "select": "select"}
-    return expand(f"{R}/corpus/clean/{folder[w.split]}/{{source}}.txt", source=SOURCES)
-
-
 rule tokenize_split:
     """Tokenize a split once into a flat, memory-mapped token array."""
     input:
