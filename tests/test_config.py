@@ -144,3 +144,33 @@ def test_seeds_expand_into_instances_with_matching_teachers(demo):
     assert bdconfig.baseline_of(cfg, "student-tiny-kd-ensemble@2") == "student-tiny-nodistill@2"
     assert bdconfig.pretrain_spec(cfg, "llama-tiny@1")["train"]["seed"] == 1
     assert bdconfig.ensemble_members(cfg, "tiny-ensemble") == ["llama-tiny@1", "gpt2-tiny"]
+
+
+def test_curriculum_runs_and_their_twins(paper, demo):
+    assert bdconfig.baseline_of(paper, "llama-58M-curriculum") == "llama-58M-nodistill"
+    assert bdconfig.baseline_of(demo, "student-tiny-curriculum") == "student-tiny-nodistill"
+    assert bdconfig.baseline_of(paper, "llama-360M") is None
+    spec = bdconfig.pretrain_spec(paper, "llama-58M-curriculum")
+    assert spec["train"]["curriculum"]["epochs_per_bucket"] == 3
+    assert len(spec["train"]["curriculum"]["buckets"]) == 5
+    assert "baseline" not in spec["train"]
+    # Every source in exactly one bucket: the full corpus is reached.
+    listed = [s for b in spec["train"]["curriculum"]["buckets"] for s in b]
+    assert sorted(listed) == sorted(paper["corpus"]["sources"])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["pretrain"]["llama-58M-curriculum"]["curriculum"]["buckets"].append(["qed"]),
+     "more than one bucket"),
+    (lambda c: c["pretrain"]["llama-58M-curriculum"]["curriculum"]["buckets"][0].append("childes"),
+     "childes not in corpus.sources"),
+    (lambda c: c["pretrain"]["llama-58M-curriculum"].update(epochs=12),
+     "never reach the last curriculum bucket"),
+    (lambda c: c["pretrain"]["llama-58M-curriculum"].update(baseline="nope"),
+     "is not a pretrain run"),
+])
+def test_bad_curriculum_configs_name_the_key(paper, change, message):
+    bad = copy.deepcopy(paper)
+    change(bad)
+    with pytest.raises(UserError, match=message):
+        bdconfig.validate(bad, "config.yaml")

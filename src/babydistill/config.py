@@ -111,6 +111,9 @@ def _check_references(config: dict, source: str) -> None:
         if run["model"] not in models:
             raise UserError(f"{source}: pretrain.{name}.model: unknown preset {run['model']!r} "
                             f"(known: {', '.join(models)})")
+        if run.get("baseline") and run["baseline"] not in pretrain:
+            raise UserError(f"{source}: pretrain.{name}.baseline: {run['baseline']!r} is not a "
+                            "pretrain run")
     for name, run in distill.items():
         where = f"{source}: distill.{name}"
         if run["objective"] == "kd":
@@ -229,7 +232,10 @@ def teachers_of(config: dict, name: str) -> list[str]:
 
 
 def baseline_of(config: dict, name: str) -> str | None:
-    base = run_of(config, "distill", name).get("baseline")
+    """The run model ``name`` is compared with in the summary table (distill, or a pretrain
+    run such as a curriculum student and its twin), as an instance; None without one."""
+    section = "distill" if split_instance(name)[0] in (config.get("distill") or {}) else "pretrain"
+    base = run_of(config, section, name).get("baseline")
     return instance_of(config, base, split_instance(name)[1]) if base else None
 
 

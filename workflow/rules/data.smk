@@ -85,11 +85,12 @@ rule clean_source:
 
 
 rule clean_stats:
-    """One table of lines/words/characters before and after cleaning, per source and split."""
+    """One table of lines/words/characters before and after cleaning and the readability
+    metrics (Baby Llama's curriculum), per source and split."""
     input:
         expand(f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv", split=SPLITS, source=SOURCES),
     output:
-        f"{R}/corpus/clean_stats.tsv",
+        report(f"{R}/corpus/clean_stats.tsv", caption="../report/clean_stats.rst", category="Corpus"),
     log:
         f"{LOGS}/clean_stats.log",
     benchmark:
