@@ -266,12 +266,27 @@ def test_readability_sample_is_bounded_and_spread():
     assert readability_sample(short) == "One line.\nTwo lines."
 
 
-def test_stats_row_has_the_readability_metrics(tmp_path):
-    src = FIXTURES / "babylm_10M" / "aochildes.train"
-    stats = tmp_path / "s.tsv"
-    main(["--source", "aochildes", "--mode", "reference", str(src), str(tmp_path / "o"),
-          "--stats", str(stats)])
-    row = next(csv.DictReader(stats.open(encoding="utf-8"), delimiter="\t"))
-    cleaned = (tmp_path / "o").read_text(encoding="utf-8")
-    for k, v in readability(cleaned).items():
-        assert float(row[k]) == pytest.approx(v)
+def test_clean_stats_table_joins_rows_and_adds_readability(tmp_path):
+    from babydistill.clean_stats import main as stats_main
+
+    stats, texts = [], []
+    for source in ("aochildes", "wikipedia"):
+        stats.append(tmp_path / f"{source}.stats.tsv")
+        texts.append(tmp_path / f"{source}.txt")
+        main(["--source", source, "--mode", "reference",
+              str(FIXTURES / "babylm_10M" / f"{source}.train"), str(texts[-1]),
+              "--stats", str(stats[-1])])
+    out = tmp_path / "clean_stats.tsv"
+    stats_main(["--out", str(out), "--stats", *map(str, stats), "--texts", *map(str, texts)])
+    rows = list(csv.DictReader(out.open(encoding="utf-8"), delimiter="\t"))
+    assert [r["source"] for r in rows] == ["aochildes", "wikipedia"]
+    for row, text in zip(rows, texts):
+        single = next(csv.DictReader(stats[texts.index(text)].open(encoding="utf-8"),
+                                     delimiter="\t"))
+        assert {k: row[k] for k in single} == single
+        for k, v in readability(text.read_text(encoding="utf-8")).items():
+            assert float(row[k]) == pytest.approx(v)
+    # child-directed speech reads easier than Wikipedia
+    assert float(rows[0]["flesch_reading_ease"]) > float(rows[1]["flesch_reading_ease"])
+    with pytest.raises(SystemExit):
+        stats_main(["--out", str(out), "--stats", str(stats[0]), "--texts", *map(str, texts)])

@@ -22,11 +22,13 @@ Owns the cleaning rules, one function per source, in two modes:
 the simple_wikipedia ones.
 
 Stats: each file's row (``--stats``) holds lines, words and characters before and after
-cleaning, and the five readability metrics of the cleaned text that Baby Llama's
-curriculum (Appendix B) orders sources by, computed with textstat: Flesch reading ease,
-Flesch-Kincaid grade, Gunning fog, ARI and SMOG (:func:`readability`). They are computed
-on an evenly spaced sample of lines of at most ``READABILITY_CHARS`` characters, which
-keeps the stage fast on a 10M-word corpus (~0.5 s a source).
+cleaning. :func:`merge_stats` (``python -m babydistill.clean_stats``, one job for the whole
+corpus) joins the rows and adds the five readability metrics of each cleaned text that Baby
+Llama's curriculum (Appendix B) orders sources by, computed with textstat: Flesch reading
+ease, Flesch-Kincaid grade, Gunning fog, ARI and SMOG (:func:`readability`), on an evenly
+spaced sample of lines of at most ``READABILITY_CHARS`` characters (~0.5 s a source once
+textstat is loaded; loading it, which pulls in NLTK, takes seconds, hence one job, not
+one per file).
 
 CLI: ``python -m babydistill.clean --source NAME --mode reference|improved INPUT OUTPUT
 [--stats TSV] [--split NAME]``
@@ -58,7 +60,7 @@ KNOWN_SOURCES = tuple(sorted(set(SOURCES_2023) | set(SOURCES_2024)))
 READABILITY = ("flesch_reading_ease", "flesch_kincaid_grade", "gunning_fog",
                "automated_readability_index", "smog_index")
 STATS_COLUMNS = ("source", "split", "mode", "lines_in", "words_in", "chars_in",
-                 "lines_out", "words_out", "chars_out", *READABILITY)
+                 "lines_out", "words_out", "chars_out")
 READABILITY_CHARS = 100_000  # sample size for the metrics
 
 
@@ -356,18 +358,42 @@ def clean_file(source: str, mode: str, input_path: str | Path, output_path: str 
         tmp.write_text(cleaned, encoding="utf-8", newline="\n")
     row = dict(zip(STATS_COLUMNS, (source, split or split_of(input_path), mode,
                                    *text_stats(text), *text_stats(cleaned))))
-    row.update(readability(cleaned))
     if stats_path:
         with atomic_path(stats_path) as tmp:
             tmp.write_text("\t".join(STATS_COLUMNS) + "\n"
                            + "\t".join(str(row[c]) for c in STATS_COLUMNS) + "\n",
                            encoding="utf-8")
-    log.info("cleaned %s (%s, %s): %d -> %d words, %d -> %d chars, %.0f words/s; "
-             "Flesch reading ease %.1f, Flesch-Kincaid grade %.1f", input_path, source, mode,
-             row["words_in"], row["words_out"], row["chars_in"], row["chars_out"],
-             row["words_in"] / max(seconds, 1e-9), row["flesch_reading_ease"],
-             row["flesch_kincaid_grade"])
+    log.info("cleaned %s (%s, %s): %d -> %d words, %d -> %d chars, %.0f words/s",
+             input_path, source, mode, row["words_in"], row["words_out"],
+             row["chars_in"], row["chars_out"], row["words_in"] / max(seconds, 1e-9))
     return row
+
+
+def merge_stats(stats_paths: list[str | Path], text_paths: list[str | Path],
+                out: str | Path) -> list[dict]:
+    """One TSV of every file's stats row plus the readability of its cleaned text
+    (``text_paths[i]`` belongs to ``stats_paths[i]``); written atomically."""
+    import csv
+
+    if len(stats_paths) != len(text_paths):
+        raise UserError(f"clean_stats: {len(stats_paths)} stats files but {len(text_paths)} "
+                        "texts; give one cleaned text per stats file")
+    rows = []
+    for stats_path, text_path in zip(stats_paths, text_paths):
+        with require_file(stats_path, "stats file").open(encoding="utf-8", newline="") as f:
+            file_rows = list(csv.DictReader(f, delimiter="\t"))
+        if len(file_rows) != 1 or not set(STATS_COLUMNS) <= set(file_rows[0]):
+            raise UserError(f"{stats_path}: expected one row of {', '.join(STATS_COLUMNS)}; "
+                            "re-run the clean stage")
+        row = {**{c: file_rows[0][c] for c in STATS_COLUMNS}, **readability(read_text(text_path))}
+        rows.append(row)
+        log.info("%s (%s): Flesch reading ease %.1f, Flesch-Kincaid grade %.1f", row["source"],
+                 row["split"], row["flesch_reading_ease"], row["flesch_kincaid_grade"])
+    columns = (*STATS_COLUMNS, *READABILITY)
+    with atomic_path(out) as tmp:
+        tmp.write_text("\t".join(columns) + "\n" + "".join(
+            "\t".join(str(r[c]) for c in columns) + "\n" for r in rows), encoding="utf-8")
+    return rows
 
 
 @cli

@@ -88,7 +88,8 @@ rule clean_stats:
     """One table of lines/words/characters before and after cleaning and the readability
     metrics (Baby Llama's curriculum), per source and split."""
     input:
-        expand(f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv", split=SPLITS, source=SOURCES),
+        stats=expand(f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv", split=SPLITS, source=SOURCES),
+        texts=expand(f"{R}/corpus/clean/{{split}}/{{source}}.txt", split=SPLITS, source=SOURCES),
     output:
         report(f"{R}/corpus/clean_stats.tsv", caption="../report/clean_stats.rst", category="Corpus"),
     log:
@@ -98,13 +99,13 @@ rule clean_stats:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=500,
-        runtime=5,
+        mem_mb=2000,
+        runtime=10,
     conda:
         ENV
     shell:
-        # header once, then every file's data rows
-        "awk 'FNR == 1 && NR != 1 {{ next }} {{ print }}' {input} > {output} 2> {log}"
+        "python -m babydistill.clean_stats --out {output} --stats {input.stats}"
+        " --texts {input.texts} > {log} 2>&1"
 
 
 rule train_tokenizer:
