@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 import re
 from pathlib import Path
 
 import pytest
 
 import reference_mrclean as ref
-from babydistill.clean import (ALIASES, KNOWN_SOURCES, SOURCES_2023, clean_file, clean_text,
-                               main, normalise_ws)
+from babydistill.clean import (ALIASES, KNOWN_SOURCES, READABILITY, SOURCES_2023, clean_file,
+                               clean_text, main, normalise_ws, readability, readability_sample)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "babylm_mini"
 FIXTURE_FILES = sorted(p for p in FIXTURES.glob("*/*") if p.suffix in (".train", ".dev"))
@@ -240,3 +241,64 @@ def test_empty_source_file_warns_naming_it(tmp_path, caplog, mode):
     assert row["words_in"] == 0 and (tmp_path / "cbt.txt").read_text() == ""
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and str(src) in warnings[0] and "empty" in warnings[0]
+
+# -- readability (Baby Llama's curriculum metrics) ----------------------------------------
+
+CHILD = "Look at the dog.\nThe dog is big.\nDo you see it?\nYes I see the dog.\n" * 20
+ENCYCLOPEDIC = ("The constitutional jurisprudence of the federation developed considerably "
+                "following the establishment of independent administrative institutions, "
+                "particularly regarding intergovernmental responsibilities and "
+                "international organisations.\n") * 20
+
+
+def test_readability_orders_child_speech_before_encyclopedic_text(monkeypatch):
+    import nltk
+
+    def no_download(*a, **k):
+        raise AssertionError("readability must not download anything")
+    monkeypatch.setattr(nltk, "download", no_download)
+    easy, hard = readability(CHILD), readability(ENCYCLOPEDIC)
+    assert set(easy) == set(READABILITY)
+    assert easy["flesch_reading_ease"] > 80 > 20 > hard["flesch_reading_ease"]
+    for grade in ("flesch_kincaid_grade", "gunning_fog", "automated_readability_index",
+                  "smog_index"):
+        assert easy[grade] + 5 < hard[grade], grade
+    assert all(math.isnan(v) for v in readability("\n\n").values())
+
+
+def test_readability_sample_is_bounded_and_spread():
+    lines = [f"line {i} " + "word " * 20 for i in range(5000)]
+    sample = readability_sample("\n".join(lines), max_chars=10_000)
+    picked = sample.splitlines()
+    assert len(sample) <= 10_000 + 200
+    assert picked[0] == lines[0].strip() or picked[0] == lines[0]
+    last = int(picked[-1].split()[1])
+    assert last > 4000  # reaches the end of the file, not just its head
+    short = "One line.\n\nTwo lines."
+    assert readability_sample(short) == "One line.\nTwo lines."
+
+
+def test_clean_stats_table_joins_rows_and_adds_readability(tmp_path):
+    from babydistill.clean_stats import main as stats_main
+
+    stats, texts = [], []
+    for source in ("aochildes", "wikipedia"):
+        stats.append(tmp_path / f"{source}.stats.tsv")
+        texts.append(tmp_path / f"{source}.txt")
+        main(["--source", source, "--mode", "reference",
+              str(FIXTURES / "babylm_10M" / f"{source}.train"), str(texts[-1]),
+              "--stats", str(stats[-1])])
+    out = tmp_path / "clean_stats.tsv"
+    stats_main(["--out", str(out), "--stats", *map(str, stats), "--texts", *map(str, texts)])
+    rows = list(csv.DictReader(out.open(encoding="utf-8"), delimiter="\t"))
+    assert [r["source"] for r in rows] == ["aochildes", "wikipedia"]
+    for row, text in zip(rows, texts):
+        single = next(csv.DictReader(stats[texts.index(text)].open(encoding="utf-8"),
+                                     delimiter="\t"))
+        assert {k: row[k] for k in single} == single
+        for k, v in readability(text.read_text(encoding="utf-8")).items():
+            assert float(row[k]) == pytest.approx(v)
+    # child-directed speech reads easier than Wikipedia
+    assert float(rows[0]["flesch_reading_ease"]) > float(rows[1]["flesch_reading_ease"])
+    with pytest.raises(SystemExit):
+        stats_main(["--out", str(out), "--stats", str(stats[0]), "--texts", *map(str, texts)])

@@ -91,7 +91,7 @@ def test_distill_spec_baby_llama(paper):
     assert spec["teachers"] == ["llama-360M", "gpt2-705M"]
     assert (spec["alpha"], spec["temperature"]) == (0.5, 2.0)
     assert spec["kl_direction"] == "forward" and spec["kl_reduction"] == "batchmean"
-    assert spec["train"]["lr"] == 2.5e-4 and spec["train"]["weight_decay"] == 0.1
+    assert spec["train"]["lr"] == 3.0e-4 and spec["train"]["weight_decay"] == 0.1  # the paper's lr
     assert "alpha" not in spec["train"] and "teachers" not in spec["train"]
 
 
@@ -242,3 +242,32 @@ def test_sha256_beside_every_url(paper):
         cfg["corpus"]["sha256"] = bad
         with pytest.raises(UserError, match=re.escape(expected)):
             bdconfig.validate(cfg, "paper.yaml")
+
+def test_curriculum_runs_and_their_twins(paper, demo):
+    assert bdconfig.baseline_of(paper, "llama-58M-curriculum") == "llama-58M-nodistill"
+    assert bdconfig.baseline_of(demo, "student-tiny-curriculum") == "student-tiny-nodistill"
+    assert bdconfig.baseline_of(paper, "llama-360M") is None
+    spec = bdconfig.pretrain_spec(paper, "llama-58M-curriculum")
+    assert spec["train"]["curriculum"]["epochs_per_bucket"] == 3
+    assert len(spec["train"]["curriculum"]["buckets"]) == 5
+    assert "baseline" not in spec["train"]
+    # Every source in exactly one bucket: the full corpus is reached.
+    listed = [s for b in spec["train"]["curriculum"]["buckets"] for s in b]
+    assert sorted(listed) == sorted(paper["corpus"]["sources"])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["pretrain"]["llama-58M-curriculum"]["curriculum"]["buckets"].append(["qed"]),
+     "more than one bucket"),
+    (lambda c: c["pretrain"]["llama-58M-curriculum"]["curriculum"]["buckets"][0].append("childes"),
+     "childes not in corpus.sources"),
+    (lambda c: c["pretrain"]["llama-58M-curriculum"].update(epochs=12),
+     "never reach the last curriculum bucket"),
+    (lambda c: c["pretrain"]["llama-58M-curriculum"].update(baseline="nope"),
+     "is not a pretrain run"),
+])
+def test_bad_curriculum_configs_name_the_key(paper, change, message):
+    bad = copy.deepcopy(paper)
+    change(bad)
+    with pytest.raises(UserError, match=message):
+        bdconfig.validate(bad, "config.yaml")

@@ -200,3 +200,123 @@ def test_eval_all_chunks_when_fewer_and_sharded_short_batch():
     shards = [all_rows(ev, 0, 4, rank=r, world_size=2) for r in range(2)]
     seen = sorted(i for s in shards for b in s for i in b["chunk_index"].tolist())
     assert seen == list(range(10))  # every eval chunk scored exactly once across ranks
+
+
+# -- per-chunk offsets (the authors' BabylmDataset) -------------------------------------
+
+def test_per_chunk_offsets_differ_between_chunks_and_epochs():
+    n = 60 * T + 5
+    ds = TrainChunks(arange_tokens(n), T, random_offset="per_chunk", seed=4)
+    assert len(ds) == (n - (T - 1)) // T
+    off0 = ds.offsets(0)
+    assert off0.shape == (len(ds),) and off0.min() >= 0 and off0.max() < T
+    assert len(set(off0.tolist())) > T // 2        # a draw per chunk, not one per epoch
+    assert not np.array_equal(off0, ds.offsets(1))  # and new draws each epoch
+    # Deterministic from (seed, epoch): a fresh object (a resumed run) draws the same.
+    again = TrainChunks(arange_tokens(n), T, random_offset="per_chunk", seed=4)
+    assert np.array_equal(again.offsets(3), ds.offsets(3))
+    for e in (0, 2):
+        seen = 0
+        for b in all_rows(ds, e, 7):
+            idx = b["chunk_index"].numpy()
+            starts = ds.offsets(e)[idx] + idx * T
+            assert np.array_equal(b["input_ids"].numpy(), starts[:, None] + np.arange(T))
+            assert int(b["input_ids"].max()) < n
+            seen += len(idx)
+        assert seen == (len(ds) // 7) * 7
+    ds.set_epoch(2)
+    assert ds[5]["input_ids"].tolist() == list(range(ds.offsets(2)[5] + 5 * T,
+                                                     ds.offsets(2)[5] + 6 * T))
+    with pytest.raises(ValueError, match="per-chunk"):
+        ds.offset(0)
+
+
+def test_offset_modes_and_their_names():
+    tokens = arange_tokens(30 * T)
+    per_epoch = TrainChunks(tokens, T, random_offset="per_epoch", seed=1)
+    assert isinstance(per_epoch.offsets(0), int)
+    legacy = TrainChunks(tokens, T, random_offset=True, seed=1)  # true = per_epoch
+    assert [legacy.offset(e) for e in range(5)] == [per_epoch.offset(e) for e in range(5)]
+    off = TrainChunks(tokens, T, random_offset=False, seed=1)
+    assert off.offsets(0) == 0 and len(off) == 30
+    with pytest.raises(UserError, match="per_chunk, per_epoch or false"):
+        TrainChunks(tokens, T, random_offset="sometimes", seed=1)
+
+
+# -- curriculum ---------------------------------------------------------------------------
+
+def curriculum_tokens(sizes: dict[str, int]):
+    """Files of ``sizes[name]`` tokens each (sorted by name, as tokenize_split writes them);
+    token value = position."""
+    names = sorted(sizes)
+    files = [{"name": f"{n}.txt", "tokens": sizes[n]} for n in names]
+    return arange_tokens(sum(sizes.values())), files
+
+
+def source_ranges(files):
+    ends = np.cumsum([f["tokens"] for f in files])
+    return {f["name"].split(".")[0]: (e - f["tokens"], e) for f, e in zip(files, ends)}
+
+
+def test_curriculum_adds_buckets_every_k_epochs_without_removing():
+    sizes = {"aochildes": 10 * T, "cbt": 6 * T + 3, "gutenberg": 8 * T, "wikipedia": 12 * T}
+    tokens, files = curriculum_tokens(sizes)
+    buckets = [["aochildes"], ["cbt", "gutenberg"], ["wikipedia"]]
+    ds = TrainChunks(tokens, T, random_offset=False, seed=0, files=files,
+                     curriculum={"buckets": buckets, "epochs_per_bucket": 3})
+    ranges = source_ranges(files)
+    sources = ds.chunk_sources(files)
+
+    def served(epoch):
+        out = []
+        for b in all_rows(ds, epoch, 2):
+            out += b["chunk_index"].tolist()
+            for row in b["input_ids"]:  # the first token says which file a chunk came from
+                src = next(s for s, (lo, hi) in ranges.items() if lo <= int(row[0]) < hi)
+                assert src == sources[int(row[0]) // T]
+        return out
+
+    expected_open = [1, 1, 1, 2, 2, 2, 3, 3, 3, 3]
+    assert [ds.open_buckets(e) for e in range(10)] == expected_open
+    allowed = [set(), {"aochildes"}, {"aochildes", "cbt", "gutenberg"},
+               {"aochildes", "cbt", "gutenberg", "wikipedia"}]
+    prev = set()
+    for e in range(10):
+        idx = served(e)
+        got = {sources[i] for i in idx}
+        assert got == allowed[expected_open[e]]
+        n_active = sum(sources[i] in allowed[expected_open[e]] for i in range(len(ds)))
+        assert ds.num_batches(2, e) == n_active // 2 == len(idx) // 2
+        assert prev <= got  # earlier buckets stay
+        prev = got
+    assert ds.num_batches(2, 0) < ds.num_batches(2, 3) < ds.num_batches(2, 6)
+    # Chunk i straddling two files belongs to the file of its first token.
+    edge = ranges["cbt"][1] // T
+    assert sources[edge] == "cbt" and sources[edge + 1] == "gutenberg"
+
+
+def test_curriculum_with_per_chunk_offsets_and_tokenized_prefix(tmp_path):
+    corpus = make_corpus(tmp_path / "c", n_files=3, lines=120)
+    save_tokenizer(train_tokenizer(corpus, 300, 2), tmp_path / "tok")
+    meta = tokenize_files(tmp_path / "tok", corpus, tmp_path / "train", progress=False)
+    names = [f["name"].split(".")[0] for f in meta["files"]]
+    ds = TrainChunks(tmp_path / "train", T, random_offset="per_chunk", seed=3,
+                     curriculum={"buckets": [[names[1]], [names[0], names[2]]],
+                                 "epochs_per_bucket": 1})
+    src = ds.chunk_sources(meta["files"])
+    first = {src[i] for b in all_rows(ds, 0, 4) for i in b["chunk_index"].tolist()}
+    assert first == {names[1]}
+    later = {src[i] for b in all_rows(ds, 1, 4) for i in b["chunk_index"].tolist()}
+    assert later == set(names)
+
+
+def test_curriculum_bad_buckets_are_user_errors():
+    tokens, files = curriculum_tokens({"aochildes": 5 * T, "cbt": 5 * T})
+    for bad, msg in (({"buckets": [["qed"]]}, "qed not among"),
+                     ({"buckets": [["cbt"], ["cbt"]]}, "more than one bucket"),
+                     ({"buckets": [[]]}, "non-empty lists"),
+                     ({"buckets": [["cbt"]], "epochs_per_bucket": 0}, "epochs_per_bucket")):
+        with pytest.raises(UserError, match=msg):
+            TrainChunks(tokens, T, random_offset=False, seed=0, files=files, curriculum=bad)
+    with pytest.raises(UserError, match="token metadata"):
+        TrainChunks(tokens, T, random_offset=False, seed=0, curriculum={"buckets": [["cbt"]]})

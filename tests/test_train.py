@@ -356,3 +356,31 @@ def test_blimp_curve_scores_every_module(tmp_path, blimp_inputs):
     last = [r for r in rows_of(tmp_path / "out") if r["blimp_acc"]][-1]
     assert json.loads(last["logs"]) == {p["module"]: p["accuracy"] for p in points[2:]}
     assert float(last["blimp_acc"]) == pytest.approx((points[2]["accuracy"] + points[3]["accuracy"]) / 2)
+
+
+def test_curriculum_epochs_grow_and_resume_mid_curriculum(tmp_path):
+    """Epoch sizes follow the open buckets; steps, epoch ends (eval rows) and resumption use
+    each epoch's own batch count."""
+    t = tokens(6000)
+    files = [{"name": "a.txt", "tokens": 1000}, {"name": "b.txt", "tokens": 2000},
+             {"name": "c.txt", "tokens": 3000}]
+    cur = {"buckets": [["a"], ["b"], ["c"]], "epochs_per_bucket": 1}
+
+    def chunks():
+        return TrainChunks(t, SEQ, random_offset="per_chunk", seed=1, files=files, curriculum=cur)
+    ev = EvalChunks(tokens(1500, seed=5), SEQ, n_chunks=40, seed=1)
+    spec = {**SPEC, "epochs": 4, "batch_size": 8, "eval_every": 0, "checkpoint_every": 0}
+    steps = [chunks().num_batches(8, e) for e in range(4)]
+    assert steps[0] < steps[1] < steps[2] == steps[3]
+    full = train(spec, objective(), chunks(), ev, tmp_path / "full", tmp_path / "ck1")
+    assert full["steps"] == sum(steps) and full["epochs"] == 4.0
+    with (tmp_path / "full" / "metrics.csv").open() as f:
+        eval_steps = [int(r["step"]) for r in csv.DictReader(f) if r["eval_loss"]]
+    assert eval_steps == list(np.cumsum(steps))  # one eval at each (uneven) epoch end
+    # Killed in the second bucket's epoch, resumed: the same weights.
+    with pytest.raises(TrainingStopped):
+        train({**spec, "stop_after_steps": steps[0] + 3}, objective(), chunks(), ev,
+              tmp_path / "r", tmp_path / "ck2")
+    train(spec, objective(), chunks(), ev, tmp_path / "r", tmp_path / "ck2")
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "r")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -51,7 +51,7 @@ def test_paper_dry_run(repo_root, tmp_path):
                   str(repo_root / "config.yaml"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     counts = job_counts(r.stdout)
-    assert counts["pretrain"] == 6 and counts["distill"] == 6
+    assert counts["pretrain"] == 7 and counts["distill"] == 6  # 7: llama-58M-curriculum
     assert counts["teacher_cache"] == 1
     assert counts["download_corpus"] == 1
 
@@ -103,5 +103,5 @@ def test_variant_file_merges_onto_the_paper_config(repo_root, tmp_path):
                   str(repo_root / "workflow/variants/more_teachers.yaml"), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
-    assert counts["pretrain"] == 6 + 4 and counts["distill"] == 6 + 2
+    assert counts["pretrain"] == 7 + 4 and counts["distill"] == 6 + 2
     assert "results/paper/models/baby-llama-58M-6teachers" in r.stdout

@@ -21,6 +21,15 @@ Owns the cleaning rules, one function per source, in two modes:
 2024 source names are accepted: ``childes`` uses the aochildes rules, ``simple_wiki``
 the simple_wikipedia ones.
 
+Stats: each file's row (``--stats``) holds lines, words and characters before and after
+cleaning. :func:`merge_stats` (``python -m babydistill.clean_stats``, one job for the whole
+corpus) joins the rows and adds the five readability metrics of each cleaned text that Baby
+Llama's curriculum (Appendix B) orders sources by, computed with textstat: Flesch reading
+ease, Flesch-Kincaid grade, Gunning fog, ARI and SMOG (:func:`readability`), on an evenly
+spaced sample of lines of at most ``READABILITY_CHARS`` characters (~0.5 s a source once
+textstat is loaded; loading it, which pulls in NLTK, takes seconds, hence one job, not
+one per file).
+
 CLI: ``python -m babydistill.clean --source NAME --mode reference|improved INPUT OUTPUT
 [--stats TSV] [--split NAME]``
 """
@@ -32,6 +41,7 @@ import html
 import logging
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -47,8 +57,11 @@ SOURCES_2023 = (
 SOURCES_2024 = ("bnc_spoken", "childes", "gutenberg", "open_subtitles", "simple_wiki", "switchboard")
 ALIASES = {"childes": "aochildes", "simple_wiki": "simple_wikipedia"}
 KNOWN_SOURCES = tuple(sorted(set(SOURCES_2023) | set(SOURCES_2024)))
+READABILITY = ("flesch_reading_ease", "flesch_kincaid_grade", "gunning_fog",
+               "automated_readability_index", "smog_index")
 STATS_COLUMNS = ("source", "split", "mode", "lines_in", "words_in", "chars_in",
                  "lines_out", "words_out", "chars_out")
+READABILITY_CHARS = 100_000  # sample size for the metrics
 
 
 def canonical_source(name: str) -> str:
@@ -288,6 +301,37 @@ def text_stats(text: str) -> tuple[int, int, int]:
     return count_lines(text), len(text.split()), len(text)
 
 
+def readability_sample(text: str, max_chars: int = READABILITY_CHARS) -> str:
+    """Every k-th non-blank line, k chosen so the sample has at most ~``max_chars``
+    characters (the whole text when it is short): deterministic and spread over the file."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    total = sum(len(line) + 1 for line in lines)
+    step = max(1, -(-total // max_chars))
+    picked, size = [], 0
+    for line in lines[::step]:
+        if size and size + len(line) > max_chars:
+            break
+        picked.append(line)
+        size += len(line) + 1
+    return "\n".join(picked)
+
+
+def readability(text: str, max_chars: int = READABILITY_CHARS) -> dict[str, float]:
+    """The five metrics of :data:`READABILITY` (textstat) on a sample of ``text``; NaN for
+    an empty text."""
+    from textstat.textstat import textstat
+
+    sample = readability_sample(text, max_chars)
+    if not sample.split():
+        return {k: float("nan") for k in READABILITY}
+    # "en-US", not "en": the English formulas and constants, with syllables from pyphen's
+    # en_US dictionary. With "en", textstat 0.7 downloads NLTK's cmudict at run time.
+    textstat.set_lang("en-US")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no easy words vocabulary for en-US" (unused here)
+        return {k: round(float(getattr(textstat, k)(sample)), 3) for k in READABILITY}
+
+
 def read_text(path: str | Path) -> str:
     """Read like the reference (Path.read_text: universal newlines), as UTF-8."""
     p = require_file(path, "corpus file")
@@ -329,6 +373,33 @@ def clean_file(source: str, mode: str, input_path: str | Path, output_path: str 
              input_path, source, mode, row["words_in"], row["words_out"],
              row["chars_in"], row["chars_out"], row["words_in"] / max(seconds, 1e-9))
     return row
+
+
+def merge_stats(stats_paths: list[str | Path], text_paths: list[str | Path],
+                out: str | Path) -> list[dict]:
+    """One TSV of every file's stats row plus the readability of its cleaned text
+    (``text_paths[i]`` belongs to ``stats_paths[i]``); written atomically."""
+    import csv
+
+    if len(stats_paths) != len(text_paths):
+        raise UserError(f"clean_stats: {len(stats_paths)} stats files but {len(text_paths)} "
+                        "texts; give one cleaned text per stats file")
+    rows = []
+    for stats_path, text_path in zip(stats_paths, text_paths):
+        with require_file(stats_path, "stats file").open(encoding="utf-8", newline="") as f:
+            file_rows = list(csv.DictReader(f, delimiter="\t"))
+        if len(file_rows) != 1 or not set(STATS_COLUMNS) <= set(file_rows[0]):
+            raise UserError(f"{stats_path}: expected one row of {', '.join(STATS_COLUMNS)}; "
+                            "re-run the clean stage")
+        row = {**{c: file_rows[0][c] for c in STATS_COLUMNS}, **readability(read_text(text_path))}
+        rows.append(row)
+        log.info("%s (%s): Flesch reading ease %.1f, Flesch-Kincaid grade %.1f", row["source"],
+                 row["split"], row["flesch_reading_ease"], row["flesch_kincaid_grade"])
+    columns = (*STATS_COLUMNS, *READABILITY)
+    with atomic_path(out) as tmp:
+        tmp.write_text("\t".join(columns) + "\n" + "".join(
+            "\t".join(str(r[c]) for c in columns) + "\n" for r in rows), encoding="utf-8")
+    return rows
 
 
 @cli

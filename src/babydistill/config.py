@@ -176,6 +176,9 @@ def _check_references(config: dict, source: str) -> None:
         if run["model"] not in models:
             raise UserError(f"{source}: pretrain.{name}.model: unknown preset {run['model']!r} "
                             f"(known: {', '.join(models)})")
+        if run.get("baseline") and run["baseline"] not in pretrain:
+            raise UserError(f"{source}: pretrain.{name}.baseline: {run['baseline']!r} is not a "
+                            "pretrain run")
     for name, run in distill.items():
         where = f"{source}: distill.{name}"
         if run["objective"] == "kd":
@@ -211,6 +214,26 @@ def _check_references(config: dict, source: str) -> None:
         if peer.partition(SEED_SEP)[0] in seen:
             raise UserError(f"{source}: distill.{run_name}: its peer model {peer!r} has the name of "
                             "another run; rename one of them")
+    sources = set(config["corpus"]["sources"])
+    for section, runs in (("pretrain", pretrain), ("distill", distill)):
+        for name, run in runs.items():
+            cur = _training(config, run).get("curriculum")
+            if not cur:
+                continue
+            listed = [s for b in cur["buckets"] for s in b]
+            unknown = sorted(set(listed) - sources)
+            if unknown:
+                raise UserError(f"{source}: {section}.{name}.curriculum.buckets: "
+                                f"{', '.join(unknown)} not in corpus.sources")
+            if len(listed) != len(set(listed)):
+                raise UserError(f"{source}: {section}.{name}.curriculum.buckets: a source is "
+                                "listed in more than one bucket")
+            epochs = _training(config, run).get("epochs", 1)
+            last_opens = (len(cur["buckets"]) - 1) * cur.get("epochs_per_bucket", 3)
+            if epochs <= last_opens:
+                raise UserError(f"{source}: {section}.{name}.epochs: {epochs} epochs never reach "
+                                f"the last curriculum bucket (opened at epoch {last_opens + 1}); "
+                                f"use at least {last_opens + 1}")
     for name, members in ensembles.items():
         for m in members:
             if m not in pretrain:
@@ -346,7 +369,10 @@ def cache_key(config: dict, name: str) -> str | None:
 
 
 def baseline_of(config: dict, name: str) -> str | None:
-    base = run_of(config, "distill", name).get("baseline")
+    """The run model ``name`` is compared with in the summary table (distill, or a pretrain
+    run such as a curriculum student and its twin), as an instance; None without one."""
+    section = "distill" if split_instance(name)[0] in (config.get("distill") or {}) else "pretrain"
+    base = run_of(config, section, name).get("baseline")
     return instance_of(config, base, split_instance(name)[1]) if base else None
 
 

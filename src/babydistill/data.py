@@ -5,10 +5,20 @@ becomes batches of fixed-length sequences:
 
 * :class:`TokenArray` opens PREFIX.bin memory-mapped.
 * :class:`TrainChunks` cuts the array into contiguous chunks of ``seq_length`` tokens.
-  Each epoch has its own permutation and, with ``random_offset``, its own start offset
-  in ``[0, seq_length)`` (the Baby Llama footnote: the chunk boundaries move each
-  epoch); both come from ``(seed, epoch)`` only, so a run resumed at batch k of an
-  epoch sees exactly the batches it would have seen.
+  Each epoch has its own permutation and, with ``random_offset``, start offsets in
+  ``[0, seq_length)``: ``per_chunk`` draws a new offset for every chunk, as the authors'
+  code does (timinar/BabyLlama ``babylm_dataset.py`` @3035185: ``randrange(seq_length)``
+  in ``__getitem__``; JLTastet/BabyLlama-2 likewise), so neighbouring chunks may overlap
+  or leave a gap; ``per_epoch`` shifts every boundary of an epoch by one offset;
+  ``false`` keeps offset 0 (the Baby Llama paper's final models, its footnote). All
+  come from ``(seed, epoch)`` only, so a run resumed at batch k of an epoch sees exactly
+  the batches it would have seen.
+* Curriculum (Baby Llama, Appendix B): with ``curriculum={"buckets": [[source, ...],
+  ...], "epochs_per_bucket": E}`` an epoch serves only the chunks of the buckets opened
+  so far -- bucket 0 for epochs 0..E-1, buckets 0-1 for the next E, and so on, earlier
+  buckets never removed. A chunk's source is the file its (offset-0) first token comes
+  from, read from the token counts per file in PREFIX.json (``files``); the number of
+  batches then depends on the epoch (``num_batches(batch_size, epoch)``).
 * :class:`EvalChunks`: fixed chunks (offset 0), a fixed seeded subset of them.
 
 Both serve ``batches(epoch, batch_size, start_batch=0, rank=0, world_size=1)``: dict
@@ -16,7 +26,7 @@ batches ``{"input_ids": LongTensor[B, T], "chunk_index": LongTensor[B]}`` where
 ``batch_size`` is the GLOBAL batch and each DDP rank gets its contiguous slice of it
 (``batch_size / world_size`` rows). Labels are the input ids: the model shifts inside
 (as HF causal LMs do). ``chunk_index`` i is the chunk that starts at token
-``offset(epoch) + i * seq_length``: it does not depend on the shuffle, the batch or
+``offsets(epoch)[i] + i * seq_length``: it does not depend on the shuffle, the batch or
 the rank, so it names a chunk stably (for caches and per-example logs).
 """
 
@@ -24,7 +34,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +43,23 @@ from babydistill.common import UserError, read_json
 from babydistill.tokenize_split import paths_for
 
 Batch = dict[str, torch.Tensor]
+OFFSET_MODES = ("per_chunk", "per_epoch", False)
+
+
+def offset_mode(value, where: str = "random_offset"):
+    """``per_chunk`` | ``per_epoch`` | ``False``; ``True`` (older configs) = ``per_epoch``."""
+    if value is True:
+        return "per_epoch"
+    if value is None or value is False:
+        return False
+    if value in OFFSET_MODES:
+        return value
+    raise UserError(f"{where}: expected per_chunk, per_epoch or false, got {value!r}")
+
+
+def source_of_file(name: str) -> str:
+    """``aochildes.txt`` (a cleaned file named in PREFIX.json) -> ``aochildes``."""
+    return Path(name).name.split(".")[0]
 
 
 class TokenArray:
@@ -92,7 +119,8 @@ class _Chunks:
         self._span = np.arange(seq_length)
 
     # -- what a subclass defines -------------------------------------------------------
-    def offset(self, epoch: int) -> int:
+    def offsets(self, epoch: int, indices: np.ndarray) -> np.ndarray | int:
+        """The start offset of each chunk in ``indices`` (or one int for all) in ``epoch``."""
         raise NotImplementedError
 
     def order(self, epoch: int) -> np.ndarray:
@@ -104,12 +132,17 @@ class _Chunks:
     # -- shared ------------------------------------------------------------------------
     def chunk(self, index: int, epoch: int = 0) -> np.ndarray:
         """The tokens of chunk ``index`` in ``epoch`` (int64)."""
-        start = self.offset(epoch) + int(index) * self.seq_length
+        offset = np.asarray(self.offsets(epoch, np.array([int(index)]))).reshape(-1)[0]
+        start = int(offset) + int(index) * self.seq_length
         return np.asarray(self.tokens[start:start + self.seq_length], dtype=np.int64)
 
-    def num_batches(self, batch_size: int) -> int:
-        """Global batches per epoch (the last, short one dropped when ``drop_last``)."""
-        n = len(self)
+    def epoch_size(self, epoch: int) -> int:
+        """Chunks served in ``epoch`` (all of them unless a subclass narrows it)."""
+        return len(self)
+
+    def num_batches(self, batch_size: int, epoch: int = 0) -> int:
+        """Global batches in ``epoch`` (the last, short one dropped when ``drop_last``)."""
+        n = self.epoch_size(epoch)
         return n // batch_size if self.drop_last else -(-n // batch_size)
 
     def batches(self, epoch: int, batch_size: int, start_batch: int = 0, *, rank: int = 0,
@@ -128,13 +161,12 @@ class _Chunks:
             raise UserError(f"batch_size: global batch {batch_size} is not a multiple of "
                             f"the {world_size} GPUs; change batch_size or gpus")
         order = self.order(epoch)
-        offset = self.offset(epoch)
-        for b in range(start_batch, self.num_batches(batch_size)):
+        for b in range(start_batch, self.num_batches(batch_size, epoch)):
             idx = order[b * batch_size:(b + 1) * batch_size]
             idx = np.array_split(idx, world_size)[rank]  # equal parts for a full batch
             if len(idx) == 0:
                 continue
-            starts = offset + idx * self.seq_length
+            starts = self.offsets(epoch, idx) + idx * self.seq_length
             # Fancy indexing on the memmap reads just these rows.
             ids = np.asarray(self.tokens[starts[:, None] + self._span], dtype=np.int64)
             yield {
@@ -147,15 +179,18 @@ class TrainChunks(_Chunks):
     """Contiguous training chunks, reshuffled (and, with ``random_offset``, re-cut) each epoch.
 
     ``len()`` is the same every epoch: with random offsets, the last chunk that might not
-    fit after the largest offset is left out of every epoch, so steps per epoch are fixed.
-    Map-style access (``ds[i]`` after ``set_epoch(e)``) is there too for simple loops.
+    fit after the largest offset is left out of every epoch (the reference's
+    ``len(data) // seq_length - 1``), so the chunk indices are fixed. With a
+    ``curriculum`` an epoch serves only the chunks of its open buckets (see the module
+    docstring). Map-style access (``ds[i]`` after ``set_epoch(e)``) is there too.
     """
 
     drop_last = True  # a short last batch would change the step size (and split unevenly over ranks)
 
-    def __init__(self, tokens, seq_length: int, *, random_offset: bool, seed: int):
+    def __init__(self, tokens, seq_length: int, *, random_offset, seed: int,
+                 curriculum: dict | None = None, files: Sequence[dict] | None = None):
         super().__init__(tokens, seq_length)
-        self.random_offset = bool(random_offset)
+        self.random_offset = offset_mode(random_offset)
         self.seed = int(seed)
         self.epoch = 0
         max_offset = seq_length - 1 if self.random_offset else 0
@@ -163,18 +198,94 @@ class TrainChunks(_Chunks):
         if self.n_chunks == 0:
             raise UserError(f"{self.name}: {len(self.tokens)} tokens give no chunk of "
                             f"data.seq_length={seq_length}; use more data or a shorter seq_length")
+        self.curriculum = None
+        if curriculum:
+            if files is None:
+                meta = getattr(tokens, "meta", None) or (
+                    TokenArray(tokens).meta if isinstance(tokens, (str, Path)) else None)
+                files = (meta or {}).get("files")
+            self._set_curriculum(curriculum, files)
 
+    # -- curriculum ----------------------------------------------------------------------
+    def chunk_sources(self, files: Sequence[dict]) -> np.ndarray:
+        """The source name of every chunk: the file holding its offset-0 first token."""
+        try:
+            counts = np.array([int(f["tokens"]) for f in files], dtype=np.int64)
+            names = [source_of_file(f["name"]) for f in files]
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{self.name}: token metadata lacks per-file counts ({e}); re-run "
+                            "tokenize_split") from None
+        if counts.sum() != len(self.tokens):
+            raise UserError(f"{self.name}: per-file token counts sum to {counts.sum()}, not "
+                            f"{len(self.tokens)}; re-run tokenize_split")
+        starts = np.arange(self.n_chunks, dtype=np.int64) * self.seq_length
+        file_of_chunk = np.searchsorted(np.cumsum(counts), starts, side="right")
+        return np.array(names, dtype=object)[file_of_chunk]
+
+    def _set_curriculum(self, curriculum: dict, files) -> None:
+        buckets = curriculum.get("buckets")
+        per = curriculum.get("epochs_per_bucket", 3)
+        if not buckets or not all(isinstance(b, (list, tuple)) and b for b in buckets):
+            raise UserError("curriculum.buckets: expected a list of non-empty lists of sources, "
+                            f"got {buckets!r}")
+        if isinstance(per, bool) or not isinstance(per, int) or per < 1:
+            raise UserError(f"curriculum.epochs_per_bucket: expected an integer >= 1, got {per!r}")
+        if files is None:
+            raise UserError(f"{self.name}: a curriculum needs the token metadata (PREFIX.json "
+                            "files); pass a TokenArray or a PREFIX")
+        sources = self.chunk_sources(files)
+        known = set(sources)
+        listed = [s for b in buckets for s in b]
+        unknown = sorted(set(listed) - known)
+        if unknown:
+            raise UserError(f"curriculum.buckets: {', '.join(unknown)} not among the sources of "
+                            f"{self.name} ({', '.join(sorted(known))})")
+        if len(listed) != len(set(listed)):
+            raise UserError("curriculum.buckets: a source is listed in more than one bucket")
+        bucket_of = {s: i for i, b in enumerate(buckets) for s in b}
+        # Sources in no bucket join with the last one (so the full data is reached).
+        self.chunk_bucket = np.array([bucket_of.get(s, len(buckets) - 1) for s in sources],
+                                     dtype=np.int64)
+        self.curriculum = {"buckets": [list(b) for b in buckets], "epochs_per_bucket": per}
+
+    def open_buckets(self, epoch: int) -> int:
+        """How many buckets ``epoch`` trains on (all of them without a curriculum)."""
+        if not self.curriculum:
+            return 1
+        n = len(self.curriculum["buckets"])
+        return min(n, int(epoch) // self.curriculum["epochs_per_bucket"] + 1)
+
+    def _active(self, epoch: int) -> np.ndarray:
+        if not self.curriculum:
+            return np.arange(self.n_chunks)
+        return np.flatnonzero(self.chunk_bucket < self.open_buckets(epoch))
+
+    def epoch_size(self, epoch: int) -> int:
+        return len(self._active(epoch)) if self.curriculum else self.n_chunks
+
+    # -- offsets and order ---------------------------------------------------------------
     def _rng(self, epoch: int, stream: int) -> np.random.Generator:
         # Separate streams so the offset and the permutation do not depend on each other.
         return np.random.default_rng([self.seed, int(epoch), stream])
 
-    def offset(self, epoch: int) -> int:
+    def offsets(self, epoch: int, indices: np.ndarray | None = None) -> np.ndarray | int:
+        """Per chunk: one draw per chunk index (``per_chunk``); else one int for all."""
         if not self.random_offset:
             return 0
-        return int(self._rng(epoch, 0).integers(0, self.seq_length))
+        if self.random_offset == "per_epoch":
+            return int(self._rng(epoch, 0).integers(0, self.seq_length))
+        every = self._rng(epoch, 2).integers(0, self.seq_length, size=self.n_chunks)
+        return every if indices is None else every[np.asarray(indices, dtype=np.int64)]
+
+    def offset(self, epoch: int) -> int:
+        """The one offset of ``epoch`` (``per_epoch`` / off); per-chunk offsets have none."""
+        if self.random_offset == "per_chunk":
+            raise ValueError("per-chunk offsets: use offsets(epoch, indices)")
+        return self.offsets(epoch)
 
     def order(self, epoch: int) -> np.ndarray:
-        return self._rng(epoch, 1).permutation(self.n_chunks)
+        active = self._active(epoch)
+        return active[self._rng(epoch, 1).permutation(len(active))]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -206,6 +317,9 @@ class EvalChunks(_Chunks):
         else:
             rng = np.random.default_rng([int(seed), 0xE7A1])
             self.indices = np.sort(rng.choice(total, size=n_chunks, replace=False))
+
+    def offsets(self, epoch: int = 0, indices=None) -> int:
+        return 0
 
     def offset(self, epoch: int = 0) -> int:
         return 0

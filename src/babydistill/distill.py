@@ -142,7 +142,7 @@ def build_kd_objective(spec: dict, vocab_size: int, teacher_dirs, cache_dir=None
 
         cache = TopKCache(cache_dir)
         cache.check(temperature=keys["temperature"], seq_length=spec["seq_length"],
-                    vocab_size=vocab_size, random_offset=bool(spec["train"].get("random_offset", True)),
+                    vocab_size=vocab_size, random_offset=bool(spec["train"].get("random_offset", False)),
                     n_chunks=n_train_chunks)
         return CachedKDObjective(student, cache, **keys)
     if not teacher_dirs:

@@ -45,9 +45,8 @@ def validate_spec(spec) -> dict:
         raise UserError(f"spec.seq_length: {spec['seq_length']} exceeds the model's "
                         f"max_position_embeddings ({mpe})")
     train_spec = validate_train_spec(spec["train"], where="spec.train")
-    ro = train_spec.get("random_offset", True)
-    if not isinstance(ro, bool):
-        raise UserError(f"spec.train.random_offset: expected true or false, got {ro!r}")
+    from .data import offset_mode
+    offset_mode(train_spec.get("random_offset", False), "spec.train.random_offset")
     return {**spec, "eval_chunks": spec.get("eval_chunks", 8192), "train": train_spec}
 
 
@@ -79,7 +78,8 @@ def load_splits(train_prefix: str, dev_prefix: str, tokenizer_dir: str, spec: di
                         f"with {vocab}; re-run tokenize_split with this tokenizer")
     t = spec["train"]
     train_data = TrainChunks(train_tokens, spec["seq_length"],
-                             random_offset=bool(t.get("random_offset", True)), seed=t["seed"])
+                             random_offset=t.get("random_offset", False), seed=t["seed"],
+                             curriculum=t.get("curriculum"))
     eval_data = EvalChunks(dev_tokens, spec["seq_length"], spec["eval_chunks"], seed=t["seed"])
     return vocab, train_data, eval_data
 

@@ -8,7 +8,8 @@ What a run is made of:
 * a train spec (the merged ``training:`` keys, see :data:`TRAIN_DEFAULTS`), validated by
   :func:`validate_train_spec` with one-line errors naming the key.
 * data with the :mod:`babydistill.data` API (``batches(epoch, batch_size, start_batch,
-  rank=, world_size=)``, ``num_batches(batch_size)``).
+  rank=, world_size=)``, ``num_batches(batch_size, epoch)``; an epoch's batch count may
+  change with the epoch -- a curriculum opens more data as it goes).
 
 :func:`train` owns everything else: fused AdamW (weight decay on matrices and embeddings
 only, never on biases or norm weights -- the HF Trainer convention the papers used), grad
@@ -426,11 +427,14 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(groups, lr=s["lr"], betas=tuple(s["betas"]),
                                                eps=s["eps"])
 
-        self.steps_per_epoch = train_data.num_batches(s["batch_size"])
-        if self.steps_per_epoch < 1:
-            raise UserError(f"train data: fewer chunks than one batch of {s['batch_size']}; "
+        # Batches of each epoch (a curriculum's epochs grow as buckets are added).
+        self.epoch_steps = [train_data.num_batches(s["batch_size"], e) for e in range(s["epochs"])]
+        if min(self.epoch_steps) < 1:
+            raise UserError(f"train data: fewer chunks than one batch of {s['batch_size']} in "
+                            f"epoch {self.epoch_steps.index(min(self.epoch_steps))}; "
                             "use more data or a smaller batch_size")
-        self.total_steps = self.steps_per_epoch * s["epochs"]
+        self.steps_per_epoch = self.epoch_steps[0]
+        self.total_steps = sum(self.epoch_steps)
         if s["max_steps"]:
             self.total_steps = min(self.total_steps, s["max_steps"])
         self.scheduler = build_scheduler(self.optimizer, s["schedule"], s["warmup_steps"],
@@ -481,6 +485,14 @@ class Trainer:
 
         self._blimp_paradigms = load_suite(self.blimp_suite, self.spec["blimp_limit"])
         self._blimp_tokenizer = load_tokenizer(tokenizer_dir)
+
+    def epoch_at(self, step: int) -> float:
+        """Epochs done after ``step`` optimizer steps (fractional)."""
+        for e, n in enumerate(self.epoch_steps):
+            if step < n:
+                return round(e + step / n, 4)
+            step -= n
+        return float(len(self.epoch_steps))
 
     def lr_at(self, step: int) -> float:
         """The (first param group's) lr optimizer step ``step`` (0-based) uses."""
@@ -666,7 +678,7 @@ class Trainer:
         loss = float(losses.mean())
         lr = self.lr_at(self.step - 1)
         logs = {k: float(v) for k, v in self._window_logs.items()}
-        self._row(step=self.step, epoch=round(self.step / self.steps_per_epoch, 4), loss=loss,
+        self._row(step=self.step, epoch=self.epoch_at(self.step), loss=loss,
                   lr=lr, tokens_per_s=round(tps, 1), eval_loss="",
                   logs=json.dumps(logs) if logs else "")
         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}", lr=f"{lr:.2e}", refresh=False)
@@ -680,7 +692,7 @@ class Trainer:
             return
         self.last_eval = evals
         score = self.objective.score(evals)
-        self._row(step=self.step, epoch=round(self.step / self.steps_per_epoch, 4), loss="",
+        self._row(step=self.step, epoch=self.epoch_at(self.step), loss="",
                   lr=self.lr_at(self.step - 1), tokens_per_s="", eval_loss=score,
                   logs=json.dumps(evals))
         if self.dist.main:
@@ -699,7 +711,7 @@ class Trainer:
         from .scorer import score_suite
 
         t0 = time.time()
-        epoch = round(self.step / self.steps_per_epoch, 4)
+        epoch = self.epoch_at(self.step)
         accs = {}
         # Eager even under torch.compile: the scorer's varying batch shapes would recompile.
         eager = (torch.compiler.set_stance("force_eager") if self.spec["compile"]
@@ -740,7 +752,7 @@ class Trainer:
                     self._window.append(loss)
                     self._window_logs = logs
                     self.batch += 1
-                    epoch_end = self.batch >= self.steps_per_epoch
+                    epoch_end = self.batch >= self.epoch_steps[self.epoch]
                     if epoch_end:
                         self.epoch, self.batch = self.epoch + 1, 0
                     last = self.step >= self.total_steps
@@ -764,7 +776,7 @@ class Trainer:
                         break
                 if not consumed:
                     raise UserError(f"train data: epoch {self.epoch} yielded no batch from "
-                                    f"batch {self.batch} (num_batches says {self.steps_per_epoch})")
+                                    f"batch {self.batch} (num_batches says {self.epoch_steps[self.epoch]})")
         finally:
             bar.close()
             if self._metrics:
@@ -774,7 +786,7 @@ class Trainer:
         self.wall_time += time.time() - self._t_start
         return {
             "steps": self.step,
-            "epochs": self.step / self.steps_per_epoch,
+            "epochs": self.epoch_at(self.step),
             "tokens": self.step * s["batch_size"] * self.train_data.seq_length,
             "batch_size": s["batch_size"],
             "world_size": self.dist.world_size,

@@ -37,6 +37,9 @@ CORPUS = config["corpus"]
 SOURCES = CORPUS["sources"]
 SPLITS = ["train", "dev"]
 SPLIT_DIR = {"train": CORPUS["train_split"], "dev": CORPUS["dev_split"]}
+# BabyLlama-2: a line-wise selection split of the cleaned train files is the eval-loss set.
+SELECT_FRACTION = CORPUS.get("select_fraction") or 0
+EVAL_SPLIT = "select" if SELECT_FRACTION else "dev"
 PRETRAIN = bdconfig.instances(config, "pretrain")
 DISTILL = bdconfig.instances(config, "distill")
 ENSEMBLES = list(config.get("ensembles") or {})
@@ -133,6 +136,12 @@ def demo_world_input(loc):
     return [f"{R}/demo_world"] if loc.get("demo_world") else []
 
 
+def split_texts(w):
+    """The cleaned files a token split is made of (train = the fit part with a selection)."""
+    folder = {"train": "fit" if SELECT_FRACTION else "train", "dev": "dev", "select": "select"}
+    return expand(f"{R}/corpus/clean/{folder[w.split]}/{{source}}.txt", source=SOURCES)
+
+
 def token_prefix(meta_json):
     """results/<run>/tokens/train.json -> results/<run>/tokens/train (the CLIs take prefixes)."""
     return meta_json.removesuffix(".json")
@@ -140,6 +149,8 @@ def token_prefix(meta_json):
 
 def all_targets():
     targets = [f"{R}/corpus/clean_stats.tsv", f"{R}/tokens/train.json", f"{R}/tokens/dev.json"]
+    if SELECT_FRACTION:
+        targets.append(f"{R}/tokens/select.json")
     if SUITES:
         targets.append(f"{R}/tables/summary.csv")
     targets += [f"{R}/models/{m}" for m in MODELS]

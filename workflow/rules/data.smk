@@ -86,11 +86,13 @@ rule clean_source:
 
 
 rule clean_stats:
-    """One table of lines/words/characters before and after cleaning, per source and split."""
+    """One table of lines/words/characters before and after cleaning and the readability
+    metrics (Baby Llama's curriculum), per source and split."""
     input:
-        expand(f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv", split=SPLITS, source=SOURCES),
+        stats=expand(f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv", split=SPLITS, source=SOURCES),
+        texts=expand(f"{R}/corpus/clean/{{split}}/{{source}}.txt", split=SPLITS, source=SOURCES),
     output:
-        f"{R}/corpus/clean_stats.tsv",
+        report(f"{R}/corpus/clean_stats.tsv", caption="../report/clean_stats.rst", category="Corpus"),
     log:
         f"{LOGS}/clean_stats.log",
     benchmark:
@@ -98,13 +100,13 @@ rule clean_stats:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=500,
-        runtime=5,
+        mem_mb=2000,
+        runtime=10,
     conda:
         ENV
     shell:
-        # header once, then every file's data rows
-        "awk 'FNR == 1 && NR != 1 {{ next }} {{ print }}' {input} > {output} 2> {log}"
+        "python -m babydistill.clean_stats --out {output} --stats {input.stats}"
+        " --texts {input.texts} > {log} 2>&1"
 
 
 rule train_tokenizer:
@@ -132,16 +134,43 @@ rule train_tokenizer:
         " --min-frequency {params.min_frequency} --out {output} {input} > {log} 2>&1"
 
 
+rule select_split:
+    """BabyLlama-2: cut a cleaned train file by lines into train and selection parts."""
+    input:
+        f"{R}/corpus/clean/train/{{source}}.txt",
+    output:
+        train=f"{R}/corpus/clean/fit/{{source}}.txt",
+        select=f"{R}/corpus/clean/select/{{source}}.txt",
+    wildcard_constraints:
+        source=alternation(SOURCES),
+    params:
+        fraction=SELECT_FRACTION,
+    log:
+        f"{LOGS}/select_split/{{source}}.log",
+    benchmark:
+        f"{BENCH}/select_split/{{source}}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.select_split --fraction {params.fraction}"
+        " {input} {output.train} {output.select} > {log} 2>&1"
+
+
 rule tokenize_split:
     """Tokenize a split once into a flat, memory-mapped token array."""
     input:
         tokenizer=f"{R}/tokenizer",
-        texts=lambda w: expand(f"{R}/corpus/clean/{w.split}/{{source}}.txt", source=SOURCES),
+        texts=split_texts,
     output:
         tokens=f"{R}/tokens/{{split}}.bin",
         meta=f"{R}/tokens/{{split}}.json",
     wildcard_constraints:
-        split="train|dev",
+        split="train|dev|select",
     params:
         prefix=lambda w, output: output.meta.removesuffix(".json"),
     log:

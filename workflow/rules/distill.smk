@@ -37,7 +37,7 @@ rule distill:
     """Train one distillation variant (kd: Baby Llama, BabyLlama-2, Choosy Babies; wml)."""
     input:
         train=f"{R}/tokens/train.json",
-        dev=f"{R}/tokens/dev.json",
+        dev=f"{R}/tokens/{EVAL_SPLIT}.json",  # the eval-loss split
         tokenizer=f"{R}/tokenizer",
         # per-epoch BLiMP curves (training key blimp_every_epoch): the first suite
         blimp_suite=lambda w: blimp_curve_suite("distill", w.name),

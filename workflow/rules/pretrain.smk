@@ -5,7 +5,7 @@ rule pretrain:
     """Train one model from scratch; resumes from its last checkpoint after a kill."""
     input:
         train=f"{R}/tokens/train.json",
-        dev=f"{R}/tokens/dev.json",
+        dev=f"{R}/tokens/{EVAL_SPLIT}.json",  # the eval-loss split
         tokenizer=f"{R}/tokenizer",
         # per-epoch BLiMP curves (training key blimp_every_epoch): the first suite
         blimp_suite=lambda w: blimp_curve_suite("pretrain", w.name),

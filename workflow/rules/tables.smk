@@ -37,7 +37,7 @@ rule tables:
         ),
         compare=" ".join(
             f"{n}={bdconfig.baseline_of(config, n)}"
-            for n in DISTILL
+            for n in PRETRAIN + DISTILL
             if bdconfig.baseline_of(config, n)
         ),
         out=lambda w, output: os.path.dirname(os.path.dirname(output.summary)),
