@@ -443,3 +443,29 @@ def test_palette_is_fixed_by_model_name():
     a = figures.Palette(["x", "y", "z"])
     b = figures.Palette(["x", "y", "z"])
     assert a("y") == b("y") and a("y@3") == a("y") and len({a("x"), a("y"), a("z")}) == 3
+
+
+# ------------------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda t: t["paper"]["baby-llama-table1"]["models"].append("nosuch"),
+     "tables.paper.baby-llama-table1.models: 'nosuch' is not a pretrain, distill or ensemble run"),
+    (lambda t: t["paper"]["baby-llama-table2"].update(unstable=["boolq"]),
+     "tables.paper.baby-llama-table2.unstable: 'boolq' is not in eval.finetune.tasks"),
+    (lambda t: t["paper"]["baby-llama-table1"].update(suites=["blimp"]),
+     "tables.paper.baby-llama-table1.suites: 'blimp' is not in eval.blimp.suites"),
+    (lambda t: t["paper"]["baby-llama-table1"].update(reference="llama-tiny-x"),
+     "tables.paper.baby-llama-table1.reference"),
+    (lambda t: t.update(category_scores="median"), "tables.category_scores: 'median' is not valid"),
+    (lambda t: t["paper"]["baby-llama-table2"].pop("models"), "'models' is a required property"),
+])
+def test_tables_config_mistakes_name_the_key(repo_root, mutate, expected):
+    from babydistill import config
+
+    cfg = config.load_yaml(repo_root / "workflow" / "demo.yaml")
+    config.validate(cfg)
+    mutate(cfg["tables"])
+    with pytest.raises(tables.UserError, match=None) as e:
+        config.validate(cfg)
+    assert expected in str(e.value) and "\n" not in str(e.value)

@@ -686,9 +686,15 @@ def main(argv: list[str] | None = None) -> None:
     figures.finetune_figure(ft, models, palette, figs, "finetune")
     metrics = {k: Path(v) for k, v in _pairs_arg(args.metrics, "--metrics").items()
                if Path(v).is_file()}
-    figures.training_curves(metrics, set(args.distilled), palette, figs)
-    weights = {k: Path(v) for k, v in _pairs_arg(args.wml_weights, "--wml-weights").items()
-               if Path(v).is_file()}
+    distilled = {base_name(d) for d in args.distilled}
+    distilled |= {base_name(m) for m in metrics  # WML peers <run>-peerK train with their run
+                  if (p := PEER_RE.match(base_name(m))) and p["run"] in distilled}
+    figures.training_curves(metrics, distilled, palette, figs)
+    weights: dict[str, Path] = {}
+    for item in args.wml_weights:  # candidates in order: the first that exists is the run's
+        run, _, path = item.partition("=")
+        if run not in weights and Path(path).is_file():
+            weights[run] = Path(path)
     figures.wml_weights_figure(weights, palette, figs)
 
     for name, spec in (cfg.get("paper") or {}).items():
