@@ -160,6 +160,12 @@ def test_t_interval_over_seeds():
     assert not null.holds and null.low < 0 < null.high
     welch = tables.t_interval({"1": 0.40, "2": 0.42}, {"7": 0.30, "8": 0.31, "9": 0.29})
     assert not welch.paired_seeds and welch.holds
+    # one seed against three: the single run is taken to vary like the three (dof 2)
+    b = {"1": 0.30, "2": 0.32, "3": 0.31}
+    mixed = tables.t_interval({"-": 0.40}, b)
+    half = 4.302653 * np.std(list(b.values()), ddof=1) * np.sqrt(1 + 1 / 3)
+    assert (mixed.low, mixed.high) == pytest.approx((0.09 - half, 0.09 + half))
+    assert mixed.seeds_text() == "1 vs 3 seeds"
     single = tables.t_interval({"-": 0.4}, {"-": 0.3})
     assert not single.holds and single.text() == "+10.0, 1 seed: no interval"
 
@@ -207,6 +213,7 @@ def paper_world(tmp_path):
 
 PAPER = {
     "category_scores": "macro",
+    "bootstrap_samples": 300,  # fewer replicates: the tests check layout, not precision
     "paper": {
         "table1": {"kind": "zero_shot", "models": ["baseline", "teacher-a", "teacher-b",
                                                    "ensemble", "student"],

@@ -28,9 +28,10 @@ import pandas as pd
 
 from .common import atomic_path
 
-# Okabe-Ito first (colour-blind safe), then tab20 for long model lists.
+# Okabe-Ito first (colour-blind safe; its yellow, faint on white, last), then distinct tab10
+# hues, then tab20's light shades for long model lists.
 BASE_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
-                "#F0E442"]
+                "#9467BD", "#8C564B", "#7F7F7F", "#BCBD22", "#D62728", "#F0E442"]
 PEER_RE = re.compile(r"^(?P<run>.+)-peer(?P<k>\d+)$")
 METRIC_LABEL = {"mcc": "MCC", "f1": "F1", "acc": "accuracy"}
 
@@ -51,8 +52,8 @@ class Palette:
     def __init__(self, models: list[str]):
         from matplotlib import colormaps
 
-        tab20 = [colormaps["tab20"](i) for i in range(20)]
-        self._colours = BASE_COLOURS + tab20
+        light = [colormaps["tab20"](i) for i in range(1, 20, 2)]
+        self._colours = BASE_COLOURS + light
         self._of: dict[str, object] = {}
         for m in models:
             self(m)
@@ -239,6 +240,10 @@ def training_curves(metrics: dict[str, Path], distilled: set[str], palette: Pale
               "kd": ("train loss: distillation objective (KD, WML)", "step", "loss"),
               "eval": ("eval loss (dev cross-entropy)", "epoch", "loss (nats/token)"),
               "blimp": ("BLiMP accuracy (fast scorer)", "epoch", "accuracy (%)")}
+    if "kd" in ax_of:  # KD losses of different T and reductions span decades
+        kd_losses = pd.concat([frames[m]["loss"] for m in frames if is_kd[m]]).dropna()
+        if len(kd_losses) and kd_losses.min() > 0 and kd_losses.max() / kd_losses.min() > 20:
+            ax_of["kd"].set_yscale("log")
     for key, ax in ax_of.items():
         t, xl, yl = titles[key]
         ax.set_title(t, fontsize=10)

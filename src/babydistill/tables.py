@@ -286,7 +286,8 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, samples: int = BOOTSTRAP_
 
 def t_interval(a: dict[str, float], b: dict[str, float]) -> Verdict:
     """Mean difference over seeds (a - b) with a 95% t-interval: paired by seed when both have
-    the same seeds, Welch otherwise (a side with one seed counts as a constant)."""
+    the same seeds, Welch otherwise; a side with one seed is taken to vary like the other side
+    (the interval of a new observation against a sample)."""
     from scipy import stats
 
     a = {k: v for k, v in a.items() if not math.isnan(v)}
@@ -300,12 +301,15 @@ def t_interval(a: dict[str, float], b: dict[str, float]) -> Verdict:
         d = xa - xb
         se, dof = d.std(ddof=1) / math.sqrt(len(d)), len(d) - 1
     else:
-        va = xa.var(ddof=1) / len(xa) if len(xa) > 1 else 0.0
-        vb = xb.var(ddof=1) / len(xb) if len(xb) > 1 else 0.0
+        sa = xa.var(ddof=1) if len(xa) > 1 else (xb.var(ddof=1) if len(xb) > 1 else 0.0)
+        sb = xb.var(ddof=1) if len(xb) > 1 else sa
+        va, vb = sa / len(xa), sb / len(xb)
         se = math.sqrt(va + vb)
-        terms = [(v, len(x)) for v, x in ((va, xa), (vb, xb)) if len(x) > 1]
-        denom = sum(v**2 / (n - 1) for v, n in terms)
-        dof = (se**4 / denom if denom > 0 else min(n for _, n in terms) - 1) if terms else 0
+        if len(xa) > 1 and len(xb) > 1:  # Welch-Satterthwaite
+            denom = va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1)
+            dof = se**4 / denom if denom > 0 else min(len(xa), len(xb)) - 1
+        else:  # the spread comes from one side only (0 when neither has two seeds)
+            dof = max(len(xa), len(xb)) - 1
     if dof <= 0:  # one seed on each side: nothing to estimate the spread from
         return Verdict(diff, math.nan, math.nan, len(xa), len(xb), paired)
     half = float(stats.t.ppf(0.975, dof)) * se
@@ -593,7 +597,8 @@ def write_table(df: pd.DataFrame, out: Path, name: str, caption: str,
     df = df.fillna("")
     stem = Path(name).name
     atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
-    md = df.to_markdown(index=False) if len(df.columns) else "(empty)"
+    # disable_numparse: cells are printed as written ("80.0", "4e-5"), not re-formatted
+    md = df.to_markdown(index=False, disable_numparse=True) if len(df.columns) else "(empty)"
     atomic_write_text(out / f"{name}.md", f"{caption}\n\n{md}\n")
     atomic_write_text(out / f"{name}.tex", to_latex(df, caption, f"tab:{stem}"))
     html = df.to_html(index=False, border=0, classes="babydistill")
