@@ -234,7 +234,7 @@ TASKS = {"cola": {"lr": 4e-5, "batch_size": 64, "epochs": 3, "patience": 10, "ev
 def run_cli(tmp_path, files, ft, models, config=PAPER, extra=()):
     out = tmp_path / "out"
     tables.main(["--blimp", *files, "--finetune", *ft, "--models", *models,
-                 "--compare", "student=baseline", "--tables-config", json.dumps(config),
+                 "--compare", "student=baseline", "wml=baseline", "--tables-config", json.dumps(config),
                  "--finetune-tasks", json.dumps(TASKS), "--out", str(out), *extra])
     return out
 
@@ -279,6 +279,12 @@ def test_paper_tables_contents(tmp_path):
     assert t3.set_index("task").loc["cola", "max LR"] == "4e-5"
     assert tables._sci(2.5e-4) == "2.5e-4"
 
+    summary = pd.read_csv(out / "tables" / "summary.csv", index_col=0, dtype=str,
+                          keep_default_na=False)
+    # the WML run has no model of its own: each peer is compared with the baseline
+    assert "wml" not in summary.index
+    for peer in ("wml-peer1", "wml-peer2"):
+        assert "1 seed," in summary.loc[peer, "blimp_filtered: vs baseline"]
     wml = pd.read_csv(out / "tables" / "paper" / "wml.csv", dtype=str)
     assert list(wml.columns) == ["suite", "category", "wml-peer1", "wml-peer2", "student"]
     for name in ("table1", "table2", "wml"):
@@ -476,3 +482,23 @@ def test_tables_config_mistakes_name_the_key(repo_root, mutate, expected):
     with pytest.raises(tables.UserError, match=None) as e:
         config.validate(cfg)
     assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------------- determinism
+
+
+@pytest.mark.slow
+def test_two_demo_runs_write_byte_identical_tables(demo_small, tmp_path_factory):
+    """The shrunk demo DAG run twice from scratch: every table (summary, zero-shot, fine-tuning,
+    provenance, the paper tables; CSV, Markdown, LaTeX, HTML) is byte for byte the same."""
+    from e2e import RUN, run_snakemake
+
+    second = tmp_path_factory.mktemp("demo_small_again")
+    run_snakemake(second, "--cores", "2")
+    first_dir, second_dir = (d / "results" / RUN / "tables" for d in (demo_small, second))
+    files = sorted(p.relative_to(first_dir) for p in first_dir.rglob("*") if p.is_file())
+    assert {"summary.csv", "summary.md", "summary.tex"} <= {str(f) for f in files}
+    assert any(str(f).startswith("paper/") for f in files)
+    different = [str(f) for f in files
+                 if (first_dir / f).read_bytes() != (second_dir / f).read_bytes()]
+    assert not different, f"tables differ between two runs: {different}"

@@ -350,6 +350,15 @@ def _instances(names: pd.Series | list[str]) -> dict[str, list[str]]:
     return out
 
 
+def _with_peers(comparisons: list[tuple[str, str]], bases: list[str]) -> list[tuple[str, str]]:
+    """A WML run without a model of its own compares each of its peers (``<run>-peerK``)."""
+    out = []
+    for student, baseline in comparisons:
+        peers = [b for b in bases if (m := PEER_RE.match(b)) and m["run"] == student]
+        out += [(p, baseline) for p in peers] if student not in bases and peers else [(student, baseline)]
+    return out
+
+
 def _finetune_macro(ft: pd.DataFrame) -> pd.Series:
     """Macro over tasks per model instance (skipped tasks left out)."""
     return ft.dropna(subset=["score"]).groupby("model")["score"].mean()
@@ -370,6 +379,7 @@ def summary_table(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
     rows = rows.T
     rows.index.name = "model"
     blimp_inst = _instances(blimp["model"])
+    comparisons = _with_peers(comparisons, list(blimp_inst))
     for suite, df in blimp.groupby("suite", sort=False):
         files = df.drop_duplicates("model").set_index("model")["file"]
         for student, baseline in comparisons:
