@@ -502,3 +502,15 @@ def test_two_demo_runs_write_byte_identical_tables(demo_small, tmp_path_factory)
     different = [str(f) for f in files
                  if (first_dir / f).read_bytes() != (second_dir / f).read_bytes()]
     assert not different, f"tables differ between two runs: {different}"
+
+
+def test_provenance_rows_follow_the_model_order_with_seeds(tmp_path):
+    items = []
+    for name in ("b@2", "a", "b@1"):
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps({"model_dir": f"results/x/models/{name}", "spec_sha256": "f" * 64,
+                                 "code": {"commit": "c" * 40, "dirty": name == "a"}}))
+        items.append(f"{name}={p}")
+    table = tables.provenance_table(["a", "b"], items + ["c=/nonexistent"])
+    assert list(table.index) == ["a", "b@1", "b@2"]
+    assert table.loc["a", "commit"] == "c" * 12 + " (dirty)"

@@ -393,7 +393,7 @@ def summary_table(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
     ft_inst = _instances(macro.index) if not macro.empty else {}
     for student, baseline in comparisons:
         a, b = ft_inst.get(student, []), ft_inst.get(baseline, [])
-        if len(a) >= 2 or len(b) >= 2:
+        if a and b and (len(a) >= 2 or len(b) >= 2):
             v = t_interval({seed_label(m) or "-": macro[m] for m in a},
                            {seed_label(m) or "-": macro[m] for m in b})
             rows.loc[student, f"finetune: vs {baseline}"] = v.text()
@@ -413,8 +413,10 @@ def provenance_table(models: list[str], provenance: list[str]) -> pd.DataFrame:
                      "spec_sha256": p.get("spec_sha256", "")[:12],
                      "commit": (code.get("commit") or "")[:12] + (" (dirty)" if code.get("dirty") else "")})
     df = pd.DataFrame(rows, columns=["model", "model_dir", "spec_sha256", "commit"])
-    order = {m: i for i, m in enumerate(models)}
-    return df.sort_values("model", key=lambda s: s.map(order)).set_index("model")
+    order = {m: i for i, m in enumerate(models)}  # seeds of a model after one another
+    rank = df["model"].map(lambda m: order.get(base_name(m), len(order)))
+    df = df.assign(_rank=rank).sort_values(["_rank", "model"], kind="stable")
+    return df.drop(columns="_rank").set_index("model")
 
 
 # ------------------------------------------------------------------------- paper tables
