@@ -336,8 +336,10 @@ def test_markdown_and_html_tables_are_readable(tmp_path):
         assert "('" not in text, md.name  # no raw tuples as row labels
     zs = (out / "tables" / "zero_shot.md").read_text()
     assert "| suite " in zs and "| blimp_filtered | category | agreement " in zs
-    html = (out / "tables" / "summary.html").read_text()
-    assert "<table" in html and "student" in html
+    for name in ("summary", "zero_shot", "finetune"):
+        html = (out / "tables" / f"{name}.html").read_text()
+        assert "<table" in html and "student" in html
+        assert html.count("<tr") == len(pd.read_csv(out / "tables" / f"{name}.csv")) + 1
 
 
 # ----------------------------------------------------------------------------- figures

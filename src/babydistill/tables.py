@@ -41,6 +41,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -606,7 +607,7 @@ def write_table(df: pd.DataFrame, out: Path, name: str, caption: str,
     """``name``.csv, .md, .tex and .html; ``index=True`` keeps the index as the first column."""
     if index:
         df = df.reset_index()
-    df = df.fillna("")
+    df = df.fillna("").rename_axis(columns=None)  # no stray header row in HTML
     stem = Path(name).name
     atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
     # disable_numparse: cells are printed as written ("80.0", "4e-5"), not re-formatted
@@ -616,7 +617,7 @@ def write_table(df: pd.DataFrame, out: Path, name: str, caption: str,
     html = df.to_html(index=False, border=0, classes="babydistill")
     atomic_write_text(out / f"{name}.html",
                       f"<!doctype html>\n<meta charset=\"utf-8\">\n<title>{stem}</title>\n"
-                      f"<p>{caption}</p>\n{html}\n")
+                      f"<p>{escape(caption)}</p>\n{html}\n")
 
 
 # --------------------------------------------------------------------------------- CLI
