@@ -486,10 +486,10 @@ def paper_zero_shot(blimp: pd.DataFrame, spec: dict, name: str, mode: str,
     caption += f" Category scores: {mode} ({MODE_TEXT[mode]})."
     caption += _seed_caption(n_seeds)
     if reference:
-        caption += (f" * the difference from {reference} holds: 95% interval of a "
-                    + ("two-level paired bootstrap (seeds, then pairs within paradigms)"
+        caption += (f" * the difference from {reference} holds: its 95% interval excludes zero ("
+                    + ("two-level paired bootstrap: seeds, then pairs within paradigms"
                        if n_seeds > 1 else "paired bootstrap over pairs within paradigms, 1 seed")
-                    + " excludes zero.")
+                    + ").")
     return table, caption
 
 
@@ -537,7 +537,7 @@ def paper_finetune(ft: pd.DataFrame, spec: dict, name: str,
     caption += " † a task marked unstable in config (tables.paper." + name + ".unstable)."
     caption += _seed_caption(n_seeds)
     if reference:
-        caption += (f" * the difference from {reference} holds: 95% t-interval over seeds "
+        caption += (f" * the difference from {reference} holds: its 95% t-interval over seeds "
                     "excludes zero (needs >= 2 seeds).")
     return pd.DataFrame(rows), caption
 
