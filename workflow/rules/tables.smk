@@ -99,10 +99,3 @@ rule tables:
         " --finetune-tasks {params.finetune_tasks:q}"
         " --out {params.out} > {log} 2>&1"
 
-
-rule paper_tables:
-    """The papers' tables named in config tables.paper (snakemake paper_tables)."""
-    input:
-        rules.tables.output.paper,
-        rules.tables.output.paper_files,
-        rules.tables.output.paper_figures,
