@@ -106,17 +106,17 @@ def parallel_axes(ax, points: pd.DataFrame, axes: list[str], labels: list[str], 
     ax.grid(axis="y", alpha=0.3)
 
 
-def zero_shot_points(blimp: pd.DataFrame, models: list[str], mode: str,
-                     samples: int) -> pd.DataFrame:
-    """model, suite, axis (category), value, low, high (%)."""
-    from .tables import PairDraws, base_name, load_pairs, paradigm_weights
+def zero_shot_points(blimp: pd.DataFrame, models: list[str], mode: str, samples: int,
+                     draws_from: pd.DataFrame | None = None) -> pd.DataFrame:
+    """model, suite, axis (category), value, low, high (%). ``draws_from``: the full results,
+    whose bootstrap replicates (shared with the tables) serve a subset of models."""
+    from .tables import base_name, paradigm_weights, suite_draws
 
     rows = []
     for suite, df in blimp.groupby("suite", sort=False):
-        files = df.drop_duplicates("model").set_index("model")["file"]
-        draws = PairDraws({m: load_pairs(files[m]) for m in files.index}, samples)
+        draws = suite_draws(draws_from if draws_from is not None else blimp, suite, samples)
         inst: dict[str, list[str]] = {}
-        for m in files.index:
+        for m in dict.fromkeys(df["model"]):
             inst.setdefault(base_name(m), []).append(m)
         for cat in dict.fromkeys(df["category"]):
             w = paradigm_weights(df, mode, cat)
@@ -130,7 +130,8 @@ def zero_shot_points(blimp: pd.DataFrame, models: list[str], mode: str,
 
 
 def zero_shot_figure(blimp: pd.DataFrame, models: list[str], mode: str, palette: Palette,
-                     out: Path, name: str, samples: int = 2000) -> None:
+                     out: Path, name: str, samples: int = 2000,
+                     draws_from: pd.DataFrame | None = None) -> None:
     """A panel per suite; categories on the x axis; one line per model."""
     plt = _plt()
     if blimp.empty:
@@ -139,7 +140,7 @@ def zero_shot_figure(blimp: pd.DataFrame, models: list[str], mode: str, palette:
         save_figure(fig, out, name)
         plt.close(fig)
         return
-    points = zero_shot_points(blimp, models, mode, samples)
+    points = zero_shot_points(blimp, models, mode, samples, draws_from)
     suites = list(dict.fromkeys(blimp["suite"]))
     widths = [max(2.5, 0.45 * blimp[blimp["suite"] == s]["category"].nunique()) for s in suites]
     fig, axes = plt.subplots(1, len(suites), figsize=(sum(widths) + 2.5, 4.5), sharey=True,

@@ -227,7 +227,9 @@ class PairDraws:
         for p in self.paradigms:
             x = merged.loc[merged["paradigm"] == p, self.models].to_numpy(float).T  # (models, n)
             n = x.shape[1]
-            counts = rng.multinomial(n, np.full(n, 1.0 / n), size=samples)  # (samples, n)
+            # pairs drawn with replacement, as counts per pair: (samples, n)
+            draw = rng.integers(0, n, size=(samples, n)) + n * np.arange(samples)[:, None]
+            counts = np.bincount(draw.ravel(), minlength=samples * n).reshape(samples, n)
             obs.append(x.mean(axis=1))
             boot.append(x @ counts.T / n)  # (models, samples)
         self.observed = np.stack(obs, axis=1)  # (models, paradigms)
@@ -274,6 +276,21 @@ class PairDraws:
         stat = reps[rows][draw, np.arange(self.samples)[:, None]].mean(axis=1)
         low, high = np.percentile(stat, [2.5, 97.5])
         return float(obs[rows].mean()), float(low), float(high)
+
+
+_DRAWS: dict[tuple, PairDraws] = {}
+
+
+def suite_draws(blimp: pd.DataFrame, suite: str, samples: int = BOOTSTRAP_SAMPLES) -> PairDraws:
+    """The bootstrap replicates of every model scored on ``suite``, built once per process and
+    shared by the summary, the paper tables and the figures (the pair draws do not depend on
+    which models are in: the same rng stream resamples each paradigm's pairs)."""
+    files = blimp[blimp["suite"] == suite].drop_duplicates("model").set_index("model")["file"]
+    key = (suite, samples, tuple((m, f, Path(f).with_suffix(".pairs.tsv").stat().st_mtime_ns)
+                                 for m, f in files.items()))
+    if key not in _DRAWS:
+        _DRAWS[key] = PairDraws({m: load_pairs(f) for m, f in files.items()}, samples)
+    return _DRAWS[key]
 
 
 def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, samples: int = BOOTSTRAP_SAMPLES,
@@ -382,14 +399,13 @@ def summary_table(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
     blimp_inst = _instances(blimp["model"])
     comparisons = _with_peers(comparisons, list(blimp_inst))
     for suite, df in blimp.groupby("suite", sort=False):
-        files = df.drop_duplicates("model").set_index("model")["file"]
+        scored = set(df["model"])
         for student, baseline in comparisons:
             a, b = blimp_inst.get(student, []), blimp_inst.get(baseline, [])
-            a, b = [m for m in a if m in files], [m for m in b if m in files]
+            a, b = [m for m in a if m in scored], [m for m in b if m in scored]
             if not (a and b) or student not in rows.index:
                 continue
-            draws = PairDraws({m: load_pairs(files[m]) for m in a + b}, samples)
-            v = draws.compare(a, b, paradigm_weights(df, mode))
+            v = suite_draws(blimp, suite, samples).compare(a, b, paradigm_weights(df, mode))
             rows.loc[student, f"{suite}: vs {baseline}"] = v.text()
     ft_inst = _instances(macro.index) if not macro.empty else {}
     for student, baseline in comparisons:
@@ -459,6 +475,7 @@ def paper_zero_shot(blimp: pd.DataFrame, spec: dict, name: str, mode: str,
     reference = spec.get("reference")
     if reference and reference not in models:
         raise UserError(f"{where}.reference: {reference!r} is not one of the table's models")
+    full = blimp
     blimp = blimp[blimp["model"].map(base_name).isin(models) & blimp["suite"].isin(suites)]
     inst = _instances(blimp["model"])
     scores = model_scores(blimp, mode)
@@ -466,9 +483,7 @@ def paper_zero_shot(blimp: pd.DataFrame, spec: dict, name: str, mode: str,
     for suite in suites:
         df = blimp[blimp["suite"] == suite]
         s = scores[scores["suite"] == suite]
-        files = df.drop_duplicates("model").set_index("model")["file"]
-        draws = (PairDraws({m: load_pairs(files[m]) for m in files.index}, samples)
-                 if reference else None)
+        draws = suite_draws(full, suite, samples) if reference else None
         for cat in [*dict.fromkeys(df["category"]), None]:
             label = "average" if cat is None else humanize(cat)
             row = {"suite": suite, "category": label}
@@ -725,7 +740,7 @@ def main(argv: list[str] | None = None) -> None:
                       & blimp["suite"].isin(set(table["suite"]))],
                 [c for c in table.columns if c not in ("suite", "category")],
                 spec.get("category_scores", mode), palette, figs / "paper", name,
-                samples=samples)
+                samples=samples, draws_from=blimp)
         elif kind == "finetune":
             table, caption = paper_finetune(ft, spec, name, cfg.get("unstable", []))
             cols = [c for c in table.columns if c not in ("task", "metric", "unstable")]
