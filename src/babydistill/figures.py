@@ -152,8 +152,8 @@ def zero_shot_figure(blimp: pd.DataFrame, models: list[str], mode: str, palette:
                       [c.replace("_", " ") for c in cats], models, palette, chance=50.0)
         ax.set_title(suite, fontsize=10)
     axes[0][0].set_ylabel("accuracy (%)")
-    interval = ("95% interval: seeds, then pairs" if n_seeds > 1
-                else "95% interval: bootstrap over pairs")
+    interval = ("95% interval: bootstrap over seeds, then pairs; pairs only for 1 seed"
+                if n_seeds > 1 else "95% interval: bootstrap over pairs")
     fig.suptitle(f"Zero-shot accuracy by category ({mode}; {interval})", fontsize=10)
     _legend_outside(fig, axes[0][-1])
     save_figure(fig, out, name)
