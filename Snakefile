@@ -27,3 +27,11 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+rule paper_tables:
+    """The papers' tables named in config tables.paper, and their figures."""
+    input:
+        rules.tables.output.paper,
+        rules.tables.output.paper_files,
+        rules.tables.output.paper_figures,

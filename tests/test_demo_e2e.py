@@ -98,4 +98,6 @@ def test_report_is_self_contained(demo_small):
     run_snakemake(demo_small, "--report", str(report))
     html = report.read_text()
     assert len(html) > 100_000  # tables and figures are embedded
-    assert "summary.csv" in html and "training_curves.png" in html
+    # tables are HTML (shown inline), the papers' tables and their figures among them
+    assert "summary.html" in html and "training_curves.png" in html
+    assert "baby-llama-table1.html" in html and "baby-llama-table1.png" in html

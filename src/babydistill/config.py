@@ -238,6 +238,28 @@ def _check_references(config: dict, source: str) -> None:
         for m in members:
             if m not in pretrain:
                 raise UserError(f"{source}: ensembles.{name}: {m!r} is not a pretrain run")
+    _check_tables(config, source)
+
+
+def _check_tables(config: dict, source: str) -> None:
+    """tables.paper: every model, suite, task and reference names something the config runs."""
+    runs = [*config["pretrain"], *(config.get("distill") or {}), *(config.get("ensembles") or {})]
+    ev = config.get("eval") or {}
+    suites = list((ev.get("blimp") or {}).get("suites") or {})
+    tasks = list((ev.get("finetune") or {}).get("tasks") or {})
+    for name, table in ((config.get("tables") or {}).get("paper") or {}).items():
+        where = f"{source}: tables.paper.{name}"
+        for m in table.get("models", []):
+            if m not in runs:
+                raise UserError(f"{where}.models: {m!r} is not a pretrain, distill or ensemble "
+                                f"run (known: {', '.join(runs)})")
+        if table.get("reference") and table["reference"] not in table.get("models", []):
+            raise UserError(f"{where}.reference: {table['reference']!r} is not one of its models")
+        for key, known in (("suites", suites), ("tasks", tasks), ("unstable", tasks)):
+            for v in table.get(key, []):
+                if v not in known:
+                    raise UserError(f"{where}.{key}: {v!r} is not in eval.{'blimp.suites' if key == 'suites' else 'finetune.tasks'}"
+                                    f" (known: {', '.join(known) or 'none'})")
 
 
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
