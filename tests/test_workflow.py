@@ -38,7 +38,10 @@ def test_demo_dry_run_plans_the_whole_dag(repo_root, tmp_path):
     assert counts["pretrain"] == len(demo["pretrain"])
     assert counts["distill"] == len(demo["distill"])
     assert counts["tokenize_split"] == 2 and counts["train_tokenizer"] == 1
-    n_models = len(demo["pretrain"]) + len(demo["distill"]) + len(demo["ensembles"])
+    # every WML peer is a model of its own (<run>-peer<i>)
+    n_peers = sum(r.get("num_peers", 0) for r in demo["distill"].values() if r["objective"] == "wml")
+    assert counts["wml_peer"] == n_peers
+    n_models = len(demo["pretrain"]) + len(demo["distill"]) + n_peers + len(demo["ensembles"])
     assert counts["eval_blimp"] == n_models * len(demo["eval"]["blimp"]["suites"])
     # every trained model is fine-tuned; the logit-averaged ensemble is scored zero-shot only
     n_trained = n_models - len(demo["ensembles"])
