@@ -244,6 +244,7 @@ def _check_references(config: dict, source: str) -> None:
 def _check_tables(config: dict, source: str) -> None:
     """tables.paper: every model, suite, task and reference names something the config runs."""
     runs = [*config["pretrain"], *(config.get("distill") or {}), *(config.get("ensembles") or {})]
+    runs += sorted({split_instance(p)[0] for p in wml_peers(config)})  # <run>-peer<i>
     ev = config.get("eval") or {}
     suites = list((ev.get("blimp") or {}).get("suites") or {})
     tasks = list((ev.get("finetune") or {}).get("tasks") or {})
