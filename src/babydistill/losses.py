@@ -243,3 +243,9 @@ def wml_peer_loss(
         losses.append(loss_i)
         ces.append(ce.detach())
     return total, losses, ces
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "losses", "python -m babydistill.distill")

@@ -224,3 +224,9 @@ def blimp_accuracy(model, tokenizer, suite_dir: str | Path, batch_size: int = 64
     """
     summary, _ = score_suite(model, tokenizer, load_suite(suite_dir, limit), batch_size, progress)
     return summary
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "scorer", "python -m babydistill.eval_blimp --backend fast and the training loop's BLiMP curves")

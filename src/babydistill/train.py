@@ -832,3 +832,9 @@ def train(spec: dict, objective: Objective, train_data, eval_data, out_dir,
         return summary
     finally:
         trainer.dist.close()
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "train", "python -m babydistill.pretrain and python -m babydistill.distill")

@@ -249,3 +249,9 @@ def build_wml_objective(spec: dict, vocab_size: int, tokenizer_dir=None, where: 
                         outer_every=every, mirror_lr=float(lr), reduction=keys["reduction"],
                         val_batch_size=int(train.get("eval_batch_size") or train.get("batch_size", 32)),
                         tokenizer_dir=tokenizer_dir)
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "wml", "python -m babydistill.distill (objective: wml)")
