@@ -50,11 +50,41 @@ rule download_glue:
         "python -m babydistill.download glue {params.location} --out {output} > {log} 2>&1"
 
 
+rule lm_eval_tasks:
+    """The suite's lm-eval task YAMLs, kept per run with a RECIPE.md: the one lm_eval
+    command that recomputes a score of the tables (data paths relative to the workdir)."""
+    input:
+        suite=f"{R}/data/suites/{{suite}}",
+    output:
+        directory(f"{R}/lm_eval_tasks/{{suite}}"),
+    wildcard_constraints:
+        suite=alternation(SUITES),
+    params:
+        limit=(
+            f"--limit {EVAL['blimp']['limit']}" if EVAL.get("blimp", {}).get("limit") else ""
+        ),
+    log:
+        f"{LOGS}/lm_eval_tasks/{{suite}}.log",
+    benchmark:
+        f"{BENCH}/lm_eval_tasks/{{suite}}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.lm_eval_tasks --suite-dir {input.suite} --suite {wildcards.suite}"
+        " --out {output} {params.limit} > {log} 2>&1"
+
+
 rule eval_blimp:
     """Zero-shot minimal pairs: the sentence with the higher log-likelihood wins."""
     input:
         model=f"{R}/models/{{model}}",
         suite=f"{R}/data/suites/{{suite}}",
+        tasks=f"{R}/lm_eval_tasks/{{suite}}",
     output:
         scores=f"{R}/eval/blimp/{{suite}}/{{model}}.json",
         pairs=f"{R}/eval/blimp/{{suite}}/{{model}}.pairs.tsv",
@@ -82,7 +112,7 @@ rule eval_blimp:
         "OMP_NUM_THREADS={threads} python -m babydistill.eval_blimp --model {input.model} --suite-dir {input.suite}"
         " --suite {wildcards.suite} --out {output.scores} --pairs-out {output.pairs}"
         " --backend {params.backend} --batch-size {params.batch_size} {params.limit}"
-        " --trust-remote-code > {log} 2>&1"
+        " --tasks-dir {input.tasks} --trust-remote-code > {log} 2>&1"
 
 
 rule finetune:
