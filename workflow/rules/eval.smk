@@ -113,6 +113,7 @@ rule eval_blimp:
         " --suite {wildcards.suite} --out {output.scores} --pairs-out {output.pairs}"
         " --backend {params.backend} --batch-size {params.batch_size} {params.limit}"
         " --tasks-dir {input.tasks} --trust-remote-code > {log} 2>&1"
+        " && python -m babydistill.model_card --model-dir {input.model} >> {log} 2>&1"
 
 
 rule finetune:
@@ -144,3 +145,4 @@ rule finetune:
         " --data-dir {input.data} --spec {params.spec:q} --out {output} {params.max_train}"
         " --threads {threads}"
         " > {log} 2>&1"
+        " && python -m babydistill.model_card --model-dir {input.model} >> {log} 2>&1"
