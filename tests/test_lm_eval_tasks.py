@@ -91,3 +91,61 @@ def test_lm_eval_cli_recipe_reproduces_our_accuracy(tiny_llama, tmp_path):
     assert 0.3 < cli_acc < 1.0  # not all-or-nothing: the model's choices matter
     assert cli_acc == pytest.approx(ours["lmeval"], abs=1e-9)
     assert cli_acc == pytest.approx(ours["fast"], abs=1e-9)
+
+
+def make_ewok_suite(d):
+    """Two EWoK domains in the ewok_filtered layout the BabyLM 2024 pipeline writes
+    (ewok/dl_and_filter.py: ewok-core-1.0 records, each followed by its context/target swap)."""
+    d.mkdir(parents=True, exist_ok=True)
+    items = {
+        "physical-relations": [("The box is on the table.", "The box is under the table.",
+                                "The table is under the box.", "The table is on the box.")],
+        "social-interactions": [("Ana gave Ben a ball.", "Ben gave Ana a ball.",
+                                 "Now Ben has the ball.", "Now Ana has the ball."),
+                                ("The child was sad.", "The child was happy.",
+                                 "The child cried.", "The child laughed.")],
+    }
+    for domain, rows in items.items():
+        with open(d / f"{domain}.jsonl", "w", encoding="utf-8") as f:
+            for i, (c1, c2, t1, t2) in enumerate(rows):
+                rec = {"Domain": domain, "ConceptA": "x", "ConceptB": "y", "Context1": c1, "Context2": c2,
+                       "Target1": t1, "Target2": t2, "ContextDiff": "", "TargetDiff": "", "ContextType": "",
+                       "TargetType": "", "MetaTemplateID": i, "TemplateID": i}
+                f.write(json.dumps(rec) + "\n")
+                f.write(json.dumps({**rec, "Context1": c2, "Context2": c1, "Target1": t2, "Target2": t1}) + "\n")
+    return d
+
+
+def test_ewok_tasks_score_targets_after_the_context(tmp_path):
+    from babydistill.scorer import load_suite
+
+    paradigms = load_suite(make_ewok_suite(tmp_path / "ewok_filtered"))
+    assert [(p.name, p.kind, p.category, len(p.pairs)) for p in paradigms] == [
+        ("physical-relations", "ewok", "physical-relations", 2), ("social-interactions", "ewok", "social-interactions", 4)]
+    assert paradigms[0].pairs[1].context == "The box is under the table."
+    lm_eval_tasks.write_tasks("ewok_filtered", paradigms, tmp_path / "tasks")
+    cfg = yaml.safe_load((tmp_path / "tasks" / "babydistill_ewok_filtered__physical_relations.yaml").read_text())
+    # the 2024 pipeline's template: context Context1, choices Target1/Target2, answer 0
+    assert (cfg["doc_to_text"], cfg["doc_to_choice"], cfg["doc_to_target"]) == (
+        "{{Context1}}", "{{[Target1, Target2]}}", 0)
+
+
+@needs_accelerate
+def test_ewok_lmeval_equals_fast_and_a_hand_reference(tiny_llama, tmp_path):
+    import torch
+
+    from babydistill.scorer import load_suite, score_suite
+
+    paradigms = load_suite(make_ewok_suite(tmp_path / "ewok_filtered"))
+    good, bad = eval_blimp.run_lmeval(tiny_llama, "ewok_filtered", paradigms, tmp_path / "work", batch_size=8)
+    model, tok = eval_blimp.load_model(tiny_llama)
+    _, rows = score_suite(model, tok, paradigms, batch_size=3)
+    assert max(abs(r[2] - g) + abs(r[3] - b) for r, g, b in zip(rows, good, bad)) < 1e-4
+    # by hand: log p(" " + target | context), the context's own tokens first (no BOS)
+    pair = paradigms[1].pairs[0]
+    ctx = tok.encode(pair.context, add_special_tokens=False)
+    whole = tok.encode(pair.context + " " + pair.good, add_special_tokens=False)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([whole])).logits[0, :-1].float(), -1)
+    ref = sum(logp[i - 1, whole[i]].item() for i in range(len(ctx), len(whole)))
+    assert good[2] == pytest.approx(ref, abs=1e-4)

@@ -38,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from babydistill import lm_eval_tasks
 from babydistill.common import UserError, atomic_write_text, cli, setup_logging, write_json
 from babydistill.scorer import (
+    SUITE_FORMATS,
     Pair,
     Paradigm,
     load_suite,
@@ -161,8 +162,9 @@ def run_lmeval(model_dir: str | Path, suite: str, paradigms: Sequence[Paradigm],
         samples = sorted(samples, key=lambda s: s["doc_id"])
         if len(samples) != len(par.pairs):
             raise RuntimeError(f"lm-eval returned {len(samples)} docs for {par.name}, expected {len(par.pairs)}")
+        good_key, bad_key, _ = SUITE_FORMATS[par.kind]
         for s, pair in zip(samples, par.pairs):
-            if s["doc"]["sentence_good"] != pair.good or s["doc"]["sentence_bad"] != pair.bad:
+            if s["doc"][good_key] != pair.good or s["doc"][bad_key] != pair.bad:
                 raise RuntimeError(f"lm-eval doc {s['doc_id']} of {par.name} does not match the jsonl")
         lls[par.name] = [(s["resps"][0][0][0], s["resps"][1][0][0]) for s in samples]
     flat = [ll for par in paradigms for ll in lls[par.name]]

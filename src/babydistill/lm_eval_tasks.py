@@ -1,6 +1,7 @@
 """lm-eval task YAMLs for a zero-shot suite, kept per run so anyone can recompute a score.
 
-Owns how a suite directory (one ``<paradigm>.jsonl`` per paradigm) becomes lm-eval 0.4
+Owns how a suite directory (one ``<paradigm>.jsonl`` per paradigm: BLiMP-format minimal
+pairs, or EWoK's context + two targets) becomes lm-eval 0.4
 tasks: one ``multiple_choice`` task per paradigm reading its local jsonl with the ``json``
 builder (no hub access), and one group per suite whose ``acc`` is the macro mean over
 paradigms (``weight_by_size: false``), the ``accuracy`` of our summary JSONs and tables.
@@ -48,9 +49,17 @@ def data_path(path: str | os.PathLike, relative_to: str | os.PathLike | None) ->
     return os.path.relpath(path, Path(relative_to).resolve())
 
 
-def task_config(name: str, data_file: str, cache_dir: str | None = None) -> dict:
-    """One minimal-pair paradigm as lm-eval scores BLiMP: empty context, the good sentence
-    is choice 0, accuracy = the good sentence has the higher log-likelihood."""
+def task_config(name: str, data_file: str, cache_dir: str | None = None, kind: str = "blimp") -> dict:
+    """One paradigm as lm-eval scores it; the right answer is choice 0.
+
+    ``blimp``: empty context, choices the two sentences (BLiMP, the supplement).
+    ``ewok``: context ``Context1``, choices ``Target1``/``Target2``, as the BabyLM 2024
+    pipeline's ewok_filtered tasks (babylm/evaluation-pipeline-2024@d680c287,
+    lm_eval/tasks/ewok_filtered/_template_yaml).
+    """
+    from babydistill.scorer import SUITE_FORMATS
+
+    good, bad, context = SUITE_FORMATS[kind]
     kwargs = {"data_files": {"train": data_file}}
     if cache_dir:
         kwargs["cache_dir"] = cache_dir
@@ -60,9 +69,9 @@ def task_config(name: str, data_file: str, cache_dir: str | None = None) -> dict
         "dataset_kwargs": kwargs,
         "test_split": "train",
         "output_type": "multiple_choice",
-        "doc_to_text": "",
+        "doc_to_text": "{{%s}}" % context if context else "",
         "doc_to_target": 0,
-        "doc_to_choice": "{{[sentence_good, sentence_bad]}}",
+        "doc_to_choice": "{{[%s, %s]}}" % (good, bad),
         "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
         "metadata": {"version": 1.0},
     }
@@ -82,7 +91,7 @@ def write_tasks(suite: str, paradigms: Sequence, tasks_dir: str | os.PathLike,
     for par in paradigms:
         name = task_name(suite, par.name)
         names[name] = par.name
-        cfg = task_config(name, data_path(par.path, relative_to), cache_dir)
+        cfg = task_config(name, data_path(par.path, relative_to), cache_dir, getattr(par, "kind", "blimp"))
         (tasks_dir / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     group = task_name(suite)
     gcfg = {
