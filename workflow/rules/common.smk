@@ -108,3 +108,15 @@ def all_targets():
     for task in ev.get("finetune", {}).get("tasks", {}):
         targets += [f"{R}/eval/finetune/{task}/{m}.json" for m in FINETUNE_MODELS]
     return targets
+
+
+def msgs_args():
+    """--msgs-* arguments of download_glue when eval.finetune.msgs names the MSGS data."""
+    loc = FINETUNE.get("msgs") or {}
+    if not (loc.get("url") or loc.get("dir")):
+        return ""
+    sub = f" --msgs-subdir {loc['subdir']}" if loc.get("subdir") else ""
+    if loc.get("dir"):
+        return f"--msgs-dir {loc['dir']}{sub}"
+    urls = loc["url"] if isinstance(loc["url"], list) else [loc["url"]]
+    return " ".join(f"--msgs-url {u}" for u in urls) + sub

@@ -35,6 +35,7 @@ rule download_glue:
         directory(f"{R}/data/glue"),
     params:
         location=location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else "",
+        msgs=msgs_args(),
     log:
         f"{LOGS}/download_glue.log",
     benchmark:
@@ -47,7 +48,7 @@ rule download_glue:
     conda:
         ENV
     shell:
-        "python -m babydistill.download glue {params.location} --out {output} > {log} 2>&1"
+        "python -m babydistill.download glue {params.location} {params.msgs} --out {output} > {log} 2>&1"
 
 
 rule lm_eval_tasks:
