@@ -81,3 +81,11 @@ def test_no_msgs_folder_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "MSGS" in err and "\n" not in err
     assert not (tmp_path / "glue").exists()
+
+
+def test_msgs_folder_found_without_subdir(tmp_path):
+    """filter_data.zip also holds *.train.json under glue_filtered: msgs_filtered is taken first."""
+    zip_path = make_filter_data_zip(tmp_path / "filter_data.zip")
+    out = main(["glue", "--dir", str(make_glue_dir(tmp_path / "eval")), "--msgs-dir", str(zip_path),
+                "--out", str(tmp_path / "glue")])
+    assert len(list(out.glob("msgs_*.jsonl"))) == 33

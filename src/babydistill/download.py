@@ -263,6 +263,11 @@ MSGS_SPLITS = {"train": "train", "validation": "valid", "valid": "valid", "test"
 
 def msgs_plan(inputs: Inputs, subdir: str | None) -> dict[str, str]:
     """{``msgs_<task>.<split>.jsonl``: input path} for the MSGS folder of ``inputs``."""
+    if subdir is None:  # the release's folder name first, then whichever folder holds them
+        try:
+            return msgs_plan(inputs, "msgs_filtered")
+        except UserError:
+            pass
     folder = str(PurePosixPath(find_folder(inputs, MSGS_PATTERNS, subdir, "MSGS")[0]).parent)
     plan = {}
     for rel in find_folder(inputs, ["*.json", "*.jsonl"], folder, "MSGS"):
