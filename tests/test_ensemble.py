@@ -139,3 +139,13 @@ def test_ensemble_generates_and_runs_in_a_text_generation_pipeline(members, tmp_
     gen = pipeline("text-generation", model=str(out), trust_remote_code=True, device="cpu")
     text = gen("w5 w9 w11", max_new_tokens=5, do_sample=False)[0]["generated_text"]
     assert text.startswith("w5 w9 w11") and len(text.split()) > 3
+
+
+def test_ensemble_model_card(members, tmp_path):
+    from babydistill import model_card
+
+    out = tmp_path / "models" / "ens"
+    ensemble_main(["--teacher", str(members[0]), "--teacher", str(members[1]), "--out", str(out)])
+    text = model_card.write_card(out).read_text()
+    assert "logit-averaged ensemble of 2 teachers (m0, m1)" in text and "trust_remote_code=True" in text
+    assert not (out / "member0" / "README.md").exists()  # no stale member cards inside

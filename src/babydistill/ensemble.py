@@ -167,7 +167,7 @@ def save_ensemble(member_dirs, out, tokenizer_dir=None) -> Path:
         for i, d in enumerate(member_dirs):
             # Copy the saved files as they are (weights bit-identical, no reload needed).
             shutil.copytree(d, tmp / f"member{i}",
-                            ignore=shutil.ignore_patterns("*.pt", "metrics.csv", "tensorboard"))
+                            ignore=shutil.ignore_patterns("*.pt", "metrics.csv", "tensorboard", "README.md"))
         for f in tok_src.iterdir():
             if f.is_file() and ("token" in f.name or f.name in ("vocab.json", "merges.txt")):
                 shutil.copy2(f, tmp / f.name)

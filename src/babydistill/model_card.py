@@ -188,7 +188,9 @@ def render(model_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = No
     for path, digest in (prov.get("inputs") or {}).items():
         data.append(f"- input `{path}` (sha256 `{digest[:16]}`)")
     if ensemble:
-        data = ["- the members' own training data (see their cards in `member*/`)"]
+        members = config.get("member_sources") or []
+        data = ["- the members' own training data: see the cards of "
+                + ", ".join(f"`{m}`" for m in members)]
     out += data + [""]
 
     if spec:
