@@ -61,6 +61,26 @@ def test_models_load_as_saved_and_carry_provenance(results, demo_config):
         assert prov["model"] == model and prov["code"]["commit"] == (head or "unknown")
 
 
+def test_every_model_dir_has_a_card_with_its_scores(results, demo_config):
+    """A HF model card in every model dir, rewritten by the eval rules with their scores; the
+    tokenizer's limit is the model's context; the run keeps its lm-eval tasks and recipe."""
+    for model in model_names(demo_config):
+        d = results / "models" / model
+        text = (d / "README.md").read_text()
+        header = yaml.safe_load(text.split("---\n")[1])
+        scored = json.loads((results / "eval" / "blimp" / "demo" / f"{model}.json").read_text())
+        values = {r["dataset"]["name"]: r["metrics"][0]["value"] for r in header["model-index"][0]["results"]}
+        assert values["demo"] == round(100 * scored["accuracy"], 2), model
+        if model not in demo_config["ensembles"]:
+            assert "cola" in values and "## Config spec" in text
+        tok_cfg = json.loads((d / "tokenizer_config.json").read_text())
+        cfg = json.loads((d / "config.json").read_text())
+        assert tok_cfg["tokenizer_class"] == "PreTrainedTokenizerFast"
+        assert tok_cfg["model_max_length"] == (cfg.get("max_position_embeddings") or cfg.get("n_positions"))
+    tasks = results / "lm_eval_tasks" / "demo"
+    assert (tasks / "RECIPE.md").is_file() and (tasks / "_babydistill_demo.yaml").is_file()
+
+
 def test_training_learned_and_left_its_records(results, demo_config):
     for model in [*demo_config["pretrain"], *demo_config["distill"]]:
         metrics = pd.read_csv(results / "models" / model / "metrics.csv")

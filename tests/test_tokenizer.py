@@ -127,3 +127,29 @@ def test_nfkc_matches_python(tok_dir):
     tok = T.load_backend(tok_dir)
     text = "the ﬁsh ｃａｔ ①"
     assert tok.decode(tok.encode(text).ids).strip() == unicodedata.normalize("NFKC", text)
+
+
+def test_saved_config_loads_in_any_transformers_and_fits_the_model(tok_dir, tmp_path):
+    """The config names a class transformers 4.x knows (not 5.x's TokenizersBackend), keeps the
+    first word's prefix space, and a model dir's copy carries the model's context as its limit."""
+    from transformers import AutoTokenizer
+
+    cfg = json.loads((tok_dir / "tokenizer_config.json").read_text())
+    assert cfg["tokenizer_class"] == "PreTrainedTokenizerFast" and cfg["add_prefix_space"] is True
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 64}))
+    T.copy_for_model(tok_dir, model_dir)
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    assert tok.model_max_length == 64
+    assert tok.convert_ids_to_tokens(tok("the cat")["input_ids"])[0] == "Ġthe"
+    # A folder saved before (TokenizersBackend, no prefix-space key) is rewritten on copy.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "tokenizer.json").write_bytes((tok_dir / "tokenizer.json").read_bytes())
+    (old / "tokenizer_config.json").write_text(json.dumps(
+        {"backend": "tokenizers", "tokenizer_class": "TokenizersBackend", "model_max_length": 10**30}))
+    T.copy_for_model(old, model_dir)
+    cfg = json.loads((model_dir / "tokenizer_config.json").read_text())
+    assert cfg["tokenizer_class"] == "PreTrainedTokenizerFast" and cfg["model_max_length"] == 64
+    assert "backend" not in cfg

@@ -114,3 +114,20 @@ def parse_json_arg(text: str, name: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{name}: not valid JSON ({e.msg})") from None
+
+
+def library_help(doc: str | None, module: str, runs_inside: str) -> None:
+    """``python -m babydistill.<module> --help`` for a module with no stage of its own:
+    print its docstring and the stage CLIs it runs inside, so no ``--help`` is silent."""
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        prog=f"python -m babydistill.{module}", description=doc,
+        epilog=f"This module has no command of its own; it runs inside {runs_inside}.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.parse_args()
+    ap.print_help()
+
+
+if __name__ == "__main__":
+    library_help(__doc__, "common", "every python -m babydistill.<stage>")

@@ -334,3 +334,9 @@ class EvalChunks(_Chunks):
         index = int(self.indices[i])
         ids = torch.from_numpy(self.chunk(index))
         return {"input_ids": ids, "labels": ids, "chunk_index": index}
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "data", "python -m babydistill.pretrain and python -m babydistill.distill")

@@ -16,7 +16,10 @@ them into OUT, which appears in one rename (a failure leaves no OUT at all):
 * ``suite``: a BLiMP-format suite, a folder of ``<paradigm>.jsonl`` (BLiMP's GitHub zip:
   ``blimp-<commit>/data/``; BabyLM 2024 evaluation_data: ``blimp_filtered/``,
   ``supplement_filtered/``, chosen with ``--subdir``).
-* ``glue``: glue_filtered-layout fine-tuning data, ``{task}.{train,valid}.jsonl``.
+* ``glue``: glue_filtered-layout fine-tuning data, ``{task}.{train,valid}.jsonl``, and
+  optionally (``--msgs-url``/``--msgs-dir``) the MSGS tasks of the BabyLM 2023 release
+  (``filter-data/msgs_filtered/<task>.{train,validation}.json``: the five control tasks and
+  the six ambiguous ones) renamed ``msgs_<task>.{train,valid}.jsonl``.
 
 CLI::
 
@@ -33,6 +36,7 @@ the lock file (JSON ``{url: sha256}``, the workflow keeps it at
 recorded there, so a later download that differs (the file changed upstream, or was
 damaged in transit) is refused instead of silently giving other data. A damaged zip (bad
 CRC, truncated) is one line too, never a ``BadZipFile`` traceback.
+      [--msgs-url URL | --msgs-dir DIR] [--msgs-subdir msgs_filtered]
 """
 
 from __future__ import annotations
@@ -349,18 +353,79 @@ def fetch_suite(out: str | os.PathLike, *, urls: Sequence[str] = (), dirs: Seque
 GLUE_PATTERNS = ("*.train.jsonl", "*.valid.jsonl")
 
 
+# MSGS (BabyLM 2023, filter_data.zip: filter-data/msgs_filtered/<task>.{train,validation}.json),
+# the five control tasks and the six ambiguous ones. Files are renamed into the glue layout.
+MSGS_PATTERNS = ("*.train.json", "*.train.jsonl")
+MSGS_SPLITS = {"train": "train", "validation": "valid", "valid": "valid", "test": "test"}
+
+
+def msgs_plan(inputs: Inputs, subdir: str | None) -> dict[str, str]:
+    """{``msgs_<task>.<split>.jsonl``: input path} for the MSGS folder of ``inputs``."""
+    if subdir is None:  # the release's folder name first, then whichever folder holds them
+        try:
+            return msgs_plan(inputs, "msgs_filtered")
+        except UserError:
+            pass
+    folder = str(PurePosixPath(find_folder(inputs, MSGS_PATTERNS, subdir, "MSGS")[0]).parent)
+    plan = {}
+    for rel in find_folder(inputs, ["*.json", "*.jsonl"], folder, "MSGS"):
+        stem, _, ext = PurePosixPath(rel).name.rpartition(".")
+        task, _, split = stem.rpartition(".")
+        if split not in MSGS_SPLITS or not task:
+            continue
+        name = task if task.startswith("msgs_") else f"msgs_{task}"
+        plan[f"{name}.{MSGS_SPLITS[split]}.jsonl"] = rel
+    return plan
+
+
+def copy_as_jsonl(inputs: Inputs, rel: str, dest: Path) -> None:
+    """Copy one MSGS file as jsonl: one object per line as it is, or a JSON array unrolled
+    (the 2023 files are named .json; the fine-tuning stage reads jsonl)."""
+    tmp = dest.with_name(dest.name + ".raw")
+    inputs.copy(rel, tmp)
+    text = tmp.read_text(encoding="utf-8")
+    tmp.unlink()
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{rel}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    dest.write_text(text, encoding="utf-8")
+
+
 def fetch_glue(out: str | os.PathLike, *, urls: Sequence[str] = (), dirs: Sequence[str] = (),
                subdir: str | None = None, sha256: Sequence[str] = (),
-               lock: str | os.PathLike | None = None) -> Path:
+               lock: str | os.PathLike | None = None, msgs_urls: Sequence[str] = (),
+               msgs_dirs: Sequence[str] = (), msgs_subdir: str | None = None) -> Path:
     """Put the folder of glue_filtered-layout ``{task}.{train,valid}.jsonl`` at OUT (flat).
 
     The folder is the one holding ``*.train.jsonl``/``*.valid.jsonl``; all its ``*.jsonl``
-    come along (the 2024 release also has ``mnli.subs.jsonl``).
+    come along (the 2024 release also has ``mnli.subs.jsonl``). With an MSGS source
+    (``msgs_urls``/``msgs_dirs``, checked against ``lock`` like any URL without a digest) its
+    ``<task>.train.json`` / ``<task>.validation.json`` join them as
+    ``msgs_<task>.train.jsonl`` / ``msgs_<task>.valid.jsonl``.
     """
-    with open_inputs(urls, dirs, workdir=_workdir(out), sha256=sha256, lock=lock) as inputs:
+    out = Path(out)
+    with contextlib.ExitStack() as stack:
+        inputs = stack.enter_context(open_inputs(urls, dirs, workdir=_workdir(out), sha256=sha256,
+                                                 lock=lock))
         folder = str(PurePosixPath(find_folder(inputs, GLUE_PATTERNS, subdir, "fine-tuning")[0]).parent)
         rels = find_folder(inputs, ["*.jsonl"], folder, "fine-tuning")
-        return _write_tree(inputs, {PurePosixPath(r).name: r for r in rels}, out)
+        plan = {PurePosixPath(r).name: r for r in rels}
+        msgs, plan_msgs = None, {}
+        if msgs_urls or msgs_dirs:
+            msgs = stack.enter_context(open_inputs(msgs_urls, msgs_dirs, workdir=_workdir(out),
+                                                   lock=lock))
+            plan_msgs = msgs_plan(msgs, msgs_subdir)
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            for dest, rel in sorted(plan.items()):
+                inputs.copy(rel, tmp / dest)
+            for dest, rel in sorted(plan_msgs.items()):
+                copy_as_jsonl(msgs, rel, tmp / dest)
+        log.info("wrote %d files (%d MSGS) to %s", len(plan) + len(plan_msgs), len(plan_msgs), out)
+        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -397,6 +462,10 @@ def main(argv: list[str] | None = None) -> Path:
     g = sub.add_parser("glue", help="glue_filtered fine-tuning data")
     _add_inputs(g)
     g.add_argument("--subdir", help="name of the folder holding the files (e.g. glue_filtered)")
+    g.add_argument("--msgs-url", action="append", default=[],
+                   help="zip holding the MSGS tasks (BabyLM 2023 filter_data.zip); repeatable")
+    g.add_argument("--msgs-dir", action="append", default=[], help="local folder (or .zip) holding them")
+    g.add_argument("--msgs-subdir", help="name of their folder (e.g. msgs_filtered)")
     args = ap.parse_args(argv)
     setup_logging(args.log)
     if args.sha256 and not args.url:
@@ -408,7 +477,8 @@ def main(argv: list[str] | None = None) -> Path:
                             train_split=args.train_split, dev_split=args.dev_split, sources=sources, **verify)
     if args.what == "suite":
         return fetch_suite(args.out, urls=args.url, dirs=args.dir, subdir=args.subdir, glob=args.glob, **verify)
-    return fetch_glue(args.out, urls=args.url, dirs=args.dir, subdir=args.subdir, **verify)
+    return fetch_glue(args.out, urls=args.url, dirs=args.dir, subdir=args.subdir, msgs_urls=args.msgs_url,
+                      msgs_dirs=args.msgs_dir, msgs_subdir=args.msgs_subdir, **verify)
 
 
 if __name__ == "__main__":

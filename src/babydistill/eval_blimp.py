@@ -2,7 +2,9 @@
 
 Owns: turning a suite directory (one ``<paradigm>.jsonl`` per paradigm: full BLiMP,
 BabyLM's blimp_filtered, the BLiMP supplement, the demo suite) into local lm-eval task
-YAMLs (one task per paradigm, one group per suite), running ``lm_eval.simple_evaluate``
+YAMLs (one task per paradigm, one group per suite; written by :mod:`babydistill.lm_eval_tasks`,
+which the workflow keeps per run in ``results/<run>/lm_eval_tasks/<suite>/`` and passes
+here with ``--tasks-dir``), running ``lm_eval.simple_evaluate``
 on the ``hf`` model with no network, and writing the summary JSON and per-pair TSV.
 ``--backend fast`` scores the same pairs with :mod:`babydistill.scorer` instead and
 writes the same formats. :func:`independent_loglik` is a plain-transformers reference,
@@ -18,7 +20,7 @@ the same for both backends.
 
     python -m babydistill.eval_blimp --model DIR --suite-dir DIR --suite NAME \
         --out results.json --pairs-out pairs.tsv [--backend lmeval|fast] [--batch-size 64] \
-        [--limit N] [--work-dir DIR] [--trust-remote-code]
+        [--limit N] [--work-dir DIR] [--tasks-dir DIR] [--trust-remote-code]
 """
 
 from __future__ import annotations
@@ -28,22 +30,23 @@ import contextlib
 import importlib.util
 import logging
 import os
-import re
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 import torch
-import yaml
 from tqdm import tqdm
 
 # Everything here is local; never let a library reach for the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from babydistill import lm_eval_tasks
 from babydistill.common import UserError, atomic_write_text, cli, setup_logging, write_json
 from babydistill.scorer import (
+    SUITE_FORMATS,
     Pair,
     Paradigm,
     check_context,
@@ -130,45 +133,18 @@ class _ConfigOnly:
 
 def task_name(suite: str, paradigm: str | None = None) -> str:
     """lm-eval task name of a paradigm, or the group name of the suite (``paradigm=None``)."""
-    name = f"babydistill_{suite}" + (f"__{paradigm}" if paradigm else "")
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return lm_eval_tasks.task_name(suite, paradigm)
 
 
 def write_tasks(suite: str, paradigms: Sequence[Paradigm], work_dir: str | Path) -> tuple[str, dict[str, str]]:
-    """Write one lm-eval task YAML per paradigm and a group YAML for the suite.
+    """Write one lm-eval task YAML per paradigm and a group YAML into ``work_dir/tasks``.
 
     Returns (group name, {task name: paradigm name}). Each task reads its local jsonl
-    with the ``json`` builder and a datasets cache inside ``work_dir`` (no hub access).
+    (absolute path) with the ``json`` builder and a datasets cache inside ``work_dir``.
+    The workflow keeps its own copy per run instead (:mod:`babydistill.lm_eval_tasks`).
     """
-    tasks_dir = Path(work_dir) / "tasks"
-    tasks_dir.mkdir(parents=True, exist_ok=True)
     cache = str((Path(work_dir) / "hf_home" / "datasets").resolve())
-    names = {}
-    for par in paradigms:
-        name = task_name(suite, par.name)
-        names[name] = par.name
-        cfg = {
-            "task": name,
-            "dataset_path": "json",
-            "dataset_kwargs": {"data_files": {"train": str(par.path)}, "cache_dir": cache},
-            "test_split": "train",
-            "output_type": "multiple_choice",
-            "doc_to_text": "",
-            "doc_to_target": 0,
-            "doc_to_choice": "{{[sentence_good, sentence_bad]}}",
-            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-            "metadata": {"version": 1.0},
-        }
-        (tasks_dir / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    group = task_name(suite)
-    gcfg = {
-        "group": group,
-        "task": list(names),
-        "aggregate_metric_list": [{"metric": "acc", "aggregation": "mean", "weight_by_size": False}],
-        "metadata": {"version": 1.0},
-    }
-    (tasks_dir / f"_{group}.yaml").write_text(yaml.safe_dump(gcfg, sort_keys=False), encoding="utf-8")
-    return group, names
+    return lm_eval_tasks.write_tasks(suite, paradigms, Path(work_dir) / "tasks", cache_dir=cache)
 
 
 @contextlib.contextmanager
@@ -183,9 +159,17 @@ def offline_env(work_dir: Path):
                HF_HOME=str(home), HF_DATASETS_CACHE=str(home / "datasets"))
     old = {k: os.environ.get(k) for k in new}
     os.environ.update(new)
+    # datasets reads HF_DATASETS_CACHE once, at import: pin it for kept task YAMLs, which
+    # name no cache_dir, when this process imported datasets before.
+    ds_config = sys.modules.get("datasets.config")
+    old_ds_cache = getattr(ds_config, "HF_DATASETS_CACHE", None)
+    if ds_config is not None:
+        ds_config.HF_DATASETS_CACHE = Path(new["HF_DATASETS_CACHE"])
     try:
         yield
     finally:
+        if ds_config is not None:
+            ds_config.HF_DATASETS_CACHE = old_ds_cache
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -194,11 +178,15 @@ def offline_env(work_dir: Path):
 
 
 def run_lmeval(model_dir: str | Path, suite: str, paradigms: Sequence[Paradigm], work_dir: str | Path,
-               batch_size: int = 64, trust_remote_code: bool = False) -> tuple[list[float], list[float]]:
+               batch_size: int = 64, trust_remote_code: bool = False,
+               tasks_dir: str | Path | None = None) -> tuple[list[float], list[float]]:
     """Per-pair (ll_good, ll_bad) from lm-eval's ``hf`` model, in the order of ``paradigms``.
 
     Each paradigm's pairs must be the first records of its file (as :func:`load_suite`
     gives them, with or without a limit); lm-eval gets the longest count as its limit.
+    ``tasks_dir``: the run's kept task YAMLs (``python -m babydistill.lm_eval_tasks``) to
+    score with; without it they are written into ``work_dir/tasks``. Either way every
+    document lm-eval scores is checked against the suite's pairs.
     """
     if importlib.util.find_spec("accelerate") is None:
         raise UserError("lm-eval's hf model needs the 'accelerate' package (lm_eval[hf]); "
@@ -207,12 +195,19 @@ def run_lmeval(model_dir: str | Path, suite: str, paradigms: Sequence[Paradigm],
 
     register_auto_classes()  # lm-eval's from_pretrained then loads ensembles with our code
     work_dir = Path(work_dir)
-    group, names = write_tasks(suite, paradigms, work_dir)
+    if tasks_dir is None:
+        group, names = write_tasks(suite, paradigms, work_dir)
+        tasks_dir = work_dir / "tasks"
+    else:
+        group, names = task_name(suite), {task_name(suite, par.name): par.name for par in paradigms}
+        if not (Path(tasks_dir) / f"_{group}.yaml").is_file():
+            raise UserError(f"{tasks_dir}: no lm-eval group {group} here; write it with "
+                            f"python -m babydistill.lm_eval_tasks --suite {suite} --out {tasks_dir}")
     with offline_env(work_dir):
         import lm_eval
         from lm_eval.tasks import TaskManager
 
-        tm = TaskManager(include_path=str(work_dir / "tasks"), include_defaults=False)
+        tm = TaskManager(include_path=str(tasks_dir), include_defaults=False)
         res = lm_eval.simple_evaluate(
             model="hf",
             model_args={"pretrained": str(Path(model_dir).resolve()), "trust_remote_code": trust_remote_code},
@@ -221,13 +216,17 @@ def run_lmeval(model_dir: str | Path, suite: str, paradigms: Sequence[Paradigm],
         )
     by_paradigm = {par.name: par for par in paradigms}
     lls: dict[str, list[tuple[float, float]]] = {}
+    if set(res["samples"]) != set(names):
+        raise UserError(f"{tasks_dir}: its tasks {sorted(res['samples'])} are not the suite's paradigms "
+                        f"{sorted(names)}; rewrite them with python -m babydistill.lm_eval_tasks")
     for name, samples in res["samples"].items():
         par = by_paradigm[names[name]]
         samples = sorted(samples, key=lambda s: s["doc_id"])
         if len(samples) != len(par.pairs):
             raise RuntimeError(f"lm-eval returned {len(samples)} docs for {par.name}, expected {len(par.pairs)}")
+        good_key, bad_key, _ = SUITE_FORMATS[par.kind]
         for s, pair in zip(samples, par.pairs):
-            if s["doc"]["sentence_good"] != pair.good or s["doc"]["sentence_bad"] != pair.bad:
+            if s["doc"][good_key] != pair.good or s["doc"][bad_key] != pair.bad:
                 raise RuntimeError(f"lm-eval doc {s['doc_id']} of {par.name} does not match the jsonl")
         lls[par.name] = [(s["resps"][0][0][0], s["resps"][1][0][0]) for s in samples]
     flat = [ll for par in paradigms for ll in lls[par.name]]
@@ -263,7 +262,7 @@ def write_pairs_tsv(path: str | Path, rows) -> None:
 
 def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: str = "lmeval",
              batch_size: int = 64, limit: int | None = None, work_dir: str | Path | None = None,
-             trust_remote_code: bool = False):
+             trust_remote_code: bool = False, tasks_dir: str | Path | None = None):
     """Score a suite with either backend; returns (result dict for the JSON, per-pair rows)."""
     paradigms = load_suite(suite_dir, limit)
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
@@ -276,7 +275,8 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
     elif backend == "lmeval":
         tmp = None if work_dir else tempfile.mkdtemp(prefix="blimp_lmeval_")
         try:
-            good, bad = run_lmeval(model_dir, suite, paradigms, work_dir or tmp, batch_size, trust_remote_code)
+            good, bad = run_lmeval(model_dir, suite, paradigms, work_dir or tmp, batch_size, trust_remote_code,
+                                   tasks_dir)
         finally:
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -306,13 +306,16 @@ def main(argv=None):
     ap.add_argument("--trust-remote-code", action="store_true",
                     help="run the code a model folder's auto_map names (never needed for "
                          "babydistill's own models and ensembles; only for folders you trust)")
+    ap.add_argument("--tasks-dir", default=None,
+                    help="the run's kept lm-eval task YAMLs (python -m babydistill.lm_eval_tasks); "
+                         "default: written into --work-dir")
     ap.add_argument("--log", default=None, help="also log to this file")
     args = ap.parse_args(argv)
     setup_logging(args.log)
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise UserError("--batch-size and --limit must be positive")
     result, rows = evaluate(args.model, args.suite_dir, args.suite, args.backend, args.batch_size,
-                            args.limit, args.work_dir, args.trust_remote_code)
+                            args.limit, args.work_dir, args.trust_remote_code, args.tasks_dir)
     write_pairs_tsv(args.pairs_out, rows)
     write_json(args.out, result)
     return result

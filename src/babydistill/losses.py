@@ -294,3 +294,9 @@ def check_kd_keys(spec: dict, where: str) -> dict:
         raise UserError(f"{where}: kl_direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     return {"alpha": alpha, "temperature": temperature, "direction": direction,
             "reduction": check_reduction(spec, where)}
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "losses", "python -m babydistill.distill")

@@ -1,6 +1,7 @@
 """BLiMP-style minimal-pair suites and a fast batched scorer of our own.
 
-Owns: reading a suite directory (one ``<paradigm>.jsonl`` per paradigm, BLiMP's format),
+Owns: reading a suite directory (one ``<paradigm>.jsonl`` per paradigm, BLiMP's format, or
+EWoK's, whose two targets follow a context: :data:`SUITE_FORMATS`),
 the pair/paradigm/category bookkeeping and the summary both evaluation backends write,
 and :func:`score_pairs`, which scores both sentences of many pairs in one right-padded
 batch. It makes the same decision as lm-eval 0.4.13's ``hf`` model on a
@@ -34,6 +35,7 @@ class Pair:
     pair_id: str
     good: str
     bad: str
+    context: str = ""  # EWoK: both targets are scored after this context
 
 
 @dataclass
@@ -42,6 +44,23 @@ class Paradigm:
     path: Path
     category: str
     pairs: list[Pair] = field(default_factory=list)
+    kind: str = "blimp"  # a key of SUITE_FORMATS
+
+
+# Record keys per suite format: (good, bad, context or None). BLiMP and the supplement:
+# two whole sentences. EWoK (BabyLM 2024's ewok_filtered, one <domain>.jsonl per domain,
+# every item also stored with contexts and targets swapped): Target1 (right) and Target2
+# scored as continuations of Context1, as the 2024 pipeline's lm-eval task does
+# (babylm/evaluation-pipeline-2024@d680c287, lm_eval/tasks/ewok_filtered/_template_yaml).
+SUITE_FORMATS = {
+    "blimp": ("sentence_good", "sentence_bad", None),
+    "ewok": ("Target1", "Target2", "Context1"),
+}
+
+
+def record_format(doc: dict) -> str:
+    """The suite format a record is in (EWoK when it has Context1/Target1/Target2)."""
+    return "ewok" if isinstance(doc, dict) and {"Context1", "Target1", "Target2"} <= set(doc) else "blimp"
 
 
 def _category_from_name(stem: str) -> str:
@@ -63,7 +82,7 @@ def load_suite(suite_dir: str | Path, limit: int | None = None) -> list[Paradigm
         raise UserError(f"{d}: no <paradigm>.jsonl files in the suite directory")
     out = []
     for f in files:
-        pairs, cats = [], Counter()
+        pairs, cats, kind = [], Counter(), None
         with open(f, encoding="utf-8") as fh:
             records = (line for line in fh if line.strip())
             for i, line in enumerate(records):
@@ -71,17 +90,20 @@ def load_suite(suite_dir: str | Path, limit: int | None = None) -> list[Paradigm
                     break
                 try:
                     doc = json.loads(line)
-                    good, bad = doc["sentence_good"], doc["sentence_bad"]
+                    kind = kind or record_format(doc)
+                    good_key, bad_key, ctx_key = SUITE_FORMATS[kind]
+                    good, bad = doc[good_key], doc[bad_key]
+                    context = doc[ctx_key] if ctx_key else ""
                 except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise UserError(
-                        f"{f}: record {i} is not a JSON object with sentence_good and sentence_bad ({e})"
-                    ) from None
+                    keys = " and ".join(k for k in SUITE_FORMATS[kind or "blimp"] if k)
+                    raise UserError(f"{f}: record {i} is not a JSON object with {keys} ({e})") from None
                 pid = doc.get("pairID", doc.get("pair_id", i))
-                pairs.append(Pair(str(pid), good, bad))
-                cats[doc.get("linguistics_term") or doc.get("field") or _category_from_name(f.stem)] += 1
+                pairs.append(Pair(str(pid), good, bad, context))
+                cats[doc.get("linguistics_term") or doc.get("field") or doc.get("Domain")
+                     or _category_from_name(f.stem)] += 1
         if not pairs:
             raise UserError(f"{f}: no pairs in this paradigm file")
-        out.append(Paradigm(f.stem, f.resolve(), cats.most_common(1)[0][0], pairs))
+        out.append(Paradigm(f.stem, f.resolve(), cats.most_common(1)[0][0], pairs, kind))
     return out
 
 
@@ -96,20 +118,41 @@ def max_length(model, tokenizer) -> int:
     return int(v) if v and v < 1e12 else DEFAULT_MAX_LENGTH
 
 
-def encode_choice(tokenizer, sentences: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+def encode_choice(tokenizer, sentences: Sequence[str],
+                  contexts: Sequence[str] | None = None) -> list[tuple[list[int], list[int]]]:
     """(context, continuation) token ids per sentence, exactly as lm-eval builds them.
 
-    The continuation is ``" " + sentence`` without special tokens; the context is the
-    prefix token (BOS, else EOS) unless the continuation already starts with it.
+    The continuation is ``" " + sentence`` without special tokens; with an empty context
+    the context is the prefix token (BOS, else EOS) unless the continuation already starts
+    with it. A non-empty context (EWoK) is encoded as lm-eval's ``_encode_pair`` does: the
+    whole ``context + " " + sentence`` is encoded and split after the context's tokens.
     """
     prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    conts = tokenizer([DELIMITER + s for s in sentences], add_special_tokens=False)["input_ids"]
-    out = []
-    for cont in conts:
+    contexts = list(contexts) if contexts is not None else [""] * len(sentences)
+    out: list[tuple[list[int], list[int]] | None] = [None] * len(sentences)
+    plain = [i for i, c in enumerate(contexts) if not c]
+    conts = tokenizer([DELIMITER + sentences[i] for i in plain], add_special_tokens=False)["input_ids"] if plain else []
+    for i, cont in zip(plain, conts):
         if not cont:
             raise ValueError("empty continuation after tokenization")
-        out.append(([prefix], cont) if cont[0] != prefix else (cont[:1], cont[1:]))
-    return out
+        out[i] = ([prefix], cont) if cont[0] != prefix else (cont[:1], cont[1:])
+    with_ctx = [i for i, c in enumerate(contexts) if c]
+    if with_ctx:
+        ctxs, conts = [], []
+        for i in with_ctx:
+            ctx, cont = contexts[i], DELIMITER + sentences[i]
+            n_spaces = len(ctx) - len(ctx.rstrip())  # lm-eval moves trailing spaces over
+            if n_spaces:
+                ctx, cont = ctx[:-n_spaces], ctx[-n_spaces:] + cont
+            ctxs.append(ctx)
+            conts.append(ctx + cont)
+        ctx_ids = tokenizer(ctxs, add_special_tokens=False)["input_ids"]
+        whole_ids = tokenizer(conts, add_special_tokens=False)["input_ids"]
+        for i, c, w in zip(with_ctx, ctx_ids, whole_ids):
+            if len(w) <= len(c):
+                raise ValueError("empty continuation after tokenization")
+            out[i] = (c, w[len(c):])
+    return out  # type: ignore[return-value]
 
 
 def check_context(tokenizer, paradigms: Sequence[Paradigm], context: int, model_name: str = "the model") -> None:
@@ -160,7 +203,8 @@ def score_pairs(
     pairs = [p if isinstance(p, Pair) else Pair(str(i), *p) for i, p in enumerate(pairs)]
     if not pairs:
         return [], []
-    encoded = encode_choice(tokenizer, [s for p in pairs for s in (p.good, p.bad)])
+    encoded = encode_choice(tokenizer, [s for p in pairs for s in (p.good, p.bad)],
+                            [p.context for p in pairs for _ in (0, 1)])
     max_len = max_length(model, tokenizer)
     seqs, n_cont = [], []
     for ctx, cont in encoded:
@@ -248,3 +292,9 @@ def blimp_accuracy(model, tokenizer, suite_dir: str | Path, batch_size: int = 64
     """
     summary, _ = score_suite(model, tokenizer, load_suite(suite_dir, limit), batch_size, progress)
     return summary
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "scorer", "python -m babydistill.eval_blimp --backend fast and the training loop's BLiMP curves")

@@ -9,9 +9,18 @@ Owns the tokenizer recipe and its on-disk form:
   (``initial_alphabet``), so a character never seen in train (in dev, BLiMP, GLUE)
   still maps to its bytes instead of being silently dropped by a BPE model without an
   unknown token. It costs no vocabulary size: the total stays ``vocab_size``.
-* The output folder holds ``tokenizer.json`` plus the transformers files, so
-  ``AutoTokenizer.from_pretrained(DIR)`` gives a tokenizer with bos/eos/pad set, and
-  ``training.json`` (what it was trained on, with which settings).
+* The output folder holds ``tokenizer.json`` plus a ``tokenizer_config.json`` written by
+  hand (not by whichever transformers is installed), and ``training.json`` (what it was
+  trained on, with which settings). The config names ``PreTrainedTokenizerFast``, a class
+  every transformers from 4.x to 5.x knows and which takes ``tokenizer.json`` as it is
+  (ByteLevel pre-tokenizer with ``add_prefix_space``, no BOS/EOS added) once the config
+  says ``add_prefix_space: true`` too (4.x resets the pre-tokenizer to the config's value), so
+  ``AutoTokenizer.from_pretrained(DIR)`` gives the same ids everywhere: transformers 5's
+  own ``save_pretrained`` names ``TokenizersBackend``, unknown to 4.51.3 (the BabyLM 2025
+  evaluation pipeline's pin), and naming ``GPT2TokenizerFast`` there instead drops the
+  prefix space of the first word (``The`` instead of ``ĠThe``).
+* ``model_max_length`` is the model's context: :func:`fit_to_model` sets it when the
+  files are copied next to a saved model (the tokenizer stage itself knows no model).
 
 CLI::
 
@@ -25,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -94,16 +105,78 @@ def to_transformers(tok: Tokenizer):
                                    pad_token=PAD)
 
 
+TRANSFORMERS_CLASS = "PreTrainedTokenizerFast"  # known to transformers 4.x and 5.x alike
+
+
+def transformers_config(model_max_length: int | None = None) -> dict:
+    """The ``tokenizer_config.json`` every transformers version reads the same way."""
+    cfg = {
+        "tokenizer_class": TRANSFORMERS_CLASS,
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "pad_token": PAD,
+        "unk_token": None,  # byte-level BPE: every character has its bytes
+        # transformers 4.x's PreTrainedTokenizerFast rewrites the ByteLevel pre-tokenizer to
+        # this value, False when absent: the first word would lose its prefix space.
+        "add_prefix_space": True,
+        "add_bos_token": False,  # lm-eval and our scorer put BOS in front themselves
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,  # decode gives the text back as it was
+    }
+    if model_max_length:
+        cfg["model_max_length"] = int(model_max_length)
+    return cfg
+
+
 def save_tokenizer(tok: Tokenizer, out_dir: str | os.PathLike, info: dict | None = None) -> Path:
     """Write ``out_dir`` atomically: tokenizer.json, the transformers config, training.json."""
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        to_transformers(tok).save_pretrained(str(tmp))
-        if not (tmp / "tokenizer.json").is_file():  # save_pretrained should always write it
-            tok.save(str(tmp / "tokenizer.json"))
+        tok.save(str(tmp / "tokenizer.json"))
+        write_json(tmp / "tokenizer_config.json", transformers_config())
+        write_json(tmp / "special_tokens_map.json", {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD})
         write_json(tmp / "training.json", info or {})
     return out_dir
+
+
+def model_context(model_dir: str | os.PathLike) -> int | None:
+    """The context length (positions) a saved model's config.json allows, or None."""
+    cfg_path = Path(model_dir) / "config.json"
+    if not cfg_path.is_file():
+        return None
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    ctx = cfg.get("max_position_embeddings") or cfg.get("n_positions")
+    return int(ctx) if ctx else None
+
+
+def fit_to_model(model_dir: str | os.PathLike, model_max_length: int | None = None) -> None:
+    """Set ``model_max_length`` in the tokenizer files of a saved model directory to the
+    model's context (from its config.json unless given), so callers that truncate to the
+    tokenizer's limit (lm-eval, pipelines) never feed more positions than the model has."""
+    d = Path(model_dir)
+    cfg_path = d / "tokenizer_config.json"
+    ctx = model_max_length or model_context(d)
+    if not cfg_path.is_file() or not ctx:
+        return
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if cfg.get("tokenizer_class") in (None, "TokenizersBackend"):  # a folder from before this fix
+        cfg = {**cfg, **transformers_config()}
+        cfg.pop("backend", None)
+    cfg["model_max_length"] = int(ctx)
+    write_json(cfg_path, cfg)
+
+
+def copy_for_model(tok_dir: str | os.PathLike, model_dir: str | os.PathLike,
+                   model_max_length: int | None = None) -> None:
+    """Copy a tokenizer folder's files into a saved model directory, fitted to the model."""
+    src = Path(tok_dir)
+    if not src.is_dir():
+        raise UserError(f"{src}: tokenizer directory not found; run the tokenizer stage first")
+    for f in src.iterdir():
+        if f.is_file():
+            shutil.copy2(f, Path(model_dir) / f.name)
+    fit_to_model(model_dir, model_max_length)
 
 
 def _check_dir(tok_dir: str | os.PathLike) -> Path:

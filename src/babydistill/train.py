@@ -310,9 +310,9 @@ def copy_tokenizer(tokenizer_dir: str | os.PathLike | None, dest: str | os.PathL
     src = Path(tokenizer_dir)
     if not src.is_dir():
         raise UserError(f"{src}: tokenizer directory not found; run the tokenizer stage first")
-    for f in src.iterdir():
-        if f.is_file():
-            shutil.copy2(f, Path(dest) / f.name)
+    from .tokenizer import copy_for_model
+
+    copy_for_model(src, dest)  # model_max_length = the saved model's context
 
 
 # ---------------------------------------------------------------------------- processes
@@ -856,3 +856,9 @@ def train(spec: dict, objective: Objective, train_data, eval_data, out_dir,
         return summary
     finally:
         trainer.dist.close()
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "train", "python -m babydistill.pretrain and python -m babydistill.distill")

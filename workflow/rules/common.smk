@@ -160,3 +160,16 @@ def all_targets():
     for task in ev.get("finetune", {}).get("tasks", {}):
         targets += [f"{R}/eval/finetune/{task}/{m}.json" for m in FINETUNE_MODELS]
     return targets
+
+
+def msgs_args():
+    """--msgs-* arguments of download_glue when eval.finetune.msgs names the MSGS data."""
+    # a list: the rule quotes each item ({params.msgs:q}), config text never reaches the shell raw
+    loc = FINETUNE.get("msgs") or {}
+    if not (loc.get("url") or loc.get("dir")):
+        return []
+    sub = ["--msgs-subdir", loc["subdir"]] if loc.get("subdir") else []
+    if loc.get("dir"):
+        return ["--msgs-dir", loc["dir"], *sub]
+    urls = loc["url"] if isinstance(loc["url"], list) else [loc["url"]]
+    return [a for u in urls for a in ("--msgs-url", u)] + sub

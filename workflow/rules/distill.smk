@@ -83,6 +83,7 @@ rule distill:
         " && python -m babydistill.provenance --model-dir {output} --spec {params.spec:q}"
         " --input {input.train} --input {input.dev} --input {input.tokenizer}"
         " {params.teacher_provenance} >> {log} 2>&1"
+        " && python -m babydistill.model_card --model-dir {output} >> {log} 2>&1"
 
 
 rule wml_peer:
@@ -136,3 +137,4 @@ rule ensemble:
         "OMP_NUM_THREADS={threads} python -m babydistill.ensemble {params.members} --out {output} > {log} 2>&1"
         " && python -m babydistill.provenance --model-dir {output} {params.member_provenance}"
         " >> {log} 2>&1"
+        " && python -m babydistill.model_card --model-dir {output} >> {log} 2>&1"

@@ -36,6 +36,7 @@ rule download_glue:
     params:
         # a function: a brace in a path is text, not a wildcard
         location=lambda w: location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else [],
+        msgs=lambda w: msgs_args(),
     log:
         f"{LOGS}/download_glue.log",
     benchmark:
@@ -48,7 +49,36 @@ rule download_glue:
     conda:
         ENV
     shell:
-        "python -m babydistill.download glue {params.location:q} --out {output} > {log} 2>&1"
+        "python -m babydistill.download glue {params.location:q} {params.msgs:q} --out {output} > {log} 2>&1"
+
+
+rule lm_eval_tasks:
+    """The suite's lm-eval task YAMLs, kept per run with a RECIPE.md: the one lm_eval
+    command that recomputes a score of the tables (data paths relative to the workdir)."""
+    input:
+        suite=f"{R}/data/suites/{{suite}}",
+    output:
+        directory(f"{R}/lm_eval_tasks/{{suite}}"),
+    wildcard_constraints:
+        suite=alternation(SUITES),
+    params:
+        limit=(
+            f"--limit {EVAL['blimp']['limit']}" if EVAL.get("blimp", {}).get("limit") else ""
+        ),
+    log:
+        f"{LOGS}/lm_eval_tasks/{{suite}}.log",
+    benchmark:
+        f"{BENCH}/lm_eval_tasks/{{suite}}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m babydistill.lm_eval_tasks --suite-dir {input.suite} --suite {wildcards.suite}"
+        " --out {output} {params.limit} > {log} 2>&1"
 
 
 rule eval_blimp:
@@ -56,6 +86,7 @@ rule eval_blimp:
     input:
         model=f"{R}/models/{{model}}",
         suite=f"{R}/data/suites/{{suite}}",
+        tasks=f"{R}/lm_eval_tasks/{{suite}}",
     output:
         scores=f"{R}/eval/blimp/{{suite}}/{{model}}.json",
         pairs=f"{R}/eval/blimp/{{suite}}/{{model}}.pairs.tsv",
@@ -84,7 +115,8 @@ rule eval_blimp:
         " --suite {wildcards.suite} --out {output.scores} --pairs-out {output.pairs}"
         " --backend {params.backend} --batch-size {params.batch_size} {params.limit}"
         # no --trust-remote-code: ensembles load with babydistill's own classes
-        " > {log} 2>&1"
+        " --tasks-dir {input.tasks} > {log} 2>&1"
+        " && python -m babydistill.model_card --model-dir {input.model} >> {log} 2>&1"
 
 
 rule finetune:
@@ -116,3 +148,4 @@ rule finetune:
         " --data-dir {input.data} --spec {params.spec:q} --out {output} {params.max_train}"
         " --threads {threads}"
         " > {log} 2>&1"
+        " && python -m babydistill.model_card --model-dir {input.model} >> {log} 2>&1"

@@ -40,3 +40,4 @@ rule pretrain:
         " > {log} 2>&1 && python -m babydistill.provenance --model-dir {output}"
         " --spec {params.spec:q} --input {input.train} --input {input.dev}"
         " --input {input.tokenizer} >> {log} 2>&1"
+        " && python -m babydistill.model_card --model-dir {output} >> {log} 2>&1"
