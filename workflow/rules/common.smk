@@ -164,7 +164,7 @@ def all_targets():
 
 def msgs_args():
     """--msgs-* arguments of download_glue when eval.finetune.msgs names the MSGS data."""
-    # a list: the rule quotes each item ({params.msgs:q}), config text never reaches the shell raw
+    # a list: quoted item by item in the shell ({params.msgs:q}); config text never runs
     loc = FINETUNE.get("msgs") or {}
     if not (loc.get("url") or loc.get("dir")):
         return []
