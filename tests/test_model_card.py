@@ -78,3 +78,18 @@ def test_pretrained_model_and_missing_dir(run, tmp_path, capsys):
         model_card.main(["--model-dir", str(tmp_path / "nope")])
     err = capsys.readouterr().err
     assert err.startswith("error:") and "nope" in err
+
+
+def test_card_update_keeps_the_model_folders_timestamps(tmp_path):
+    """Snakemake compares timestamps: a card written after evaluation must not make the
+    model look newer than its evaluation outputs (that would rerun them all)."""
+    import os
+    from babydistill.model_card import write_card
+    d = tmp_path / "results" / "run" / "models" / "m"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text("{}")
+    os.utime(d / "config.json", (1_000_000, 1_000_000))
+    os.utime(d, (1_000_000, 1_000_000))
+    write_card(d)
+    newest = max(p.stat().st_mtime for p in [d, *d.iterdir()])
+    assert (d / "README.md").is_file() and newest == 1_000_000

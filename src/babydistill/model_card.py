@@ -259,8 +259,13 @@ def write_card(model_dir: str | os.PathLike, eval_dir: str | os.PathLike | None 
     if not d.is_dir():
         raise UserError(f"{d}: model directory not found")
     eval_dir = Path(eval_dir) if eval_dir else default_eval_dir(d)
+    # The card is documentation, not a new model: keep the folder's timestamps, so that
+    # Snakemake never takes a card update for a changed model and reruns what depends on it.
+    before = d.stat()
     with locked(d):  # read the results and write the card under one lock: no lost update
         atomic_write_text(d / CARD, render(d, eval_dir))
+        os.utime(d / CARD, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.utime(d, ns=(before.st_atime_ns, before.st_mtime_ns))
     return d / CARD
 
 
