@@ -173,7 +173,7 @@ def naive_topk_loss(s, vals, idx, rest, labels, alpha, temp, direction, reductio
 
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
 @pytest.mark.parametrize("reduction", ["batchmean", "token"])
-@pytest.mark.parametrize("temp", [1.0, 2.0])
+@pytest.mark.parametrize("temp", [1.0, 2.0, 1.5])  # 1, 2 and the rest: three code paths
 def test_topk_loss_and_gradient_match_naive_autograd(direction, reduction, temp):
     torch.manual_seed(2)
     V, k = 11, 3
@@ -186,6 +186,30 @@ def test_topk_loss_and_gradient_match_naive_autograd(direction, reduction, temp)
     kw = dict(alpha=0.3, temperature=temp, direction=direction, reduction=reduction)
     ours = topk_kd_loss(s, vals, idx, rest, labels, **kw)
     ref = naive_topk_loss(s, vals, idx, rest, labels, 0.3, temp, direction, reduction)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+    (g1,) = torch.autograd.grad(ours, s)
+    (g2,) = torch.autograd.grad(ref, s)
+    assert torch.allclose(g1, g2, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_topk_loss_exact_for_a_very_peaked_student(direction):
+    """At T = 2 the fast path takes sqrt(softmax(z)); where softmax underflows (logit gaps
+    beyond ~90) the remainder mass must still be the exact, tiny, non-zero one."""
+    torch.manual_seed(4)
+    V, k = 13, 3
+    s = torch.randn(2, 5, V) * 2
+    s[0, :, 0] += 150.0  # a student sure of token 0: every other p1 underflows in float32
+    s.requires_grad_(True)
+    t = torch.randn(2, 5, V) * 2
+    t[..., 0] += 20.0  # the teacher keeps token 0: the student's remainder mass all underflows
+    logp = F.log_softmax(t, -1)
+    vals, idx = logp.topk(k, dim=-1)
+    rest = torch.logsumexp((logp / 2.0).scatter(-1, idx, float("-inf")), -1)
+    labels = next_token_labels(torch.randint(0, V, (2, 5)))
+    kw = dict(alpha=0.5, temperature=2.0, direction=direction, reduction="token")
+    ours = topk_kd_loss(s, vals, idx, rest, labels, **kw)
+    ref = naive_topk_loss(s, vals, idx, rest, labels, 0.5, 2.0, direction, "token")
     assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
     (g1,) = torch.autograd.grad(ours, s)
     (g2,) = torch.autograd.grad(ref, s)
