@@ -155,6 +155,9 @@ def test_wml_peer_loss_by_hand_and_gradients_stay_local():
     assert total.item() == pytest.approx(exp_a + exp_b, rel=1e-5)
 
 
+V_PEAKED = 13
+
+
 def naive_topk_loss(s, vals, idx, rest, labels, alpha, temp, direction, reduction):
     """The bucket loss written with plain autograd ops (slow, obviously right)."""
     z = s.float() / temp
@@ -193,16 +196,19 @@ def test_topk_loss_and_gradient_match_naive_autograd(direction, reduction, temp)
 
 
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
-def test_topk_loss_exact_for_a_very_peaked_student(direction):
+@pytest.mark.parametrize("sure_of", [0, V_PEAKED - 1])
+def test_topk_loss_exact_for_a_very_peaked_student(direction, sure_of):
     """At T = 2 the fast path takes sqrt(softmax(z)); where softmax underflows (logit gaps
-    beyond ~90) the remainder mass must still be the exact, tiny, non-zero one."""
+    beyond ~90) the remainder mass must still be the exact, tiny, non-zero one (student sure
+    of a kept token), and the kept log-probs exact too (sure of a token that is not kept)."""
     torch.manual_seed(4)
-    V, k = 13, 3
+    V, k = V_PEAKED, 3
     s = torch.randn(2, 5, V) * 2
-    s[0, :, 0] += 150.0  # a student sure of token 0: every other p1 underflows in float32
+    s[0, :, sure_of] += 150.0  # a student sure of one token: every other p1 underflows in float32
     s.requires_grad_(True)
     t = torch.randn(2, 5, V) * 2
-    t[..., 0] += 20.0  # the teacher keeps token 0: the student's remainder mass all underflows
+    t[..., 0] += 20.0  # the teacher keeps token 0 ...
+    t[..., V - 1] -= 20.0  # ... and never token V - 1
     logp = F.log_softmax(t, -1)
     vals, idx = logp.topk(k, dim=-1)
     rest = torch.logsumexp((logp / 2.0).scatter(-1, idx, float("-inf")), -1)

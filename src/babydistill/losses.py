@@ -114,6 +114,7 @@ def kd_loss(
 # lost it to float32 underflow of softmax(z) (below ~1e-38 before the square root): they are
 # recomputed in the log domain, so the fast path stays exact for very confident students.
 _TINY_REST = 2.0**-60
+_TINY_P = 1e-20  # below this, log p1 from softmax is no longer trusted for logsumexp(z)
 
 
 class _BucketKD(torch.autograd.Function):
@@ -126,8 +127,8 @@ class _BucketKD(torch.autograd.Function):
     The student enters only through p1 = softmax(z) and its unnormalised tempered form
     e = p1^(1/T): at T = 1 e = p1, at T = 2 e = sqrt(p1) (a square root instead of an exp;
     p1 = e*e again in backward), other T exp(log p1 / T). Log-probs at the kept tokens and
-    the label come from the logits (z - logsumexp z, with logsumexp z = max z - log max p1),
-    never from log(p1), so they stay exact however small p1 is.
+    the label come from the logits (z - logsumexp z, with logsumexp z = z_j - log p1_j at the
+    best kept token j), never from log(p1) itself, so they stay exact however small p1 is.
     Gradients w.r.t. s = z / T (p = softmax(s), P_b the student's bucket masses, q_b the
     teacher's): forward KL(q||P): kept v: p_v - q_v; other v: p_v (1 - q_rest / P_rest);
     reverse KL(P||q): p_v (r_b(v) - sum_b P_b r_b) with r_b = log P_b - log q_b;
@@ -140,8 +141,14 @@ class _BucketKD(torch.autograd.Function):
         safe_labels = labels.clamp(min=0).unsqueeze(-1)
         z = logits.float()
         p1 = torch.softmax(z, dim=-1)
-        # logsumexp(z) without another full pass: the largest p1 is >= 1/V, so its log is exact
-        lse = z.amax(-1, keepdim=True) - torch.log(p1.amax(-1, keepdim=True))
+        # logsumexp(z) without another full pass: z_j - log p1_j at the kept token the student
+        # likes best (softmax is accurate to a few ulp relative wherever p1 is a normal float);
+        # rows where even that p1 is tiny take the full logsumexp.
+        p_kept, j = p1.gather(-1, idx).max(-1, keepdim=True)
+        lse = z.gather(-1, idx.gather(-1, j)) - torch.log(p_kept)
+        small = (p_kept < _TINY_P).squeeze(-1)
+        if small.any():
+            lse[small] = torch.logsumexp(z[small], dim=-1, keepdim=True)
         ce_pos = (lse - z.gather(-1, safe_labels)).squeeze(-1) * valid
         kept = (z.gather(-1, idx) - lse) / temperature  # log of e below, at the kept tokens
         if temperature == 1.0:
