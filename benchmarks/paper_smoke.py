@@ -55,7 +55,9 @@ def read_bench(path: Path) -> dict:
     with open(path) as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     row = rows[-1]
-    return {"s": float(row["s"]), "max_rss_mb": float(row["max_rss"]) if row["max_rss"] != "NA" else None}
+    num = lambda k: float(row[k]) if row.get(k) not in (None, "", "NA", "-") else None  # noqa: E731
+    return {"s": float(row["s"]), "max_rss_mb": num("max_rss"), "cpu_s": num("cpu_time"),
+            "io_out_mb": num("io_out")}
 
 
 def train_flops_per_token(preset: dict, vocab: int, seq: int) -> tuple[int, float]:
@@ -100,9 +102,11 @@ def project(base: dict, smoke: dict, mfu: float, peak_tflops: float, bench_dir: 
         rel = tsv.relative_to(bench_dir).with_suffix("")
         b = read_bench(tsv)
         stage = rel.parts[0]
-        per_token = b["s"] / smoke_tokens if stage in ("pretrain", "distill") else None
-        measured.append({"job": str(rel), "seconds": b["s"], "peak_rss_mb": b["max_rss_mb"],
-                         "s_per_token": per_token})
+        train_job = stage in ("pretrain", "distill")
+        measured.append({"job": str(rel), "seconds": b["s"], "cpu_s": b["cpu_s"], "peak_rss_mb": b["max_rss_mb"],
+                         "io_out_mb": b["io_out_mb"],
+                         "s_per_token": b["s"] / smoke_tokens if train_job else None,
+                         "cpu_s_per_token": b["cpu_s"] / smoke_tokens if train_job and b["cpu_s"] else None})
 
     runs = []
     models = base["models"]
@@ -196,17 +200,18 @@ def render(measured, runs, a, smoke_wall: str | None) -> str:
         "## Measured in the smoke (CPU, fp32)",
         "",
         f"Each training job: {a['smoke_tokens_per_training_job']} tokens (the overlay's max_steps x "
-        "batch_size x seq_length); s/token is the whole job's wall time (model build, eval, "
-        "checkpoints included) over those tokens, so an upper bound on the step cost. Peak "
-        "memory is Snakemake's max_rss." + (f" Smoke wall time: {smoke_wall}." if smoke_wall else ""),
+        "batch_size x seq_length); s/token is the whole job's time (model build, eval, "
+        "checkpoints included) over those tokens, so an upper bound on the step cost; CPU s is "
+        "the job's CPU time (on a shared machine wall time mostly measures waiting). Peak "
+        "memory is Snakemake's max_rss, written MB its io_out." + (f" Smoke wall time: {smoke_wall}." if smoke_wall else ""),
         "",
-        "| job | wall s | peak RSS (MiB) | s/token |",
-        "|---|---:|---:|---:|",
+        "| job | wall s | CPU s | peak RSS (MiB) | written (MB) | wall s/token | CPU s/token |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    f = lambda v, fmt: format(v, fmt) if v is not None else ""  # noqa: E731
     for m in measured:
-        rss = f"{m['peak_rss_mb']:.0f}" if m["peak_rss_mb"] is not None else "NA"
-        spt = f"{m['s_per_token']:.3f}" if m["s_per_token"] is not None else ""
-        lines.append(f"| {m['job']} | {m['seconds']:.1f} | {rss} | {spt} |")
+        lines.append(f"| {m['job']} | {m['seconds']:.1f} | {f(m['cpu_s'], '.1f')} | {f(m['peak_rss_mb'], '.0f')} | "
+                     f"{f(m['io_out_mb'], '.0f')} | {f(m['s_per_token'], '.3f')} | {f(m['cpu_s_per_token'], '.3f')} |")
     return "\n".join(lines) + "\n"
 
 
