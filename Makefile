@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Rules call `python -m babydistill...`: put the venv first on PATH for them.
 RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: demo test lint dry-run rulegraph
+.PHONY: demo test lint dry-run rulegraph paper-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,14 @@ dry-run: $(STAMP)
 
 rulegraph: $(STAMP)
 	$(RUN) $(BIN)/snakemake --configfile workflow/demo.yaml --rulegraph | dot -Tsvg > docs/rulegraph.svg
+
+# Every run of config.yaml at full model size on the real partial corpus, tiny budgets, on
+# CPU (workflow/paper_smoke.yaml; docs/scale.md). One job at a time within PAPER_SMOKE_MEM_MB;
+# then the GPU-hour projection from its benchmark files.
+PAPER_SMOKE_MEM_MB ?= 18000
+paper-smoke: $(STAMP)
+	$(RUN) $(BIN)/python benchmarks/paper_smoke.py config --out results/paper-smoke.yaml
+	$(RUN) nice -n 10 $(BIN)/snakemake --configfile results/paper-smoke.yaml --cores 2 \
+		--resources gpu=1 mem_mb=$(PAPER_SMOKE_MEM_MB) --rerun-incomplete --printshellcmds --keep-going
+	$(RUN) $(BIN)/python benchmarks/paper_smoke.py project --smoke results/paper-smoke.yaml \
+		--out results/paper-smoke/projection.md

@@ -7,9 +7,14 @@ log-likelihood difference. Each time is the best of ``--repeat`` runs.
 
 Usage::
 
-    python benchmarks/blimp_eval.py [--model DIR] [--suite-dir /work/shared/data/blimp]
-        [--paradigms adjunct_island,...] [--limit 200] [--batch-size 64] [--threads 1]
-        [--repeat 1] [--json OUT]
+    python benchmarks/blimp_eval.py [--model DIR] [--suite-dir ../shared/data/blimp]
+        [--paradigms all|adjunct_island,...] [--limit N] [--lmeval-limit 5 --lmeval-limit 20]
+        [--batch-size 64] [--threads 1] [--repeat 1] [--clock wall|cpu] [--json OUT]
+
+Default: every pair of every paradigm for both backends. lm-eval is ~10x slower, so on the
+whole of BLiMP (67,000 pairs) give ``--lmeval-limit`` sizes: lm-eval then runs on the first
+N pairs per paradigm, its time on all pairs is the straight line through those runs (fixed
+start-up + seconds per pair), and decisions are compared on the pairs both scored.
 
 Without ``--model`` a random ``llama-tiny`` (workflow/demo.yaml's preset) is built with a
 project tokenizer trained on the benchmark sentences, in a temporary folder.
@@ -32,7 +37,6 @@ from babydistill.eval_blimp import load_model, run_lmeval
 from babydistill.scorer import Paradigm, load_suite, score_suite, summarize
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_PARADIGMS = "adjunct_island,determiner_noun_agreement_1,irregular_past_participle_adjectives,wh_vs_that_with_gap"
 
 
 def random_model(out: Path, paradigms: list[Paradigm], preset: str = "llama-tiny", vocab: int = 2000) -> Path:
@@ -53,54 +57,95 @@ def random_model(out: Path, paradigms: list[Paradigm], preset: str = "llama-tiny
 
 
 
+def lmeval_fit(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """(fixed seconds, seconds per pair) of lm-eval from (pairs, seconds) runs: a least-squares
+    line through two or more subset sizes (one point: no fixed part)."""
+    if len(points) == 1:
+        return 0.0, points[0][1] / points[0][0]
+    n = len(points)
+    mx, my = sum(p[0] for p in points) / n, sum(p[1] for p in points) / n
+    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    return my - slope * mx, slope
+
+
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="saved HF model dir (default: a random llama-tiny)")
-    ap.add_argument("--suite-dir", default="/work/shared/data/blimp")
-    ap.add_argument("--paradigms", default=DEFAULT_PARADIGMS, help="comma-separated; 'all' for every file")
-    ap.add_argument("--limit", type=int, default=200, help="pairs per paradigm")
+    ap.add_argument("--suite-dir", default=str(REPO.parent / "shared" / "data" / "blimp"))
+    ap.add_argument("--paradigms", default="all", help="comma-separated names, or 'all' (default)")
+    ap.add_argument("--limit", type=int, default=None, help="pairs per paradigm (default: all)")
+    ap.add_argument("--lmeval-limit", type=int, action="append", default=None,
+                    help="run lm-eval on the first N pairs per paradigm only (repeat for several "
+                         "sizes: its time on all pairs is then a straight-line fit); default: "
+                         "lm-eval on the same pairs as the scorer")
     ap.add_argument("--batch-size", type=int, default=64, help="the same for both backends")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 is steadiest on a shared machine")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="cpu: the process's CPU time (with --threads 1: steady on a loaded machine)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
-    paradigms = load_suite(args.suite_dir, args.limit)
-    if args.paradigms != "all":
-        wanted = args.paradigms.split(",")
-        paradigms = [p for p in paradigms if p.name in wanted]
+    def pick(limit):
+        pars = load_suite(args.suite_dir, limit)
+        if args.paradigms != "all":
+            wanted = args.paradigms.split(",")
+            pars = [p for p in pars if p.name in wanted]
+        return pars
+
+    paradigms = pick(args.limit)
     n = sum(len(p.pairs) for p in paradigms)
+    lm_limits = sorted(set(args.lmeval_limit or [args.limit]), key=lambda x: (x is not None, x or 0))
     with tempfile.TemporaryDirectory(prefix="blimp_bench_") as tmp:
-        model_dir = Path(args.model) if args.model else random_model(Path(tmp) / "rand", paradigms)
+        model_dir = Path(args.model) if args.model else random_model(Path(tmp) / "rand", pick(200))
 
         def fast():
             model, tok = load_model(model_dir)
             return score_suite(model, tok, paradigms, args.batch_size)
 
-        def lmeval():
-            good, bad = run_lmeval(model_dir, "bench", paradigms, Path(tmp) / "work", args.batch_size)
-            return summarize(paradigms, good, bad)
+        lm_runs = []  # (limit, paradigms, seconds, summary, rows)
+        for lim in lm_limits:
+            pars = pick(lim if args.limit is None or lim is None else min(lim, args.limit))
 
-        t_lm, (s_lm, rows_lm) = best_of(args.repeat, lmeval)
-        t_fast, (s_fast, rows_fast) = best_of(args.repeat, fast)
+            def lmeval(pars=pars, lim=lim):
+                good, bad = run_lmeval(model_dir, "bench", pars, Path(tmp) / f"work{lim}", args.batch_size)
+                return summarize(pars, good, bad)
 
-    same = sum(a[4] == b[4] for a, b in zip(rows_lm, rows_fast))
-    diff = max(abs(a[2] - b[2]) + abs(a[3] - b[3]) for a, b in zip(rows_lm, rows_fast))
+            t, (summ, rows) = best_of(args.repeat, lmeval, clock)
+            lm_runs.append((lim, pars, t, summ, rows))
+        t_fast, (s_fast, rows_fast) = best_of(args.repeat, fast, clock)
+
+    fast_by_pair = {(r[0], r[1]): r for r in rows_fast}
+    _, pars_lm, _, s_lm, rows_lm = lm_runs[-1]  # the largest lm-eval run: compare decisions
+    both = [(a, fast_by_pair[(a[0], a[1])]) for a in rows_lm]
+    same = sum(a[4] == b[4] for a, b in both)
+    diff = max(abs(a[2] - b[2]) + abs(a[3] - b[3]) for a, b in both)
+    points = [(sum(len(p.pairs) for p in pars), t) for _, pars, t, _, _ in lm_runs]
+    fixed, per_pair = lmeval_fit(points)
+    t_lm_all = fixed + per_pair * n  # lm-eval's time on the scorer's pairs (measured when equal)
     res = {
-        "model": str(args.model or "random llama-tiny"), "paradigms": [p.name for p in paradigms],
-        "n_pairs": n, "batch_size": args.batch_size, "threads": args.threads,
-        "lmeval": {"seconds": t_lm, "pairs_per_s": n / t_lm, "accuracy": s_lm["accuracy"]},
+        "model": str(args.model or "random llama-tiny"), "n_paradigms": len(paradigms),
+        "n_pairs": n, "batch_size": args.batch_size, "threads": args.threads, "clock": args.clock,
+        "lmeval_runs": [{"pairs": p, "seconds": t} for p, t in points],
+        "lmeval": {"seconds_all_pairs": t_lm_all, "fixed_seconds": fixed, "pairs_per_s": 1 / per_pair,
+                   "accuracy_on_its_pairs": s_lm["accuracy"],
+                   "extrapolated": points[-1][0] != n},
         "fast": {"seconds": t_fast, "pairs_per_s": n / t_fast, "accuracy": s_fast["accuracy"]},
-        "speedup": t_lm / t_fast, "identical_decisions": same, "max_ll_diff": diff,
+        "speedup": t_lm_all / t_fast, "compared_pairs": len(both), "identical_decisions": same,
+        "max_ll_diff": diff,
     }
     print(f"{n} pairs from {len(paradigms)} paradigms, batch {args.batch_size}, {args.threads} threads")
-    print(f"{'backend':8s} {'seconds':>8s} {'pairs/s':>9s} {'accuracy':>9s}")
-    for k in ("lmeval", "fast"):
-        print(f"{k:8s} {res[k]['seconds']:8.2f} {res[k]['pairs_per_s']:9.1f} {res[k]['accuracy']:9.4f}")
-    print(f"speedup {res['speedup']:.2f}x; identical decisions {same}/{n}; max |ll diff| {diff:.2e}")
+    for p, t in points:
+        print(f"lmeval   {t:8.2f} s on {p} pairs ({p / t:.1f} pairs/s)")
+    how = "extrapolated: " + f"{fixed:.1f} s + {per_pair * 1e3:.2f} ms/pair" if res["lmeval"]["extrapolated"] else "measured"
+    print(f"lmeval   {t_lm_all:8.2f} s on all {n} pairs ({how})")
+    print(f"fast     {t_fast:8.2f} s on all {n} pairs ({n / t_fast:.1f} pairs/s), accuracy {s_fast['accuracy']:.4f}")
+    print(f"speedup {res['speedup']:.2f}x; identical decisions {same}/{len(both)} (pairs both scored); "
+          f"max |ll diff| {diff:.2e}")
     if args.json:
         write_json(args.json, res)
     return res

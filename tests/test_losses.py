@@ -155,6 +155,9 @@ def test_wml_loss_by_hand():
     assert torch.count_nonzero(gb) > 0
 
 
+V_PEAKED = 13
+
+
 def naive_topk_loss(s, vals, idx, rest, labels, alpha, temp, direction, reduction):
     """The bucket loss written with plain autograd ops (slow, obviously right)."""
     z = s.float() / temp
@@ -173,7 +176,7 @@ def naive_topk_loss(s, vals, idx, rest, labels, alpha, temp, direction, reductio
 
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
 @pytest.mark.parametrize("reduction", ["batchmean", "token"])
-@pytest.mark.parametrize("temp", [1.0, 2.0])
+@pytest.mark.parametrize("temp", [1.0, 2.0, 1.5])  # 1, 2 and the rest: three code paths
 def test_topk_loss_and_gradient_match_naive_autograd(direction, reduction, temp):
     torch.manual_seed(2)
     V, k = 11, 3
@@ -186,6 +189,33 @@ def test_topk_loss_and_gradient_match_naive_autograd(direction, reduction, temp)
     kw = dict(alpha=0.3, temperature=temp, direction=direction, reduction=reduction)
     ours = topk_kd_loss(s, vals, idx, rest, labels, **kw)
     ref = naive_topk_loss(s, vals, idx, rest, labels, 0.3, temp, direction, reduction)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+    (g1,) = torch.autograd.grad(ours, s)
+    (g2,) = torch.autograd.grad(ref, s)
+    assert torch.allclose(g1, g2, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+@pytest.mark.parametrize("sure_of", [0, V_PEAKED - 1])
+def test_topk_loss_exact_for_a_very_peaked_student(direction, sure_of):
+    """At T = 2 the fast path takes sqrt(softmax(z)); where softmax underflows (logit gaps
+    beyond ~90) the remainder mass must still be the exact, tiny, non-zero one (student sure
+    of a kept token), and the kept log-probs exact too (sure of a token that is not kept)."""
+    torch.manual_seed(4)
+    V, k = V_PEAKED, 3
+    s = torch.randn(2, 5, V) * 2
+    s[0, :, sure_of] += 150.0  # a student sure of one token: every other p1 underflows in float32
+    s.requires_grad_(True)
+    t = torch.randn(2, 5, V) * 2
+    t[..., 0] += 20.0  # the teacher keeps token 0 ...
+    t[..., V - 1] -= 20.0  # ... and never token V - 1
+    logp = F.log_softmax(t, -1)
+    vals, idx = logp.topk(k, dim=-1)
+    rest = torch.logsumexp((logp / 2.0).scatter(-1, idx, float("-inf")), -1)
+    labels = next_token_labels(torch.randint(0, V, (2, 5)))
+    kw = dict(alpha=0.5, temperature=2.0, direction=direction, reduction="token")
+    ours = topk_kd_loss(s, vals, idx, rest, labels, **kw)
+    ref = naive_topk_loss(s, vals, idx, rest, labels, 0.5, 2.0, direction, "token")
     assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
     (g1,) = torch.autograd.grad(ours, s)
     (g2,) = torch.autograd.grad(ref, s)

@@ -91,6 +91,23 @@ def test_batching_does_not_change_tokens(setup, tmp_path):
     assert (tmp_path / "big.bin").read_bytes() == (tmp_path / "small.bin").read_bytes()
 
 
+def test_max_tokens_keeps_the_first_tokens(setup, tmp_path):
+    """data.max_train_tokens (smoke runs): a prefix of the full array, the full count recorded."""
+    corpus, tok_dir, _ = setup
+    TS.tokenize_files(tok_dir, corpus, tmp_path / "full", progress=False)
+    full, full_meta = load(tmp_path / "full")
+    n = len(full) // 3
+    TS.main(["--tokenizer", str(tok_dir), "--out", str(tmp_path / "cut"), "--max-tokens", str(n),
+             *map(str, corpus)])
+    cut, meta = load(tmp_path / "cut")
+    assert len(cut) == meta["n_tokens"] == n
+    assert np.array_equal(cut, full[:n])
+    assert meta["truncated_from"] == full_meta["n_tokens"] and "truncated_from" not in full_meta
+    # a limit above the total changes nothing
+    TS.tokenize_files(tok_dir, corpus, tmp_path / "same", progress=False, max_tokens=len(full) + 5)
+    assert (tmp_path / "same.bin").read_bytes() == (tmp_path / "full.bin").read_bytes()
+
+
 def test_bad_input_leaves_no_complete_looking_output(setup, tmp_path, capsys):
     corpus, tok_dir, _ = setup
     prefix = tmp_path / "split"

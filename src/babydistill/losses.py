@@ -113,17 +113,27 @@ def kd_loss(
     return (loss, ce.detach(), kl.detach()) if return_parts else loss
 
 
+# Rows whose tempered remainder mass (unnormalised, see _BucketKD) is below this may have
+# lost it to float32 underflow of softmax(z) (below ~1e-38 before the square root): they are
+# recomputed in the log domain, so the fast path stays exact for very confident students.
+_TINY_REST = 2.0**-60
+_TINY_P = 1e-20  # below this, log p1 from softmax is no longer trusted for logsumexp(z)
+
+
 class _BucketKD(torch.autograd.Function):
     """Per position: the KL between the teacher's and the student's k + 1 bucket
     distributions at temperature T, and the student's next-token CE (at T = 1).
 
-    Hand-written backward so the full-vocabulary work is a few passes (log_softmax, exp,
-    sum forward, one multiply back; one more exp and multiply-add when T != 1) instead of
+    Hand-written backward so the full-vocabulary work is a few fused passes instead of
     autograd's chain of logsumexp / scatter copies and a separate CE graph: this is what
-    keeps a cached distillation step close to a plain one. With logp1 = log_softmax(z),
-    the tempered student is softmax(logp1 / T); gradients w.r.t. s = z / T (p = softmax(s),
-    P_b the student's bucket masses, q_b the teacher's):
-    forward KL(q||P): kept v: p_v - q_v; other v: p_v (1 - q_rest / P_rest);
+    keeps a cached distillation step close to a plain one (benchmarks/distill_step.py).
+    The student enters only through p1 = softmax(z) and its unnormalised tempered form
+    e = p1^(1/T): at T = 1 e = p1, at T = 2 e = sqrt(p1) (a square root instead of an exp;
+    p1 = e*e again in backward), other T exp(log p1 / T). Log-probs at the kept tokens and
+    the label come from the logits (z - logsumexp z, with logsumexp z = z_j - log p1_j at the
+    best kept token j), never from log(p1) itself, so they stay exact however small p1 is.
+    Gradients w.r.t. s = z / T (p = softmax(s), P_b the student's bucket masses, q_b the
+    teacher's): forward KL(q||P): kept v: p_v - q_v; other v: p_v (1 - q_rest / P_rest);
     reverse KL(P||q): p_v (r_b(v) - sum_b P_b r_b) with r_b = log P_b - log q_b;
     and the CE's w.r.t. z: softmax(z) - onehot(label).
     """
@@ -132,47 +142,70 @@ class _BucketKD(torch.autograd.Function):
     def forward(ctx, logits, idx, log_q, labels, temperature, reverse):
         valid = labels != IGNORE_INDEX
         safe_labels = labels.clamp(min=0).unsqueeze(-1)
-        logp1 = torch.log_softmax(logits.float(), dim=-1)
-        ce_pos = -logp1.gather(-1, safe_labels).squeeze(-1) * valid
-        kept = logp1.gather(-1, idx) / temperature  # log of e below, at the kept tokens
+        z = logits.float()
+        p1 = torch.softmax(z, dim=-1)
+        # logsumexp(z) without another full pass: z_j - log p1_j at the kept token the student
+        # likes best (softmax is accurate to a few ulp relative wherever p1 is a normal float);
+        # rows where even that p1 is tiny take the full logsumexp.
+        p_kept, j = p1.gather(-1, idx).max(-1, keepdim=True)
+        lse = z.gather(-1, idx.gather(-1, j)) - torch.log(p_kept)
+        small = (p_kept < _TINY_P).squeeze(-1)
+        if small.any():
+            lse[small] = torch.logsumexp(z[small], dim=-1, keepdim=True)
+        ce_pos = (lse - z.gather(-1, safe_labels)).squeeze(-1) * valid
+        kept = (z.gather(-1, idx) - lse) / temperature  # log of e below, at the kept tokens
         if temperature == 1.0:
-            e, p1 = logp1.exp_(), None  # reuse the buffer: logp1 is not needed past the gathers
+            e, mode = p1, "one"
+        elif temperature == 2.0:
+            e, mode = p1.sqrt_(), "square"  # in place: p1 = e * e in backward
         else:
-            e = logp1 * (1.0 / temperature)
-            e.exp_()  # p1^(1/T) <= 1: the tempered student, unnormalised (no overflow)
-            p1 = logp1.exp_()  # softmax(z), for the CE gradient
-        e.scatter_(-1, idx, 0.0)  # keep only the mass outside the kept tokens
+            e, mode = (z - lse).mul_(1.0 / temperature).exp_(), "general"
+        zero = torch.zeros(idx.shape, dtype=e.dtype, device=e.device)
+        e.scatter_(-1, idx, zero)  # keep only the mass outside the kept tokens
         rest = e.sum(-1, keepdim=True)
+        if mode == "square":
+            tiny = (rest < _TINY_REST).squeeze(-1) & (idx.size(-1) < e.size(-1))
+            if tiny.any():  # exact e for those rows (they are rare: a very peaked student)
+                exact = ((z[tiny] - lse[tiny]) / temperature).exp_()
+                e[tiny] = exact.scatter_(-1, idx[tiny], zero[tiny])
+                rest = e.sum(-1, keepdim=True)
         log_e = torch.cat([kept, torch.log(rest)], dim=-1)  # -inf rest when every token is kept
         log_z = torch.logsumexp(log_e, dim=-1, keepdim=True)  # no cancellation: kept + rest
         log_p = (log_e - log_z).clamp(min=LOG_ZERO)
         kl_pos = _kl_rows(log_p, log_q) if reverse else _kl_rows(log_q, log_p)
-        ctx.save_for_backward(e, p1, idx, log_p, log_q, log_z, safe_labels, valid)
-        ctx.temperature, ctx.reverse, ctx.in_dtype = temperature, reverse, logits.dtype
+        ctx.save_for_backward(e, p1 if mode == "general" else None, idx, kept, rest, log_p, log_q,
+                              log_z, safe_labels, valid)
+        ctx.temperature, ctx.reverse, ctx.in_dtype, ctx.mode = temperature, reverse, logits.dtype, mode
         return kl_pos, ce_pos
 
     @staticmethod
     def backward(ctx, grad_kl, grad_ce):
-        e, p1, idx, log_p, log_q, log_z, labels, valid = ctx.saved_tensors
+        e, p1, idx, kept, rest_e, log_p, log_q, log_z, labels, valid = ctx.saved_tensors
         big_p, q = log_p.exp(), log_q.exp()
-        rest = big_p[..., -1:]
-        if ctx.reverse:
-            r = log_p - log_q
-            coef = r - (big_p * r).sum(-1, keepdim=True)
-            kept_grad, rest_coef = big_p[..., :-1] * coef[..., :-1], coef[..., -1:]
-        else:
-            kept_grad = big_p[..., :-1] - q[..., :-1]
-            rest_coef = torch.where(rest > 0, 1.0 - q[..., -1:] / rest.clamp(min=1e-30),
-                                    torch.zeros_like(rest))
         g_kl = grad_kl.unsqueeze(-1) / ctx.temperature  # d s / d z = 1 / T
         g_ce = (grad_ce * valid).unsqueeze(-1)
         inv_z = torch.exp(-log_z)  # e * inv_z = p outside the kept tokens
-        # The saved buffers are reused in place: backward runs once.
-        if p1 is None:  # T = 1: softmax(z) = p, so the CE gradient folds into the same pass
-            grad = e.mul_((rest_coef * g_kl + g_ce) * inv_z)
-            grad.scatter_(-1, idx, kept_grad * g_kl + big_p[..., :-1] * g_ce)
+        # rest_mult * e: the KL gradient outside the kept tokens
+        if ctx.reverse:
+            r = log_p - log_q
+            coef = r - (big_p * r).sum(-1, keepdim=True)
+            kept_grad, rest_mult = big_p[..., :-1] * coef[..., :-1], coef[..., -1:] * inv_z * g_kl
         else:
-            grad = e.mul_(rest_coef * g_kl * inv_z)
+            kept_grad = big_p[..., :-1] - q[..., :-1]
+            # p_v (1 - q_rest / P_rest) = e_v (1/Z - q_rest / rest_e): no division by a
+            # normalised (possibly underflowed) P_rest
+            rest_mult = torch.where(rest_e > 0, inv_z - q[..., -1:] / rest_e.clamp(min=1e-38),
+                                    torch.zeros_like(rest_e)) * g_kl
+        # The saved buffers are reused in place: backward runs once.
+        if ctx.mode == "one":  # softmax(z) = p, so the CE gradient folds into the same pass
+            grad = e.mul_(rest_mult + g_ce * inv_z)
+            grad.scatter_(-1, idx, kept_grad * g_kl + big_p[..., :-1] * g_ce)
+        elif ctx.mode == "square":  # e (m + e g_ce) = m e + p1 g_ce outside the kept tokens
+            grad = torch.addcmul(rest_mult, e, g_ce).mul_(e)
+            p1_kept = torch.exp(kept * ctx.temperature)
+            grad.scatter_(-1, idx, kept_grad * g_kl + p1_kept * g_ce)
+        else:
+            grad = e.mul_(rest_mult)
             grad.scatter_(-1, idx, kept_grad * g_kl)
             grad.addcmul_(p1, g_ce)
         grad.scatter_add_(-1, labels, -g_ce)

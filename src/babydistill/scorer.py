@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -190,14 +191,31 @@ def _model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
+# Causal LMs whose logits are exactly lm_head(base_model(...).last_hidden_state): for these
+# the scorer runs the output layer only at the positions it scores (no padding, no prefix).
+_SPLIT_HEAD_MODELS = ("LlamaForCausalLM", "GPT2LMHeadModel")
+
+
+def _split_head(model):
+    """(body, head) when logits = head(body(...)[0]) for this model class, else None."""
+    if type(model).__name__ not in _SPLIT_HEAD_MODELS:
+        return None
+    body, head = getattr(model, "base_model", None), model.get_output_embeddings()
+    if body is None or body is model or head is None:
+        return None
+    return body, head
+
+
 def score_pairs(
     model, tokenizer, pairs: Iterable[Pair | tuple[str, str]], batch_size: int = 64, progress: bool = False
 ) -> tuple[list[float], list[float]]:
     """Total log-likelihood of each good and bad sentence, many per forward pass.
 
-    Sequences are sorted by length (less padding), right-padded, masked, and the
-    continuation log-probs gathered in one go per batch. Runs in eval mode under
-    no_grad and restores the model's train/eval mode.
+    Identical token sequences are scored once; the rest are sorted by length (almost no
+    padding), right-padded and masked; for plain Llama / GPT-2 models the output layer
+    and its log-softmax run only at the positions that predict a continuation token
+    (one fused cross-entropy), and the per-sentence sums are one ``index_add``. Runs in
+    eval mode under inference_mode and restores the model's train/eval mode.
     """
     model = unwrap(model)
     pairs = [p if isinstance(p, Pair) else Pair(str(i), *p) for i, p in enumerate(pairs)]
@@ -206,40 +224,54 @@ def score_pairs(
     encoded = encode_choice(tokenizer, [s for p in pairs for s in (p.good, p.bad)],
                             [p.context for p in pairs for _ in (0, 1)])
     max_len = max_length(model, tokenizer)
-    seqs, n_cont = [], []
+    unique: dict[tuple[int, ...], int] = {}  # token sequence -> its slot
+    slot_of, n_cont = [], []
     for ctx, cont in encoded:
-        seq = (ctx + cont)[-(max_len + 1):]  # left-truncate like lm-eval
-        seqs.append(seq)
-        n_cont.append(min(len(cont), len(seq) - 1))
+        seq = tuple((ctx + cont)[-(max_len + 1):])  # left-truncate like lm-eval
+        if seq not in unique:
+            unique[seq] = len(unique)
+            n_cont.append(min(len(cont), len(seq) - 1))
+        slot_of.append(unique[seq])
+    seqs = list(unique)
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     device = _model_device(model)
-    scores = [0.0] * len(seqs)
+    split = _split_head(model)
+    scores = torch.zeros(len(seqs), dtype=torch.float64)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in tqdm(range(0, len(order), batch_size), disable=not progress,
                               desc="scoring", unit="batch"):
                 idx = order[start:start + batch_size]
                 width = len(seqs[idx[0]])  # sorted longest first
-                ids = torch.zeros(len(idx), width, dtype=torch.long)
-                scored = torch.zeros(len(idx), width - 1, dtype=torch.bool)
+                lengths = np.fromiter((len(seqs[i]) for i in idx), dtype=np.int64, count=len(idx))
+                ids_np = np.zeros((len(idx), width), dtype=np.int64)
+                scored_np = np.zeros((len(idx), width - 1), dtype=bool)
                 for r, i in enumerate(idx):
-                    n = len(seqs[i])
-                    ids[r, :n] = torch.tensor(seqs[i])
-                    scored[r, n - 1 - n_cont[i]:n - 1] = True  # positions predicting the continuation
-                ids, scored = ids.to(device), scored.to(device)
-                lengths = torch.tensor([len(seqs[i]) for i in idx], device=device)
-                mask = (torch.arange(width - 1, device=device)[None, :] < lengths[:, None] - 1).long()
-                logits = model(input_ids=ids[:, :-1], attention_mask=mask).logits.float()
-                targets = ids[:, 1:]
-                logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
-                totals = torch.where(scored, logp, 0.0).sum(-1).tolist()
-                for i, t in zip(idx, totals):
-                    scores[i] = t
+                    n = lengths[r]
+                    ids_np[r, :n] = seqs[i]
+                    scored_np[r, n - 1 - n_cont[i]:n - 1] = True  # positions predicting the continuation
+                ids = torch.from_numpy(ids_np).to(device)
+                scored = torch.from_numpy(scored_np).to(device)
+                lengths_t = torch.from_numpy(lengths).to(device)
+                mask = (torch.arange(width - 1, device=device)[None, :] < lengths_t[:, None] - 1).long()
+                targets = ids[:, 1:][scored]
+                rows = torch.arange(len(idx), device=device)[:, None].expand_as(scored)[scored]
+                if split is not None:
+                    body, head = split
+                    hidden = body(input_ids=ids[:, :-1], attention_mask=mask, use_cache=False)[0]
+                    logits = head(hidden[scored]).float()
+                else:
+                    logits = model(input_ids=ids[:, :-1], attention_mask=mask).logits.float()[scored]
+                logp = -torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+                totals = torch.zeros(len(idx), dtype=torch.float64, device=device)
+                totals.index_add_(0, rows, logp.double())
+                scores[torch.tensor(idx)] = totals.cpu()
     finally:
         model.train(was_training)
-    return scores[0::2], scores[1::2]
+    flat = scores[torch.tensor(slot_of)].tolist()
+    return flat[0::2], flat[1::2]
 
 
 def summarize(paradigms: Sequence[Paradigm], ll_good: Sequence[float], ll_bad: Sequence[float]):

@@ -78,8 +78,12 @@ def paths_for(prefix: str | os.PathLike) -> tuple[Path, Path]:
 
 def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.PathLike],
                    out_prefix: str | os.PathLike, batch_lines: int = BATCH_LINES,
-                   progress: bool = True) -> dict:
-    """Tokenize ``files`` (sorted by name) into PREFIX.bin / PREFIX.json; return the metadata."""
+                   progress: bool = True, max_tokens: int | None = None) -> dict:
+    """Tokenize ``files`` (sorted by name) into PREFIX.bin / PREFIX.json; return the metadata.
+
+    ``max_tokens`` keeps only the first N tokens (config ``data.max_train_tokens``: a smoke
+    run at full model size over a few hundred chunks); the metadata records the full count.
+    """
     tok = load_backend(tokenizer_dir)
     paths = sorted_inputs(files)
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
@@ -123,11 +127,15 @@ def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.Pa
                 "tokens": f_tokens,
             })
             n_tokens += f_tokens
+        if max_tokens is not None and n_tokens > max_tokens:
+            out.flush()
+            os.truncate(tmp, max_tokens * dtype.itemsize)
     seconds = time.perf_counter() - t0
 
+    truncated = max_tokens is not None and n_tokens > max_tokens
     meta = {
         "dtype": dtype.name,
-        "n_tokens": n_tokens,
+        "n_tokens": max_tokens if truncated else n_tokens,
         "vocab_size": vocab_size,
         "eos_id": eos_id,
         "bos_id": tok.token_to_id(BOS),
@@ -136,6 +144,8 @@ def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.Pa
         "tokenizer_sha256": file_sha256(Path(tokenizer_dir) / "tokenizer.json"),
         "files": files_meta,
     }
+    if truncated:
+        meta["truncated_from"] = n_tokens
     write_json(json_path, meta)  # last: .json present == complete
     return {**meta, "seconds": seconds}  # timing is returned, not stored: outputs stay deterministic
 
@@ -147,10 +157,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tokenizer", required=True, help="folder written by babydistill.tokenizer")
     p.add_argument("--out", required=True, help="output prefix: writes PREFIX.bin and PREFIX.json")
     p.add_argument("--log", default=None, help="also log to this file")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="keep only the first N tokens (smoke runs; default: all)")
     p.add_argument("inputs", nargs="+", help="cleaned text files of one split")
     args = p.parse_args(argv)
     setup_logging(args.log)
-    meta = tokenize_files(args.tokenizer, args.inputs, args.out)
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise UserError("--max-tokens must be >= 1")
+    meta = tokenize_files(args.tokenizer, args.inputs, args.out, max_tokens=args.max_tokens)
     words = sum(f["words"] for f in meta["files"])
     log.info("%s: %d tokens (%s) from %d files, %d words, %.1f s (%.0f words/s)",
              args.out, meta["n_tokens"], meta["dtype"], len(meta["files"]), words,

@@ -173,6 +173,12 @@ rule tokenize_split:
         split="train|dev|select",
     params:
         prefix=lambda w, output: output.meta.removesuffix(".json"),
+        # data.max_train_tokens: a smoke run's short training split
+        max_tokens=lambda w: (
+            f"--max-tokens {config['data']['max_train_tokens']}"
+            if w.split == "train" and config["data"].get("max_train_tokens")
+            else ""
+        ),
     log:
         f"{LOGS}/tokenize_split/{{split}}.log",
     benchmark:
@@ -186,4 +192,4 @@ rule tokenize_split:
         ENV
     shell:
         "python -m babydistill.tokenize_split --tokenizer {input.tokenizer}"
-        " --out {params.prefix} {input.texts} > {log} 2>&1"
+        " --out {params.prefix} {params.max_tokens} {input.texts} > {log} 2>&1"

@@ -132,6 +132,7 @@ rule finetune:
     params:
         spec=lambda w: as_json(TASKS[w.task]),
         max_train=f"--max-train {FINETUNE['max_train']}" if FINETUNE.get("max_train") else "",
+        max_valid=f"--max-valid {FINETUNE['max_valid']}" if FINETUNE.get("max_valid") else "",
     log:
         f"{LOGS}/finetune/{{task}}/{{model}}.log",
     benchmark:
@@ -146,6 +147,7 @@ rule finetune:
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.finetune --model {input.model} --task {wildcards.task}"
         " --data-dir {input.data} --spec {params.spec:q} --out {output} {params.max_train}"
+        " {params.max_valid}"
         " --threads {threads}"
         " > {log} 2>&1"
         " && python -m babydistill.model_card --model-dir {input.model} >> {log} 2>&1"
