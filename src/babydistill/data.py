@@ -193,6 +193,7 @@ class TrainChunks(_Chunks):
         self.random_offset = offset_mode(random_offset)
         self.seed = int(seed)
         self.epoch = 0
+        self._epoch_offsets: tuple[int | None, np.ndarray | None] = (None, None)
         max_offset = seq_length - 1 if self.random_offset else 0
         self.n_chunks = max(0, (len(self.tokens) - max_offset) // seq_length)
         if self.n_chunks == 0:
@@ -274,7 +275,10 @@ class TrainChunks(_Chunks):
             return 0
         if self.random_offset == "per_epoch":
             return int(self._rng(epoch, 0).integers(0, self.seq_length))
-        every = self._rng(epoch, 2).integers(0, self.seq_length, size=self.n_chunks)
+        if self._epoch_offsets[0] != epoch:  # drawn once per epoch, not once per batch
+            self._epoch_offsets = (epoch, self._rng(epoch, 2).integers(
+                0, self.seq_length, size=self.n_chunks))
+        every = self._epoch_offsets[1]
         return every if indices is None else every[np.asarray(indices, dtype=np.int64)]
 
     def offset(self, epoch: int) -> int:
