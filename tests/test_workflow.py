@@ -108,3 +108,11 @@ def test_variant_file_merges_onto_the_paper_config(repo_root, tmp_path):
     counts = job_counts(r.stdout)
     assert counts["pretrain"] == 7 + 4 and counts["distill"] == 6 + 2
     assert "results/paper/models/baby-llama-58M-6teachers" in r.stdout
+
+
+def test_rules_are_snakefmt_clean(repo_root):
+    """The Snakefile and every rule file are formatted as `snakefmt` writes them."""
+    snakefmt = Path(sys.executable).with_name("snakefmt")
+    files = [repo_root / "Snakefile", *sorted((repo_root / "workflow" / "rules").glob("*.smk"))]
+    r = subprocess.run([str(snakefmt), "--check", *map(str, files)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

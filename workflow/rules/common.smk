@@ -114,8 +114,15 @@ for _name in DISTILL:
     if _key:
         _run = bdconfig.run_of(config, "distill", _name)
         # "user": a variant that reads it, whose job sizes the cache job
-        CACHES.setdefault(_key, {"teachers": teacher_dirs(_name), "k": _run["cache"]["k"],
-                                 "temperature": _run["temperature"], "user": _name})
+        CACHES.setdefault(
+            _key,
+            {
+                "teachers": teacher_dirs(_name),
+                "k": _run["cache"]["k"],
+                "temperature": _run["temperature"],
+                "user": _name,
+            },
+        )
 
 
 def cache_dirs(name):
@@ -138,7 +145,11 @@ def demo_world_input(loc):
 
 def split_texts(w):
     """The cleaned files a token split is made of (train = the fit part with a selection)."""
-    folder = {"train": "fit" if SELECT_FRACTION else "train", "dev": "dev", "select": "select"}
+    folder = {
+        "train": "fit" if SELECT_FRACTION else "train",
+        "dev": "dev",
+        "select": "select",
+    }
     return expand(f"{R}/corpus/clean/{folder[w.split]}/{{source}}.txt", source=SOURCES)
 
 
@@ -148,7 +159,11 @@ def token_prefix(meta_json):
 
 
 def all_targets():
-    targets = [f"{R}/corpus/clean_stats.tsv", f"{R}/tokens/train.json", f"{R}/tokens/dev.json"]
+    targets = [
+        f"{R}/corpus/clean_stats.tsv",
+        f"{R}/tokens/train.json",
+        f"{R}/tokens/dev.json",
+    ]
     if SELECT_FRACTION:
         targets.append(f"{R}/tokens/select.json")
     if SUITES:

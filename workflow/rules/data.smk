@@ -5,21 +5,21 @@ rule demo_world:
     """Write the synthetic demo world: corpus, BLiMP-format suite, CoLA-style task."""
     output:
         directory(f"{R}/demo_world"),
-    params:
-        seed=config.get("demo_world", {}).get("seed", 1234),
-        words=config.get("demo_world", {}).get("words", 300000),
-        pairs=config.get("demo_world", {}).get("pairs_per_paradigm", 200),
     log:
         f"{LOGS}/demo_world.log",
     benchmark:
         f"{BENCH}/demo_world.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=0,
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        seed=config.get("demo_world", {}).get("seed", 1234),
+        words=config.get("demo_world", {}).get("words", 300000),
+        pairs=config.get("demo_world", {}).get("pairs_per_paradigm", 200),
     shell:
         "python -m babydistill.demo_world --out {output} --seed {params.seed}"
         " --words {params.words} --pairs {params.pairs} > {log} 2>&1"
@@ -30,8 +30,21 @@ rule download_corpus:
     input:
         [f"{R}/demo_world"] if CORPUS.get("demo_world") else [],
     output:
-        expand(f"{R}/corpus/raw/{CORPUS['train_split']}/{{source}}.train", source=SOURCES),
+        expand(
+            f"{R}/corpus/raw/{CORPUS['train_split']}/{{source}}.train", source=SOURCES
+        ),
         expand(f"{R}/corpus/raw/{CORPUS['dev_split']}/{{source}}.dev", source=SOURCES),
+    log:
+        f"{LOGS}/download_corpus.log",
+    benchmark:
+        f"{BENCH}/download_corpus.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=60,
     params:
         # a function: a brace in a path is text, not a wildcard
         location=lambda w: location_args(CORPUS, f"{R}/demo_world/corpus"),
@@ -40,17 +53,6 @@ rule download_corpus:
         train_split=CORPUS["train_split"],
         dev_split=CORPUS["dev_split"],
         out=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
-    log:
-        f"{LOGS}/download_corpus.log",
-    benchmark:
-        f"{BENCH}/download_corpus.tsv"
-    threads: 1
-    resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=60,
-    conda:
-        ENV
     shell:
         "python -m babydistill.download corpus --layout {params.layout} {params.location:q}"
         " --out {params.out} --train-split {params.train_split} --dev-split {params.dev_split}"
@@ -64,22 +66,22 @@ rule clean_source:
     output:
         text=f"{R}/corpus/clean/{{split}}/{{source}}.txt",
         stats=f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv",
-    wildcard_constraints:
-        split="train|dev",
-        source=alternation(SOURCES),
-    params:
-        mode=config["clean"]["mode"],
     log:
         f"{LOGS}/clean_source/{{split}}/{{source}}.log",
     benchmark:
         f"{BENCH}/clean_source/{{split}}/{{source}}.tsv"
+    wildcard_constraints:
+        split="train|dev",
+        source=alternation(SOURCES),
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=0,
         mem_mb=2000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        mode=config["clean"]["mode"],
     shell:
         "python -m babydistill.clean --source {wildcards.source} --mode {params.mode}"
         " --stats {output.stats} {input} {output.text} > {log} 2>&1"
@@ -89,21 +91,31 @@ rule clean_stats:
     """One table of lines/words/characters before and after cleaning and the readability
     metrics (Baby Llama's curriculum), per source and split."""
     input:
-        stats=expand(f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv", split=SPLITS, source=SOURCES),
-        texts=expand(f"{R}/corpus/clean/{{split}}/{{source}}.txt", split=SPLITS, source=SOURCES),
+        stats=expand(
+            f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv",
+            split=SPLITS,
+            source=SOURCES,
+        ),
+        texts=expand(
+            f"{R}/corpus/clean/{{split}}/{{source}}.txt", split=SPLITS, source=SOURCES
+        ),
     output:
-        report(f"{R}/corpus/clean_stats.tsv", caption="../report/clean_stats.rst", category="Corpus"),
+        report(
+            f"{R}/corpus/clean_stats.tsv",
+            caption="../report/clean_stats.rst",
+            category="Corpus",
+        ),
     log:
         f"{LOGS}/clean_stats.log",
     benchmark:
         f"{BENCH}/clean_stats.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=0,
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     shell:
         "python -m babydistill.clean_stats --out {output} --stats {input.stats}"
         " --texts {input.texts} > {log} 2>&1"
@@ -115,20 +127,20 @@ rule train_tokenizer:
         expand(f"{R}/corpus/clean/train/{{source}}.txt", source=SOURCES),
     output:
         directory(f"{R}/tokenizer"),
-    params:
-        vocab_size=config["tokenizer"]["vocab_size"],
-        min_frequency=config["tokenizer"].get("min_frequency", 2),
     log:
         f"{LOGS}/train_tokenizer.log",
     benchmark:
         f"{BENCH}/train_tokenizer.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         gpu=0,
         mem_mb=4000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        vocab_size=config["tokenizer"]["vocab_size"],
+        min_frequency=config["tokenizer"].get("min_frequency", 2),
     shell:
         "python -m babydistill.tokenizer --vocab-size {params.vocab_size}"
         " --min-frequency {params.min_frequency} --out {output} {input} > {log} 2>&1"
@@ -141,21 +153,21 @@ rule select_split:
     output:
         train=f"{R}/corpus/clean/fit/{{source}}.txt",
         select=f"{R}/corpus/clean/select/{{source}}.txt",
-    wildcard_constraints:
-        source=alternation(SOURCES),
-    params:
-        fraction=SELECT_FRACTION,
     log:
         f"{LOGS}/select_split/{{source}}.log",
     benchmark:
         f"{BENCH}/select_split/{{source}}.tsv"
+    wildcard_constraints:
+        source=alternation(SOURCES),
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=0,
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        fraction=SELECT_FRACTION,
     shell:
         "python -m babydistill.select_split --fraction {params.fraction}"
         " {input} {output.train} {output.select} > {log} 2>&1"
@@ -169,8 +181,19 @@ rule tokenize_split:
     output:
         tokens=f"{R}/tokens/{{split}}.bin",
         meta=f"{R}/tokens/{{split}}.json",
+    log:
+        f"{LOGS}/tokenize_split/{{split}}.log",
+    benchmark:
+        f"{BENCH}/tokenize_split/{{split}}.tsv"
     wildcard_constraints:
         split="train|dev|select",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=30,
     params:
         prefix=lambda w, output: output.meta.removesuffix(".json"),
         # data.max_train_tokens: a smoke run's short training split
@@ -179,17 +202,6 @@ rule tokenize_split:
             if w.split == "train" and config["data"].get("max_train_tokens")
             else ""
         ),
-    log:
-        f"{LOGS}/tokenize_split/{{split}}.log",
-    benchmark:
-        f"{BENCH}/tokenize_split/{{split}}.tsv"
-    threads: 2
-    resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
     shell:
         "python -m babydistill.tokenize_split --tokenizer {input.tokenizer}"
         " --out {params.prefix} {params.max_tokens} {input.texts} > {log} 2>&1"

@@ -11,8 +11,19 @@ rule pretrain:
         blimp_suite=lambda w: blimp_curve_suite("pretrain", w.name),
     output:
         directory(f"{R}/models/{{name}}"),
+    log:
+        f"{LOGS}/pretrain/{{name}}.log",
+    benchmark:
+        f"{BENCH}/pretrain/{{name}}.tsv"
     wildcard_constraints:
         name=alternation(PRETRAIN),
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=lambda w: bdconfig.gpus(config, "pretrain", w.name),
+        mem_mb=lambda w: bdconfig.job_resources(config, "pretrain", w.name)["mem_mb"],
+        runtime=lambda w: bdconfig.job_resources(config, "pretrain", w.name)["runtime"],
     params:
         spec=lambda w: as_json(bdconfig.pretrain_spec(config, w.name)),
         checkpoints=lambda w: f"{R}/checkpoints/{w.name}",
@@ -21,17 +32,6 @@ rule pretrain:
         blimp=lambda w: " ".join(
             f"--blimp-suite {d}" for d in blimp_curve_suite("pretrain", w.name)
         ),
-    log:
-        f"{LOGS}/pretrain/{{name}}.log",
-    benchmark:
-        f"{BENCH}/pretrain/{{name}}.tsv"
-    threads: 2
-    resources:
-        gpu=lambda w: bdconfig.gpus(config, "pretrain", w.name),
-        mem_mb=lambda w: bdconfig.job_resources(config, "pretrain", w.name)["mem_mb"],
-        runtime=lambda w: bdconfig.job_resources(config, "pretrain", w.name)["runtime"],
-    conda:
-        ENV
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.launch --gpus {resources.gpu} -- babydistill.pretrain"
         " --spec {params.spec:q} --train {params.train} --dev {params.dev}"
