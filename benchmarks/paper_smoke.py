@@ -113,14 +113,14 @@ def project(base: dict, smoke: dict, mfu: float, peak_tflops: float, bench_dir: 
     models = base["models"]
     eval_tokens_epoch = base["data"].get("eval_chunks", 8192) * seq  # the eval loss, once an epoch
     for name, run in base["pretrain"].items():
-        train = bdconfig._training(base, run)
+        train = bdconfig.training_of(base, run)
         n, f = train_flops_per_token(models[run["model"]], vocab, seq)
         tokens = epoch_tokens * train["epochs"]
         ev = forward_flops_per_token(models[run["model"]], vocab, seq) * eval_tokens_epoch * train["epochs"]
         runs.append({"run": f"pretrain {name}", "params_M": n / 1e6, "epochs": train["epochs"],
                      "pflop": (f * tokens + ev) / 1e15})
     for name, run in (base.get("distill") or {}).items():
-        train = bdconfig._training(base, run)
+        train = bdconfig.training_of(base, run)
         tokens = epoch_tokens * train["epochs"]
         if run["objective"] == "kd":
             n, f = train_flops_per_token(models[run["student"]], vocab, seq)

@@ -40,7 +40,7 @@ def resolve(config: dict, key: str):
             node = node[part]
             continue
         if i == 2 and parts[0] in ("pretrain", "distill") and len(parts) == 3:
-            train = bdconfig._training(config, config[parts[0]][parts[1]])
+            train = bdconfig.training_of(config, config[parts[0]][parts[1]])
             if part in train:
                 return train[part]
         raise KeyError(key)

@@ -33,7 +33,7 @@ def test_smoke_config_covers_every_run_at_full_size_with_tiny_budgets(tmp_path):
     budget = overlay["training"]
     for section in ("pretrain", "distill"):
         for name in cfg[section]:
-            train = bdconfig._training(cfg, cfg[section][name])
+            train = bdconfig.training_of(cfg, cfg[section][name])
             for k, v in budget.items():
                 assert train[k] == v, (section, name, k)
     assert cfg["distill"]["wml-58M-2peers"]["outer_every"] == 1

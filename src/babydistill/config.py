@@ -191,7 +191,7 @@ def _check_references(config: dict, source: str) -> None:
                 if t not in pretrain:
                     raise UserError(f"{where}.teachers: {t!r} is not a pretrain run "
                                     f"(known: {', '.join(pretrain)})")
-            if run.get("cache") and _training(config, run).get("random_offset"):
+            if run.get("cache") and training_of(config, run).get("random_offset"):
                 raise UserError(f"{where}.cache: cached teacher targets need fixed chunks; "
                                 "set random_offset: false for this variant")
         if run.get("baseline") and run["baseline"] not in pretrain:
@@ -217,7 +217,7 @@ def _check_references(config: dict, source: str) -> None:
     sources = set(config["corpus"]["sources"])
     for section, runs in (("pretrain", pretrain), ("distill", distill)):
         for name, run in runs.items():
-            cur = _training(config, run).get("curriculum")
+            cur = training_of(config, run).get("curriculum")
             if not cur:
                 continue
             listed = [s for b in cur["buckets"] for s in b]
@@ -228,7 +228,7 @@ def _check_references(config: dict, source: str) -> None:
             if len(listed) != len(set(listed)):
                 raise UserError(f"{source}: {section}.{name}.curriculum.buckets: a source is "
                                 "listed in more than one bucket")
-            epochs = _training(config, run).get("epochs", 1)
+            epochs = training_of(config, run).get("epochs", 1)
             last_opens = (len(cur["buckets"]) - 1) * cur.get("epochs_per_bucket", 3)
             if epochs <= last_opens:
                 raise UserError(f"{source}: {section}.{name}.epochs: {epochs} epochs never reach "
@@ -331,7 +331,8 @@ def prepare(config: dict, source: str = "config") -> dict:
     return config
 
 
-def _training(config: dict, run: dict) -> dict:
+def training_of(config: dict, run: dict) -> dict:
+    """A run's training keys: ``training:`` with the run's own keys over it (not its seed)."""
     keys = _PRETRAIN_KEYS | _DISTILL_KEYS
     train = dict(config.get("training") or {})
     train.update({k: v for k, v in run.items() if k not in keys})
@@ -400,7 +401,7 @@ def baseline_of(config: dict, name: str) -> str | None:
 
 
 def _seeded_training(config: dict, section: str, name: str) -> dict:
-    train = _training(config, run_of(config, section, name))
+    train = training_of(config, run_of(config, section, name))
     seed = split_instance(name)[1]
     if seed is not None:
         train["seed"] = seed
@@ -440,7 +441,7 @@ def distill_spec(config: dict, name: str) -> dict:
 def gpus(config: dict, section: str, name: str) -> int:
     """GPUs a training job asks for: the run's ``gpus``, else its preset's, else 1."""
     run = run_of(config, section, name)
-    train = _training(config, run)
+    train = training_of(config, run)
     preset_name = run.get("model") or run.get("student") or run.get("reference")
     preset = config["models"].get(preset_name, {}) if preset_name else {}
     if "gpus" in run:
@@ -532,7 +533,7 @@ def job_resources(config: dict, section: str, name: str) -> dict:
         n_train = int(n_ref * sum(1 / (i + 2) for i in range(num_peers(run))))
     n_frozen = sum(approx_params(p, vocab) for p in frozen)
     mem_mb = 2000 + (16 * n_train + 4 * n_frozen) // 2**20 * 2
-    train = _training(config, run)
+    train = training_of(config, run)
     tokens = 15_000_000 * train.get("epochs", 1)  # ~10M words of BabyLM is ~15M tokens
     flops = 6 * n_train * tokens + 2 * n_frozen * tokens
     runtime = max(30, int(flops / (0.3 * 100e12) / 60 * 2))

@@ -133,7 +133,7 @@ def cache_dirs(name):
 def blimp_curve_suite(section, name):
     """[the first BLiMP suite's directory] when training run ``name`` records per-epoch
     BLiMP curves (training key blimp_every_epoch), else []."""
-    train = bdconfig._training(config, bdconfig.run_of(config, section, name))
+    train = bdconfig.training_of(config, bdconfig.run_of(config, section, name))
     if not (train.get("blimp_every_epoch") and SUITES):
         return []
     return [f"{R}/data/suites/{next(iter(SUITES))}"]
