@@ -42,8 +42,14 @@ def smoke_config(base: dict, overlay: dict) -> dict:
     for section in ("pretrain", "distill"):
         for run in (cfg.get(section) or {}).values():
             run.update({k: v for k, v in budget.items() if k in run or k in TRAINING_KEYS})
+            if run.get("curriculum"):  # only the sources the smoke's corpus has
+                cur = run["curriculum"]
+                have = set(cfg["corpus"]["sources"])
+                cur["buckets"] = [kept for b in cur["buckets"] if (kept := [x for x in b if x in have])]
+                cur["epochs_per_bucket"] = 1  # every bucket opens within the smoke's epochs
+                run["epochs"] = max(run.get("epochs", 1), len(cur["buckets"]))
             if run.get("objective") == "wml":
-                run["outer_every"] = 1  # one mirror-descent step on the peer weights too
+                run["weight_update_frequency"] = 1  # one mirror-descent step on the peer weights too
     tasks = ((overlay.get("eval") or {}).get("finetune") or {}).get("tasks")
     if tasks is not None:
         cfg["eval"]["finetune"]["tasks"] = {

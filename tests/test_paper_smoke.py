@@ -36,7 +36,7 @@ def test_smoke_config_covers_every_run_at_full_size_with_tiny_budgets(tmp_path):
             train = bdconfig.training_of(cfg, cfg[section][name])
             for k, v in budget.items():
                 assert train[k] == v, (section, name, k)
-    assert cfg["distill"]["wml-58M-2peers"]["outer_every"] == 1
+    assert cfg["distill"]["wml-58M-4peers"]["weight_update_frequency"] == 1
     # only the overlay's fine-tuning tasks, each the paper's entry with the overlay's changes
     tasks = cfg["eval"]["finetune"]["tasks"]
     assert set(tasks) == set(overlay["eval"]["finetune"]["tasks"])
