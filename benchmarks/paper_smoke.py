@@ -54,6 +54,10 @@ def smoke_config(base: dict, overlay: dict) -> dict:
     if tasks is not None:
         cfg["eval"]["finetune"]["tasks"] = {
             t: bdconfig.deep_merge(base["eval"]["finetune"]["tasks"][t], over) for t, over in tasks.items()}
+        for table in ((cfg.get("tables") or {}).get("paper") or {}).values():
+            for key in ("tasks", "unstable"):  # the paper tables name only the kept tasks
+                if key in table:
+                    table[key] = [t for t in table[key] if t in tasks]
     bdconfig.validate(cfg, "paper smoke config")
     return cfg
 
@@ -86,6 +90,23 @@ def wml_peers(cfg: dict, run: dict) -> list[dict]:
     ref = cfg["models"][run["reference"]]
     k = run.get("num_peers", 2)
     return [dict(ref, num_layers=max(1, ref["num_layers"] // k)) for _ in range(k)]
+
+
+def model_presets(base: dict, name: str) -> list[dict]:
+    """The preset(s) a scored model runs: an ensemble's members, a WML peer's own preset
+    (``<run>-peer<i>``), a pretrain or distill run's model, seeds stripped."""
+    models = base["models"]
+    peers = bdconfig.wml_peers(base)
+    if name in peers:
+        run_name, i = peers[name]
+        return [wml_peers(base, bdconfig.run_of(base, "distill", run_name))[i - 1]]
+    run_name = bdconfig.split_instance(name)[0]
+    if run_name in (base.get("ensembles") or {}):
+        return [models[base["pretrain"][t]["model"]] for t in base["ensembles"][run_name]]
+    if run_name in base["pretrain"]:
+        return [models[base["pretrain"][run_name]["model"]]]
+    r = base["distill"][run_name]
+    return [models[r["student"]]] if r["objective"] == "kd" else wml_peers(base, r)[:1]
 
 
 def project(base: dict, smoke: dict, mfu: float, peak_tflops: float, bench_dir: Path,
@@ -149,13 +170,7 @@ def project(base: dict, smoke: dict, mfu: float, peak_tflops: float, bench_dir: 
     n_suites = len(base["eval"]["blimp"]["suites"])
     score = 0.0
     for m in bdconfig.model_names(base):
-        if m in (base.get("ensembles") or {}):
-            presets = [models[base["pretrain"][t]["model"]] for t in base["ensembles"][m]]
-        elif m in base["pretrain"]:
-            presets = [models[base["pretrain"][m]["model"]]]
-        else:
-            r = base["distill"][m]
-            presets = [models[r["student"]]] if r["objective"] == "kd" else wml_peers(base, r)[:1]
+        presets = model_presets(base, m)
         score += sum(forward_flops_per_token(p, vocab, seq) for p in presets) * eval_tokens * n_suites
     runs.append({"run": f"zero-shot scoring ({n_suites} suites, all models)", "params_M": None,
                  "epochs": None, "pflop": score / 1e15})
@@ -167,10 +182,9 @@ def project(base: dict, smoke: dict, mfu: float, peak_tflops: float, bench_dir: 
         chars = sum(f.stat().st_size for f in files) if files else 2_000_000
         task_tokens = chars / 4 * spec["epochs"]  # ~4 bytes a token of jsonl
         for m in bdconfig.model_names(base):
-            if m in (base.get("ensembles") or {}):
+            if bdconfig.split_instance(m)[0] in (base.get("ensembles") or {}):
                 continue
-            preset = (models[base["pretrain"][m]["model"]] if m in base["pretrain"] else
-                      models[base["distill"][m].get("student") or base["distill"][m]["reference"]])
+            (preset,) = model_presets(base, m)
             ft += train_flops_per_token(preset, vocab, seq)[1] * task_tokens
     runs.append({"run": f"fine-tuning ({len(base['eval']['finetune']['tasks'])} tasks, all trained models)",
                  "params_M": None, "epochs": None, "pflop": ft / 1e15})
