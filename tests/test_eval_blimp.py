@@ -343,3 +343,20 @@ def test_model_dir_without_tokenizer_is_one_line(tiny_llama, tmp_path, capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith("error:") and str(d) in err and "tokenizer" in err
+
+
+@needs_accelerate
+def test_lmeval_log_file_has_no_progress_bar_redraws(tiny_llama, tmp_path):
+    """Issue 13: in a log file (stderr not a TTY) lm-eval's, datasets' and the weights' tqdm
+    bars are off: the log holds log lines, not carriage-return redraws."""
+    import subprocess
+    import sys
+    suite, _ = make_known_suite(tmp_path / "suite")
+    log = tmp_path / "eval.log"
+    with log.open("w") as f:
+        r = subprocess.run([sys.executable, "-m", "babydistill.eval_blimp",
+                            *eval_args(tiny_llama, suite, tmp_path, "lmeval")],
+                           stdout=f, stderr=subprocess.STDOUT)
+    text = log.read_text()
+    assert r.returncode == 0, text
+    assert "\r" not in text and "it/s]" not in text and len(text) < 20_000

@@ -291,6 +291,24 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
     return result, rows
 
 
+def silence_progress_bars() -> None:
+    """In a log file every tqdm redraw is text (lm-eval's requests, datasets' splits, the
+    weights). lm-eval passes ``disable=`` itself, so no setting reaches its bars: every tqdm
+    this process makes is switched off instead; the stage logs its own result lines."""
+    import tqdm
+
+    from .train import quiet_library_bars
+
+    quiet_library_bars()
+    init = tqdm.tqdm.__init__
+
+    def quiet_init(self, *args, **kwargs):
+        kwargs["disable"] = True
+        init(self, *args, **kwargs)
+
+    tqdm.tqdm.__init__ = quiet_init
+
+
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m babydistill.eval_blimp", description=__doc__.split("\n")[0])
@@ -312,6 +330,8 @@ def main(argv=None):
     ap.add_argument("--log", default=None, help="also log to this file")
     args = ap.parse_args(argv)
     setup_logging(args.log)
+    if not sys.stderr.isatty():
+        silence_progress_bars()
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise UserError("--batch-size and --limit must be positive")
     result, rows = evaluate(args.model, args.suite_dir, args.suite, args.backend, args.batch_size,
