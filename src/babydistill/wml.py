@@ -439,9 +439,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-if __name__ == "__main__":
-    from babydistill.common import library_help
-
-    library_help(__doc__, "wml", "python -m babydistill.distill (objective: wml)")
