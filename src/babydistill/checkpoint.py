@@ -327,3 +327,9 @@ class Checkpointer:
         for name, part in self.parts.items():
             part.load_state_dict(ck[name])
         return True
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "checkpoint", "python -m babydistill.pretrain and babydistill.distill")

@@ -291,3 +291,9 @@ def wml_weights_figure(weights: dict[str, Path], palette: Palette, out: Path) ->
     save_figure(fig, out, "wml_weights")
     plt.close(fig)
     return True
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "figures", "python -m babydistill.tables")

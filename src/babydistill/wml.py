@@ -427,7 +427,9 @@ def export_peer(run_dir: Path, peer: int, out: Path) -> Path:
 @cli
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m babydistill.wml",
-                                 description="Export one peer of a finished WML run as a model directory.")
+                                 description=__doc__.strip().splitlines()[0] + " This command "
+                                 "exports one peer of a finished WML run as a model directory "
+                                 "(training runs inside python -m babydistill.distill).")
     ap.add_argument("--run-dir", required=True, help="the wml run's model directory (holds peers/<i>/)")
     ap.add_argument("--peer", required=True, type=int, help="peer index, 1-based")
     ap.add_argument("--out", required=True, help="the peer's model directory")
