@@ -43,9 +43,12 @@ def _pip(python: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def old_transformers_python(request) -> Path:
-    """A venv with transformers==4.51.3 and its tokenizers pin, built once and cached."""
-    root = Path(request.config.cache.mkdir(f"venv-transformers-{OLD_TRANSFORMERS}"))
+def old_transformers_python(request, tmp_path_factory) -> Path:
+    """A venv with transformers==4.51.3 and its tokenizers pin, built once and cached (in
+    pytest's cache; in a temp dir when the cache plugin is off, ``-p no:cacheprovider``)."""
+    name = f"venv-transformers-{OLD_TRANSFORMERS}"
+    cache = getattr(request.config, "cache", None)
+    root = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
     python = root / "bin" / "python"
     done = root / "installed.ok"
     if done.is_file() and python.is_file():
