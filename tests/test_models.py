@@ -46,6 +46,20 @@ def test_tiny_model_config_and_forward():
     assert out.logits.shape == (2, 16, 50) and torch.isfinite(out.loss)
 
 
+def test_gpt2_dropout_defaults_to_transformers_and_can_be_switched_off():
+    gpt2 = {"arch": "gpt2", "hidden_size": 32, "num_layers": 1, "num_heads": 4,
+            "max_position_embeddings": 16}
+    c = build_model(gpt2, 50).config
+    assert (c.resid_pdrop, c.embd_pdrop, c.attn_pdrop) == (0.1, 0.1, 0.1)  # what BL's 705M ran
+    torch.manual_seed(0)
+    m = build_model({**gpt2, "dropout": 0.0}, 50).train()
+    assert (m.config.resid_pdrop, m.config.embd_pdrop, m.config.attn_pdrop) == (0.0, 0.0, 0.0)
+    ids = torch.randint(3, 50, (2, 16))
+    assert torch.equal(m(input_ids=ids).logits, m(input_ids=ids).logits)  # no noise in train mode
+    noisy = build_model({**gpt2, "dropout": 0.5}, 50).train()
+    assert not torch.equal(noisy(input_ids=ids).logits, noisy(input_ids=ids).logits)
+
+
 @pytest.mark.parametrize("preset,match", [
     ({"arch": "rnn"}, "m.arch: expected one of llama, gpt2"),
     ({"arch": "llama", "hidden_size": 30, "num_layers": 1, "num_heads": 4,
@@ -54,6 +68,8 @@ def test_tiny_model_config_and_forward():
       "max_position_embeddings": 8}, "m.num_layers: expected a positive integer"),
     ({"arch": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 4, "num_kv_heads": 3,
       "intermediate_size": 8, "max_position_embeddings": 8}, "m.num_kv_heads: 3 does not divide"),
+    ({"arch": "gpt2", "hidden_size": 32, "num_layers": 1, "num_heads": 4,
+      "max_position_embeddings": 8, "dropout": 1.0}, r"m.dropout: expected a number in \[0, 1\)"),
 ])
 def test_bad_presets(preset, match):
     with pytest.raises(UserError, match=match):

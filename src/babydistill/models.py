@@ -2,8 +2,12 @@
 
 A preset is one entry of ``models:`` in the config (arch, hidden_size, num_layers,
 num_heads, num_kv_heads, intermediate_size, max_position_embeddings, optional
-tie_word_embeddings); the vocabulary size comes from the tokenizer. Special tokens follow
+tie_word_embeddings and dropout); the vocabulary size comes from the tokenizer. Special tokens follow
 the project tokenizer: pad 0, bos 1, eos 2.
+
+Dropout: GPT-2's residual, embedding and attention dropout (one value for the three, as
+the authors' train.py sets them) default to 0.1, the transformers default the Baby Llama
+GPT-2 705M ran with; LLaMA's attention dropout defaults to 0. Short runs learn faster with 0.
 
 Embeddings: LLaMA presets are untied and GPT-2 presets tied unless the preset says
 otherwise; this is what makes the papers' sizes come out (vocab 16000): llama-58M
@@ -67,11 +71,21 @@ def model_config(preset: dict, vocab_size: int, name: str = "model"):
             num_attention_heads=heads, num_key_value_heads=kv,
             intermediate_size=preset["intermediate_size"],
             max_position_embeddings=preset["max_position_embeddings"],
+            attention_dropout=_dropout(preset, 0.0, name),
             tie_word_embeddings=bool(preset.get("tie_word_embeddings", False)), **common)
+    p = _dropout(preset, 0.1, name)
     return GPT2Config(
         n_embd=hidden, n_layer=preset["num_layers"], n_head=heads,
         n_inner=preset.get("intermediate_size"), n_positions=preset["max_position_embeddings"],
+        resid_pdrop=p, embd_pdrop=p, attn_pdrop=p,
         tie_word_embeddings=bool(preset.get("tie_word_embeddings", True)), **common)
+
+
+def _dropout(preset: dict, default: float, name: str) -> float:
+    v = preset.get("dropout", default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise UserError(f"{name}.dropout: expected a number in [0, 1), got {v!r}")
+    return float(v)
 
 
 def build_model(preset: dict, vocab_size: int, name: str = "model") -> PreTrainedModel:
