@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 GPU_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "finetune"}
 CPU_RULES = {"demo_world", "download_corpus", "download_suite", "download_glue", "clean_source",
-             "clean_stats", "train_tokenizer", "tokenize_split", "ensemble", "tables"}
+             "clean_stats", "train_tokenizer", "tokenize_split", "ensemble", "tables",
+             "wml_peer", "lm_eval_tasks"}
 RESUMED = re.compile(r"resumed from (\S+) at step (\d+)")
 
 
