@@ -164,8 +164,15 @@ def _metrics(obj, path=()):
 
 def test_results_equal_the_local_run(scenario):
     local, slurm = scenario["local"], scenario["results"]
-    for table in ("summary.csv", "zero_shot.csv", "finetune.csv"):
-        assert (slurm / "tables" / table).read_text() == (local / "tables" / table).read_text(), table
+    # A second DAG run from scratch (another executor, one job preempted and resumed): every
+    # table file (CSV, Markdown, LaTeX, HTML, the paper tables, provenance) byte for byte. This
+    # is also the project's determinism check (tests/test_tables.py runs its own without SLURM).
+    files = sorted(p.relative_to(local / "tables") for p in (local / "tables").rglob("*") if p.is_file())
+    assert {"summary.csv", "zero_shot.csv", "finetune.csv"} <= {str(f) for f in files}
+    assert any(str(f).startswith("paper/") for f in files)
+    different = [str(f) for f in files
+                 if (slurm / "tables" / f).read_bytes() != (local / "tables" / f).read_bytes()]
+    assert not different, f"tables differ from the local run's: {different}"
     # The stage outputs eval/{blimp,finetune}/<suite or task>/<model>.json (not lm-eval's
     # scratch cache under eval/blimp/work, whose names are hashes).
     evals = sorted(p.relative_to(local) for p in (local / "eval").glob("*/*/*.json"))

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from babydistill import figures, tables
+from slurm_cluster import unavailable_reason
 
 
 def write_blimp(d, model, suite, correct: dict[str, list[int]], categories: dict[str, str]):
@@ -505,6 +506,9 @@ def test_tables_config_mistakes_name_the_key(repo_root, mutate, expected):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(unavailable_reason() is None,
+                    reason="SLURM runs here: test_slurm_demo reruns the DAG from scratch and "
+                           "compares every table byte for byte (one DAG run fewer in CI)")
 def test_two_demo_runs_write_byte_identical_tables(demo_small, tmp_path_factory):
     """The shrunk demo DAG run twice from scratch: every table (summary, zero-shot, fine-tuning,
     provenance, the paper tables; CSV, Markdown, LaTeX, HTML) is byte for byte the same."""
