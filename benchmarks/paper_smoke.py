@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from babydistill import config as bdconfig  # noqa: E402
 from babydistill.common import atomic_write_text  # noqa: E402
+from babydistill.models import preset_parameters  # noqa: E402
 
 TRAINING_KEYS = {"batch_size", "grad_accum", "max_steps", "epochs", "warmup_steps", "checkpoint_every"}
 PAPER_WORDS = 10_000_000  # BabyLM strict-small: 10M words a training epoch
@@ -72,24 +73,25 @@ def read_bench(path: Path) -> dict:
 
 
 def train_flops_per_token(preset: dict, vocab: int, seq: int) -> tuple[int, float]:
-    n = bdconfig.approx_params(preset, vocab)
+    n = preset_parameters(preset, vocab)
     attn = 12 * preset["num_layers"] * preset["hidden_size"] * seq
     return n, 6 * n + 3 * attn
 
 
 def forward_flops_per_token(preset: dict, vocab: int, seq: int) -> float:
-    n = bdconfig.approx_params(preset, vocab)
+    n = preset_parameters(preset, vocab)
     return 2 * n + 12 * preset["num_layers"] * preset["hidden_size"] * seq
 
 
 def wml_peers(cfg: dict, run: dict) -> list[dict]:
-    """The peers' presets: given by hand, or the reference shrunk to ~N/num_peers (approx.:
-    the size search itself lives in babydistill.wml; FLOPs scale with the parameters)."""
+    """The peers' presets: given by hand, or the size search's N/2 ... N/(k+1) shapes, the
+    ones the wml stage will train (babydistill.wml.peer_presets)."""
     if run.get("peers"):
         return [cfg["models"][p] for p in run["peers"]]
-    ref = cfg["models"][run["reference"]]
-    k = run.get("num_peers", 2)
-    return [dict(ref, num_layers=max(1, ref["num_layers"] // k)) for _ in range(k)]
+    from babydistill.wml import peer_presets
+
+    return peer_presets(cfg["models"][run["reference"]], cfg["tokenizer"]["vocab_size"],
+                        bdconfig.num_peers(run))
 
 
 def model_presets(base: dict, name: str) -> list[dict]:

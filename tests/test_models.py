@@ -23,6 +23,24 @@ def test_paper_parameter_counts_within_one_percent(presets, name):
     assert abs(n - PAPER[name]) / PAPER[name] < 0.01, n
 
 
+def _every_preset():
+    from babydistill.config import REPO_ROOT as REPO
+
+    for f in ("config.yaml", "workflow/demo.yaml", "workflow/laptop.yaml"):
+        for name, preset in load_yaml(REPO / f)["models"].items():
+            for extra in ({}, {"tie_word_embeddings": preset["arch"] == "llama"}):
+                yield pytest.param({**preset, **extra}, id=f"{f}:{name}:{extra or 'default'}")
+
+
+@pytest.mark.parametrize("preset", list(_every_preset()))
+def test_the_shape_formula_counts_exactly_what_is_built(preset):
+    """preset_parameters is torch-free (config.py sizes jobs with it at parse time) and must
+    equal the built model's count, tied embeddings and all."""
+    with torch.device("meta"):
+        built = count_parameters(build_model(preset, 16000))
+    assert preset_parameters(preset, 16000) == built
+
+
 def test_embeddings_tied_by_arch_and_overridable(presets):
     with torch.device("meta"):
         llama = build_model(presets["llama-58M"], 16000)

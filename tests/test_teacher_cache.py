@@ -82,7 +82,7 @@ def setup(tmp_path_factory):
         fit(CEOnly(m), train, steps=200, lr=1e-2, seed=i)
         m.save_pretrained(d / f"teacher{i}")
         dirs.append(str(d / f"teacher{i}"))
-    from babydistill.teacher_cache import load_teachers
+    from babydistill.models import load_teachers
 
     return {"dir": d, "train": train, "dev": dev, "teacher_dirs": dirs, "teachers": load_teachers(dirs)}
 

@@ -495,18 +495,6 @@ if __name__ == "__main__":
     main()
 
 
-def approx_params(preset: dict, vocab_size: int) -> int:
-    """Parameter count from the preset alone (no torch), for sizing a job's memory and time."""
-    h, layers = preset["hidden_size"], preset["num_layers"]
-    if preset["arch"] == "gpt2":
-        return 12 * h * h * layers + vocab_size * h + preset.get("max_position_embeddings", 1024) * h
-    kv = h * preset.get("num_kv_heads", preset["num_heads"]) // preset["num_heads"]
-    ffn = preset.get("intermediate_size", 4 * h)
-    per_layer = 2 * h * h + 2 * h * kv + 3 * h * ffn
-    heads = 1 if preset.get("tie_word_embeddings") else 2
-    return layers * per_layer + heads * vocab_size * h
-
-
 def job_resources(config: dict, section: str, name: str) -> dict:
     """mem_mb and runtime (minutes) for a training job, from the model sizes involved.
 
@@ -514,6 +502,8 @@ def job_resources(config: dict, section: str, name: str) -> dict:
     teachers ~4 (inference only), plus activations; runtime assumes a modest 30% MFU on a
     100 TFLOP/s GPU for full-size runs. A cluster profile can override both per rule.
     """
+    from .models import preset_parameters  # exact, torch-free
+
     vocab = config["tokenizer"]["vocab_size"]
     run = run_of(config, section, name)
     models = config["models"]
@@ -526,12 +516,12 @@ def job_resources(config: dict, section: str, name: str) -> dict:
     else:
         trained = [models[p] for p in run.get("peers") or []]
         frozen = []
-    n_train = sum(approx_params(p, vocab) for p in trained)
+    n_train = sum(preset_parameters(p, vocab) for p in trained)
     if section == "distill" and run["objective"] == "wml" and not run.get("peers"):
         # size-searched peers: N/2 + N/3 + ... of the reference
-        n_ref = approx_params(models[run["reference"]], vocab)
+        n_ref = preset_parameters(models[run["reference"]], vocab)
         n_train = int(n_ref * sum(1 / (i + 2) for i in range(num_peers(run))))
-    n_frozen = sum(approx_params(p, vocab) for p in frozen)
+    n_frozen = sum(preset_parameters(p, vocab) for p in frozen)
     mem_mb = 2000 + (16 * n_train + 4 * n_frozen) // 2**20 * 2
     train = training_of(config, run)
     tokens = 15_000_000 * train.get("epochs", 1)  # ~10M words of BabyLM is ~15M tokens

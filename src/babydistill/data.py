@@ -20,6 +20,8 @@ becomes batches of fixed-length sequences:
   from, read from the token counts per file in PREFIX.json (``files``); the number of
   batches then depends on the epoch (``num_batches(batch_size, epoch)``).
 * :class:`EvalChunks`: fixed chunks (offset 0), a fixed seeded subset of them.
+* :func:`load_splits`: both splits of a run, checked against each other and the tokenizer,
+  as its TrainChunks and EvalChunks (what the pretrain and distill stages start from).
 
 Both serve ``batches(epoch, batch_size, start_batch=0, rank=0, world_size=1)``: dict
 batches ``{"input_ids": LongTensor[B, T], "chunk_index": LongTensor[B]}`` where
@@ -338,6 +340,39 @@ class EvalChunks(_Chunks):
         index = int(self.indices[i])
         ids = torch.from_numpy(self.chunk(index))
         return {"input_ids": ids, "labels": ids, "chunk_index": index}
+
+
+def tokenizer_vocab_size(tokenizer_dir: str) -> int:
+    """The saved tokenizer's vocabulary size (one-line error when it cannot load)."""
+    p = Path(tokenizer_dir)
+    if not p.is_dir():
+        raise UserError(f"{p}: tokenizer directory not found; run the tokenizer stage first")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+    try:
+        return len(AutoTokenizer.from_pretrained(str(p)))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{p}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
+
+
+def load_splits(train_prefix: str, dev_prefix: str, tokenizer_dir: str, spec: dict):
+    """The token arrays of both splits, checked against each other and the tokenizer, as the
+    training chunks and the fixed eval chunks. Returns (vocab_size, train_data, eval_data)."""
+    train_tokens, dev_tokens = TokenArray(train_prefix), TokenArray(dev_prefix)
+    vocab = train_tokens.vocab_size
+    if dev_tokens.vocab_size != vocab:
+        raise UserError(f"{dev_prefix}: vocab_size {dev_tokens.vocab_size} differs from "
+                        f"{train_prefix}'s {vocab}; tokenize both with the same tokenizer")
+    tok_vocab = tokenizer_vocab_size(tokenizer_dir)
+    if tok_vocab != vocab:
+        raise UserError(f"{tokenizer_dir}: {tok_vocab} tokens but {train_prefix} was tokenized "
+                        f"with {vocab}; re-run tokenize_split with this tokenizer")
+    t = spec["train"]
+    train_data = TrainChunks(train_tokens, spec["seq_length"],
+                             random_offset=t.get("random_offset", False), seed=t["seed"],
+                             curriculum=t.get("curriculum"))
+    eval_data = EvalChunks(dev_tokens, spec["seq_length"], spec["eval_chunks"], seed=t["seed"])
+    return vocab, train_data, eval_data
 
 
 if __name__ == "__main__":

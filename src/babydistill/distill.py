@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .common import UserError, cli, parse_json_arg, read_json, setup_logging
+from .data import load_splits
 from .losses import ce_loss, check_kd_keys, kd_loss, next_token_labels, require, topk_kd_loss
 from .tokenize_split import paths_for
 from .train import Objective, run_identity, train, validate_train_spec
@@ -147,7 +148,7 @@ def build_kd_objective(spec: dict, vocab_size: int, teacher_dirs, cache_dir=None
         return CachedKDObjective(student, cache, **keys)
     if not teacher_dirs:
         raise UserError(f"{where}: objective kd needs --teacher DIR (one per teacher) or --cache DIR")
-    from .teacher_cache import load_teachers
+    from .models import load_teachers
 
     teachers = load_teachers(teacher_dirs)
     if teachers[0].config.vocab_size != vocab_size:
@@ -158,8 +159,6 @@ def build_kd_objective(spec: dict, vocab_size: int, teacher_dirs, cache_dir=None
 
 @cli
 def main(argv: list[str] | None = None):
-    from .pretrain import load_splits
-
     ap = argparse.ArgumentParser(prog="python -m babydistill.distill", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", required=True, help="the variant's spec as JSON (or @FILE)")

@@ -2,8 +2,13 @@
 
 A preset is one entry of ``models:`` in the config (arch, hidden_size, num_layers,
 num_heads, num_kv_heads, intermediate_size, max_position_embeddings, optional
-tie_word_embeddings and dropout); the vocabulary size comes from the tokenizer. Special tokens follow
-the project tokenizer: pad 0, bos 1, eos 2.
+tie_word_embeddings and dropout); the vocabulary size comes from the tokenizer. Special
+tokens follow the project tokenizer: pad 0, bos 1, eos 2. Loading saved models
+(:func:`load_teachers`) lives here too.
+
+Parameter counting has one home: :func:`preset_parameters`, exact and torch-free (the
+workflow sizes jobs with it at parse time, the WML peer search and the paper-smoke projection
+use it); a test checks it against the built models.
 
 Dropout: GPT-2's residual, embedding and attention dropout (one value for the three, as
 the authors' train.py sets them) default to 0.1, the transformers default the Baby Llama
@@ -14,19 +19,22 @@ otherwise; this is what makes the papers' sizes come out (vocab 16000): llama-58
 58,343,936; llama-360M 359,973,888; gpt2-705M 704,732,160; smollama-345M 345,355,200.
 
 ``python -m babydistill.models --count PRESET [--config config.yaml] [--vocab-size 16000]``
-prints the preset's parameter count (last line: the bare integer), built on the meta device
-so even the 705M model costs no memory or time.
+prints the preset's parameter count (last line: the bare integer); no model is built, so
+even the 705M model costs no memory or time.
 """
 
 from __future__ import annotations
 
 import argparse
-
-import torch
-from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
-                          PreTrainedModel)
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from .common import UserError, cli
+
+if TYPE_CHECKING:  # torch and transformers load lazily: config.py (Snakefile) imports this
+    import torch
+    from transformers import PreTrainedModel
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 ARCHS = ("llama", "gpt2")
@@ -44,8 +52,8 @@ def _int(preset: dict, key: str, name: str) -> int:
     return v
 
 
-def model_config(preset: dict, vocab_size: int, name: str = "model"):
-    """The transformers config for ``preset`` (LlamaConfig or GPT2Config)."""
+def check_preset(preset: dict, vocab_size: int, name: str = "model") -> None:
+    """One-line UserError unless ``preset`` describes a model build_model can make."""
     if not isinstance(preset, dict):
         raise UserError(f"{name}: expected a model preset mapping, got {type(preset).__name__}")
     arch = preset.get("arch")
@@ -58,14 +66,25 @@ def model_config(preset: dict, vocab_size: int, name: str = "model"):
     hidden, heads = preset["hidden_size"], preset["num_heads"]
     if hidden % heads:
         raise UserError(f"{name}.num_heads: {heads} does not divide hidden_size {hidden}")
-    common = dict(vocab_size=vocab_size, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
-                  eos_token_id=EOS_ID, attn_implementation="sdpa",
-                  loss_type="ForCausalLM")  # explicit: silences an HF warning
     if arch == "llama":
         kv = preset.get("num_kv_heads", heads)
         _int({"num_kv_heads": kv}, "num_kv_heads", name)
         if heads % kv:
             raise UserError(f"{name}.num_kv_heads: {kv} does not divide num_heads {heads}")
+    _dropout(preset, 0.0, name)
+
+
+def model_config(preset: dict, vocab_size: int, name: str = "model"):
+    """The transformers config for ``preset`` (LlamaConfig or GPT2Config)."""
+    from transformers import GPT2Config, LlamaConfig
+
+    check_preset(preset, vocab_size, name)
+    arch, hidden, heads = preset["arch"], preset["hidden_size"], preset["num_heads"]
+    common = dict(vocab_size=vocab_size, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
+                  eos_token_id=EOS_ID, attn_implementation="sdpa",
+                  loss_type="ForCausalLM")  # explicit: silences an HF warning
+    if arch == "llama":
+        kv = preset.get("num_kv_heads", heads)
         return LlamaConfig(
             hidden_size=hidden, num_hidden_layers=preset["num_layers"],
             num_attention_heads=heads, num_key_value_heads=kv,
@@ -94,6 +113,8 @@ def build_model(preset: dict, vocab_size: int, name: str = "model") -> PreTraine
     Seed torch beforehand for a reproducible init; build inside ``torch.device("meta")``
     to get the structure only.
     """
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+
     cfg = model_config(preset, vocab_size, name)
     cls = LlamaForCausalLM if preset["arch"] == "llama" else GPT2LMHeadModel
     return cls(cfg)
@@ -105,9 +126,40 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def preset_parameters(preset: dict, vocab_size: int, name: str = "model") -> int:
-    """Parameter count of ``preset`` without allocating it (meta device)."""
-    with torch.device("meta"):
-        return count_parameters(build_model(preset, vocab_size, name))
+    """The exact parameter count of ``build_model(preset, vocab_size)``, from the shape alone
+    (no torch): norms and biases included, tied embeddings counted once."""
+    check_preset(preset, vocab_size, name)
+    h, layers = preset["hidden_size"], preset["num_layers"]
+    if preset["arch"] == "llama":
+        kv = h // preset["num_heads"] * preset.get("num_kv_heads", preset["num_heads"])
+        ffn = preset["intermediate_size"]
+        per_layer = 2 * h * h + 2 * h * kv + 3 * h * ffn + 2 * h  # q,o + k,v + mlp + 2 norms
+        heads = 1 if preset.get("tie_word_embeddings", False) else 2
+        return layers * per_layer + heads * vocab_size * h + h  # + the final norm
+    ffn = preset.get("intermediate_size") or 4 * h
+    # attention qkv + proj, mlp fc + proj (all with biases), 2 layer norms (weight + bias)
+    per_layer = (3 * h * h + 3 * h) + (h * h + h) + (h * ffn + ffn) + (ffn * h + h) + 4 * h
+    heads = 1 if preset.get("tie_word_embeddings", True) else 2
+    return layers * per_layer + heads * vocab_size * h + preset["max_position_embeddings"] * h + 2 * h
+
+
+def load_teachers(dirs: Sequence[str | os.PathLike], device: torch.device | str = "cpu") -> list:
+    """Saved models (teachers) in eval mode without gradients; all must share one vocabulary."""
+    from transformers import AutoModelForCausalLM
+
+    if not dirs:
+        raise UserError("--teacher: give at least one teacher model directory")
+    models = []
+    for d in dirs:
+        if not (Path(d) / "config.json").is_file():
+            raise UserError(f"{d}: not a saved model directory (no config.json); train the teacher first")
+        m = AutoModelForCausalLM.from_pretrained(d).to(device).eval()
+        m.requires_grad_(False)
+        models.append(m)
+    vocabs = {m.config.vocab_size for m in models}
+    if len(vocabs) != 1:
+        raise UserError(f"--teacher: teachers disagree on vocab_size {sorted(vocabs)}; they must share one tokenizer")
+    return models
 
 
 @cli

@@ -14,13 +14,12 @@ metrics.csv + train_summary.json) appears atomically at the end. Run it under
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import torch
 
 from .common import UserError, cli, parse_json_arg, setup_logging
-from .models import build_model, model_config
+from .data import load_splits
+from .models import build_model, check_preset
 from .tokenize_split import paths_for
 from .train import LMObjective, run_identity, train, validate_train_spec
 
@@ -39,7 +38,7 @@ def validate_spec(spec) -> dict:
         v = spec.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise UserError(f"spec.{key}: expected a positive integer, got {v!r}")
-    model_config(spec["model"], 16000, name="spec.model")  # shape check, vocab comes later
+    check_preset(spec["model"], 16000, name="spec.model")  # shape check, vocab comes later
     mpe = spec["model"]["max_position_embeddings"]
     if spec["seq_length"] > mpe:
         raise UserError(f"spec.seq_length: {spec['seq_length']} exceeds the model's "
@@ -48,40 +47,6 @@ def validate_spec(spec) -> dict:
     from .data import offset_mode
     offset_mode(train_spec.get("random_offset", False), "spec.train.random_offset")
     return {**spec, "eval_chunks": spec.get("eval_chunks", 8192), "train": train_spec}
-
-
-def tokenizer_vocab_size(tokenizer_dir: str) -> int:
-    p = Path(tokenizer_dir)
-    if not p.is_dir():
-        raise UserError(f"{p}: tokenizer directory not found; run the tokenizer stage first")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
-    try:
-        return len(AutoTokenizer.from_pretrained(str(p)))
-    except (OSError, ValueError) as e:
-        raise UserError(f"{p}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
-
-
-def load_splits(train_prefix: str, dev_prefix: str, tokenizer_dir: str, spec: dict):
-    """The token arrays of both splits, checked against each other and the tokenizer, as the
-    training chunks and the fixed eval chunks. Returns (vocab_size, train_data, eval_data)."""
-    from .data import EvalChunks, TokenArray, TrainChunks
-
-    train_tokens, dev_tokens = TokenArray(train_prefix), TokenArray(dev_prefix)
-    vocab = train_tokens.vocab_size
-    if dev_tokens.vocab_size != vocab:
-        raise UserError(f"{dev_prefix}: vocab_size {dev_tokens.vocab_size} differs from "
-                        f"{train_prefix}'s {vocab}; tokenize both with the same tokenizer")
-    tok_vocab = tokenizer_vocab_size(tokenizer_dir)
-    if tok_vocab != vocab:
-        raise UserError(f"{tokenizer_dir}: {tok_vocab} tokens but {train_prefix} was tokenized "
-                        f"with {vocab}; re-run tokenize_split with this tokenizer")
-    t = spec["train"]
-    train_data = TrainChunks(train_tokens, spec["seq_length"],
-                             random_offset=t.get("random_offset", False), seed=t["seed"],
-                             curriculum=t.get("curriculum"))
-    eval_data = EvalChunks(dev_tokens, spec["seq_length"], spec["eval_chunks"], seed=t["seed"])
-    return vocab, train_data, eval_data
 
 
 @cli

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .common import UserError, cli, read_json, setup_logging, write_json
+from .models import load_teachers
 
 log = logging.getLogger("babydistill.teacher_cache")
 
@@ -57,25 +58,6 @@ DEFAULT_TEMPERATURES = (1.0, 2.0)  # the papers' values; pass --temperature for 
 
 def _tkey(t: float) -> str:
     return f"{float(t):g}"
-
-
-def load_teachers(dirs: Sequence[str | os.PathLike], device: torch.device | str = "cpu"):
-    """Frozen teachers in eval mode; all must share one vocabulary."""
-    from transformers import AutoModelForCausalLM
-
-    if not dirs:
-        raise UserError("--teacher: give at least one teacher model directory")
-    teachers = []
-    for d in dirs:
-        if not (Path(d) / "config.json").is_file():
-            raise UserError(f"{d}: not a saved model directory (no config.json); train the teacher first")
-        m = AutoModelForCausalLM.from_pretrained(d).to(device).eval()
-        m.requires_grad_(False)
-        teachers.append(m)
-    vocabs = {m.config.vocab_size for m in teachers}
-    if len(vocabs) != 1:
-        raise UserError(f"--teacher: teachers disagree on vocab_size {sorted(vocabs)}; they must share one tokenizer")
-    return teachers
 
 
 @torch.inference_mode()

@@ -59,6 +59,7 @@ import torch
 from .common import UserError, atomic_path, atomic_write_text, cli, setup_logging, write_json
 from .losses import REDUCTIONS, ce_loss, check_alpha, check_reduction, next_token_labels, wml_loss
 from .train import Objective, copy_tokenizer
+from .models import preset_parameters
 
 REF = "AI-DA-STC/generative-ai-research-babylm@701a0c8"
 # The WML keys of a spec and their defaults: the reference's conf/config.yaml (WML:) unless
@@ -79,21 +80,6 @@ WML_DEFAULTS = {
 # Peer size search
 
 
-def preset_param_count(preset: dict, vocab_size: int) -> int:
-    """Exact parameter count of a preset (matches babydistill.models.build_model), no torch."""
-    h, layers = preset["hidden_size"], preset["num_layers"]
-    if preset["arch"] == "llama":
-        kv = h // preset["num_heads"] * preset.get("num_kv_heads", preset["num_heads"])
-        ffn = preset["intermediate_size"]
-        per_layer = 2 * h * h + 2 * h * kv + 3 * h * ffn + 2 * h  # q,o + k,v + mlp + 2 norms
-        heads = 1 if preset.get("tie_word_embeddings", False) else 2
-        return layers * per_layer + heads * vocab_size * h + h
-    ffn = preset.get("intermediate_size") or 4 * h
-    per_layer = (3 * h * h + 3 * h) + (h * h + h) + (h * ffn + ffn) + (ffn * h + h) + 4 * h
-    heads = 1 if preset.get("tie_word_embeddings", True) else 2
-    return layers * per_layer + heads * vocab_size * h + preset["max_position_embeddings"] * h + 2 * h
-
-
 def peer_presets(reference: dict, vocab_size: int, num_peers: int, tolerance: float = 0.05) -> list[dict]:
     """Presets near N/2, N/3, ..., N/(num_peers+1) parameters, N = the reference's count.
 
@@ -108,7 +94,7 @@ def peer_presets(reference: dict, vocab_size: int, num_peers: int, tolerance: fl
     h_ref, l_ref, heads_ref = reference["hidden_size"], reference["num_layers"], reference["num_heads"]
     head_dim = h_ref // heads_ref
     ratio = reference.get("intermediate_size", 4 * h_ref) / h_ref
-    n_ref = preset_param_count(reference, vocab_size)
+    n_ref = preset_parameters(reference, vocab_size)
     step = max(4, head_dim // 4)
     grid = []
     for hidden in range(step, h_ref + 1, step):
@@ -119,7 +105,7 @@ def peer_presets(reference: dict, vocab_size: int, num_peers: int, tolerance: fl
                  "intermediate_size": max(1, int(round(ratio * hidden)))}
             if reference["arch"] == "llama":
                 p["num_kv_heads"] = heads
-            grid.append((p, preset_param_count(p, vocab_size)))
+            grid.append((p, preset_parameters(p, vocab_size)))
     aspect_ref = math.log(l_ref / h_ref)
     peers = []
     for i in range(num_peers):
