@@ -29,3 +29,12 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
     if check and r.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
     return r
+
+
+def compare_tables(first: Path, second: Path) -> tuple[set[str], list[str]]:
+    """Two runs' ``tables/`` folders: (every file of the first, relative; those whose bytes
+    differ in the second, or that it lacks)."""
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    different = [str(f) for f in files
+                 if not (second / f).is_file() or (second / f).read_bytes() != (first / f).read_bytes()]
+    return {str(f) for f in files}, different

@@ -24,7 +24,7 @@ import pytest
 
 from babydistill.checkpoint import load_file as load_checkpoint
 
-from e2e import RUN, env as e2e_env, snakemake_cmd
+from e2e import RUN, compare_tables, env as e2e_env, snakemake_cmd
 from slurm_cluster import FAST, PROFILES, cluster, scontrol_job, scontrol_jobs, squeue_jobs  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -167,11 +167,9 @@ def test_results_equal_the_local_run(scenario):
     # A second DAG run from scratch (another executor, one job preempted and resumed): every
     # table file (CSV, Markdown, LaTeX, HTML, the paper tables, provenance) byte for byte. This
     # is also the project's determinism check (tests/test_tables.py runs its own without SLURM).
-    files = sorted(p.relative_to(local / "tables") for p in (local / "tables").rglob("*") if p.is_file())
-    assert {"summary.csv", "zero_shot.csv", "finetune.csv"} <= {str(f) for f in files}
-    assert any(str(f).startswith("paper/") for f in files)
-    different = [str(f) for f in files
-                 if (slurm / "tables" / f).read_bytes() != (local / "tables" / f).read_bytes()]
+    files, different = compare_tables(local / "tables", slurm / "tables")
+    assert {"summary.csv", "zero_shot.csv", "finetune.csv"} <= files
+    assert any(f.startswith("paper/") for f in files)
     assert not different, f"tables differ from the local run's: {different}"
     # The stage outputs eval/{blimp,finetune}/<suite or task>/<model>.json (not lm-eval's
     # scratch cache under eval/blimp/work, whose names are hashes).

@@ -512,16 +512,13 @@ def test_tables_config_mistakes_name_the_key(repo_root, mutate, expected):
 def test_two_demo_runs_write_byte_identical_tables(demo_small, tmp_path_factory):
     """The shrunk demo DAG run twice from scratch: every table (summary, zero-shot, fine-tuning,
     provenance, the paper tables; CSV, Markdown, LaTeX, HTML) is byte for byte the same."""
-    from e2e import RUN, run_snakemake
+    from e2e import RUN, compare_tables, run_snakemake
 
     second = tmp_path_factory.mktemp("demo_small_again")
     run_snakemake(second, "--cores", "2")
-    first_dir, second_dir = (d / "results" / RUN / "tables" for d in (demo_small, second))
-    files = sorted(p.relative_to(first_dir) for p in first_dir.rglob("*") if p.is_file())
-    assert {"summary.csv", "summary.md", "summary.tex"} <= {str(f) for f in files}
-    assert any(str(f).startswith("paper/") for f in files)
-    different = [str(f) for f in files
-                 if (first_dir / f).read_bytes() != (second_dir / f).read_bytes()]
+    files, different = compare_tables(*(d / "results" / RUN / "tables" for d in (demo_small, second)))
+    assert {"summary.csv", "summary.md", "summary.tex"} <= files
+    assert any(f.startswith("paper/") for f in files)
     assert not different, f"tables differ between two runs: {different}"
 
 
