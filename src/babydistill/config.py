@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from .common import UserError, cli
+from .models import preset_parameters  # exact and torch-free: cheap at Snakefile parse time
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -502,8 +503,6 @@ def job_resources(config: dict, section: str, name: str) -> dict:
     teachers ~4 (inference only), plus activations; runtime assumes a modest 30% MFU on a
     100 TFLOP/s GPU for full-size runs. A cluster profile can override both per rule.
     """
-    from .models import preset_parameters  # exact, torch-free
-
     vocab = config["tokenizer"]["vocab_size"]
     run = run_of(config, section, name)
     models = config["models"]
