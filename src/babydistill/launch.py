@@ -25,10 +25,12 @@ def build_command(gpus: int, module: str, args: list[str], *, cuda_available: bo
         raise UserError(f"--gpus: {gpus} must be >= 0")
     if not module or module.startswith("-"):
         raise UserError(f"launch: expected a module name after '--', got {module!r}")
+    if gpus <= 1:  # decided before importing torch: the stage's own process imports it anyway
+        return [python, "-m", module, *args]
     if cuda_available is None:
         import torch
         cuda_available = torch.cuda.is_available()
-    if gpus <= 1 or not cuda_available:
+    if not cuda_available:
         return [python, "-m", module, *args]
     return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
             "-m", module, *args]
