@@ -145,7 +145,18 @@ def test_ensemble_model_card(members, tmp_path):
     from babydistill import model_card
 
     out = tmp_path / "models" / "ens"
-    ensemble_main(["--teacher", str(members[0]), "--teacher", str(members[1]), "--out", str(out)])
-    text = model_card.write_card(out).read_text()
+    (members[0] / "provenance.json").write_text('{"model": "m0"}')  # m0 made by the workflow
+    try:
+        ensemble_main(["--teacher", str(members[0]), "--teacher", str(members[1]), "--out", str(out)])
+    finally:
+        (members[0] / "provenance.json").unlink()
+    # the stage wrote provenance.json, then the card (no chained commands in the rule)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["spec"] == {} and prov["model_dir"] == str(out)
+    # a member's provenance.json, or (made outside the workflow) the member folder itself
+    assert list(prov["inputs"]) == [f"{members[0]}/provenance.json", str(members[1])]
+    text = (out / "README.md").read_text()
+    assert text == model_card.render(out, model_card.default_eval_dir(out))
     assert "logit-averaged ensemble of 2 teachers (m0, m1)" in text and "trust_remote_code=True" in text
+    assert prov["spec_sha256"] in text
     assert not (out / "member0" / "README.md").exists()  # no stale member cards inside

@@ -93,3 +93,25 @@ def test_card_update_keeps_the_model_folders_timestamps(tmp_path):
     write_card(d)
     newest = max(p.stat().st_mtime for p in [d, *d.iterdir()])
     assert (d / "README.md").is_file() and newest == 1_000_000
+
+
+def test_evaluation_stages_refresh_the_card_of_a_run_model_only(run, tmp_path):
+    """eval_blimp and finetune rewrite the card of results/<run>/models/<name> after writing
+    their result under results/<run>/eval (no chained model_card command in the rules)."""
+    import os
+
+    out = run.parents[1] / "eval" / "blimp" / "s" / "tiny-kd.json"
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps({"suite": "s", "backend": "lmeval", "accuracy": 0.5, "n_pairs": 2}))
+    os.utime(run, (1_000_000, 1_000_000))
+    assert model_card.refresh_after_eval(str(run), str(out)) == run / "README.md"
+    header, body = split_card((run / "README.md").read_text())
+    assert header["model-index"][0]["results"][0]["dataset"]["name"] == "s"
+    assert run.stat().st_mtime == 1_000_000  # the model folder keeps its timestamps
+    # a model outside a run's layout (or a result written elsewhere) is left alone
+    other = tmp_path / "elsewhere.json"
+    other.write_text("{}")
+    (run / "README.md").unlink()
+    assert model_card.refresh_after_eval(str(run), str(other)) is None
+    assert model_card.refresh_after_eval("some/hub-id", str(out)) is None
+    assert not (run / "README.md").exists()

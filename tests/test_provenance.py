@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 
 import pytest
@@ -46,3 +48,60 @@ def test_missing_input_is_one_line(tmp_path):
     assert e.value.code == 2
     with pytest.raises(UserError, match="model directory not found"):
         provenance.main.__wrapped__(["--model-dir", str(tmp_path / "absent")])
+
+
+def test_stage_inputs_are_what_the_rules_recorded(tmp_path):
+    """The stages record the inputs the model rules once passed to --input: PREFIX.json of
+    the splits, the tokenizer, each teacher's provenance.json (also through a --cache)."""
+    t = [tmp_path / "models" / n for n in ("t1", "t2")]
+    for d in t:
+        d.mkdir(parents=True)
+        (d / "provenance.json").write_text("{}")
+    ns = argparse.Namespace
+    pre = ns(train="r/tokens/train", dev="r/tokens/select", tokenizer="r/tokenizer")
+    assert provenance.stage_inputs(pre) == ["r/tokens/train.json", "r/tokens/select.json", "r/tokenizer"]
+    live = ns(**vars(pre), teacher=[str(d) for d in t], cache=None)
+    teachers = [f"{d}/provenance.json" for d in t]
+    assert provenance.stage_inputs(live) == [*provenance.stage_inputs(pre), *teachers]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "header.json").write_text(json.dumps({"teachers": [str(d) for d in t]}))
+    cached = ns(**vars(pre), teacher=[], cache=str(cache))
+    assert provenance.stage_inputs(cached) == provenance.stage_inputs(live)
+    wml = ns(**vars(pre), teacher=[], cache=None)
+    assert provenance.stage_inputs(wml) == provenance.stage_inputs(pre)
+    ensemble = ns(teacher=[str(d) for d in t], tokenizer=None, out="x")
+    assert provenance.stage_inputs(ensemble) == teachers
+
+
+def test_record_model_writes_provenance_then_the_card_like_the_cli(tmp_path, monkeypatch):
+    """record_model == the chained `provenance --model-dir ... && model_card --model-dir ...`
+    the rules ran: the same provenance.json (but its time stamp) and the same card."""
+    from babydistill import model_card
+
+    spec = {"name": "m", "model": {"arch": "llama"}, "seq_length": 16}
+    tokens = tmp_path / "train.json"
+    tokens.write_text("{}")
+    dirs = []
+    for name in ("a", "b"):
+        d = tmp_path / name / "results" / "r" / "models" / "m"
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 40}))
+        dirs.append(d)
+    provenance.main(["--model-dir", str(dirs[0]), "--spec", json.dumps(spec), "--input", str(tokens)])
+    model_card.main(["--model-dir", str(dirs[0])])
+    assert provenance.record_model(dirs[1], json.dumps(spec), [str(tokens)]) == dirs[1] / "provenance.json"
+    old, new = (json.loads((d / "provenance.json").read_text()) for d in dirs)
+    for rec in (old, new):
+        rec.pop("written"), rec.pop("model_dir")
+    assert old == new
+    card = (dirs[1] / "README.md").read_text()
+    assert "trained from scratch" in card and new["spec_sha256"] in card and str(tokens) in card
+    assert provenance.record_model(dirs[1], spec, []) and json.loads(
+        (dirs[1] / "provenance.json").read_text())["spec"] == spec  # a dict spec too
+    with pytest.raises(UserError, match="input not found"):
+        provenance.record_model(dirs[1], "{}", [str(tmp_path / "nope")])
+    monkeypatch.setitem(os.environ, "RANK", "1")  # torchrun: only rank 0 writes
+    (dirs[1] / "provenance.json").unlink()
+    assert provenance.record_model(dirs[1], "{}", []) is None
+    assert not (dirs[1] / "provenance.json").exists()

@@ -75,29 +75,72 @@ def test_bad_config_stops_with_the_key(repo_root, tmp_path):
     assert f"config error: {f}: tokenizer: unknown key vocab_sise" in r.stdout + r.stderr
 
 
+RULE_FILES = ("Snakefile", "workflow/rules/*.smk")
+MAX_RULE_LINES = 20
+
+
 def rule_blocks(repo_root):
-    for smk in sorted((repo_root / "workflow" / "rules").glob("*.smk")):
-        text = smk.read_text()
-        starts = [m for m in re.finditer(r"^rule (\w+):", text, re.M)]
-        for i, m in enumerate(starts):
-            end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
-            yield m[1], text[m.start():end]
+    """(name, text from `rule name:` to its last line) of every rule of the workflow."""
+    for smk in [repo_root / "Snakefile", *sorted((repo_root / "workflow" / "rules").glob("*.smk"))]:
+        lines = smk.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if m := re.match(r"rule (\w+):", line):
+                end = i + 1
+                while end < len(lines) and (not lines[end] or lines[end][0].isspace()):
+                    end += 1
+                while not lines[end - 1].strip():
+                    end -= 1
+                yield m[1], "\n".join(lines[i:end])
 
 
-def test_every_rule_declares_log_benchmark_and_resources(repo_root):
+def test_no_rule_is_longer_than_20_lines(repo_root):
+    """Rules stay thin: resources, inputs and CLI arguments come from common.smk's helpers."""
     blocks = dict(rule_blocks(repo_root))
-    assert MODEL_RULES <= set(blocks)
-    for name, body in blocks.items():
-        for directive in ("log:", "benchmark:", "threads:", "resources:", "conda:"):
-            assert f"    {directive}" in body, f"rule {name} lacks {directive}"
-        resources = body.split("    resources:")[1]
-        for key in ("gpu=", "mem_mb=", "runtime="):
-            assert key in resources, f"rule {name} lacks resources {key}"
-        gpu = re.search(r"gpu=([^,\n]+)", resources)[1]
-        if name in MODEL_RULES:
-            assert gpu.strip() != "0", f"model rule {name} must ask for a GPU"
+    assert {"all", "tables", *MODEL_RULES} <= set(blocks)
+    long = {name: n for name, body in blocks.items() if (n := body.count("\n") + 1) > MAX_RULE_LINES}
+    assert not long, f"rules longer than {MAX_RULE_LINES} lines: {long}"
+
+
+def dry_run_jobs(stdout: str) -> list[dict]:
+    """The jobs of `snakemake -n`: rule, log, benchmark, threads and resources."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", stdout)[1:]:
+        job = {"rule": re.match(r"(?:local)?rule (\w+):", block)[1]}
+        for key, value in re.findall(r"^    (\w+): (.*)$", block, re.M):
+            job[key] = value
+        job["resources"] = dict(kv.split("=", 1) for kv in job.get("resources", "").split(", ") if kv)
+        jobs.append(job)
+    return jobs
+
+
+def test_every_job_has_log_benchmark_and_resources_without_a_profile(repo_root, tmp_path):
+    """`snakemake --cores 8 --resources gpu=1` with config.yaml, no profile: every job has a
+    log, a benchmark, gpu/mem_mb/runtime; the rules that train or run a model ask for a GPU
+    and declare their threads; the others ask for none."""
+    r = snakemake(repo_root, "-n", "--forceall", "--cores", "8", "--resources", "gpu=1",
+                  "--configfile", str(repo_root / "config.yaml"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    jobs = [j for j in dry_run_jobs(r.stdout) if j["rule"] != "all"]
+    assert MODEL_RULES <= {j["rule"] for j in jobs}
+    for job in jobs:
+        assert job.get("log") and job.get("benchmark"), job
+        res = job["resources"]
+        assert {"gpu", "mem_mb", "runtime"} <= set(res), job
+        if job["rule"] in MODEL_RULES:
+            assert int(res["gpu"]) >= 1 and int(job.get("threads", 1)) == 2, job
         else:
-            assert gpu.strip() == "0", f"CPU rule {name} must ask for no GPU"
+            assert res["gpu"] == "0", job
+    blocks = dict(rule_blocks(repo_root))
+    for name in MODEL_RULES:  # declared in the rule itself, not only in a profile
+        for directive in ("log:", "benchmark:", "threads:", "resources:", "conda:"):
+            assert f"    {directive}" in blocks[name], f"rule {name} lacks {directive}"
+
+
+def test_model_rules_chain_no_second_command(repo_root):
+    """The stages write provenance.json and the model card themselves."""
+    for name, body in rule_blocks(repo_root):
+        assert "&&" not in body and "babydistill.provenance" not in body, name
+        assert "babydistill.model_card" not in body, name
 
 
 def test_variant_file_merges_onto_the_paper_config(repo_root, tmp_path):

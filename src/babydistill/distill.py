@@ -25,6 +25,7 @@ import torch
 from .common import UserError, cli, parse_json_arg, read_json, setup_logging
 from .data import load_splits
 from .losses import ce_loss, check_kd_keys, kd_loss, next_token_labels, require, topk_kd_loss
+from .provenance import record_model, stage_inputs
 from .tokenize_split import paths_for
 from .train import Objective, run_identity, train, validate_train_spec
 
@@ -190,14 +191,16 @@ def main(argv: list[str] | None = None):
         from .wml import build_wml_objective
 
         objective = build_wml_objective(spec, vocab, tokenizer_dir=args.tokenizer)
-    return train(tr, objective, train_data, eval_data, Path(args.out), Path(args.checkpoint_dir),
-                 args.tokenizer, extra_summary={"name": spec["name"], "objective": spec["objective"],
-                                                "vocab_size": vocab, "seq_length": spec["seq_length"],
-                                                "cached_targets": bool(args.cache)},
-                 blimp_suite=args.blimp_suite,
-                 identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
-                                              args.tokenizer, *args.teacher,
-                                              *([args.cache] if args.cache else [])]))
+    summary = train(tr, objective, train_data, eval_data, Path(args.out), Path(args.checkpoint_dir),
+                    args.tokenizer, extra_summary={"name": spec["name"], "objective": spec["objective"],
+                                                   "vocab_size": vocab, "seq_length": spec["seq_length"],
+                                                   "cached_targets": bool(args.cache)},
+                    blimp_suite=args.blimp_suite,
+                    identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
+                                                 args.tokenizer, *args.teacher,
+                                                 *([args.cache] if args.cache else [])]))
+    record_model(args.out, args.spec, stage_inputs(args))  # provenance.json, then the card
+    return summary
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from transformers import AutoModelForCausalLM, GenerationMixin, PretrainedConfig
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .common import UserError, atomic_path, cli, setup_logging
+from .provenance import record_model, stage_inputs
 from .tokenizer import fit_to_model
 
 log = logging.getLogger("babydistill.ensemble")
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> Path:
     setup_logging(args.log)
     out = save_ensemble(args.teacher, args.out, args.tokenizer)
     log.info("wrote %s: logit average of %d models", out, len(args.teacher))
+    record_model(args.out, {}, stage_inputs(args))  # provenance.json, then the card
     return out
 
 

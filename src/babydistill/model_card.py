@@ -12,8 +12,9 @@ already writes beside the weights (no new inputs):
   ``eval/finetune/<task>/<model>.json``), in the body and as the header's ``model-index``;
 * the provenance digest: spec sha256, code commit, input digests, library versions.
 
-Each model rule writes the card after ``provenance.json``; each evaluation rule rewrites
-it after its result, so the card lists every score that exists. Rewrites are atomic (one
+Each model stage writes the card after ``provenance.json`` (``provenance.record_model``);
+each evaluation stage rewrites it after its result (``refresh_after_eval``), so the card
+lists every score that exists. Rewrites are atomic (one
 rename) and serialised by a lock on the model directory, so two evaluations of the same
 model finishing together both end up in the card. Snakemake dates directory outputs by
 their ``.snakemake_timestamp``, so a rewritten card does not make the model look new.
@@ -267,6 +268,17 @@ def write_card(model_dir: str | os.PathLike, eval_dir: str | os.PathLike | None 
         os.utime(d / CARD, ns=(before.st_atime_ns, before.st_mtime_ns))
     os.utime(d, ns=(before.st_atime_ns, before.st_mtime_ns))
     return d / CARD
+
+
+def refresh_after_eval(model: str | os.PathLike, out: str | os.PathLike) -> Path | None:
+    """After an evaluation stage wrote ``out``: rewrite the card of ``model`` when it is a
+    run's model directory (results/<run>/models/<name>) and ``out`` lies in that run's eval
+    directory, as in the workflow; a model elsewhere (a hub id, a folder of yours) is left
+    alone. Returns the card's path, or None."""
+    d = Path(model)
+    if not d.is_dir() or not Path(out).resolve().is_relative_to(default_eval_dir(d)):
+        return None
+    return write_card(d)
 
 
 @cli

@@ -20,6 +20,7 @@ import torch
 from .common import UserError, cli, parse_json_arg, setup_logging
 from .data import load_splits
 from .models import build_model, check_preset
+from .provenance import record_model, stage_inputs
 from .tokenize_split import paths_for
 from .train import LMObjective, run_identity, train, validate_train_spec
 
@@ -71,13 +72,15 @@ def main(argv: list[str] | None = None) -> dict | None:
 
     torch.manual_seed(t["seed"])  # the same initial weights on every rank and every restart
     model = build_model(spec["model"], vocab, name="spec.model")
-    return train(t, LMObjective(model, name=spec["name"]), train_data, eval_data, args.out,
-                 args.checkpoint_dir, args.tokenizer,
-                 extra_summary={"name": spec["name"], "model": spec["model"],
-                                "vocab_size": vocab, "seq_length": spec["seq_length"]},
-                 blimp_suite=args.blimp_suite,
-                 identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
-                                              args.tokenizer]))
+    summary = train(t, LMObjective(model, name=spec["name"]), train_data, eval_data, args.out,
+                    args.checkpoint_dir, args.tokenizer,
+                    extra_summary={"name": spec["name"], "model": spec["model"],
+                                   "vocab_size": vocab, "seq_length": spec["seq_length"]},
+                    blimp_suite=args.blimp_suite,
+                    identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
+                                                 args.tokenizer]))
+    record_model(args.out, args.spec, stage_inputs(args))  # provenance.json, then the card
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Provenance: what produced a model directory (config spec, inputs, code version, libraries).
 
-Each model rule ends with
-``python -m babydistill.provenance --model-dir DIR --spec JSON --input FILE ...``,
-which writes ``DIR/provenance.json``, so every table cell can be traced back to the model
-directory, the config that made it and the git commit of the code.
+Each stage that saves a model (pretrain, distill, ensemble) ends with
+``record_model(out, spec, stage_inputs(args))``, which writes ``DIR/provenance.json`` and
+then the model card, so every table cell can be traced back to the model directory, the
+config that made it and the git commit of the code. The CLI does the same for any folder::
+
+    python -m babydistill.provenance --model-dir DIR --spec JSON --input FILE ...
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import argparse
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
 import time
 from pathlib import Path
 
-from .common import UserError, cli, parse_json_arg, write_json
+from .common import UserError, cli, parse_json_arg, read_json, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIBRARIES = ("babydistill", "torch", "transformers", "tokenizers", "lm-eval", "snakemake")
@@ -73,6 +76,44 @@ def record(model_dir: Path, spec: dict, inputs: list[str]) -> dict:
         "host": platform.node(),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def stage_inputs(args) -> list[str]:
+    """The inputs a model stage records, from its own CLI arguments (an argparse namespace):
+    the token splits' metadata (``--train``/``--dev`` PREFIX -> PREFIX.json), ``--tokenizer``,
+    and the ``provenance.json`` of every teacher or member (``--teacher``; with ``--cache``,
+    the teachers the cache was built from, as its header.json names them). The same list
+    the model rules once passed to ``python -m babydistill.provenance --input``."""
+    inputs = [f"{p}.json" for p in (getattr(args, "train", None), getattr(args, "dev", None)) if p]
+    if getattr(args, "tokenizer", None):
+        inputs.append(args.tokenizer)
+    teachers = list(getattr(args, "teacher", None) or [])
+    if getattr(args, "cache", None) and not teachers:
+        teachers = read_json(Path(args.cache) / "header.json").get("teachers") or []
+    # a teacher from outside the workflow (no provenance.json) is recorded by its files
+    return inputs + [f"{t}/provenance.json" if Path(t, "provenance.json").is_file() else str(t)
+                     for t in teachers]
+
+
+def record_model(model_dir: str | os.PathLike, spec: str | dict | None, inputs: list[str]) -> Path | None:
+    """Write ``model_dir/provenance.json`` (``spec``: a dict, JSON text or @FILE; ``inputs``:
+    files or folders, digested) and then the model card, once the model directory is complete.
+    Rank 0 only under torchrun (the other ranks return None). Returns the provenance path."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    from .model_card import write_card  # the card reads provenance.json: after it
+
+    model_dir = Path(model_dir)
+    if isinstance(spec, str):
+        spec = read_json(spec[1:]) if spec.startswith("@") else parse_json_arg(spec, "--spec")
+    if not model_dir.is_dir():
+        raise UserError(f"{model_dir}: model directory not found")
+    for i in inputs:
+        if not Path(i).exists():
+            raise UserError(f"{i}: input not found")
+    write_json(model_dir / "provenance.json", record(model_dir, spec or {}, list(inputs)))
+    write_card(model_dir)
+    return model_dir / "provenance.json"
 
 
 @cli

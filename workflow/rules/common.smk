@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 
 from snakemake.exceptions import WorkflowError
 
@@ -188,3 +189,288 @@ def msgs_args():
         return ["--msgs-dir", loc["dir"], *sub]
     urls = loc["url"] if isinstance(loc["url"], list) else [loc["url"]]
     return [a for u in urls for a in ("--msgs-url", u)] + sub
+
+
+# Wildcards that mean one thing in every rule; a rule's own pattern narrows where it must
+# (one_of: the model rules, the cleaned splits).
+wildcard_constraints:
+    source=alternation(SOURCES),
+    split="train|dev|select",
+    suite=alternation(SUITES),
+    task=alternation(TASKS),
+    model=alternation(MODELS),
+    key=alternation(CACHES),
+    peer=alternation(WML_PEERS),
+
+
+def one_of(wildcard, names):
+    """``{wildcard,<regex>}`` for a path: the wildcard matches exactly one of ``names``."""
+    return f"{{{wildcard},{alternation(names)}}}"
+
+
+# resources: of every rule, (gpu, mem_mb, runtime in minutes); the rules that train
+# (pretrain, distill, teacher_cache) size each job from its model's training config.
+RESOURCES = {
+    "demo_world": (0, 1000, 10),
+    "download_corpus": (0, 2000, 60),
+    "clean_source": (0, 2000, 20),
+    "clean_stats": (0, 2000, 10),
+    "train_tokenizer": (0, 4000, 30),
+    "select_split": (0, 2000, 10),
+    "tokenize_split": (0, 4000, 30),
+    "download_suite": (0, 1000, 30),
+    "download_glue": (0, 1000, 30),
+    "lm_eval_tasks": (0, 1000, 10),
+    "eval_blimp": (1, 8000, 120),
+    "finetune": (1, 8000, 240),
+    "wml_peer": (0, 1000, 10),
+    "ensemble": (0, 4000, 10),
+    "tables": (0, 4000, 30),
+}
+
+
+def job_resources(rule_name):
+    """``resources:`` of ``rule_name`` (gpu, mem_mb, runtime): fixed, or per job from the
+    training config (bdconfig.gpus / bdconfig.job_resources) for the rules that train.
+    """
+    if rule_name in RESOURCES:
+        return dict(zip(("gpu", "mem_mb", "runtime"), RESOURCES[rule_name]))
+    section = "pretrain" if rule_name == "pretrain" else "distill"
+
+    def model(w):  # the model whose training config sizes the job
+        return CACHES[w.key]["user"] if rule_name == "teacher_cache" else w.name
+
+    def sized(key):
+        return lambda w: bdconfig.job_resources(config, section, model(w))[key]
+
+    gpu = (
+        1
+        if rule_name == "teacher_cache"
+        else lambda w: bdconfig.gpus(config, section, w.name)
+    )
+    return {"gpu": gpu, "mem_mb": sized("mem_mb"), "runtime": sized("runtime")}
+
+
+def training_inputs(section):
+    """input: of pretrain / distill (an unpack()ed dict per model)."""
+
+    def inputs(w):
+        files = {
+            "train": f"{R}/tokens/train.json",
+            "dev": f"{R}/tokens/{EVAL_SPLIT}.json",  # the eval-loss split
+            "tokenizer": f"{R}/tokenizer",
+            # per-epoch BLiMP curves (training key blimp_every_epoch): the first suite
+            "blimp_suite": blimp_curve_suite(section, w.name),
+        }
+        if section == "distill":
+            files.update(teachers=teacher_dirs(w.name), cache=cache_dirs(w.name))
+        return files
+
+    return inputs
+
+
+def training_args(section):
+    """The stage CLI's arguments (pretrain / distill): the spec as JSON, shell-quoted (config
+    text never runs), the splits' prefixes, the model and checkpoint folders, the teachers.
+    """
+
+    def args(w, input, output):
+        spec = (
+            bdconfig.pretrain_spec if section == "pretrain" else bdconfig.distill_spec
+        )
+        blimp = " ".join(f"--blimp-suite {d}" for d in input.blimp_suite)
+        out = (
+            f"--spec {shlex.quote(as_json(spec(config, w.name)))}"
+            f" --train {token_prefix(input.train)} --dev {token_prefix(input.dev)}"
+            f" --tokenizer {input.tokenizer} --out {output[0]} --checkpoint-dir"
+            f" {R}/checkpoints/{w.name} {blimp}"
+        )
+        if section == "distill":  # cached targets replace the live teachers
+            live = [] if input.cache else input.teachers
+            out += " " + " ".join(f"--teacher {t}" for t in live)
+            out += " " + " ".join(f"--cache {c}" for c in input.cache)
+        return out
+
+    return args
+
+
+def teacher_cache_args(w, input):
+    c = CACHES[w.key]
+    return (
+        " ".join(f"--teacher {t}" for t in c["teachers"])
+        + f" --train {token_prefix(input.train)} --seq-length {config['data']['seq_length']}"
+        + f" --k {c['k']} --temperature {c['temperature']}"
+    )
+
+
+BLIMP = EVAL.get("blimp", {})
+BLIMP_LIMIT = f"--limit {BLIMP['limit']}" if BLIMP.get("limit") else ""
+
+
+def glue_location(w):
+    """download glue's location (a list, shell-quoted item by item in the rule); a function:
+    a brace in a path is text, not a wildcard."""
+    return location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else []
+
+
+def eval_blimp_inputs(w):
+    return {
+        "model": f"{R}/models/{w.model}",
+        "suite": f"{R}/data/suites/{w.suite}",
+        "tasks": f"{R}/lm_eval_tasks/{w.suite}",
+    }
+
+
+def eval_blimp_args(w, input, output):
+    """eval_blimp's arguments after --model; no --trust-remote-code: ensembles load with
+    babydistill's own classes."""
+    return (
+        f"--suite-dir {input.suite} --suite {w.suite} --out {output.scores}"
+        f" --pairs-out {output.pairs} --backend {BLIMP.get('backend', 'lmeval')}"
+        f" --batch-size {BLIMP.get('batch_size', 64)} {BLIMP_LIMIT}"
+        f" --tasks-dir {input.tasks}"
+    )
+
+
+def finetune_args(w, input, output):
+    """finetune's arguments but --threads: the task's spec as JSON, shell-quoted, and the
+    eval.finetune max_train / max_valid limits."""
+    limits = " ".join(
+        f"--{k.replace('_', '-')} {FINETUNE[k]}" if FINETUNE.get(k) else ""
+        for k in ("max_train", "max_valid")
+    )
+    return (
+        f"--model {input.model} --task {w.task} --data-dir {input.data}"
+        f" --spec {shlex.quote(as_json(TASKS[w.task]))} --out {output[0]} {limits}"
+    )
+
+
+# The raw corpus folders (train and dev splits) and the cleaned files' pattern.
+RAW = [f"{R}/corpus/raw/{CORPUS[s]}" for s in ("train_split", "dev_split")]
+CLEAN = f"{R}/corpus/clean/{{split}}/{{source}}"
+# report() captions and categories of the files shown in `snakemake --report`
+REPORT = {
+    name: {"caption": f"../report/{caption}.rst", "category": category}
+    for name, caption, category in [
+        ("clean_stats", "clean_stats", "Corpus"),
+        ("summary", "summary", "Tables"),
+        ("zero_shot", "zero_shot", "Tables"),
+        ("finetune", "finetune", "Tables"),
+        ("provenance", "provenance", "Tables"),
+        ("paper", "paper_table", "Paper tables"),
+        ("paper_figures", "paper_figure", "Paper tables"),
+        ("zero_shot_figure", "zero_shot_figure", "Figures"),
+        ("finetune_figure", "finetune_figure", "Figures"),
+        ("curves", "curves", "Figures"),
+    ]
+}
+
+
+def download_corpus_args(w, output):
+    """download corpus's arguments; the location's items shell-quoted one by one (config
+    paths and URLs), as {params.location:q} would; a brace in a path is text."""
+    location = " ".join(
+        shlex.quote(a) for a in location_args(CORPUS, f"{R}/demo_world/corpus")
+    )
+    return (
+        f"--layout {CORPUS['layout']} {location}"
+        f" --out {os.path.dirname(os.path.dirname(output[0]))}"
+        f" --train-split {CORPUS['train_split']} --dev-split {CORPUS['dev_split']}"
+        f" --sources {','.join(SOURCES)}"
+    )
+
+
+TOKENIZER_ARGS = (
+    f"--vocab-size {config['tokenizer']['vocab_size']}"
+    f" --min-frequency {config['tokenizer'].get('min_frequency', 2)}"
+)
+
+
+def tokenize_inputs(w):
+    return {"tokenizer": f"{R}/tokenizer", "texts": split_texts(w)}
+
+
+def tokenize_args(w, input, output):
+    """--tokenizer, --out PREFIX, and data.max_train_tokens (a smoke run's short training
+    split)."""
+    max_tokens = config["data"].get("max_train_tokens")
+    limit = f"--max-tokens {max_tokens}" if w.split == "train" and max_tokens else ""
+    return f"--tokenizer {input.tokenizer} --out {token_prefix(output.meta)} {limit}"
+
+
+# The tables rule's inputs, outputs and arguments: every result, the config's tables.
+
+TABLES = config.get("tables") or {}
+PAPER_TABLES = list(TABLES.get("paper") or {})
+PAPER_FIGURES = [
+    n
+    for n, t in (TABLES.get("paper") or {}).items()
+    if t["kind"] in ("zero_shot", "finetune")
+]
+# Only the WML runs' weights trajectories: read when the run wrote wml_weights.csv.
+WML = [
+    n for n in DISTILL if bdconfig.run_of(config, "distill", n)["objective"] == "wml"
+]
+
+
+TABLE_INPUTS = {
+    "blimp": expand(
+        f"{R}/eval/blimp/{{suite}}/{{model}}.json", suite=SUITES, model=MODELS
+    ),
+    "finetune": expand(
+        f"{R}/eval/finetune/{{task}}/{{model}}.json", task=TASKS, model=FINETUNE_MODELS
+    ),
+    "models": expand(f"{R}/models/{{model}}", model=MODELS),
+}
+T = f"{R}/tables"
+F = f"{R}/figures"
+# named outputs; the HTML tables and the figures are shown in `snakemake --report`
+TABLE_OUTPUTS = {
+    "summary": f"{T}/summary.csv",
+    "zero_shot": f"{T}/zero_shot.csv",
+    "finetune": f"{T}/finetune.csv",
+    "markdown": f"{T}/summary.md",
+    **{
+        f"{n}_html": report(f"{T}/{n}.html", **REPORT[n])
+        for n in ("summary", "zero_shot", "finetune", "provenance")
+    },
+    "paper": report(
+        expand(f"{T}/paper/{{name}}.html", name=PAPER_TABLES), **REPORT["paper"]
+    ),
+    "paper_files": expand(
+        f"{T}/paper/{{name}}.{{ext}}", name=PAPER_TABLES, ext=["csv", "md", "tex"]
+    ),
+    "paper_figures": report(
+        expand(f"{F}/paper/{{name}}.png", name=PAPER_FIGURES), **REPORT["paper_figures"]
+    ),
+    "zero_shot_figure": report(f"{F}/zero_shot.png", **REPORT["zero_shot_figure"]),
+    "finetune_figure": report(f"{F}/finetune.png", **REPORT["finetune_figure"]),
+    "curves": report(f"{F}/training_curves.png", **REPORT["curves"]),
+}
+
+
+def tables_args(w, input, output):
+    """The tables CLI's arguments: every result and model file, and the config's tables."""
+    by_model = lambda file: " ".join(
+        f"{m}={d}/{file}" for m, d in zip(MODELS, input.models)
+    )
+    # where a WML run may have written its peer weights (the first that exists is read)
+    wml_weights = " ".join(
+        f"{n}={R}/{where}/wml_weights.csv"
+        for n in WML
+        for where in (f"models/{n}", f"models/{n}-peer1", f"checkpoints/{n}")
+    )
+    compare = " ".join(
+        f"{n}={bdconfig.baseline_of(config, n)}"
+        for n in PRETRAIN + DISTILL
+        if bdconfig.baseline_of(config, n)
+    )
+    return (
+        f"--blimp {' '.join(input.blimp)} --finetune {' '.join(input.finetune)}"
+        f" --metrics {by_model('metrics.csv')} --provenance {by_model('provenance.json')}"
+        f" --models {' '.join(MODELS)} --distilled {' '.join(DISTILL)}"
+        f" --wml-weights {wml_weights} --compare {compare}"
+        f" --tables-config {shlex.quote(as_json(TABLES))}"
+        f" --finetune-tasks {shlex.quote(as_json(TASKS))}"
+        f" --out {os.path.dirname(os.path.dirname(output.summary))}"
+    )

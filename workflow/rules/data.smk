@@ -11,11 +11,8 @@ rule demo_world:
         f"{BENCH}/demo_world.tsv"
     conda:
         ENV
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("demo_world"),
     params:
         seed=config.get("demo_world", {}).get("seed", 1234),
         words=config.get("demo_world", {}).get("words", 300000),
@@ -28,35 +25,22 @@ rule demo_world:
 rule download_corpus:
     """Fetch the BabyLM release (or copy a local directory / the demo world's corpus)."""
     input:
-        [f"{R}/demo_world"] if CORPUS.get("demo_world") else [],
+        demo_world_input(CORPUS),
     output:
-        expand(
-            f"{R}/corpus/raw/{CORPUS['train_split']}/{{source}}.train", source=SOURCES
-        ),
-        expand(f"{R}/corpus/raw/{CORPUS['dev_split']}/{{source}}.dev", source=SOURCES),
+        expand(f"{RAW[0]}/{{source}}.train", source=SOURCES),
+        expand(f"{RAW[1]}/{{source}}.dev", source=SOURCES),
     log:
         f"{LOGS}/download_corpus.log",
     benchmark:
         f"{BENCH}/download_corpus.tsv"
     conda:
         ENV
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=60,
+        **job_resources("download_corpus"),
     params:
-        # a function: a brace in a path is text, not a wildcard
-        location=lambda w: location_args(CORPUS, f"{R}/demo_world/corpus"),
-        sources=",".join(SOURCES),
-        layout=CORPUS["layout"],
-        train_split=CORPUS["train_split"],
-        dev_split=CORPUS["dev_split"],
-        out=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
+        args=download_corpus_args,
     shell:
-        "python -m babydistill.download corpus --layout {params.layout} {params.location:q}"
-        " --out {params.out} --train-split {params.train_split} --dev-split {params.dev_split}"
-        " --sources {params.sources} > {log} 2>&1"
+        "python -m babydistill.download corpus {params.args} > {log} 2>&1"
 
 
 rule clean_source:
@@ -64,22 +48,16 @@ rule clean_source:
     input:
         lambda w: f"{R}/corpus/raw/{SPLIT_DIR[w.split]}/{w.source}.{w.split}",
     output:
-        text=f"{R}/corpus/clean/{{split}}/{{source}}.txt",
-        stats=f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv",
+        text=f"{R}/corpus/clean/{one_of('split', SPLITS)}/{{source}}.txt",
+        stats=f"{R}/corpus/clean/{one_of('split', SPLITS)}/{{source}}.stats.tsv",
     log:
         f"{LOGS}/clean_source/{{split}}/{{source}}.log",
     benchmark:
         f"{BENCH}/clean_source/{{split}}/{{source}}.tsv"
-    wildcard_constraints:
-        split="train|dev",
-        source=alternation(SOURCES),
     conda:
         ENV
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=20,
+        **job_resources("clean_source"),
     params:
         mode=config["clean"]["mode"],
     shell:
@@ -91,31 +69,18 @@ rule clean_stats:
     """One table of lines/words/characters before and after cleaning and the readability
     metrics (Baby Llama's curriculum), per source and split."""
     input:
-        stats=expand(
-            f"{R}/corpus/clean/{{split}}/{{source}}.stats.tsv",
-            split=SPLITS,
-            source=SOURCES,
-        ),
-        texts=expand(
-            f"{R}/corpus/clean/{{split}}/{{source}}.txt", split=SPLITS, source=SOURCES
-        ),
+        stats=expand(f"{CLEAN}.stats.tsv", split=SPLITS, source=SOURCES),
+        texts=expand(f"{CLEAN}.txt", split=SPLITS, source=SOURCES),
     output:
-        report(
-            f"{R}/corpus/clean_stats.tsv",
-            caption="../report/clean_stats.rst",
-            category="Corpus",
-        ),
+        report(f"{R}/corpus/clean_stats.tsv", **REPORT["clean_stats"]),
     log:
         f"{LOGS}/clean_stats.log",
     benchmark:
         f"{BENCH}/clean_stats.tsv"
     conda:
         ENV
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("clean_stats"),
     shell:
         "python -m babydistill.clean_stats --out {output} --stats {input.stats}"
         " --texts {input.texts} > {log} 2>&1"
@@ -135,15 +100,11 @@ rule train_tokenizer:
         ENV
     threads: 2
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("train_tokenizer"),
     params:
-        vocab_size=config["tokenizer"]["vocab_size"],
-        min_frequency=config["tokenizer"].get("min_frequency", 2),
+        args=TOKENIZER_ARGS,
     shell:
-        "python -m babydistill.tokenizer --vocab-size {params.vocab_size}"
-        " --min-frequency {params.min_frequency} --out {output} {input} > {log} 2>&1"
+        "python -m babydistill.tokenizer {params.args} --out {output} {input} > {log} 2>&1"
 
 
 rule select_split:
@@ -157,15 +118,10 @@ rule select_split:
         f"{LOGS}/select_split/{{source}}.log",
     benchmark:
         f"{BENCH}/select_split/{{source}}.tsv"
-    wildcard_constraints:
-        source=alternation(SOURCES),
     conda:
         ENV
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("select_split"),
     params:
         fraction=SELECT_FRACTION,
     shell:
@@ -176,8 +132,7 @@ rule select_split:
 rule tokenize_split:
     """Tokenize a split once into a flat, memory-mapped token array."""
     input:
-        tokenizer=f"{R}/tokenizer",
-        texts=split_texts,
+        unpack(tokenize_inputs),
     output:
         tokens=f"{R}/tokens/{{split}}.bin",
         meta=f"{R}/tokens/{{split}}.json",
@@ -185,23 +140,12 @@ rule tokenize_split:
         f"{LOGS}/tokenize_split/{{split}}.log",
     benchmark:
         f"{BENCH}/tokenize_split/{{split}}.tsv"
-    wildcard_constraints:
-        split="train|dev|select",
     conda:
         ENV
     threads: 2
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("tokenize_split"),
     params:
-        prefix=lambda w, output: output.meta.removesuffix(".json"),
-        # data.max_train_tokens: a smoke run's short training split
-        max_tokens=lambda w: (
-            f"--max-tokens {config['data']['max_train_tokens']}"
-            if w.split == "train" and config["data"].get("max_train_tokens")
-            else ""
-        ),
+        args=tokenize_args,  # --tokenizer DIR --out PREFIX [--max-tokens N]
     shell:
-        "python -m babydistill.tokenize_split --tokenizer {input.tokenizer}"
-        " --out {params.prefix} {params.max_tokens} {input.texts} > {log} 2>&1"
+        "python -m babydistill.tokenize_split {params.args} {input.texts} > {log} 2>&1"

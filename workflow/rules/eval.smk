@@ -11,15 +11,10 @@ rule download_suite:
         f"{LOGS}/download_suite/{{suite}}.log",
     benchmark:
         f"{BENCH}/download_suite/{{suite}}.tsv"
-    wildcard_constraints:
-        suite=alternation(SUITES),
     conda:
         ENV
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=1000,
-        runtime=30,
+        **job_resources("download_suite"),
     params:
         location=lambda w: location_args(SUITES[w.suite], f"{R}/demo_world/blimp"),
     shell:
@@ -38,16 +33,10 @@ rule download_glue:
         f"{BENCH}/download_glue.tsv"
     conda:
         ENV
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=1000,
-        runtime=30,
+        **job_resources("download_glue"),
     params:
-        # a function: a brace in a path is text, not a wildcard
-        location=lambda w: (
-            location_args(FINETUNE, f"{R}/demo_world/glue") if TASKS else []
-        ),
+        location=glue_location,
         msgs=lambda w: msgs_args(),
     shell:
         "python -m babydistill.download glue {params.location:q} {params.msgs:q} --out {output} > {log} 2>&1"
@@ -55,8 +44,7 @@ rule download_glue:
 
 rule lm_eval_tasks:
     """The suite's lm-eval task YAMLs, kept per run with a RECIPE.md: the one lm_eval
-    command that recomputes a score of the tables (data paths relative to the workdir).
-    """
+    command that recomputes a score of the tables (paths relative to the workdir)."""
     input:
         suite=f"{R}/data/suites/{{suite}}",
     output:
@@ -65,21 +53,12 @@ rule lm_eval_tasks:
         f"{LOGS}/lm_eval_tasks/{{suite}}.log",
     benchmark:
         f"{BENCH}/lm_eval_tasks/{{suite}}.tsv"
-    wildcard_constraints:
-        suite=alternation(SUITES),
     conda:
         ENV
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("lm_eval_tasks"),
     params:
-        limit=(
-            f"--limit {EVAL['blimp']['limit']}"
-            if EVAL.get("blimp", {}).get("limit")
-            else ""
-        ),
+        limit=BLIMP_LIMIT,
     shell:
         "python -m babydistill.lm_eval_tasks --suite-dir {input.suite} --suite {wildcards.suite}"
         " --out {output} {params.limit} > {log} 2>&1"
@@ -88,9 +67,7 @@ rule lm_eval_tasks:
 rule eval_blimp:
     """Zero-shot minimal pairs: the sentence with the higher log-likelihood wins."""
     input:
-        model=f"{R}/models/{{model}}",
-        suite=f"{R}/data/suites/{{suite}}",
-        tasks=f"{R}/lm_eval_tasks/{{suite}}",
+        unpack(eval_blimp_inputs),
     output:
         scores=f"{R}/eval/blimp/{{suite}}/{{model}}.json",
         pairs=f"{R}/eval/blimp/{{suite}}/{{model}}.pairs.tsv",
@@ -98,31 +75,15 @@ rule eval_blimp:
         f"{LOGS}/eval_blimp/{{suite}}/{{model}}.log",
     benchmark:
         f"{BENCH}/eval_blimp/{{suite}}/{{model}}.tsv"
-    wildcard_constraints:
-        suite=alternation(SUITES),
-        model=alternation(MODELS),
     conda:
         ENV
     threads: 2
     resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=120,
+        **job_resources("eval_blimp"),
     params:
-        backend=EVAL.get("blimp", {}).get("backend", "lmeval"),
-        batch_size=EVAL.get("blimp", {}).get("batch_size", 64),
-        limit=(
-            f"--limit {EVAL['blimp']['limit']}"
-            if EVAL.get("blimp", {}).get("limit")
-            else ""
-        ),
+        args=eval_blimp_args,
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.eval_blimp --model {input.model} --suite-dir {input.suite}"
-        " --suite {wildcards.suite} --out {output.scores} --pairs-out {output.pairs}"
-        " --backend {params.backend} --batch-size {params.batch_size} {params.limit}"
-        # no --trust-remote-code: ensembles load with babydistill's own classes
-        " --tasks-dir {input.tasks} > {log} 2>&1"
-        " && python -m babydistill.model_card --model-dir {input.model} >> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.eval_blimp --model {input.model} {params.args} > {log} 2>&1"
 
 
 rule finetune:
@@ -131,33 +92,17 @@ rule finetune:
         model=f"{R}/models/{{model}}",
         data=f"{R}/data/glue",
     output:
-        f"{R}/eval/finetune/{{task}}/{{model}}.json",
+        f"{R}/eval/finetune/{{task}}/{one_of('model', FINETUNE_MODELS)}.json",
     log:
         f"{LOGS}/finetune/{{task}}/{{model}}.log",
     benchmark:
         f"{BENCH}/finetune/{{task}}/{{model}}.tsv"
-    wildcard_constraints:
-        task=alternation(TASKS),
-        model=alternation(FINETUNE_MODELS),
     conda:
         ENV
     threads: 2
     resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=240,
+        **job_resources("finetune"),
     params:
-        spec=lambda w: as_json(TASKS[w.task]),
-        max_train=(
-            f"--max-train {FINETUNE['max_train']}" if FINETUNE.get("max_train") else ""
-        ),
-        max_valid=(
-            f"--max-valid {FINETUNE['max_valid']}" if FINETUNE.get("max_valid") else ""
-        ),
+        args=finetune_args,
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.finetune --model {input.model} --task {wildcards.task}"
-        " --data-dir {input.data} --spec {params.spec:q} --out {output} {params.max_train}"
-        " {params.max_valid}"
-        " --threads {threads}"
-        " > {log} 2>&1"
-        " && python -m babydistill.model_card --model-dir {input.model} >> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.finetune {params.args} --threads {threads} > {log} 2>&1"
