@@ -51,8 +51,20 @@ def smoke_config(base: dict, overlay: dict) -> dict:
                 run["epochs"] = max(run.get("epochs", 1), len(cur["buckets"]))
             if run.get("objective") == "wml":
                 run["weight_update_frequency"] = 1  # one mirror-descent step on the peer weights too
+    # Like the tasks below, only the overlay's suites: the others' data (EWoK, gated) is not
+    # on this machine, and a deep merge alone could not drop them.
+    suites = ((overlay.get("eval") or {}).get("blimp") or {}).get("suites")
+    if suites is not None:
+        cfg["eval"]["blimp"]["suites"] = {
+            s: bdconfig.deep_merge(base["eval"]["blimp"]["suites"].get(s) or {}, over)
+            for s, over in suites.items()}
+        for table in ((cfg.get("tables") or {}).get("paper") or {}).values():
+            if "suites" in table:
+                table["suites"] = [s for s in table["suites"] if s in suites]
     tasks = ((overlay.get("eval") or {}).get("finetune") or {}).get("tasks")
     if tasks is not None:
+        if not any(t.startswith("msgs_") for t in tasks):  # then no MSGS download either
+            cfg["eval"]["finetune"].pop("msgs", None)
         cfg["eval"]["finetune"]["tasks"] = {
             t: bdconfig.deep_merge(base["eval"]["finetune"]["tasks"][t], over) for t, over in tasks.items()}
         for table in ((cfg.get("tables") or {}).get("paper") or {}).values():

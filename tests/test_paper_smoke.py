@@ -44,6 +44,15 @@ def test_smoke_config_covers_every_run_at_full_size_with_tiny_budgets(tmp_path):
     assert set(tasks) == set(overlay["eval"]["finetune"]["tasks"])
     assert tasks["cola"]["lr"] == base["eval"]["finetune"]["tasks"]["cola"]["lr"]
     assert tasks["cola"]["batch_size"] == overlay["eval"]["finetune"]["tasks"]["cola"]["batch_size"]
+    # only the overlay's suites (EWoK's data is gated, not on this machine), and no MSGS
+    # download when no msgs_* task is kept: every location the smoke reads is local
+    assert set(cfg["eval"]["blimp"]["suites"]) == set(overlay["eval"]["blimp"]["suites"])
+    assert "ewok_filtered" in base["eval"]["blimp"]["suites"]
+    assert "msgs" in base["eval"]["finetune"] and "msgs" not in cfg["eval"]["finetune"]
+    for loc in [*cfg["eval"]["blimp"]["suites"].values(), cfg["eval"]["finetune"], cfg["corpus"]]:
+        assert not loc.get("url") and loc.get("dir", "").startswith("../shared/data"), loc
+    for table in cfg["tables"]["paper"].values():
+        assert set(table.get("suites", [])) <= set(cfg["eval"]["blimp"]["suites"])
 
 
 def test_projection_counts_cached_teachers_once():
