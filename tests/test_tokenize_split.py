@@ -91,18 +91,32 @@ def test_batching_does_not_change_tokens(setup, tmp_path):
     assert (tmp_path / "big.bin").read_bytes() == (tmp_path / "small.bin").read_bytes()
 
 
-def test_max_tokens_keeps_the_first_tokens(setup, tmp_path):
-    """data.max_train_tokens (smoke runs): a prefix of the full array, the full count recorded."""
+def test_max_tokens_keeps_the_start_of_every_file(setup, tmp_path):
+    """data.max_train_tokens (smoke runs): the start of every file in proportion to its size,
+    per-file counts that sum to what was kept (a curriculum reads them), the full counts
+    recorded."""
     corpus, tok_dir, _ = setup
     TS.tokenize_files(tok_dir, corpus, tmp_path / "full", progress=False)
     full, full_meta = load(tmp_path / "full")
-    n = len(full) // 3
+    n = len(full) // 3 + 1
     TS.main(["--tokenizer", str(tok_dir), "--out", str(tmp_path / "cut"), "--max-tokens", str(n),
              *map(str, corpus)])
     cut, meta = load(tmp_path / "cut")
-    assert len(cut) == meta["n_tokens"] == n
-    assert np.array_equal(cut, full[:n])
+    assert len(cut) == meta["n_tokens"] == n == sum(f["tokens"] for f in meta["files"])
     assert meta["truncated_from"] == full_meta["n_tokens"] and "truncated_from" not in full_meta
+    start_full, start_cut = 0, 0
+    for f, f_full in zip(meta["files"], full_meta["files"]):
+        assert f["tokens_full"] == f_full["tokens"] and f["words"] == f_full["words"]
+        assert abs(f["tokens"] - f_full["tokens"] * n / full_meta["n_tokens"]) < 1
+        assert f["tokens"] > 0  # every file (source) is still there
+        assert np.array_equal(cut[start_cut:start_cut + f["tokens"]],
+                              full[start_full:start_full + f["tokens"]])
+        start_full += f_full["tokens"]
+        start_cut += f["tokens"]
+    # the chunks' sources, as a curriculum sees them, include every file
+    from babydistill.data import TrainChunks
+    chunks = TrainChunks(tmp_path / "cut", 16, random_offset=False, seed=0)
+    assert len(set(chunks.chunk_sources(meta["files"]))) == len(corpus)
     # a limit above the total changes nothing
     TS.tokenize_files(tok_dir, corpus, tmp_path / "same", progress=False, max_tokens=len(full) + 5)
     assert (tmp_path / "same.bin").read_bytes() == (tmp_path / "full.bin").read_bytes()

@@ -81,8 +81,11 @@ def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.Pa
                    progress: bool = True, max_tokens: int | None = None) -> dict:
     """Tokenize ``files`` (sorted by name) into PREFIX.bin / PREFIX.json; return the metadata.
 
-    ``max_tokens`` keeps only the first N tokens (config ``data.max_train_tokens``: a smoke
-    run at full model size over a few hundred chunks); the metadata records the full count.
+    ``max_tokens`` keeps N tokens (config ``data.max_train_tokens``: a smoke run at full
+    model size over a few hundred chunks): the start of every file, in proportion to its
+    size, so that every source stays in the split (a curriculum's buckets name them). The
+    per-file ``tokens`` describe what was kept (``tokens_full``: before the cut) and
+    ``truncated_from`` the whole split's count.
     """
     tok = load_backend(tokenizer_dir)
     paths = sorted_inputs(files)
@@ -127,12 +130,12 @@ def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.Pa
                 "tokens": f_tokens,
             })
             n_tokens += f_tokens
-        if max_tokens is not None and n_tokens > max_tokens:
-            out.flush()
-            os.truncate(tmp, max_tokens * dtype.itemsize)
+        out.flush()
+        truncated = max_tokens is not None and n_tokens > max_tokens
+        if truncated:
+            _keep_file_starts(tmp, dtype, files_meta, max_tokens)
     seconds = time.perf_counter() - t0
 
-    truncated = max_tokens is not None and n_tokens > max_tokens
     meta = {
         "dtype": dtype.name,
         "n_tokens": max_tokens if truncated else n_tokens,
@@ -148,6 +151,23 @@ def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.Pa
         meta["truncated_from"] = n_tokens
     write_json(json_path, meta)  # last: .json present == complete
     return {**meta, "seconds": seconds}  # timing is returned, not stored: outputs stay deterministic
+
+
+def _keep_file_starts(path: Path, dtype: np.dtype, files_meta: list[dict], keep: int) -> None:
+    """Cut the token file at ``path`` to ``keep`` tokens: the first tokens of every file, each
+    file's share in proportion to its count (largest remainders get the leftover tokens);
+    ``files_meta`` is updated in place."""
+    counts = np.array([f["tokens"] for f in files_meta], dtype=np.int64)
+    exact = counts * keep / counts.sum()
+    share = np.floor(exact).astype(np.int64)
+    for i in np.argsort(-(exact - share), kind="stable")[: keep - int(share.sum())]:
+        share[i] += 1
+    full = np.fromfile(path, dtype=dtype)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    kept = np.concatenate([full[a:a + n] for a, n in zip(starts, share)])
+    kept.tofile(path)
+    for f, n in zip(files_meta, share):
+        f["tokens_full"], f["tokens"] = f["tokens"], int(n)
 
 
 @cli
