@@ -183,3 +183,9 @@ class BlimpCurve(Callback):
     def load_state_dict(self, state: dict, step: int | None = None) -> None:
         self.points = [p for p in state["points"] if step is None or p["step"] <= step]
         self.seconds = state["seconds"]
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "callbacks", "python -m babydistill.pretrain and babydistill.distill")

@@ -145,3 +145,9 @@ class MetricsLogger:
         if self._tb:
             self._tb.close()
         self._file = self._writer = self._tb = None
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "metrics", "python -m babydistill.pretrain and babydistill.distill")
