@@ -14,6 +14,7 @@ from babydistill.checkpoint import load_file as load_checkpoint
 from babydistill.common import UserError
 from babydistill.data import EvalChunks, TrainChunks
 from babydistill.models import build_model
+from babydistill.callbacks import Callback
 from babydistill.train import (LMObjective, Trainer, TrainingStopped, lr_factor, train,
                                validate_train_spec)
 
@@ -384,3 +385,102 @@ def test_curriculum_epochs_grow_and_resume_mid_curriculum(tmp_path):
     train(spec, objective(), chunks(), ev, tmp_path / "r", tmp_path / "ck2")
     a, b = weights(tmp_path / "full"), weights(tmp_path / "r")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------------------- callbacks
+
+class Recorder(Callback):
+    """Records every hook call; its count of steps is checkpointed state."""
+
+    def __init__(self):
+        self.calls, self.steps_seen = [], 0
+
+    def on_train_start(self, trainer, resumed):
+        self.calls.append(("start", trainer.step, resumed))
+
+    def on_step_end(self, trainer, evaluate):
+        self.steps_seen += 1
+        # the trainer's own evaluator ran first at an evaluation point
+        self.calls.append(("step", trainer.step, evaluate,
+                           bool(evaluate) and bool(trainer.evaluator.last_eval)))
+
+    def on_epoch_end(self, trainer):
+        self.calls.append(("epoch", trainer.step))
+
+    def on_train_end(self, trainer, summary):
+        self.calls.append(("end", trainer.step))
+        summary["recorded_steps"] = self.steps_seen
+
+    def save(self, out_dir):
+        (out_dir / "recorder.txt").write_text(str(self.steps_seen))
+
+    def state_dict(self):
+        return {"steps_seen": self.steps_seen}
+
+    def load_state_dict(self, state):
+        self.steps_seen = state["steps_seen"]
+
+
+def test_callback_hooks_are_called_in_order(tmp_path):
+    tr, ev = data()
+    rec = Recorder()
+    spec = {**SPEC, "eval_every": 4}
+    summary = train(spec, objective(), tr, ev, tmp_path / "out", tmp_path / "ck", callbacks=[rec])
+    spe, total = tr.num_batches(16), summary["steps"]
+    want = [("start", 0, False)]
+    for step in range(1, total + 1):
+        evaluate = step % 4 == 0 or step == total
+        want.append(("step", step, evaluate, evaluate))
+        if step % spe == 0 or step == total:
+            want.append(("epoch", step))
+    want.append(("end", total))
+    assert rec.calls == want
+    assert summary["recorded_steps"] == total
+    assert (tmp_path / "out" / "recorder.txt").read_text() == str(total)
+
+
+def test_callback_state_survives_a_kill(tmp_path):
+    tr, ev = data()
+    with pytest.raises(TrainingStopped):
+        train({**SPEC, "stop_after_steps": 12}, objective(), tr, ev, tmp_path / "o",
+              tmp_path / "ck", callbacks=[Recorder()])
+    rec = Recorder()
+    summary = train(SPEC, objective(), tr, ev, tmp_path / "o", tmp_path / "ck", callbacks=[rec])
+    assert rec.calls[0] == ("start", 10, True)  # resumed at the step-10 checkpoint
+    assert summary["recorded_steps"] == summary["steps"]  # 10 restored + the steps after
+
+
+# ---------------------------------------------------------------------------- data parallel
+
+def test_objectives_call_their_wrapped_modules_in_loss_only():
+    """What DDP relies on: after Objective.wrap, loss() runs every trainable module through
+    its wrapper (so DDP sees the forward and syncs the backward); eval_loss, modules() and
+    save keep the bare modules; frozen teachers are never wrapped."""
+    from babydistill.distill import KDObjective
+    from babydistill.wml import WMLObjective
+
+    class Spy(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module, self.calls = module, 0
+
+        def forward(self, *a, **kw):
+            self.calls += 1
+            return self.module(*a, **kw)
+
+    torch.manual_seed(0)
+    lm = LMObjective(build_model(LLAMA, VOCAB))
+    kd = KDObjective(build_model(LLAMA, VOCAB), [build_model(LLAMA, VOCAB)], alpha=0.5,
+                     temperature=2.0)
+    wml = WMLObjective([build_model(LLAMA, VOCAB) for _ in range(2)], alpha=0.5)
+    batch = {"input_ids": torch.randint(3, VOCAB, (2, SEQ))}
+    for obj in (lm, kd, wml):
+        spies = []
+        bare = dict(obj.modules())
+        obj.wrap(lambda m: spies.append(Spy(m)) or spies[-1])
+        assert {id(s.module) for s in spies} == {id(m) for m in bare.values()}
+        obj.eval_loss(batch)
+        assert all(s.calls == 0 for s in spies)
+        obj.loss(batch)
+        assert all(s.calls == 1 for s in spies), type(obj).__name__
+        assert obj.modules() == bare

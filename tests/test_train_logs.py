@@ -118,3 +118,60 @@ def test_tensorboard_event_files_per_run(tmp_path):
     tags = acc.Tags()["scalars"]
     assert {"loss", "lr", "eval_loss"} <= set(tags)
     assert [e.step for e in acc.Scalars("loss")][:2] == [2, 4]
+
+
+# ---------------------------------------------------------------------------- MetricsLogger
+
+def _rows(path):
+    import csv
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _log_steps(logger, steps):
+    for s in steps:
+        logger.row(step=s, epoch=s / 10, loss=1.0 / s, lr=1e-3, tokens_per_s=10.0,
+                   eval_loss="", logs="")
+
+
+def test_metrics_logger_resume_appends_without_duplicate_rows(tmp_path):
+    from babydistill.metrics import METRICS_FIELDS, MetricsLogger
+
+    fields = METRICS_FIELDS + ["blimp_acc"]
+    ref = MetricsLogger(tmp_path / "ref", fields, tensorboard=False)
+    (tmp_path / "ref").mkdir()
+    ref.open(0, 10, resumed=False)
+    _log_steps(ref, range(1, 11))
+    ref.close()
+
+    run = tmp_path / "run"
+    run.mkdir()
+    first = MetricsLogger(run, fields, tensorboard=False)
+    first.open(0, 10, resumed=False)
+    _log_steps(first, range(1, 9))  # killed after step 8; the checkpoint is at step 5
+    first.close()
+    again = MetricsLogger(run, fields, tensorboard=False)
+    again.open(5, 10, resumed=True)
+    assert [int(r["step"]) for r in _rows(run / "metrics.csv")] == [1, 2, 3, 4, 5]
+    _log_steps(again, range(6, 11))
+    again.close()
+    rows = _rows(run / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 11))
+    assert (run / "metrics.csv").read_text() == (tmp_path / "ref" / "metrics.csv").read_text()
+
+    # a fresh (not resumed) start truncates whatever was there
+    fresh = MetricsLogger(run, fields, tensorboard=False)
+    fresh.open(0, 10, resumed=False)
+    fresh.close()
+    assert _rows(run / "metrics.csv") == []
+
+
+def test_metrics_logger_writes_nothing_off_the_main_process(tmp_path):
+    from babydistill.metrics import METRICS_FIELDS, MetricsLogger
+
+    other = MetricsLogger(tmp_path, METRICS_FIELDS, main=False)
+    other.open(0, 3, resumed=False)
+    _log_steps(other, [1, 2])
+    other.progress(2, loss=1.0, tokens_per_s=1.0, lr=1e-3)
+    other.close()
+    assert list(tmp_path.iterdir()) == []

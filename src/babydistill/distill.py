@@ -42,6 +42,7 @@ class KDObjective(Objective):
     def __init__(self, student, teachers, *, alpha: float, temperature: float,
                  direction: str = "forward", reduction: str = "batchmean"):
         self.student = student
+        self.forward_student = student  # what loss() calls: the student, or its DDP wrapper
         self.teachers = list(teachers)
         for t in self.teachers:
             t.eval().requires_grad_(False)  # frozen: never trained, never checkpointed
@@ -50,6 +51,9 @@ class KDObjective(Objective):
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"student": self.student}
+
+    def wrap(self, wrap) -> None:
+        self.forward_student = wrap(self.student)  # teachers are frozen: nothing to sync
 
     def to(self, device: torch.device) -> "KDObjective":
         super().to(device)
@@ -69,7 +73,7 @@ class KDObjective(Objective):
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         ids = batch["input_ids"].to(_device_of(self.student))
         labels = next_token_labels(ids)
-        logits = self.student(input_ids=ids, use_cache=False).logits
+        logits = self.forward_student(input_ids=ids, use_cache=False).logits
         loss, ce, kl = self._kd(logits, labels, {**batch, "input_ids": ids})
         return loss, {"ce": ce, "kl": kl}  # 0-d tensors: no GPU sync per step
 

@@ -11,20 +11,25 @@ What a run is made of:
   rank=, world_size=)``, ``num_batches(batch_size, epoch)``; an epoch's batch count may
   change with the epoch -- a curriculum opens more data as it goes).
 
-:func:`train` owns everything else: fused AdamW (weight decay on matrices and embeddings
-only, never on biases or norm weights -- the HF Trainer convention the papers used), grad
-clipping, a per-step warm-up + cosine/linear/constant schedule (transformers.get_scheduler), global
-``batch_size`` split into ``world_size * grad_accum`` micro batches, bf16 autocast and
-optional ``torch.compile`` on CUDA, data parallelism under ``torchrun`` (gradients are
-all-reduced explicitly after the last micro batch -- DDP's semantics without wrapping the
-modules, so an objective calls its models directly; gloo on CPU, nccl on CUDA), eval loss
-on the fixed eval chunks, the best checkpoint by eval loss, atomic checkpoints that resume
-bit-for-bit (a :class:`babydistill.checkpoint.Checkpointer` over the parts: model(s),
-optimizer, scheduler, objective, RNG states, data position and best-so-far; loaded without
-unpickling code, checksummed, and moved aside, never resumed, when another run wrote
-them), a NaN/inf stop naming the step, a progress bar (see :func:`progress_bar`),
-``metrics.csv`` and TensorBoard event files in ``CHECKPOINT_DIR/tensorboard/``. Only rank 0
-writes files.
+The :class:`Trainer` owns the optimization: fused AdamW (weight decay on matrices and
+embeddings only, never on biases or norm weights -- the HF Trainer convention the papers
+used), grad clipping, a per-step warm-up + cosine/linear/constant schedule
+(transformers.get_scheduler), global ``batch_size`` split into ``world_size * grad_accum``
+micro batches, bf16 autocast and optional ``torch.compile`` on CUDA, data parallelism
+under ``torchrun`` (each trainable module wrapped in DistributedDataParallel, which the
+objective's ``loss`` calls -- see :meth:`Objective.wrap`; ``no_sync`` on all but the last
+micro batch; gloo on CPU, nccl on CUDA; no wrapping in a single process) and a NaN/inf
+stop naming the step. Its parts do the rest:
+
+* :class:`babydistill.checkpoint.Checkpointer` over the parts' state dicts (model(s),
+  optimizer, scheduler, objective, RNG states, data position and the callbacks' state):
+  atomic checkpoints that resume bit-for-bit, loaded without unpickling code,
+  checksummed, and moved aside, never resumed, when another run wrote them;
+* :class:`babydistill.metrics.MetricsLogger`: ``metrics.csv``, TensorBoard event files in
+  ``CHECKPOINT_DIR/tensorboard/`` and the progress bar (:func:`progress_bar`);
+* callbacks (:mod:`babydistill.callbacks`): eval loss on the fixed eval chunks and the
+  best checkpoint by it (``EvalTracker``), the BLiMP learning curve (``BlimpCurve``),
+  and any the caller passes. Only rank 0 writes files.
 
 BLiMP learning curves: with ``blimp_every_epoch: true`` and a suite directory
 (``train(..., blimp_suite=DIR)``), rank 0 scores every trainable module with the fast
@@ -44,7 +49,6 @@ tokenizer files, ``metrics.csv``, ``train_summary.json`` and, with the BLiMP cur
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import json
 import logging
@@ -52,19 +56,20 @@ import math
 import os
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
+from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint
+from .callbacks import BlimpCurve, Callback, EvalTracker
 from .checkpoint import Checkpointer, ModulesState, RNGState
 from .common import UserError, atomic_path, write_json
+from .metrics import METRICS_FIELDS, MetricsLogger, progress_bar, quiet_library_bars  # noqa: F401 (re-exported)
 
 log = logging.getLogger("babydistill.train")
 
@@ -99,7 +104,6 @@ PRECISIONS = ("auto", "bf16", "fp32", "float32")
 # Keys that may change between a run and its resumption without changing the result.
 _RESUME_FREE = {"stop_after_steps", "compile", "log_every", "checkpoint_every", "tensorboard",
                 "eval_batch_size", "gpus", "blimp_every_epoch", "blimp_limit"}
-METRICS_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss", "logs"]
 
 
 def run_identity(spec: dict, inputs: Iterable[str | os.PathLike] = ()) -> str:
@@ -188,54 +192,6 @@ def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> 
     return _schedule_lambda(schedule, warmup_steps, total_steps)(step)
 
 
-class _LineWriter:
-    """A file for tqdm when stderr is a log file: each redraw becomes one plain line
-    instead of a carriage-return overwrite, so a log holds readable lines only."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text: str) -> None:
-        text = text.replace("\r", "").strip()
-        if text:
-            self.stream.write(text + "\n")
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def quiet_library_bars() -> None:
-    """Turn off the progress bars of transformers, datasets and the hub ("Writing model
-    shards", "Map", ...): in a log file each is a run of carriage-return redraws."""
-    from huggingface_hub.utils import disable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    try:
-        import datasets
-
-        datasets.disable_progress_bars()
-    except ImportError:  # only fine-tuning needs datasets
-        pass
-
-
-def progress_bar(total: int, desc: str | None = None, initial: int = 0, disable: bool = False,
-                 unit: str = "step") -> tqdm:
-    """A tqdm bar on stderr: live on a terminal; in a log file a plain line at most every
-    30 s (and at the start and end). Set postfixes with ``refresh=False`` -- a refreshing
-    ``set_postfix`` redraws on every call whatever ``mininterval`` says."""
-    tty = sys.stderr.isatty()
-    if not tty:
-        quiet_library_bars()
-    if tty:
-        return tqdm(total=total, desc=desc, initial=initial, unit=unit, disable=disable,
-                    file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-    # miniters=1 turns off tqdm's monitor thread refreshes (it only touches dynamic miniters)
-    return tqdm(total=total, desc=desc, initial=initial, unit=unit, disable=disable,
-                file=_LineWriter(sys.stderr), ncols=100, ascii=True, mininterval=30, miniters=1)
-
-
 # ---------------------------------------------------------------------------- objectives
 
 class Objective:
@@ -245,6 +201,11 @@ class Objective:
     (as state dicts) to ``save``. Frozen modules (teachers) stay out of it; override
     ``to`` to move them to the device too. Values in the ``logs`` dict may be floats or
     0-d tensors (converted only when a metrics row is written, to avoid GPU syncs).
+
+    Under ``torchrun`` the trainer calls :meth:`wrap` once with a function that wraps a
+    module in DistributedDataParallel: ``loss`` must then run its trainable modules'
+    forward passes through the wrappers (DDP all-reduces the gradients during backward);
+    ``modules()``, ``eval_loss`` and ``save`` keep using the bare modules.
     """
 
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -269,6 +230,11 @@ class Objective:
     def on_step(self, step: int, trainer: "Trainer") -> None:
         pass
 
+    def wrap(self, wrap: Callable[[torch.nn.Module], torch.nn.Module]) -> None:
+        """Make ``loss`` call ``wrap(module)`` instead of each trainable module."""
+        raise NotImplementedError(f"{type(self).__name__} cannot run data-parallel: it does "
+                                  "not implement Objective.wrap")
+
     def to(self, device: torch.device) -> "Objective":
         for m in self.modules().values():
             m.to(device)
@@ -283,20 +249,24 @@ class LMObjective(Objective):
 
     def __init__(self, model: torch.nn.Module, name: str = "model"):
         self.model, self.name = model, name
+        self.forward_model = model  # what loss() calls: the model, or its DDP wrapper
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {self.name: self.model}
 
-    def _ce(self, batch: dict) -> torch.Tensor:
+    def wrap(self, wrap) -> None:
+        self.forward_model = wrap(self.model)
+
+    def _ce(self, batch: dict, model: torch.nn.Module) -> torch.Tensor:
         ids = batch["input_ids"]
-        return self.model(input_ids=ids, labels=ids, use_cache=False).loss
+        return model(input_ids=ids, labels=ids, use_cache=False).loss
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        return self._ce(batch), {}
+        return self._ce(batch, self.forward_model), {}
 
     @torch.no_grad()
     def eval_loss(self, batch: dict) -> dict[str, float]:
-        return {self.name: self._ce(batch).item()}
+        return {self.name: self._ce(batch, self.model).item()}
 
     def save(self, out_dir: Path, best: dict[str, dict]) -> None:
         self.model.load_state_dict(best[self.name])
@@ -365,7 +335,8 @@ def _param_groups(modules: Iterable[torch.nn.Module], weight_decay: float) -> li
 # ---------------------------------------------------------------------------- the trainer
 
 class _Position:
-    """The trainer's data position and bookkeeping, as a checkpoint part."""
+    """The trainer's data position and bookkeeping, as a checkpoint part (with the state of
+    its evaluation and BLiMP callbacks, kept here so the checkpoint layout stays one part)."""
 
     def __init__(self, trainer: "Trainer"):
         self.trainer = trainer
@@ -373,28 +344,46 @@ class _Position:
     def state_dict(self) -> dict:
         t = self.trainer
         return {"step": t.step, "epoch": t.epoch, "batch": t.batch,
-                "best": {"loss": t.best_loss, "step": t.best_step},
-                "last_eval": t.last_eval,
+                **t.evaluator.state_dict(),  # best, last_eval
                 "wall_time": t.wall_time + (time.time() - t._t_start),
-                "blimp": {"points": t.blimp_points, "seconds": t.blimp_seconds}}
+                "blimp": t.blimp.state_dict()}
 
     def load_state_dict(self, s: dict) -> None:
         t = self.trainer
         t.step, t.epoch, t.batch = s["step"], s["epoch"], s["batch"]
-        t.best_loss, t.best_step = s["best"]["loss"], s["best"]["step"]
-        t.last_eval, t.wall_time = s["last_eval"], s["wall_time"]
-        t.blimp_points = [p for p in s["blimp"]["points"] if p["step"] <= t.step]
-        t.blimp_seconds = s["blimp"]["seconds"]
+        t.evaluator.load_state_dict(s)
+        t.wall_time = s["wall_time"]
+        t.blimp.load_state_dict(s["blimp"], step=t.step)
+
+
+class _CallbackStates:
+    """The caller's extra callbacks as one checkpoint part (only when there are any)."""
+
+    def __init__(self, callbacks: list[Callback]):
+        self.callbacks = callbacks
+
+    def state_dict(self) -> dict:
+        return {str(i): cb.state_dict() for i, cb in enumerate(self.callbacks)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for i, cb in enumerate(self.callbacks):
+            cb.load_state_dict(state[str(i)])
 
 
 class Trainer:
-    """Holds the run's state; :meth:`fit` is the loop. ``train()`` is the usual entry."""
+    """Holds the run's state; :meth:`fit` is the loop. ``train()`` is the usual entry.
+
+    Its parts: ``objective`` (modules and loss), ``optimizer`` and ``scheduler``,
+    ``checkpointer`` (:class:`babydistill.checkpoint.Checkpointer` over every part's
+    state dict), ``metrics`` (:class:`babydistill.metrics.MetricsLogger`: metrics.csv,
+    TensorBoard, the progress bar) and ``callbacks`` (:mod:`babydistill.callbacks`:
+    ``evaluator``, ``blimp``, then the caller's)."""
 
     def __init__(self, spec: dict, objective: Objective, train_data, eval_data=None,
                  checkpoint_dir: str | os.PathLike | None = None,
                  blimp_suite: str | os.PathLike | None = None,
                  tokenizer_dir: str | os.PathLike | None = None,
-                 identity: str | None = None):
+                 identity: str | None = None, callbacks: Iterable[Callback] = ()):
         self.spec = validate_train_spec(spec)
         self.identity = identity  # run_identity() of the caller's spec and inputs
         self.objective, self.train_data, self.eval_data = objective, train_data, eval_data
@@ -412,9 +401,9 @@ class Trainer:
         objective.to(self.device)
         self.modules = objective.modules()
         self.params = [p for g in _param_groups(self.modules.values(), 0.0) for p in g["params"]]
+        self.ddp: list[DistributedDataParallel] = []  # one per trainable module under torchrun
         if self.dist.world_size > 1:
-            for p in self.params:  # identical start on every rank whatever the init did
-                dist.broadcast(p.data, src=0)
+            self._wrap_data_parallel()
         cuda = self.device.type == "cuda"
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -451,40 +440,46 @@ class Trainer:
         self.step = 0          # optimizer steps done
         self.epoch = 0         # current epoch
         self.batch = 0         # batches of the current epoch already consumed
-        self.best_loss = math.inf
-        self.best_step = -1
-        self.last_eval: dict[str, float] = {}
         self.wall_time = 0.0   # summed over resumptions
         self.tokens_per_step = 0
-        self.metrics_fields = METRICS_FIELDS
         self._window: list[torch.Tensor] = []
         self._window_logs: dict[str, Any] = {}
-        self._setup_blimp(blimp_suite, tokenizer_dir)
+
+        # Callbacks: evaluation / best weights, the BLiMP curve, then the caller's.
+        if s["blimp_every_epoch"] and not blimp_suite:
+            log.warning("train.blimp_every_epoch is true but no BLiMP suite was given "
+                        "(--blimp-suite DIR): no per-epoch curve")
+        self.evaluator = EvalTracker()
+        self.blimp = BlimpCurve(blimp_suite if s["blimp_every_epoch"] else None, tokenizer_dir,
+                                s["blimp_limit"], main=self.dist.main)
+        self.extra_callbacks = list(callbacks)
+        self.callbacks: list[Callback] = [self.evaluator, self.blimp, *self.extra_callbacks]
+        fields = METRICS_FIELDS + [f for cb in self.callbacks for f in cb.metrics_fields]
+        self.metrics = MetricsLogger(self.checkpoint_dir, fields, main=self.dist.main,
+                                     tensorboard=s["tensorboard"])
         self.checkpointer = self._make_checkpointer()
 
-    def _setup_blimp(self, suite, tokenizer_dir) -> None:
-        """Load the suite and tokenizer once (rank 0) when the per-epoch curve is on."""
-        self.blimp_points: list[dict] = []  # restored on resume
-        self.blimp_suite: Path | None = None
-        self.blimp_seconds = 0.0
-        on = self.spec["blimp_every_epoch"]
-        if not (on and suite):
-            if on:
-                log.warning("train.blimp_every_epoch is true but no BLiMP suite was given "
-                            "(--blimp-suite DIR): no per-epoch curve")
-            return
-        self.blimp_suite = Path(suite)
-        self.metrics_fields = METRICS_FIELDS + ["blimp_acc"]
-        if not self.dist.main:  # only rank 0 scores
-            return
-        if not tokenizer_dir:
-            raise UserError("train.blimp_every_epoch: the BLiMP curve needs the tokenizer "
-                            "directory (--tokenizer DIR)")
-        from .scorer import load_suite
-        from .tokenizer import load_tokenizer
+    def _wrap_data_parallel(self) -> None:
+        """Wrap every trainable module in DistributedDataParallel; the objective's ``loss``
+        calls the wrappers (:meth:`Objective.wrap`). DDP broadcasts rank 0's weights at
+        construction (an identical start whatever each rank's init did) and averages the
+        gradients during backward. Buffers are synced at construction only, not before
+        each forward: evaluation shards may give the ranks different numbers of forward
+        passes, and the buffers (rotary frequencies) never change."""
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
 
-        self._blimp_paradigms = load_suite(self.blimp_suite, self.spec["blimp_limit"])
-        self._blimp_tokenizer = load_tokenizer(tokenizer_dir)
+        def wrap(module: torch.nn.Module) -> torch.nn.Module:
+            ddp = DistributedDataParallel(module, device_ids=device_ids,
+                                          forward_sync_buffers=False)
+            self.ddp.append(ddp)
+            return ddp
+
+        self.objective.wrap(wrap)
+        wrapped = {id(d.module) for d in self.ddp}
+        missing = [n for n, m in self.modules.items() if id(m) not in wrapped]
+        if missing:
+            raise UserError(f"{type(self.objective).__name__}.wrap left {', '.join(missing)} "
+                            "unwrapped: its gradients would not be averaged over processes")
 
     def epoch_at(self, step: int) -> float:
         """Epochs done after ``step`` optimizer steps (fractional)."""
@@ -513,40 +508,29 @@ class Trainer:
                 d[k] = part
         return out
 
-    def _sync_grads(self) -> None:
-        """Average gradients over ranks: one flat all-reduce per bucket (DDP without overlap)."""
-        world = self.dist.world_size
-        if world == 1:
-            return
-        grads = []
-        for p in self.params:
-            if p.grad is None:  # a module unused this step still takes part in the reduce
-                p.grad = torch.zeros_like(p)
-            grads.append(p.grad)
-        bucket, size, limit = [], 0, 2**25
-        for i, g in enumerate(grads):
-            bucket.append(g)
-            size += g.numel()
-            if size >= limit or i == len(grads) - 1 or grads[i + 1].dtype != g.dtype:
-                flat = torch.cat([b.reshape(-1) for b in bucket])
-                dist.all_reduce(flat)
-                flat /= world
-                for b, f in zip(bucket, torch._utils._unflatten_dense_tensors(flat, bucket)):
-                    b.copy_(f)
-                bucket, size = [], 0
+    def _no_sync(self, sync: bool):
+        """DDP's ``no_sync`` on every wrapped module unless ``sync`` (the last micro batch
+        all-reduces the accumulated gradients); nothing at all in a single process."""
+        if sync or not self.ddp:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        for d in self.ddp:
+            stack.enter_context(d.no_sync())
+        return stack
 
     def train_step(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Forward/backward over the micro batches, sync, clip, step. Returns the mean loss
-        (a 0-d tensor, not synced) and the objective's logs of the last micro batch."""
+        """Forward/backward over the micro batches (DDP syncs on the last), clip, step.
+        Returns the mean loss (a 0-d tensor, not synced) and the objective's logs of the
+        last micro batch."""
         micro = self._micro_batches(batch)
         total = torch.zeros((), device=self.device)
         logs: dict = {}
-        for mb in micro:
-            with self.autocast():
-                loss, logs = self.objective.loss(mb)
-            (loss / len(micro)).backward()
+        for i, mb in enumerate(micro):
+            with self._no_sync(i == len(micro) - 1):
+                with self.autocast():
+                    loss, logs = self.objective.loss(mb)
+                (loss / len(micro)).backward()
             total += loss.detach().float()
-        self._sync_grads()
         if self.spec["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(self.params, self.spec["grad_clip"])
         self.optimizer.step()
@@ -590,74 +574,35 @@ class Trainer:
         return {k: v / rows for k, v in sorted(sums.items())} if rows else {}
 
     # -- checkpoints -----------------------------------------------------------------
-    def _ckpt(self, name: str) -> Path:
-        return self.checkpoint_dir / name
-
     def _make_checkpointer(self) -> Checkpointer:
         """The parts a resumed run needs, each with ``state_dict``/``load_state_dict``."""
         barrier = dist.barrier if self.dist.world_size > 1 else None
-        return Checkpointer(
-            self.checkpoint_dir,
-            {"modules": ModulesState(self.modules), "optimizer": self.optimizer,
-             "scheduler": self.scheduler, "objective": self.objective, "rng": RNGState(),
-             "position": _Position(self)},
-            spec=self.spec, identity=self.identity, resume_free=_RESUME_FREE,
-            main=self.dist.main, barrier=barrier)
+        parts = {"modules": ModulesState(self.modules), "optimizer": self.optimizer,
+                 "scheduler": self.scheduler, "objective": self.objective, "rng": RNGState(),
+                 "position": _Position(self)}
+        if self.extra_callbacks:
+            parts["callbacks"] = _CallbackStates(self.extra_callbacks)
+        return Checkpointer(self.checkpoint_dir, parts, spec=self.spec, identity=self.identity,
+                            resume_free=_RESUME_FREE, main=self.dist.main, barrier=barrier)
 
     def save_checkpoint(self) -> None:
         self.checkpointer.save()
 
     def save_best(self) -> None:
         self.checkpointer.save_weights({n: m.state_dict() for n, m in self.modules.items()},
-                                       step=self.step, loss=self.best_loss)
+                                       step=self.step, loss=self.evaluator.best_loss)
 
     def resume(self) -> bool:
         """Load ``last.pt`` when it is this run's (every rank reads it). Returns whether it did."""
         if not self.checkpointer.restore():
             return False
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", self._ckpt("last.pt"),
-                 self.step, self.epoch, self.batch)
+        log.info("resumed from %s at step %d (epoch %d, batch %d)",
+                 self.checkpointer.path("last.pt"), self.step, self.epoch, self.batch)
         return True
 
-    # -- metrics ---------------------------------------------------------------------
-    def _open_metrics(self, resumed: bool) -> None:
-        """metrics.csv in the checkpoint dir; on resume, rows past the checkpoint go."""
-        self._metrics = None
-        self._tb = None
-        if not (self.dist.main and self.checkpoint_dir):
-            return
-        path = self._ckpt("metrics.csv")
-        fields = self.metrics_fields
-        rows = []
-        if resumed and path.is_file():
-            with path.open(newline="") as f:  # only this run's columns (blimp may be toggled)
-                rows = [{k: r.get(k) or "" for k in fields} for r in csv.DictReader(f)
-                        if int(r["step"]) <= self.step]
-        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fields)
-            w.writeheader()
-            w.writerows(rows)
-        self._metrics = path.open("a", newline="")
-        self._metrics_writer = csv.DictWriter(self._metrics, fields)
-        if self.spec["tensorboard"]:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional
-                SummaryWriter = None
-            if SummaryWriter:
-                self._tb = SummaryWriter(str(self._ckpt("tensorboard")), purge_step=self.step + 1)
-
-    def _row(self, **row) -> None:
-        if self._metrics:
-            self._metrics_writer.writerow(row)
-            self._metrics.flush()
-        if self._tb:
-            for k in ("loss", "lr", "tokens_per_s", "eval_loss", "blimp_acc"):
-                if isinstance(row.get(k), float):
-                    self._tb.add_scalar(k, row[k], row["step"])
-
-    def _flush(self, bar: tqdm) -> None:
-        """Check the steps since the last flush for NaN/inf, then log their mean loss."""
+    # -- the loop --------------------------------------------------------------------
+    def _log_window(self) -> None:
+        """Check the steps since the last call for NaN/inf, then log their mean loss."""
         if not self._window:
             return
         losses = torch.stack(self._window)
@@ -678,69 +623,21 @@ class Trainer:
         loss = float(losses.mean())
         lr = self.lr_at(self.step - 1)
         logs = {k: float(v) for k, v in self._window_logs.items()}
-        self._row(step=self.step, epoch=self.epoch_at(self.step), loss=loss,
-                  lr=lr, tokens_per_s=round(tps, 1), eval_loss="",
-                  logs=json.dumps(logs) if logs else "")
-        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}", lr=f"{lr:.2e}", refresh=False)
-        bar.update(len(self._window))
+        self.metrics.row(step=self.step, epoch=self.epoch_at(self.step), loss=loss,
+                         lr=lr, tokens_per_s=round(tps, 1), eval_loss="",
+                         logs=json.dumps(logs) if logs else "")
+        self.metrics.progress(len(self._window), loss=loss, tokens_per_s=tps, lr=lr)
         self._window = []
         self._t_window = now
 
-    def _eval_and_track(self) -> None:
-        evals = self.evaluate()
-        if not evals:
-            return
-        self.last_eval = evals
-        score = self.objective.score(evals)
-        self._row(step=self.step, epoch=self.epoch_at(self.step), loss="",
-                  lr=self.lr_at(self.step - 1), tokens_per_s="", eval_loss=score,
-                  logs=json.dumps(evals))
-        if self.dist.main:
-            log.info("step %d: eval loss %s", self.step,
-                     ", ".join(f"{k} {v:.4f}" for k, v in evals.items()))
-        if score < self.best_loss:
-            self.best_loss, self.best_step = score, self.step
-            if self.spec["keep"] == "best":
-                self.save_best()
-
-    def _blimp_and_track(self) -> None:
-        """Score every trainable module on the BLiMP suite (rank 0 only): curve points and
-        one metrics row whose ``blimp_acc`` is the modules' mean macro accuracy."""
-        if self.blimp_suite is None or not self.dist.main:
-            return
-        from .scorer import score_suite
-
-        t0 = time.time()
-        epoch = self.epoch_at(self.step)
-        accs = {}
-        # Eager even under torch.compile: the scorer's varying batch shapes would recompile.
-        eager = (torch.compiler.set_stance("force_eager") if self.spec["compile"]
-                 else contextlib.nullcontext())
-        with eager:
-            for name, module in self.modules.items():
-                summary, _ = score_suite(module, self._blimp_tokenizer, self._blimp_paradigms)
-                accs[name] = summary["accuracy"]
-                self.blimp_points.append({"step": self.step, "epoch": epoch, "module": name,
-                                          "accuracy": summary["accuracy"],
-                                          "categories": summary["categories"]})
-        dt = time.time() - t0
-        self.blimp_seconds += dt
-        self._row(step=self.step, epoch=epoch, loss="", lr=self.lr_at(self.step - 1),
-                  tokens_per_s="", eval_loss="", logs=json.dumps(accs),
-                  blimp_acc=sum(accs.values()) / len(accs))
-        log.info("step %d: BLiMP %s (%.1f s)", self.step,
-                 ", ".join(f"{k} {v:.4f}" for k, v in accs.items()), dt)
-
-    # -- the loop --------------------------------------------------------------------
     def fit(self) -> dict:
+        s = self.spec
         self._t_start = time.time()
         resumed = self.resume()
-        self._open_metrics(resumed)
-        s = self.spec
-        bar = progress_bar(self.total_steps, initial=self.step, disable=not self.dist.main)
+        self.metrics.open(self.step, self.total_steps, resumed)
         try:
-            if not resumed:
-                self._blimp_and_track()  # the curve's start: the untrained model(s)
+            for cb in self.callbacks:
+                cb.on_train_start(self, resumed)
             self._t_window = time.time()
             while self.step < self.total_steps:
                 consumed = False
@@ -748,9 +645,8 @@ class Trainer:
                                                      rank=self.dist.rank,
                                                      world_size=self.dist.world_size):
                     consumed = True
-                    loss, logs = self.train_step(batch)
+                    loss, self._window_logs = self.train_step(batch)
                     self._window.append(loss)
-                    self._window_logs = logs
                     self.batch += 1
                     epoch_end = self.batch >= self.epoch_steps[self.epoch]
                     if epoch_end:
@@ -761,11 +657,12 @@ class Trainer:
                     do_ckpt = last or epoch_end or \
                         (s["checkpoint_every"] and self.step % s["checkpoint_every"] == 0)
                     if self.step % s["log_every"] == 0 or do_eval or do_ckpt:
-                        self._flush(bar)  # NaN check before anything is saved
-                    if do_eval:
-                        self._eval_and_track()
-                    if epoch_end or last:  # before the checkpoint, which holds the points
-                        self._blimp_and_track()
+                        self._log_window()  # NaN check before anything is saved
+                    for cb in self.callbacks:
+                        cb.on_step_end(self, bool(do_eval))
+                    if epoch_end or last:  # before the checkpoint, which holds their state
+                        for cb in self.callbacks:
+                            cb.on_epoch_end(self)
                     if do_ckpt:
                         self.save_checkpoint()
                     if do_eval or do_ckpt:
@@ -778,26 +675,26 @@ class Trainer:
                     raise UserError(f"train data: epoch {self.epoch} yielded no batch from "
                                     f"batch {self.batch} (num_batches says {self.epoch_steps[self.epoch]})")
         finally:
-            bar.close()
-            if self._metrics:
-                self._metrics.close()
-            if self._tb:
-                self._tb.close()
+            self.metrics.close()
         self.wall_time += time.time() - self._t_start
-        return {
+        ev = self.evaluator
+        summary = {
             "steps": self.step,
             "epochs": self.epoch_at(self.step),
             "tokens": self.step * s["batch_size"] * self.train_data.seq_length,
             "batch_size": s["batch_size"],
             "world_size": self.dist.world_size,
-            "best_eval_loss": self.best_loss if math.isfinite(self.best_loss) else None,
-            "best_step": self.best_step,
-            "final_eval": self.last_eval,
+            "best_eval_loss": ev.best_loss if math.isfinite(ev.best_loss) else None,
+            "best_step": ev.best_step,
+            "final_eval": ev.last_eval,
             "keep": s["keep"],
             "wall_time_s": round(self.wall_time, 2),
             "parameters": {n: sum(p.numel() for p in m.parameters())
                            for n, m in self.modules.items()},
         }
+        for cb in self.callbacks:
+            cb.on_train_end(self, summary)
+        return summary
 
     @torch.no_grad()
     def rank_checksums(self) -> list[float]:
@@ -820,19 +717,20 @@ class Trainer:
 
 def train(spec: dict, objective: Objective, train_data, eval_data, out_dir,
           checkpoint_dir, tokenizer_dir=None, extra_summary: dict | None = None,
-          blimp_suite: str | os.PathLike | None = None, identity: str | None = None) -> dict | None:
+          blimp_suite: str | os.PathLike | None = None, identity: str | None = None,
+          callbacks: Iterable[Callback] = ()) -> dict | None:
     """Train ``objective`` on ``train_data``; resume from ``checkpoint_dir/last.pt`` when
     present; write ``out_dir`` atomically at the end (rank 0). Returns the summary.
     ``blimp_suite``: a BLiMP-format suite directory for the per-epoch curve (used only when
     ``spec["blimp_every_epoch"]``; the tokenizer comes from ``tokenizer_dir``).
-    ``identity``: :func:`run_identity` of the run; a checkpoint with another is not resumed."""
+    ``identity``: :func:`run_identity` of the run; a checkpoint with another is not resumed.
+    ``callbacks``: extra :class:`babydistill.callbacks.Callback` s, called after the
+    trainer's own."""
     trainer = Trainer(spec, objective, train_data, eval_data, checkpoint_dir,
-                      blimp_suite=blimp_suite, tokenizer_dir=tokenizer_dir, identity=identity)
+                      blimp_suite=blimp_suite, tokenizer_dir=tokenizer_dir, identity=identity,
+                      callbacks=callbacks)
     try:
-        summary = trainer.fit()
-        summary = {**(extra_summary or {}), **summary}
-        if trainer.blimp_suite is not None:
-            summary["blimp_eval_s"] = round(trainer.blimp_seconds, 2)
+        summary = {**(extra_summary or {}), **trainer.fit()}
         if trainer.dist.world_size > 1:
             summary["rank_checksums"] = trainer.rank_checksums()
         if trainer.dist.main:
@@ -841,14 +739,11 @@ def train(spec: dict, objective: Objective, train_data, eval_data, out_dir,
                 tmp.mkdir()
                 objective.save(tmp, best)
                 copy_tokenizer(tokenizer_dir, tmp)
-                if checkpoint_dir and (Path(checkpoint_dir) / "metrics.csv").is_file():
-                    shutil.copy2(Path(checkpoint_dir) / "metrics.csv", tmp / "metrics.csv")
+                if trainer.metrics.path and trainer.metrics.path.is_file():
+                    shutil.copy2(trainer.metrics.path, tmp / "metrics.csv")
                 write_json(tmp / "train_summary.json", summary)
-                if trainer.blimp_points:
-                    write_json(tmp / "blimp_curve.json",
-                               {"suite": trainer.blimp_suite.name,
-                                "limit": trainer.spec["blimp_limit"],
-                                "points": trainer.blimp_points})
+                for cb in trainer.callbacks:
+                    cb.save(tmp)
             log.info("wrote %s (%d steps, best eval loss %s)", out_dir, summary["steps"],
                      summary["best_eval_loss"])
         if trainer.dist.world_size > 1:

@@ -173,6 +173,7 @@ class WMLObjective(Objective):
         if reduction not in REDUCTIONS:
             raise UserError(f"wml: kl_reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
         self.peers = list(peers)
+        self.forward_peers = list(self.peers)  # what loss() calls: the peers, or DDP wrappers
         self.alpha, self.reduction = float(alpha), reduction
         self.use_bilevel, self.weight_update_frequency = bool(use_bilevel), int(weight_update_frequency)
         self.step_size, self.min_step_size = float(step_size), float(min_step_size)
@@ -189,13 +190,16 @@ class WMLObjective(Objective):
     def modules(self) -> dict[str, torch.nn.Module]:
         return {f"peer{i + 1}": m for i, m in enumerate(self.peers)}
 
+    def wrap(self, wrap) -> None:
+        self.forward_peers = [wrap(m) for m in self.peers]
+
     def _device(self) -> torch.device:
         return next(self.peers[0].parameters()).device
 
     def loss(self, batch: dict):
         ids = batch["input_ids"].to(self._device())
         labels = next_token_labels(ids)
-        logits = [m(input_ids=ids, use_cache=False).logits for m in self.peers]
+        logits = [m(input_ids=ids, use_cache=False).logits for m in self.forward_peers]
         total, ces = wml_loss(logits, labels, self.weights.to(ids.device), alpha=self.alpha,
                               reduction=self.reduction)
         logs = {f"ce{i + 1}": c for i, c in enumerate(ces)}
