@@ -14,8 +14,8 @@ from babydistill.checkpoint import load_file as load_checkpoint
 from babydistill.common import UserError
 from babydistill.data import EvalChunks, TrainChunks
 from babydistill.models import build_model
-from babydistill.train import (LMObjective, Trainer, TrainingStopped, lr_factor, train,
-                               validate_train_spec)
+from babydistill.specs import TrainSpec
+from babydistill.train import LMObjective, Trainer, TrainingStopped, lr_factor, train
 
 torch.set_num_threads(1)
 
@@ -199,17 +199,22 @@ def test_resume_refuses_a_changed_spec(tmp_path):
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("lr", -1, "train.lr: expected a number > 0"),
-    ("schedule", "step", "train.schedule: expected one of cosine"),
-    ("betas", [0.9], "train.betas"),
-    ("batch_size", 0, "train.batch_size: expected an integer >= 1"),
-    ("keep", "first", "train.keep"),
-    ("optimizer", "sgd", "train.optimizer"),
-    ("compile", "yes", "train.compile"),
+    ("lr", -1, r"^train: lr: -1 is not valid \(less than or equal to the minimum of 0\)$"),
+    ("schedule", "step", "^train: schedule: 'step' is not valid"),
+    ("betas", [0.9], "^train: betas: list is not valid"),
+    ("batch_size", 0, "^train: batch_size: 0 is not valid"),
+    ("keep", "first", "^train: keep: 'first' is not valid"),
+    ("optimizer", "sgd", "^train: optimizer: 'sgd' is not valid"),
+    ("compile", "yes", "^train: compile: 'yes' is not valid"),
+    ("precision", "float32", "^train: precision: 'float32' is not valid"),
+    ("checkpoint_every", -1, "^train: checkpoint_every: -1 is not valid"),
+    ("lerning_rate", 1, "^train: unknown key lerning_rate"),
 ])
-def test_validate_train_spec_errors(key, value, match):
+def test_train_spec_errors(key, value, match):
     with pytest.raises(UserError, match=match):
-        validate_train_spec({key: value})
+        TrainSpec.from_json({key: value})
+    with pytest.raises(UserError, match=match):  # what train() does with a mapping
+        Trainer({key: value}, None, None)
 
 
 # ---------------------------------------------------------------------------- BLiMP curves
@@ -332,10 +337,10 @@ def test_blimp_curve_bad_inputs_are_one_line(tmp_path, blimp_inputs):
               blimp_suite=tmp_path / "nope")
     with pytest.raises(UserError, match="needs the tokenizer"):
         train(CURVE, objective(), tr, ev, tmp_path / "o", tmp_path / "c", None, blimp_suite=suite)
-    with pytest.raises(UserError, match="train.blimp_limit: expected an integer >= 1"):
-        validate_train_spec({"blimp_limit": 0})
-    with pytest.raises(UserError, match="train.blimp_every_epoch: expected true or false"):
-        validate_train_spec({"blimp_every_epoch": "yes"})
+    with pytest.raises(UserError, match="train: blimp_limit: 0 is not valid"):
+        TrainSpec.from_json({"blimp_limit": 0})
+    with pytest.raises(UserError, match="train: blimp_every_epoch: 'yes' is not valid"):
+        TrainSpec.from_json({"blimp_every_epoch": "yes"})
 
 
 def test_blimp_curve_scores_every_module(tmp_path, blimp_inputs):

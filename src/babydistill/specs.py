@@ -93,7 +93,7 @@ def validate(instance: Any, definition: str, where: str) -> None:
     errors = list(_validator(definition).iter_errors(instance))
     if errors:
         err = max(errors, key=lambda e: len(e.absolute_path))
-        raise UserError(f"{where}: {describe(err)}")
+        raise UserError(f"{where}: {describe(err).removeprefix('(top level): ')}")
 
 
 # ---------------------------------------------------------------------------- defaults
