@@ -104,9 +104,8 @@ def validate(config: dict, source: str = "config") -> None:
     schema = specs.schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
-    if errors:
-        # the deepest error is the most specific one
-        err = max(errors, key=lambda e: len(e.absolute_path))
+    err = specs.worst_error(errors)
+    if err is not None:
         raise UserError(f"{source}: {_describe(err)}")
     _check_shapes(config, source)
     _check_digests(config, source)

@@ -90,10 +90,17 @@ def check_finite(value: Any, where: str, source: str) -> None:
 def validate(instance: Any, definition: str, where: str) -> None:
     """``instance`` against ``$defs/<definition>``: the deepest error as one UserError line."""
     check_finite(instance, "", where)
-    errors = list(_validator(definition).iter_errors(instance))
-    if errors:
-        err = max(errors, key=lambda e: len(e.absolute_path))
+    err = worst_error(_validator(definition).iter_errors(instance))
+    if err is not None:
         raise UserError(f"{where}: {describe(err).removeprefix('(top level): ')}")
+
+
+def worst_error(errors) -> jsonschema.ValidationError | None:
+    """The error to report: the deepest (the most specific); at equal depth not an unknown
+    key from ``unevaluatedProperties`` (a failed if/then leaves its keys unevaluated, so
+    that error is a consequence of the other one)."""
+    return max(errors, default=None,
+               key=lambda e: (len(e.absolute_path), e.validator != "unevaluatedProperties"))
 
 
 # ---------------------------------------------------------------------------- defaults
