@@ -400,3 +400,10 @@ class DistillSpec(_Spec):
     @property
     def teachers(self) -> tuple[str, ...]:
         return self.kd.teachers if self.kd else ()
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "specs", "python -m babydistill.config, babydistill.pretrain and "
+                 "babydistill.distill")

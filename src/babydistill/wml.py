@@ -57,7 +57,7 @@ from pathlib import Path
 import torch
 
 from .common import UserError, atomic_path, atomic_write_text, cli, setup_logging, write_json
-from .losses import REDUCTIONS, ce_loss, next_token_labels, wml_loss
+from .losses import ce_loss, next_token_labels, wml_loss
 from .models import preset_parameters
 from .specs import DistillSpec, ModelPreset, defaults
 from .train import Objective, copy_tokenizer
@@ -66,6 +66,7 @@ REF = "AI-DA-STC/generative-ai-research-babylm@701a0c8"
 # The WML keys' defaults are the reference's conf/config.yaml (WML:) unless said otherwise;
 # workflow/schemas/config.schema.yaml ($defs wml_keys, loss_keys) is where they are written.
 WML_DEFAULTS = {**defaults("wml_keys"), "kl_reduction": defaults("loss_keys")["kl_reduction"]}
+_TRAIN_DEFAULTS = defaults("training_keys")
 
 # ---------------------------------------------------------------------------------------
 # Peer size search
@@ -158,14 +159,18 @@ class WMLObjective(Objective):
     Peers are named ``peer1`` ... ``peerN`` (modules, eval losses, the saved folders).
     """
 
-    def __init__(self, peers, *, alpha: float, reduction: str = "batchmean", use_bilevel: bool = True,
-                 weight_update_frequency: int = 5, step_size: float = 0.25,
-                 min_step_size: float = 0.0025, num_batches: int = 60, val_batches: int = 1,
-                 val_batch_size: int = 32, grad_clip: float | None = 1.0, tokenizer_dir=None):
+    # keyword defaults: the schema's (WML_DEFAULTS; val_batch_size and grad_clip: the training ones)
+    def __init__(self, peers, *, alpha: float, reduction: str = WML_DEFAULTS["kl_reduction"],
+                 use_bilevel: bool = WML_DEFAULTS["use_bilevel"],
+                 weight_update_frequency: int = WML_DEFAULTS["weight_update_frequency"],
+                 step_size: float = WML_DEFAULTS["step_size"],
+                 min_step_size: float = WML_DEFAULTS["min_step_size"],
+                 num_batches: int = WML_DEFAULTS["num_batches"],
+                 val_batches: int = WML_DEFAULTS["val_batches"],
+                 val_batch_size: int = _TRAIN_DEFAULTS["batch_size"],
+                 grad_clip: float | None = _TRAIN_DEFAULTS["grad_clip"], tokenizer_dir=None):
         if not peers:
             raise UserError("wml: at least one peer is needed")
-        if reduction not in REDUCTIONS:
-            raise UserError(f"wml: kl_reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
         self.peers = list(peers)
         self.alpha, self.reduction = float(alpha), reduction
         self.use_bilevel, self.weight_update_frequency = bool(use_bilevel), int(weight_update_frequency)
