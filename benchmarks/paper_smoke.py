@@ -102,8 +102,8 @@ def wml_peers(cfg: dict, run: dict) -> list[dict]:
         return [cfg["models"][p] for p in run["peers"]]
     from babydistill.wml import peer_presets
 
-    return peer_presets(cfg["models"][run["reference"]], cfg["tokenizer"]["vocab_size"],
-                        bdconfig.num_peers(run))
+    return [p.to_json() for p in peer_presets(cfg["models"][run["reference"]],
+                                              cfg["tokenizer"]["vocab_size"], bdconfig.num_peers(run))]
 
 
 def model_presets(base: dict, name: str) -> list[dict]:

@@ -149,11 +149,13 @@ def test_wml_trains_peers_and_saves_best(world, tmp_path):
 
 
 @pytest.mark.parametrize("over,msg", [
-    ({"alpha": 1.5}, "alpha must be in [0, 1]"),
-    ({"objective": "mkd"}, "objective must be"),
-    ({"kl_direction": "sideways"}, "kl_direction"),
-    ({"student": "llama"}, "student must be a dict"),
-    ({"seq_length": 64}, "max_position_embeddings"),
+    ({"alpha": 1.5}, "--spec: alpha: 1.5 is not valid (greater than the maximum of 1)"),
+    ({"objective": "mkd"}, "--spec: objective: 'mkd' is not valid"),
+    ({"kl_direction": "sideways"}, "--spec: kl_direction: 'sideways' is not valid"),
+    ({"student": "llama"}, "--spec: student: 'llama' is not valid (not of type 'object')"),
+    ({"seq_length": 64}, "--spec: student.max_position_embeddings: 32 is less than"),
+    ({"train": {"lr": 0}}, "--spec: train.lr: 0 is not valid"),
+    ({"num_peers": 2}, "--spec: unknown key num_peers"),
 ])
 def test_spec_errors_are_one_line(world, tmp_path, capsys, over, msg):
     with pytest.raises(SystemExit) as e:

@@ -294,7 +294,7 @@ def test_skip_when_no_train_file(tiny_models, tmp_path, capsys):
 
 @pytest.mark.parametrize("case,match", [
     ("task", "unknown task"), ("valid", "validation file not found"),
-    ("json", r"cola.train.jsonl:2: not valid JSON"), ("spec", "missing keys"),
+    ("json", r"cola.train.jsonl:2: not valid JSON"), ("spec", r"--spec: '\w+' is a required property"),
     ("label", r"cola.valid.jsonl:3: label 'acceptable' is a string"),
 ])
 def test_errors_are_one_line(tiny_models, tmp_path, capsys, case, match):

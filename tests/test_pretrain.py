@@ -119,12 +119,13 @@ def test_stale_checkpoint_of_another_run_is_not_resumed(corpus, tmp_path, capfd)
 
 
 @pytest.mark.parametrize("mutate,match", [
-    (lambda s: s.pop("model"), "--spec: missing key 'model'"),
-    (lambda s: s["train"].update(lr="fast"), "spec.train.lr: expected a number"),
-    (lambda s: s["train"].update(schedule="step"), "spec.train.schedule"),
-    (lambda s: s["model"].update(arch="rnn"), "spec.model.arch"),
-    (lambda s: s.update(seq_length=512), "spec.seq_length: 512 exceeds"),
-    (lambda s: s.update(eval_chunks=0), "spec.eval_chunks"),
+    (lambda s: s.pop("model"), "--spec: 'model' is a required property"),
+    (lambda s: s["train"].update(lr="fast"), "--spec: train.lr: 'fast' is not valid (not of type 'number')"),
+    (lambda s: s["train"].update(schedule="step"), "--spec: train.schedule: 'step' is not valid"),
+    (lambda s: s["train"].update(lerning_rate=1), "--spec: train: unknown key lerning_rate"),
+    (lambda s: s["model"].update(arch="rnn"), "--spec: model.arch: 'rnn' is not valid"),
+    (lambda s: s.update(seq_length=512), "--spec: model.max_position_embeddings: 64 is less than"),
+    (lambda s: s.update(eval_chunks=0), "--spec: eval_chunks: 0 is not valid"),
 ])
 def test_bad_spec_is_one_line(corpus, tmp_path, capsys, mutate, match):
     s = json.loads(json.dumps(spec()))

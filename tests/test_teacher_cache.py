@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from babydistill.specs import KDSpec
 from babydistill.common import UserError
 from babydistill.distill import CachedKDObjective, KDObjective
 from babydistill.losses import ce_loss, next_token_labels
@@ -96,7 +97,7 @@ def test_full_vocab_cache_equals_live_loss(setup, tmp_path):
     batch = {"input_ids": torch.from_numpy(setup["train"][[3, 0, 7]]), "chunk_index": torch.tensor([3, 0, 7])}
     for direction in ("forward", "reverse"):
         for reduction in ("batchmean", "token"):
-            kw = dict(alpha=0.5, temperature=2.0, direction=direction, reduction=reduction)
+            kw = dict(kd=KDSpec(alpha=0.5, temperature=2.0, kl_direction=direction, kl_reduction=reduction))
             live, _ = KDObjective(student, setup["teachers"], **kw).loss(batch)
             cached, _ = CachedKDObjective(student, cache, **kw).loss(batch)
             # Only the fp16 storage of the teacher log-probs separates the two.
@@ -111,7 +112,8 @@ def test_topk_distillation_matches_full_vocab(setup, tmp_path):
     for name, d in (("full", full_dir), ("top12", topk_dir)):
         torch.manual_seed(11)
         student = build_model(STUDENT, V)
-        obj = CachedKDObjective(student, TopKCache(d), alpha=0.5, temperature=1.0, reduction="token")
+        obj = CachedKDObjective(student, TopKCache(d), KDSpec(alpha=0.5, temperature=1.0,
+                                                               kl_direction="forward", kl_reduction="token"))
         fit(obj, setup["train"], steps=200, seed=3)
         results[name] = eval_ce(student, setup["dev"])
     print(f"\neval CE after distillation: full vocab {results['full']:.4f}, top-12 of {V} {results['top12']:.4f}")

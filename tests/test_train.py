@@ -15,8 +15,8 @@ from babydistill.common import UserError
 from babydistill.data import EvalChunks, TrainChunks
 from babydistill.models import build_model
 from babydistill.callbacks import Callback
-from babydistill.train import (LMObjective, Trainer, TrainingStopped, lr_factor, train,
-                               validate_train_spec)
+from babydistill.specs import TrainSpec
+from babydistill.train import LMObjective, Trainer, TrainingStopped, lr_factor, train
 
 torch.set_num_threads(1)
 
@@ -200,17 +200,22 @@ def test_resume_refuses_a_changed_spec(tmp_path):
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("lr", -1, "train.lr: expected a number > 0"),
-    ("schedule", "step", "train.schedule: expected one of cosine"),
-    ("betas", [0.9], "train.betas"),
-    ("batch_size", 0, "train.batch_size: expected an integer >= 1"),
-    ("keep", "first", "train.keep"),
-    ("optimizer", "sgd", "train.optimizer"),
-    ("compile", "yes", "train.compile"),
+    ("lr", -1, r"^train: lr: -1 is not valid \(less than or equal to the minimum of 0\)$"),
+    ("schedule", "step", "^train: schedule: 'step' is not valid"),
+    ("betas", [0.9], "^train: betas: list is not valid"),
+    ("batch_size", 0, "^train: batch_size: 0 is not valid"),
+    ("keep", "first", "^train: keep: 'first' is not valid"),
+    ("optimizer", "sgd", "^train: optimizer: 'sgd' is not valid"),
+    ("compile", "yes", "^train: compile: 'yes' is not valid"),
+    ("precision", "float32", "^train: precision: 'float32' is not valid"),
+    ("checkpoint_every", -1, "^train: checkpoint_every: -1 is not valid"),
+    ("lerning_rate", 1, "^train: unknown key lerning_rate"),
 ])
-def test_validate_train_spec_errors(key, value, match):
+def test_train_spec_errors(key, value, match):
     with pytest.raises(UserError, match=match):
-        validate_train_spec({key: value})
+        TrainSpec.from_json({key: value})
+    with pytest.raises(UserError, match=match):  # what train() does with a mapping
+        Trainer({key: value}, None, None)
 
 
 # ---------------------------------------------------------------------------- BLiMP curves
@@ -333,14 +338,15 @@ def test_blimp_curve_bad_inputs_are_one_line(tmp_path, blimp_inputs):
               blimp_suite=tmp_path / "nope")
     with pytest.raises(UserError, match="needs the tokenizer"):
         train(CURVE, objective(), tr, ev, tmp_path / "o", tmp_path / "c", None, blimp_suite=suite)
-    with pytest.raises(UserError, match="train.blimp_limit: expected an integer >= 1"):
-        validate_train_spec({"blimp_limit": 0})
-    with pytest.raises(UserError, match="train.blimp_every_epoch: expected true or false"):
-        validate_train_spec({"blimp_every_epoch": "yes"})
+    with pytest.raises(UserError, match="train: blimp_limit: 0 is not valid"):
+        TrainSpec.from_json({"blimp_limit": 0})
+    with pytest.raises(UserError, match="train: blimp_every_epoch: 'yes' is not valid"):
+        TrainSpec.from_json({"blimp_every_epoch": "yes"})
 
 
 def test_blimp_curve_scores_every_module(tmp_path, blimp_inputs):
     """Two WML peers: a point per peer per epoch; blimp_acc is their mean."""
+    from babydistill.specs import KDSpec
     from babydistill.wml import WMLObjective
 
     tok, suite = blimp_inputs
@@ -457,6 +463,7 @@ def test_objectives_call_their_wrapped_modules_in_loss_only():
     its wrapper (so DDP sees the forward and syncs the backward); eval_loss, modules() and
     save keep the bare modules; frozen teachers are never wrapped."""
     from babydistill.distill import KDObjective
+    from babydistill.specs import KDSpec
     from babydistill.wml import WMLObjective
 
     class Spy(torch.nn.Module):
@@ -470,8 +477,9 @@ def test_objectives_call_their_wrapped_modules_in_loss_only():
 
     torch.manual_seed(0)
     lm = LMObjective(build_model(LLAMA, VOCAB))
-    kd = KDObjective(build_model(LLAMA, VOCAB), [build_model(LLAMA, VOCAB)], alpha=0.5,
-                     temperature=2.0)
+    kd = KDObjective(build_model(LLAMA, VOCAB), [build_model(LLAMA, VOCAB)],
+                     KDSpec(alpha=0.5, temperature=2.0, kl_direction="forward",
+                            kl_reduction="batchmean"))
     wml = WMLObjective([build_model(LLAMA, VOCAB) for _ in range(2)], alpha=0.5)
     batch = {"input_ids": torch.randint(3, VOCAB, (2, SEQ))}
     for obj in (lm, kd, wml):

@@ -22,6 +22,7 @@ from babydistill.data import EvalChunks, TrainChunks
 from babydistill.losses import next_token_labels, wml_loss
 from babydistill.models import build_model, count_parameters, preset_parameters
 from babydistill.train import train
+from babydistill.specs import DistillSpec, TrainSpec
 from babydistill.wml import (WML_DEFAULTS, WMLObjective, build_wml_objective, main,
                              mirror_descent, peer_presets, val_step_size)
 
@@ -137,7 +138,7 @@ def peers(n=3, seed=0):
 
 def fake_trainer(total_steps=20, warmup_steps=2):
     return SimpleNamespace(eval_data=EvalChunks(markov_chunks(32, 2), T, n_chunks=32, seed=0),
-                           spec={"keep": "best", "warmup_steps": warmup_steps}, total_steps=total_steps,
+                           spec=TrainSpec.from_json({"keep": "best", "warmup_steps": warmup_steps}), total_steps=total_steps,
                            autocast=None)
 
 
@@ -296,10 +297,14 @@ def test_size_search_hits_targets_within_5_percent(ref, vocab, n):
             got = count_parameters(build_model(p, vocab))  # built for real
         assert got == preset_parameters(p, vocab)
         assert abs(got / target - 1) <= 0.05, (i, p, got, target)
-        assert p["hidden_size"] % p["num_heads"] == 0 and p["hidden_size"] <= ref["hidden_size"]
+        assert p.hidden_size % p.num_heads == 0 and p.hidden_size <= ref["hidden_size"]
 
 
 def spec(**over):
+    return DistillSpec.from_json(spec_json(**over))
+
+
+def spec_json(**over):
     s = {"name": "w", "objective": "wml", "reference": {**PEER, "hidden_size": 32, "num_heads": 2,
                                                         "intermediate_size": 64},
          "num_peers": 4, "alpha": 0.5, "seq_length": T, "eval_chunks": 8,
@@ -321,18 +326,19 @@ def test_build_from_spec_defaults_and_errors():
     assert len(hand.peers) == 2
     for bad, msg in (({"num_peers": 3}, "num_peers"), ({"step_size": 0}, "step_size"),
                      ({"weight_update_frequency": 0}, "weight_update_frequency"), ({"alpha": 2}, "alpha"),
-                     ({"temperature": 2.0}, "no temperature"), ({"kl_reduction": "x"}, "kl_reduction"),
+                     ({"temperature": 2.0}, "unknown key temperature"), ({"kl_reduction": "x"}, "kl_reduction"),
                      ({"use_bilevel": "yes"}, "use_bilevel")):
-        with pytest.raises(UserError, match=msg):
+        with pytest.raises(UserError, match=msg) as e:
             build_wml_objective(spec(**bad), V)
+        assert "\n" not in str(e.value)
 
 
 def test_schema_defaults_are_the_code_defaults():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    props = schema["properties"]["distill"]["additionalProperties"]["properties"]
+    props = {**schema["$defs"]["wml_keys"]["properties"], **schema["$defs"]["loss_keys"]["properties"]}
     for key, value in WML_DEFAULTS.items():
-        if key != "kl_reduction":
-            assert props[key]["default"] == value, key
+        assert props[key]["default"] == value, key
+    assert WML_DEFAULTS["num_peers"] == 4 and WML_DEFAULTS["weight_update_frequency"] == 5
 
 
 # ---------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ class EvalTracker(Callback):
                      ", ".join(f"{k} {v:.4f}" for k, v in evals.items()))
         if score < self.best_loss:
             self.best_loss, self.best_step = score, trainer.step
-            if trainer.spec["keep"] == "best":
+            if trainer.spec.keep == "best":
                 trainer.save_best()
 
     def state_dict(self) -> dict:
@@ -151,7 +151,7 @@ class BlimpCurve(Callback):
         epoch = trainer.epoch_at(trainer.step)
         accs = {}
         # Eager even under torch.compile: the scorer's varying batch shapes would recompile.
-        eager = (torch.compiler.set_stance("force_eager") if trainer.spec["compile"]
+        eager = (torch.compiler.set_stance("force_eager") if trainer.spec.compile
                  else contextlib.nullcontext())
         with eager:
             for name, module in trainer.modules.items():

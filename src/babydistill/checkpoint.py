@@ -241,7 +241,9 @@ class Checkpointer:
                  main: bool = True, barrier=None):
         self.directory = Path(directory) if directory else None
         self.parts = dict(parts)
-        self.spec, self.identity = spec, identity
+        # a babydistill.specs object is stored as its JSON: checkpoints hold plain data only
+        self.spec = spec.to_json() if hasattr(spec, "to_json") else spec
+        self.identity = identity
         self.resume_free = set(resume_free)
         self.main, self.barrier = main, barrier
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,28 @@ from typing import Any
 import jsonschema
 import yaml
 
+from . import specs
 from .common import UserError, cli
 from .models import preset_parameters  # exact and torch-free: cheap at Snakefile parse time
+from .specs import DistillSpec, PretrainSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = specs.SCHEMA
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
 
-# Keys of a run entry that are not training hyperparameters.
-_PRETRAIN_KEYS = {"model", "seeds"}
 SEED_SEP = "@"  # "<run>@<seed>": one instance of a run trained with several seeds
-_DISTILL_KEYS = {
-    "objective", "student", "teachers", "alpha", "temperature", "kl_direction",
-    "kl_reduction", "cache", "reference", "num_peers", "peers", "use_bilevel",
-    "weight_update_frequency", "step_size", "min_step_size", "num_batches", "val_batches",
-    "val_batch_size", "baseline", "seeds",
-}
+
+
+def _keys_of(definition: str) -> tuple[str, ...]:
+    return tuple(specs.schema()["$defs"][definition]["properties"])
+
+
+# The keys of a run entry that are training hyperparameters, and a distill run's loss keys
+# by objective: all as the schema lists them.
+_TRAINING_KEYS = _keys_of("training_keys")
+_OBJECTIVE_KEYS = {"kd": (*_keys_of("loss_keys"), *_keys_of("kd_keys"), "teachers"),
+                   "wml": (*_keys_of("loss_keys"), *_keys_of("wml_keys"), "reference", "peers")}
+_WML_DEFAULTS = specs.defaults("wml_keys")
 PEER_SEP = "-peer"  # "<run>-peer<i>[@seed]": peer i of a weighted-mutual-learning run
 
 
@@ -64,69 +69,16 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _path_of(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    """One line per schema error, phrased for a person editing YAML."""
-    where = _path_of(error)
-    if error.validator in ("additionalProperties", "unevaluatedProperties"):
-        known = set(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - known) if isinstance(error.instance, dict) else []
-        if error.validator == "unevaluatedProperties":
-            # the message names the unexpected keys; keep ours short
-            extra = [k for k in error.instance if f"'{k}'" in error.message] or extra
-        keys = ", ".join(extra) or "?"
-        return f"{where}: unknown key {keys} (a typo? see {SCHEMA.relative_to(REPO_ROOT)})"
-    if error.validator == "required":
-        return f"{where}: {error.message}"
-    if error.validator == "propertyNames":
-        return f"{where}: name {error.instance!r} must use letters, digits, '_', '.', '-'"
-    value = error.instance
-    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-    return f"{where}: {shown} is not valid ({error.message.split(' is ', 1)[-1]})"
-
-
-def _check_finite(value: Any, where: str, source: str) -> None:
-    """NaN and infinity pass every JSON-schema range check (comparisons with NaN are false)."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(v, f"{where}.{k}" if where else str(k), source)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_finite(v, f"{where}[{i}]", source)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"{source}: {where}: {value!r} is not a finite number")
-
-
-# Keys models.build_model needs beyond the schema's required ones, per architecture.
-_PRESET_NEEDS = {"llama": ("intermediate_size", "max_position_embeddings"),
-                 "gpt2": ("max_position_embeddings",)}
+_path_of = specs.path_of
+_describe = specs.describe
 
 
 def _check_shapes(config: dict, source: str) -> None:
-    """Model presets that could not be built or trained fail here, not hours into a job."""
+    """Model presets that could not be built or trained fail here, not hours into a job
+    (the cross-field checks of babydistill.specs, the ones every job spec gets too)."""
     seq_length = config["data"]["seq_length"]
     for name, p in config["models"].items():
-        where = f"{source}: models.{name}"
-        for key in _PRESET_NEEDS[p["arch"]]:
-            if key not in p:
-                raise UserError(f"{where}: arch {p['arch']} needs {key!r}")
-        hidden, heads = p["hidden_size"], p["num_heads"]
-        if hidden % heads:
-            raise UserError(f"{where}.num_heads: {heads} does not divide hidden_size {hidden}")
-        if p["arch"] == "llama":
-            kv = p.get("num_kv_heads", heads)
-            if heads % kv:
-                raise UserError(f"{where}.num_kv_heads: {kv} does not divide num_heads {heads}")
-            if (hidden // heads) % 2:
-                raise UserError(f"{where}.num_heads: head size hidden_size/num_heads = "
-                                f"{hidden // heads} is odd; rotary embeddings need an even one")
-        if p["max_position_embeddings"] < seq_length:
-            raise UserError(f"{where}.max_position_embeddings: {p['max_position_embeddings']} is "
-                            f"less than data.seq_length {seq_length}; the model could not see a "
-                            "whole training chunk")
+        specs.check_preset_shape(p, f"{source}: models.{name}", seq_length)
 
 
 def _check_digests(config: dict, source: str) -> None:
@@ -148,13 +100,12 @@ def _check_digests(config: dict, source: str) -> None:
 
 def validate(config: dict, source: str = "config") -> None:
     """Check ``config`` against the schema and the cross-references; raise one-line UserError."""
-    _check_finite(config, "", source)
-    schema = load_yaml(SCHEMA)
+    specs.check_finite(config, "", source)
+    schema = specs.schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
-    if errors:
-        # the deepest error is the most specific one
-        err = max(errors, key=lambda e: len(e.absolute_path))
+    err = specs.worst_error(errors)
+    if err is not None:
         raise UserError(f"{source}: {_describe(err)}")
     _check_shapes(config, source)
     _check_digests(config, source)
@@ -229,8 +180,8 @@ def _check_references(config: dict, source: str) -> None:
             if len(listed) != len(set(listed)):
                 raise UserError(f"{source}: {section}.{name}.curriculum.buckets: a source is "
                                 "listed in more than one bucket")
-            epochs = training_of(config, run).get("epochs", 1)
-            last_opens = (len(cur["buckets"]) - 1) * cur.get("epochs_per_bucket", 3)
+            epochs = training_of(config, run)["epochs"]
+            last_opens = (len(cur["buckets"]) - 1) * cur["epochs_per_bucket"]
             if epochs <= last_opens:
                 raise UserError(f"{source}: {section}.{name}.epochs: {epochs} epochs never reach "
                                 f"the last curriculum bucket (opened at epoch {last_opens + 1}); "
@@ -310,7 +261,7 @@ def coerce_overrides(config: dict, overrides: Any) -> None:
     for path, (_, typed) in converted.items():
         put(path, typed)
     if converted:
-        schema = load_yaml(SCHEMA)
+        schema = specs.schema()
         for err in jsonschema.Draft202012Validator(schema).iter_errors(config):
             path = tuple(err.absolute_path)
             if path in converted:
@@ -333,18 +284,17 @@ def prepare(config: dict, source: str = "config") -> dict:
 
 
 def training_of(config: dict, run: dict) -> dict:
-    """A run's training keys: ``training:`` with the run's own keys over it (not its seed)."""
-    keys = _PRETRAIN_KEYS | _DISTILL_KEYS
+    """A run's training keys: the schema's defaults, ``training:`` over them, the run's own
+    keys over that (not its seed)."""
     train = dict(config.get("training") or {})
-    train.update({k: v for k, v in run.items() if k not in keys})
-    return train
+    train.update({k: v for k, v in run.items() if k in _TRAINING_KEYS})
+    return specs.fill_defaults({"$ref": "#/$defs/training_keys"}, train)
 
 
 def _data(config: dict) -> dict:
-    return {
-        "seq_length": config["data"]["seq_length"],
-        "eval_chunks": config["data"].get("eval_chunks", 8192),
-    }
+    return {"seq_length": config["data"]["seq_length"],
+            **({"eval_chunks": config["data"]["eval_chunks"]} if "eval_chunks" in config["data"]
+               else {})}  # else the schema's default, filled in by babydistill.specs
 
 
 def instances(config: dict, section: str) -> list[str]:
@@ -409,19 +359,32 @@ def _seeded_training(config: dict, section: str, name: str) -> dict:
     return train
 
 
-def pretrain_spec(config: dict, name: str) -> dict:
-    """The spec for ``python -m babydistill.pretrain --spec``: preset + merged training keys."""
+def pretrain_spec_of(config: dict, name: str) -> PretrainSpec:
+    """The typed spec of pretrain model ``name``: preset + merged training keys."""
     run = run_of(config, "pretrain", name)
-    return {"name": name, "model": dict(config["models"][run["model"]]),
+    spec = {"name": name, "model": dict(config["models"][run["model"]]),
             "train": _seeded_training(config, "pretrain", name), **_data(config)}
+    return PretrainSpec.from_json(spec, where=f"pretrain.{name}")
+
+
+def pretrain_spec(config: dict, name: str) -> dict:
+    """The spec for ``python -m babydistill.pretrain --spec``: :func:`pretrain_spec_of` as
+    its canonical JSON mapping (every key, defaults filled in)."""
+    return pretrain_spec_of(config, name).to_json()
 
 
 def distill_spec(config: dict, name: str) -> dict:
-    """The spec for ``python -m babydistill.distill --spec``."""
+    """The spec for ``python -m babydistill.distill --spec``: :func:`distill_spec_of` as its
+    canonical JSON mapping."""
+    return distill_spec_of(config, name).to_json()
+
+
+def distill_spec_of(config: dict, name: str) -> DistillSpec:
+    """The typed spec of distillation model ``name``."""
     run = run_of(config, "distill", name)
-    spec: dict[str, Any] = {"name": name, "train": _seeded_training(config, "distill", name),
-                            **_data(config)}
-    for k in _DISTILL_KEYS - {"seeds", "baseline"}:
+    spec: dict[str, Any] = {"name": name, "objective": run["objective"],
+                            "train": _seeded_training(config, "distill", name), **_data(config)}
+    for k in _OBJECTIVE_KEYS[run["objective"]]:
         if k in run:
             spec[k] = copy.deepcopy(run[k])
     if "teachers" in run:
@@ -436,7 +399,7 @@ def distill_spec(config: dict, name: str) -> dict:
             spec["reference_preset"] = run["reference"]
         if run.get("peers"):
             spec["peers"] = [dict(models[p]) for p in run["peers"]]
-    return spec
+    return DistillSpec.from_json(spec, where=f"distill.{split_instance(name)[0]}")
 
 
 def gpus(config: dict, section: str, name: str) -> int:
@@ -447,12 +410,12 @@ def gpus(config: dict, section: str, name: str) -> int:
     preset = config["models"].get(preset_name, {}) if preset_name else {}
     if "gpus" in run:
         return int(run["gpus"])
-    return int(preset.get("gpus", train.get("gpus", 1)))
+    return int(preset.get("gpus", train["gpus"]))
 
 
 def num_peers(run: dict) -> int:
     """Peers of a wml run: its hand-given presets, else num_peers (default 4, as the reference)."""
-    return len(run.get("peers") or []) or int(run.get("num_peers", 4))
+    return len(run.get("peers") or []) or int(run.get("num_peers", _WML_DEFAULTS["num_peers"]))
 
 
 def wml_peers(config: dict) -> dict[str, tuple[str, int]]:
@@ -523,7 +486,7 @@ def job_resources(config: dict, section: str, name: str) -> dict:
     n_frozen = sum(preset_parameters(p, vocab) for p in frozen)
     mem_mb = 2000 + (16 * n_train + 4 * n_frozen) // 2**20 * 2
     train = training_of(config, run)
-    tokens = 15_000_000 * train.get("epochs", 1)  # ~10M words of BabyLM is ~15M tokens
+    tokens = 15_000_000 * train["epochs"]  # ~10M words of BabyLM is ~15M tokens
     flops = 6 * n_train * tokens + 2 * n_frozen * tokens
     runtime = max(30, int(flops / (0.3 * 100e12) / 60 * 2))
     return {"mem_mb": int(mem_mb), "runtime": runtime}

@@ -355,9 +355,10 @@ def tokenizer_vocab_size(tokenizer_dir: str) -> int:
         raise UserError(f"{p}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
 
 
-def load_splits(train_prefix: str, dev_prefix: str, tokenizer_dir: str, spec: dict):
+def load_splits(train_prefix: str, dev_prefix: str, tokenizer_dir: str, spec):
     """The token arrays of both splits, checked against each other and the tokenizer, as the
-    training chunks and the fixed eval chunks. Returns (vocab_size, train_data, eval_data)."""
+    training chunks and the fixed eval chunks of a parsed job spec (babydistill.specs
+    PretrainSpec or DistillSpec). Returns (vocab_size, train_data, eval_data)."""
     train_tokens, dev_tokens = TokenArray(train_prefix), TokenArray(dev_prefix)
     vocab = train_tokens.vocab_size
     if dev_tokens.vocab_size != vocab:
@@ -367,11 +368,10 @@ def load_splits(train_prefix: str, dev_prefix: str, tokenizer_dir: str, spec: di
     if tok_vocab != vocab:
         raise UserError(f"{tokenizer_dir}: {tok_vocab} tokens but {train_prefix} was tokenized "
                         f"with {vocab}; re-run tokenize_split with this tokenizer")
-    t = spec["train"]
-    train_data = TrainChunks(train_tokens, spec["seq_length"],
-                             random_offset=t.get("random_offset", False), seed=t["seed"],
-                             curriculum=t.get("curriculum"))
-    eval_data = EvalChunks(dev_tokens, spec["seq_length"], spec["eval_chunks"], seed=t["seed"])
+    t = spec.train
+    train_data = TrainChunks(train_tokens, spec.seq_length, random_offset=t.random_offset,
+                             seed=t.seed, curriculum=t.curriculum)
+    eval_data = EvalChunks(dev_tokens, spec.seq_length, spec.eval_chunks, seed=t.seed)
     return vocab, train_data, eval_data
 
 

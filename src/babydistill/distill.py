@@ -22,12 +22,13 @@ from pathlib import Path
 
 import torch
 
-from .common import UserError, cli, parse_json_arg, read_json, setup_logging
+from .common import UserError, cli, read_json, setup_logging
 from .data import load_splits
-from .losses import ce_loss, check_kd_keys, kd_loss, next_token_labels, require, topk_kd_loss
+from .losses import ce_loss, kd_loss, next_token_labels, topk_kd_loss
 from .provenance import record_model, stage_inputs
+from .specs import DistillSpec, KDSpec
 from .tokenize_split import paths_for
-from .train import Objective, run_identity, train, validate_train_spec
+from .train import Objective, run_identity, train
 
 log = logging.getLogger("babydistill.distill")
 
@@ -37,17 +38,18 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 
 
 class KDObjective(Objective):
-    """Student + frozen teachers: alpha * CE + (1 - alpha) * T^2 * KL(teachers, student)."""
+    """Student + frozen teachers: alpha * CE + (1 - alpha) * T^2 * KL(teachers, student),
+    the loss a :class:`~babydistill.specs.KDSpec` describes."""
 
-    def __init__(self, student, teachers, *, alpha: float, temperature: float,
-                 direction: str = "forward", reduction: str = "batchmean"):
+    def __init__(self, student, teachers, kd: KDSpec):
         self.student = student
         self.forward_student = student  # what loss() calls: the student, or its DDP wrapper
         self.teachers = list(teachers)
         for t in self.teachers:
             t.eval().requires_grad_(False)  # frozen: never trained, never checkpointed
-        self.alpha, self.temperature = float(alpha), float(temperature)
-        self.direction, self.reduction = direction, reduction
+        self.kd = kd
+        self.alpha, self.temperature = float(kd.alpha), float(kd.temperature)
+        self.direction, self.reduction = kd.kl_direction, kd.kl_reduction
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"student": self.student}
@@ -91,10 +93,8 @@ class KDObjective(Objective):
 class CachedKDObjective(KDObjective):
     """KD from the teacher cache's sparse targets, looked up by ``chunk_index``."""
 
-    def __init__(self, student, cache, *, alpha: float, temperature: float,
-                 direction: str = "forward", reduction: str = "batchmean"):
-        super().__init__(student, [], alpha=alpha, temperature=temperature,
-                         direction=direction, reduction=reduction)
+    def __init__(self, student, cache, kd: KDSpec):
+        super().__init__(student, [], kd)
         self.cache = cache
 
     def _kd(self, logits, labels, batch):
@@ -107,50 +107,28 @@ class CachedKDObjective(KDObjective):
 
 
 # ---------------------------------------------------------------------------------------
-# Spec checking and the CLI
+# The CLI
 
 
-def check_spec(spec, where: str = "--spec") -> dict:
-    """The keys every distillation spec needs; returns the spec."""
-    if not isinstance(spec, dict):
-        raise UserError(f"{where}: expected a JSON object, got {type(spec).__name__}")
-    require(spec, "name", str, where)
-    obj = spec.get("objective")
-    if obj not in ("kd", "wml"):
-        raise UserError(f"{where}: objective must be 'kd' or 'wml', got {obj!r}")
-    require(spec, "train", dict, where)
-    seq = require(spec, "seq_length", int, where)
-    if seq < 2:
-        raise UserError(f"{where}: seq_length must be >= 2, got {seq}")
-    require(spec, "eval_chunks", int, where)
-    if obj == "kd":
-        student = require(spec, "student", dict, where)
-        check_kd_keys(spec, where)
-        if student.get("max_position_embeddings", seq) < seq:
-            raise UserError(f"{where}: student max_position_embeddings "
-                            f"{student['max_position_embeddings']} < seq_length {seq}")
-    return spec
-
-
-def build_kd_objective(spec: dict, vocab_size: int, teacher_dirs, cache_dir=None,
+def build_kd_objective(spec: DistillSpec, vocab_size: int, teacher_dirs, cache_dir=None,
                        n_train_chunks: int | None = None, where: str = "--spec"):
     """The student (fresh, seeded) and its KD objective, live or cached."""
     from .models import build_model
 
-    keys = check_kd_keys(spec, where)
-    if spec.get("cache") and not cache_dir:
+    kd = spec.kd
+    if kd.cache and not cache_dir:
         raise UserError(f"{where}: the spec asks for a teacher cache; pass --cache DIR "
                         "(built by python -m babydistill.teacher_cache)")
-    torch.manual_seed(int(spec["train"].get("seed", 42)))
-    student = build_model(spec["student"], vocab_size, name=f"{where}.student")
+    torch.manual_seed(spec.train.seed)
+    student = build_model(spec.student, vocab_size, name=f"{where}.student")
     if cache_dir:
         from .teacher_cache import TopKCache
 
         cache = TopKCache(cache_dir)
-        cache.check(temperature=keys["temperature"], seq_length=spec["seq_length"],
-                    vocab_size=vocab_size, random_offset=bool(spec["train"].get("random_offset", False)),
+        cache.check(temperature=float(kd.temperature), seq_length=spec.seq_length,
+                    vocab_size=vocab_size, random_offset=bool(spec.train.random_offset),
                     n_chunks=n_train_chunks)
-        return CachedKDObjective(student, cache, **keys)
+        return CachedKDObjective(student, cache, kd)
     if not teacher_dirs:
         raise UserError(f"{where}: objective kd needs --teacher DIR (one per teacher) or --cache DIR")
     from .models import load_teachers
@@ -159,7 +137,7 @@ def build_kd_objective(spec: dict, vocab_size: int, teacher_dirs, cache_dir=None
     if teachers[0].config.vocab_size != vocab_size:
         raise UserError(f"{teacher_dirs[0]}: teacher vocab_size {teachers[0].config.vocab_size} != "
                         f"tokenizer's {vocab_size}; teachers and student must share one tokenizer")
-    return KDObjective(student, teachers, **keys)
+    return KDObjective(student, teachers, kd)
 
 
 @cli
@@ -179,14 +157,12 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--log", default=None)
     args = ap.parse_args(argv)
     setup_logging(args.log)
-    spec = (read_json(args.spec[1:]) if args.spec.startswith("@")
-            else parse_json_arg(args.spec, "--spec"))
-    check_spec(spec)
-    tr = spec["train"] = validate_train_spec(spec["train"], where="spec.train")
+    spec = DistillSpec.from_json(read_json(args.spec[1:]) if args.spec.startswith("@")
+                                 else args.spec, where="--spec")
     vocab, train_data, eval_data = load_splits(args.train, args.dev, args.tokenizer, spec)
-    if spec["objective"] == "kd":
+    if spec.objective == "kd":
         objective = build_kd_objective(spec, vocab, args.teacher, args.cache, n_train_chunks=len(train_data))
-        log.info("%s: kd (%s) alpha=%g T=%g %s/%s", spec["name"],
+        log.info("%s: kd (%s) alpha=%g T=%g %s/%s", spec.name,
                  "cached top-k" if args.cache else f"{len(args.teacher)} live teacher(s)",
                  objective.alpha, objective.temperature, objective.direction, objective.reduction)
     else:
@@ -195,10 +171,11 @@ def main(argv: list[str] | None = None):
         from .wml import build_wml_objective
 
         objective = build_wml_objective(spec, vocab, tokenizer_dir=args.tokenizer)
-    summary = train(tr, objective, train_data, eval_data, Path(args.out), Path(args.checkpoint_dir),
-                    args.tokenizer, extra_summary={"name": spec["name"], "objective": spec["objective"],
-                                                   "vocab_size": vocab, "seq_length": spec["seq_length"],
-                                                   "cached_targets": bool(args.cache)},
+    summary = train(spec.train, objective, train_data, eval_data, Path(args.out),
+                    Path(args.checkpoint_dir), args.tokenizer,
+                    extra_summary={"name": spec.name, "objective": spec.objective,
+                                   "vocab_size": vocab, "seq_length": spec.seq_length,
+                                   "cached_targets": bool(args.cache)},
                     blimp_suite=args.blimp_suite,
                     identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
                                                  args.tokenizer, *args.teacher,

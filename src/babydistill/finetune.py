@@ -53,6 +53,7 @@ import torch
 
 from .common import UserError, cli, parse_json_arg, read_json, setup_logging, write_json
 from .model_card import refresh_after_eval
+from .specs import schema, validate as validate_against_schema
 
 # Set before transformers / datasets / huggingface_hub are imported, which read them once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,7 +64,7 @@ log = logging.getLogger("babydistill.finetune")
 MAX_LENGTH = 128  # the pipeline's --max_seq_length
 EARLY_STOPPING_THRESHOLD = 1e-3  # the pipeline's EarlyStoppingCallback threshold
 GRAD_CLIP = 1.0  # HF Trainer's default max_grad_norm
-SPEC_KEYS = ("lr", "batch_size", "epochs", "patience", "eval_every", "seed")
+SPEC_KEYS = tuple(schema()["$defs"]["finetune_task"]["properties"])  # the task's hyperparameters
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,20 +270,10 @@ def subsample(n: int, k: int | None, seed: int) -> list[int]:
 
 
 def validate_spec(spec: Any) -> dict:
+    """The task's hyperparameters, checked against the schema's ``$defs/finetune_task``."""
     if not isinstance(spec, dict):
         raise UserError("--spec: expected a JSON object with keys " + ", ".join(SPEC_KEYS))
-    missing = [k for k in SPEC_KEYS if k not in spec]
-    extra = [k for k in spec if k not in SPEC_KEYS]
-    if missing or extra:
-        what = "; ".join(f"{k} keys {v}" for k, v in (("missing", missing), ("unknown", extra)) if v)
-        raise UserError(f"--spec: {what}; expected exactly {list(SPEC_KEYS)} (eval.finetune.tasks.<task>)")
-    for k in ("batch_size", "epochs", "patience", "eval_every"):
-        if not isinstance(spec[k], int) or isinstance(spec[k], bool) or spec[k] < 1:
-            raise UserError(f"--spec: {k} must be an integer >= 1, got {spec[k]!r}")
-    if not isinstance(spec["seed"], int) or isinstance(spec["seed"], bool):
-        raise UserError(f"--spec: seed must be an integer, got {spec['seed']!r}")
-    if not isinstance(spec["lr"], (int, float)) or isinstance(spec["lr"], bool) or spec["lr"] <= 0:
-        raise UserError(f"--spec: lr must be a number > 0, got {spec['lr']!r}")
+    validate_against_schema(spec, "finetune_task", "--spec")
     return {k: spec[k] for k in SPEC_KEYS}
 
 

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .common import UserError
+
 
 IGNORE_INDEX = -100
 REDUCTIONS = ("batchmean", "token")
@@ -284,49 +284,6 @@ def wml_loss(
             total_kl = total_kl + w[j] * kl
     total = (1.0 - alpha) * total_ce + alpha * total_kl
     return total, [ce.detach() for ce in ces]
-
-
-# ---------------------------------------------------------------------------------------
-# The loss keys of a spec (shared by babydistill.distill and babydistill.wml)
-
-
-def require(spec: dict, key: str, kind, where: str):
-    """``spec[key]`` of type ``kind`` (an int counts as a float), else a one-line UserError."""
-    if key not in spec:
-        raise UserError(f"{where}: missing key {key!r}")
-    v = spec[key]
-    if kind is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    if not isinstance(v, kind) or isinstance(v, bool):
-        raise UserError(f"{where}: {key} must be a {kind.__name__}, got {v!r}")
-    return v
-
-
-def check_alpha(spec: dict, where: str) -> float:
-    alpha = require(spec, "alpha", float, where)
-    if not 0.0 <= alpha <= 1.0:
-        raise UserError(f"{where}: alpha must be in [0, 1], got {alpha}")
-    return alpha
-
-
-def check_reduction(spec: dict, where: str) -> str:
-    reduction = spec.get("kl_reduction", "batchmean")
-    if reduction not in REDUCTIONS:
-        raise UserError(f"{where}: kl_reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
-    return reduction
-
-
-def check_kd_keys(spec: dict, where: str) -> dict:
-    """alpha / temperature / kl_direction / kl_reduction, validated; one-line errors."""
-    alpha = check_alpha(spec, where)
-    temperature = require(spec, "temperature", float, where)
-    if temperature <= 0:
-        raise UserError(f"{where}: temperature must be > 0, got {temperature}")
-    direction = spec.get("kl_direction", "forward")
-    if direction not in DIRECTIONS:
-        raise UserError(f"{where}: kl_direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    return {"alpha": alpha, "temperature": temperature, "direction": direction,
-            "reduction": check_reduction(spec, where)}
 
 
 if __name__ == "__main__":

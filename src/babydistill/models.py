@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .common import UserError, cli
+from .specs import ModelPreset
 
 if TYPE_CHECKING:  # torch and transformers load lazily: config.py (Snakefile) imports this
     import torch
@@ -38,76 +39,51 @@ if TYPE_CHECKING:  # torch and transformers load lazily: config.py (Snakefile) i
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 ARCHS = ("llama", "gpt2")
-_REQUIRED = {
-    "llama": ("hidden_size", "num_layers", "num_heads", "intermediate_size",
-              "max_position_embeddings"),
-    "gpt2": ("hidden_size", "num_layers", "num_heads", "max_position_embeddings"),
-}
 
 
-def _int(preset: dict, key: str, name: str) -> int:
-    v = preset.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise UserError(f"{name}.{key}: expected a positive integer, got {v!r}")
-    return v
+def _preset(preset: ModelPreset | dict, name: str) -> ModelPreset:
+    """A typed preset; a mapping is parsed (schema + shape checks, one-line errors)."""
+    return ModelPreset.of(preset, name)
 
 
-def check_preset(preset: dict, vocab_size: int, name: str = "model") -> None:
-    """One-line UserError unless ``preset`` describes a model build_model can make."""
-    if not isinstance(preset, dict):
-        raise UserError(f"{name}: expected a model preset mapping, got {type(preset).__name__}")
-    arch = preset.get("arch")
-    if arch not in ARCHS:
-        raise UserError(f"{name}.arch: expected one of {', '.join(ARCHS)}, got {arch!r}")
+def _vocab(vocab_size: int, name: str) -> None:
+    # the one thing about a model the schema cannot know: the tokenizer's size
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= EOS_ID:
         raise UserError(f"{name}: vocab_size must be an integer > {EOS_ID}, got {vocab_size!r}")
-    for key in _REQUIRED[arch]:
-        _int(preset, key, name)
-    hidden, heads = preset["hidden_size"], preset["num_heads"]
-    if hidden % heads:
-        raise UserError(f"{name}.num_heads: {heads} does not divide hidden_size {hidden}")
-    if arch == "llama":
-        kv = preset.get("num_kv_heads", heads)
-        _int({"num_kv_heads": kv}, "num_kv_heads", name)
-        if heads % kv:
-            raise UserError(f"{name}.num_kv_heads: {kv} does not divide num_heads {heads}")
-    _dropout(preset, 0.0, name)
 
 
-def model_config(preset: dict, vocab_size: int, name: str = "model"):
+def model_config(preset: ModelPreset | dict, vocab_size: int, name: str = "model"):
     """The transformers config for ``preset`` (LlamaConfig or GPT2Config)."""
     from transformers import GPT2Config, LlamaConfig
 
-    check_preset(preset, vocab_size, name)
-    arch, hidden, heads = preset["arch"], preset["hidden_size"], preset["num_heads"]
+    p = _preset(preset, name)
+    _vocab(vocab_size, name)
+    arch, hidden, heads = p.arch, p.hidden_size, p.num_heads
     common = dict(vocab_size=vocab_size, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
                   eos_token_id=EOS_ID, attn_implementation="sdpa",
                   loss_type="ForCausalLM")  # explicit: silences an HF warning
     if arch == "llama":
-        kv = preset.get("num_kv_heads", heads)
         return LlamaConfig(
-            hidden_size=hidden, num_hidden_layers=preset["num_layers"],
-            num_attention_heads=heads, num_key_value_heads=kv,
-            intermediate_size=preset["intermediate_size"],
-            max_position_embeddings=preset["max_position_embeddings"],
-            attention_dropout=_dropout(preset, 0.0, name),
-            tie_word_embeddings=bool(preset.get("tie_word_embeddings", False)), **common)
-    p = _dropout(preset, 0.1, name)
+            hidden_size=hidden, num_hidden_layers=p.num_layers,
+            num_attention_heads=heads, num_key_value_heads=p.num_kv_heads or heads,
+            intermediate_size=p.intermediate_size,
+            max_position_embeddings=p.max_position_embeddings,
+            attention_dropout=float(_or(p.dropout, 0.0)),
+            tie_word_embeddings=bool(_or(p.tie_word_embeddings, False)), **common)
+    drop = float(_or(p.dropout, 0.1))
     return GPT2Config(
-        n_embd=hidden, n_layer=preset["num_layers"], n_head=heads,
-        n_inner=preset.get("intermediate_size"), n_positions=preset["max_position_embeddings"],
-        resid_pdrop=p, embd_pdrop=p, attn_pdrop=p,
-        tie_word_embeddings=bool(preset.get("tie_word_embeddings", True)), **common)
+        n_embd=hidden, n_layer=p.num_layers, n_head=heads,
+        n_inner=p.intermediate_size, n_positions=p.max_position_embeddings,
+        resid_pdrop=drop, embd_pdrop=drop, attn_pdrop=drop,
+        tie_word_embeddings=bool(_or(p.tie_word_embeddings, True)), **common)
 
 
-def _dropout(preset: dict, default: float, name: str) -> float:
-    v = preset.get("dropout", default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-        raise UserError(f"{name}.dropout: expected a number in [0, 1), got {v!r}")
-    return float(v)
+def _or(value, arch_default):
+    """A preset key the preset leaves out (None) takes its arch's default."""
+    return arch_default if value is None else value
 
 
-def build_model(preset: dict, vocab_size: int, name: str = "model") -> PreTrainedModel:
+def build_model(preset: ModelPreset | dict, vocab_size: int, name: str = "model") -> PreTrainedModel:
     """A freshly initialised causal LM for ``preset`` (on the current default device).
 
     Seed torch beforehand for a reproducible init; build inside ``torch.device("meta")``
@@ -115,8 +91,9 @@ def build_model(preset: dict, vocab_size: int, name: str = "model") -> PreTraine
     """
     from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
+    preset = _preset(preset, name)
     cfg = model_config(preset, vocab_size, name)
-    cls = LlamaForCausalLM if preset["arch"] == "llama" else GPT2LMHeadModel
+    cls = LlamaForCausalLM if preset.arch == "llama" else GPT2LMHeadModel
     return cls(cfg)
 
 
@@ -125,22 +102,23 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def preset_parameters(preset: dict, vocab_size: int, name: str = "model") -> int:
+def preset_parameters(preset: ModelPreset | dict, vocab_size: int, name: str = "model") -> int:
     """The exact parameter count of ``build_model(preset, vocab_size)``, from the shape alone
     (no torch): norms and biases included, tied embeddings counted once."""
-    check_preset(preset, vocab_size, name)
-    h, layers = preset["hidden_size"], preset["num_layers"]
-    if preset["arch"] == "llama":
-        kv = h // preset["num_heads"] * preset.get("num_kv_heads", preset["num_heads"])
-        ffn = preset["intermediate_size"]
+    p = _preset(preset, name)
+    _vocab(vocab_size, name)
+    h, layers = p.hidden_size, p.num_layers
+    if p.arch == "llama":
+        kv = h // p.num_heads * (p.num_kv_heads or p.num_heads)
+        ffn = p.intermediate_size
         per_layer = 2 * h * h + 2 * h * kv + 3 * h * ffn + 2 * h  # q,o + k,v + mlp + 2 norms
-        heads = 1 if preset.get("tie_word_embeddings", False) else 2
+        heads = 1 if _or(p.tie_word_embeddings, False) else 2
         return layers * per_layer + heads * vocab_size * h + h  # + the final norm
-    ffn = preset.get("intermediate_size") or 4 * h
+    ffn = p.intermediate_size or 4 * h
     # attention qkv + proj, mlp fc + proj (all with biases), 2 layer norms (weight + bias)
     per_layer = (3 * h * h + 3 * h) + (h * h + h) + (h * ffn + ffn) + (ffn * h + h) + 4 * h
-    heads = 1 if preset.get("tie_word_embeddings", True) else 2
-    return layers * per_layer + heads * vocab_size * h + preset["max_position_embeddings"] * h + 2 * h
+    heads = 1 if _or(p.tie_word_embeddings, True) else 2
+    return layers * per_layer + heads * vocab_size * h + p.max_position_embeddings * h + 2 * h
 
 
 def load_teachers(dirs: Sequence[str | os.PathLike], device: torch.device | str = "cpu") -> list:

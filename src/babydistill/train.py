@@ -5,8 +5,8 @@ What a run is made of:
 * an :class:`Objective` -- the trainable modules and the loss. :class:`LMObjective` is
   plain next-token cross-entropy for one model (pretraining); the distillation objectives
   subclass :class:`Objective` elsewhere.
-* a train spec (the merged ``training:`` keys, see :data:`TRAIN_DEFAULTS`), validated by
-  :func:`validate_train_spec` with one-line errors naming the key.
+* a train spec: a :class:`babydistill.specs.TrainSpec` (the merged ``training:`` keys,
+  checked and completed from the schema's defaults; a mapping is parsed into one).
 * data with the :mod:`babydistill.data` API (``batches(epoch, batch_size, start_batch,
   rank=, world_size=)``, ``num_batches(batch_size, epoch)``; an epoch's batch count may
   change with the epoch -- a curriculum opens more data as it goes).
@@ -70,46 +70,24 @@ from .callbacks import BlimpCurve, Callback, EvalTracker
 from .checkpoint import Checkpointer, ModulesState, RNGState
 from .common import UserError, atomic_path, write_json
 from .metrics import METRICS_FIELDS, MetricsLogger, progress_bar, quiet_library_bars  # noqa: F401 (re-exported)
+from .specs import TrainSpec, defaults
 
 log = logging.getLogger("babydistill.train")
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "optimizer": "adamw",
-    "lr": 3.0e-4,
-    "betas": [0.9, 0.999],
-    "eps": 1.0e-8,
-    "weight_decay": 0.0,
-    "grad_clip": 1.0,         # max global grad norm; 0 or null = off
-    "schedule": "cosine",     # cosine | linear | constant, after a linear warm-up
-    "warmup_steps": 0,
-    "epochs": 1,
-    "batch_size": 32,         # global, whatever the number of processes
-    "grad_accum": 1,
-    "keep": "best",           # best | last: which weights become the final model
-    "checkpoint_every": 0,    # steps (0 = epoch ends only)
-    "eval_every": 0,          # steps (0 = each epoch end); the final step is always evaluated
-    "eval_batch_size": None,  # default: batch_size
-    "precision": "auto",      # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
-    "compile": False,
-    "seed": 42,
-    "log_every": 10,          # steps between metrics rows (and NaN checks)
-    "tensorboard": True,      # when torch.utils.tensorboard imports
-    "max_steps": None,        # cap on total optimizer steps (smoke runs)
-    "blimp_every_epoch": False,  # BLiMP accuracy per epoch (and at step 0) with the fast scorer
-    "blimp_limit": None,      # pairs per paradigm for that curve (None = all)
-    "stop_after_steps": None,  # test hook: stop as if killed after this step
-}
-SCHEDULES = ("cosine", "linear", "constant")
-PRECISIONS = ("auto", "bf16", "fp32", "float32")
+# The training keys' defaults, as workflow/schemas/config.schema.yaml gives them (the only
+# place they are written); babydistill.specs.TrainSpec fills them in.
+TRAIN_DEFAULTS: dict[str, Any] = defaults("train_spec")
 # Keys that may change between a run and its resumption without changing the result.
 _RESUME_FREE = {"stop_after_steps", "compile", "log_every", "checkpoint_every", "tensorboard",
                 "eval_batch_size", "gpus", "blimp_every_epoch", "blimp_limit"}
 
 
-def run_identity(spec: dict, inputs: Iterable[str | os.PathLike] = ()) -> str:
-    """A digest of what a run is: its whole CLI spec (less the keys that may change on
-    resumption) and its inputs' contents (see :func:`babydistill.checkpoint.run_identity`),
-    so that a checkpoint left by a run with other settings or other data is never resumed."""
+def run_identity(spec, inputs: Iterable[str | os.PathLike] = ()) -> str:
+    """A digest of what a run is: its whole CLI spec (a job spec of babydistill.specs or its
+    JSON, less the keys that may change on resumption) and its inputs' contents (see
+    :func:`babydistill.checkpoint.run_identity`), so that a checkpoint left by a run with
+    other settings or other data is never resumed."""
+    spec = spec.to_json() if hasattr(spec, "to_json") else spec
     return checkpoint.run_identity(spec, inputs, resume_free=_RESUME_FREE)
 
 
@@ -119,54 +97,9 @@ class TrainingStopped(Exception):
 
 # ---------------------------------------------------------------------------- the spec
 
-def _number(spec: dict, key: str, where: str, *, integer: bool, minimum: float,
-            allow_none: bool = False, strict: bool = False):
-    v = spec[key]
-    if v is None and allow_none:
-        return None
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or (v <= minimum if strict else v < minimum) \
-            or (not integer and not math.isfinite(v)):
-        kind = "an integer" if integer else "a number"
-        rel = ">" if strict else ">="
-        raise UserError(f"{where}.{key}: expected {kind} {rel} {minimum}, got {v!r}")
-    return v
-
-
-def validate_train_spec(spec: dict, where: str = "train") -> dict:
-    """``spec`` over :data:`TRAIN_DEFAULTS`, checked; unknown keys pass through untouched
-    (``random_offset``, ``gpus``, ... belong to other stages)."""
-    if not isinstance(spec, dict):
-        raise UserError(f"{where}: expected a mapping of training keys, got {type(spec).__name__}")
-    s = {**TRAIN_DEFAULTS, **spec}
-    if s["optimizer"] != "adamw":
-        raise UserError(f"{where}.optimizer: only 'adamw' is supported, got {s['optimizer']!r}")
-    _number(s, "lr", where, integer=False, minimum=0, strict=True)
-    _number(s, "eps", where, integer=False, minimum=0, strict=True)
-    _number(s, "weight_decay", where, integer=False, minimum=0)
-    _number(s, "grad_clip", where, integer=False, minimum=0, allow_none=True)
-    betas = s["betas"]
-    if (not isinstance(betas, (list, tuple)) or len(betas) != 2
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
-                       for b in betas)):
-        raise UserError(f"{where}.betas: expected two numbers in [0, 1), got {betas!r}")
-    for key, lo in (("warmup_steps", 0), ("epochs", 1), ("batch_size", 1), ("grad_accum", 1),
-                    ("checkpoint_every", 0), ("eval_every", 0), ("log_every", 1), ("seed", 0)):
-        _number(s, key, where, integer=True, minimum=lo)
-    for key in ("eval_batch_size", "max_steps", "stop_after_steps", "blimp_limit"):
-        _number(s, key, where, integer=True, minimum=1, allow_none=True)
-    for key, allowed in (("schedule", SCHEDULES), ("keep", ("best", "last")),
-                         ("precision", PRECISIONS)):
-        if s[key] not in allowed:
-            raise UserError(f"{where}.{key}: expected one of {', '.join(allowed)}, got {s[key]!r}")
-    for key in ("compile", "tensorboard", "blimp_every_epoch"):
-        if not isinstance(s[key], bool):
-            raise UserError(f"{where}.{key}: expected true or false, got {s[key]!r}")
-    return s
-
-
 # Our schedule names -> transformers.get_scheduler's (constant keeps the warm-up).
 HF_SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+SCHEDULES = tuple(HF_SCHEDULES)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup_steps: int,
@@ -379,24 +312,24 @@ class Trainer:
     TensorBoard, the progress bar) and ``callbacks`` (:mod:`babydistill.callbacks`:
     ``evaluator``, ``blimp``, then the caller's)."""
 
-    def __init__(self, spec: dict, objective: Objective, train_data, eval_data=None,
+    def __init__(self, spec: TrainSpec | dict, objective: Objective, train_data, eval_data=None,
                  checkpoint_dir: str | os.PathLike | None = None,
                  blimp_suite: str | os.PathLike | None = None,
                  tokenizer_dir: str | os.PathLike | None = None,
                  identity: str | None = None, callbacks: Iterable[Callback] = ()):
-        self.spec = validate_train_spec(spec)
+        self.spec = TrainSpec.of(spec)
         self.identity = identity  # run_identity() of the caller's spec and inputs
         self.objective, self.train_data, self.eval_data = objective, train_data, eval_data
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.dist = DistInfo()
         self.device = self.dist.device
         s = self.spec
-        per_rank, rest = divmod(s["batch_size"], self.dist.world_size * s["grad_accum"])
+        per_rank, rest = divmod(s.batch_size, self.dist.world_size * s.grad_accum)
         if rest or per_rank == 0:
-            raise UserError(f"train.batch_size: {s['batch_size']} is not a multiple of "
-                            f"processes ({self.dist.world_size}) x grad_accum ({s['grad_accum']})")
+            raise UserError(f"train.batch_size: {s.batch_size} is not a multiple of "
+                            f"processes ({self.dist.world_size}) x grad_accum ({s.grad_accum})")
         self.micro_batch = per_rank
-        seed_everything(s["seed"])
+        seed_everything(s.seed)
 
         objective.to(self.device)
         self.modules = objective.modules()
@@ -408,31 +341,31 @@ class Trainer:
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        groups = _param_groups(self.modules.values(), s["weight_decay"])
+        groups = _param_groups(self.modules.values(), s.weight_decay)
         try:  # the fused kernel (CPU and CUDA): one pass over the weights, ~4x faster on CPU
-            self.optimizer = torch.optim.AdamW(groups, lr=s["lr"], betas=tuple(s["betas"]),
-                                               eps=s["eps"], fused=True)
+            self.optimizer = torch.optim.AdamW(groups, lr=s.lr, betas=tuple(s.betas),
+                                               eps=s.eps, fused=True)
         except RuntimeError:  # a device or dtype without the fused kernel
-            self.optimizer = torch.optim.AdamW(groups, lr=s["lr"], betas=tuple(s["betas"]),
-                                               eps=s["eps"])
+            self.optimizer = torch.optim.AdamW(groups, lr=s.lr, betas=tuple(s.betas),
+                                               eps=s.eps)
 
         # Batches of each epoch (a curriculum's epochs grow as buckets are added).
-        self.epoch_steps = [train_data.num_batches(s["batch_size"], e) for e in range(s["epochs"])]
+        self.epoch_steps = [train_data.num_batches(s.batch_size, e) for e in range(s.epochs)]
         if min(self.epoch_steps) < 1:
-            raise UserError(f"train data: fewer chunks than one batch of {s['batch_size']} in "
+            raise UserError(f"train data: fewer chunks than one batch of {s.batch_size} in "
                             f"epoch {self.epoch_steps.index(min(self.epoch_steps))}; "
                             "use more data or a smaller batch_size")
         self.steps_per_epoch = self.epoch_steps[0]
         self.total_steps = sum(self.epoch_steps)
-        if s["max_steps"]:
-            self.total_steps = min(self.total_steps, s["max_steps"])
-        self.scheduler = build_scheduler(self.optimizer, s["schedule"], s["warmup_steps"],
+        if s.max_steps:
+            self.total_steps = min(self.total_steps, s.max_steps)
+        self.scheduler = build_scheduler(self.optimizer, s.schedule, s.warmup_steps,
                                          self.total_steps)
 
-        bf16 = s["precision"] == "bf16" or (s["precision"] == "auto" and cuda)
+        bf16 = s.precision == "bf16" or (s.precision == "auto" and cuda)
         self.autocast = (functools.partial(torch.autocast, self.device.type, dtype=torch.bfloat16)
                          if bf16 else contextlib.nullcontext)
-        if s["compile"] and cuda:
+        if s.compile and cuda:
             for m in self.modules.values():
                 m.compile()  # in place: state_dict keys and the objective's references unchanged
 
@@ -446,17 +379,17 @@ class Trainer:
         self._window_logs: dict[str, Any] = {}
 
         # Callbacks: evaluation / best weights, the BLiMP curve, then the caller's.
-        if s["blimp_every_epoch"] and not blimp_suite:
+        if s.blimp_every_epoch and not blimp_suite:
             log.warning("train.blimp_every_epoch is true but no BLiMP suite was given "
                         "(--blimp-suite DIR): no per-epoch curve")
         self.evaluator = EvalTracker()
-        self.blimp = BlimpCurve(blimp_suite if s["blimp_every_epoch"] else None, tokenizer_dir,
-                                s["blimp_limit"], main=self.dist.main)
+        self.blimp = BlimpCurve(blimp_suite if s.blimp_every_epoch else None, tokenizer_dir,
+                                s.blimp_limit, main=self.dist.main)
         self.extra_callbacks = list(callbacks)
         self.callbacks: list[Callback] = [self.evaluator, self.blimp, *self.extra_callbacks]
         fields = METRICS_FIELDS + [f for cb in self.callbacks for f in cb.metrics_fields]
         self.metrics = MetricsLogger(self.checkpoint_dir, fields, main=self.dist.main,
-                                     tensorboard=s["tensorboard"])
+                                     tensorboard=s.tensorboard)
         self.checkpointer = self._make_checkpointer()
 
     def _wrap_data_parallel(self) -> None:
@@ -491,16 +424,16 @@ class Trainer:
 
     def lr_at(self, step: int) -> float:
         """The (first param group's) lr optimizer step ``step`` (0-based) uses."""
-        return self.spec["lr"] * lr_factor(max(step, 0), self.spec["schedule"],
-                                           self.spec["warmup_steps"], self.total_steps)
+        return self.spec.lr * lr_factor(max(step, 0), self.spec.schedule,
+                                           self.spec.warmup_steps, self.total_steps)
 
     # -- one optimizer step -----------------------------------------------------------
     def _micro_batches(self, batch: dict) -> list[dict]:
         n = batch["input_ids"].shape[0]
-        if n != self.micro_batch * self.spec["grad_accum"]:
+        if n != self.micro_batch * self.spec.grad_accum:
             raise UserError(f"train data: got a batch of {n} rows on rank {self.dist.rank}, "
-                            f"expected {self.micro_batch * self.spec['grad_accum']}")
-        out = [{} for _ in range(self.spec["grad_accum"])]
+                            f"expected {self.micro_batch * self.spec.grad_accum}")
+        out = [{} for _ in range(self.spec.grad_accum)]
         for k, v in batch.items():
             parts = (v.to(self.device, non_blocking=True).split(self.micro_batch)
                      if torch.is_tensor(v) else [v] * len(out))
@@ -531,8 +464,8 @@ class Trainer:
                     loss, logs = self.objective.loss(mb)
                 (loss / len(micro)).backward()
             total += loss.detach().float()
-        if self.spec["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(self.params, self.spec["grad_clip"])
+        if self.spec.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.spec.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -547,7 +480,7 @@ class Trainer:
         """Mean eval CE per module over the fixed eval chunks (all ranks share the work)."""
         if self.eval_data is None:
             return {}
-        bs = self.spec["eval_batch_size"] or self.spec["batch_size"]
+        bs = self.spec.eval_batch_size or self.spec.batch_size
         for m in self.modules.values():
             m.eval()
         sums: dict[str, float] = {}
@@ -641,7 +574,7 @@ class Trainer:
             self._t_window = time.time()
             while self.step < self.total_steps:
                 consumed = False
-                for batch in self.train_data.batches(self.epoch, s["batch_size"], self.batch,
+                for batch in self.train_data.batches(self.epoch, s.batch_size, self.batch,
                                                      rank=self.dist.rank,
                                                      world_size=self.dist.world_size):
                     consumed = True
@@ -652,11 +585,11 @@ class Trainer:
                     if epoch_end:
                         self.epoch, self.batch = self.epoch + 1, 0
                     last = self.step >= self.total_steps
-                    do_eval = last or (s["eval_every"] and self.step % s["eval_every"] == 0) \
-                        or (epoch_end and not s["eval_every"])
+                    do_eval = last or (s.eval_every and self.step % s.eval_every == 0) \
+                        or (epoch_end and not s.eval_every)
                     do_ckpt = last or epoch_end or \
-                        (s["checkpoint_every"] and self.step % s["checkpoint_every"] == 0)
-                    if self.step % s["log_every"] == 0 or do_eval or do_ckpt:
+                        (s.checkpoint_every and self.step % s.checkpoint_every == 0)
+                    if self.step % s.log_every == 0 or do_eval or do_ckpt:
                         self._log_window()  # NaN check before anything is saved
                     for cb in self.callbacks:
                         cb.on_step_end(self, bool(do_eval))
@@ -667,7 +600,7 @@ class Trainer:
                         self.save_checkpoint()
                     if do_eval or do_ckpt:
                         self._t_window = time.time()  # eval/save time is not training time
-                    if s["stop_after_steps"] and self.step >= s["stop_after_steps"]:
+                    if s.stop_after_steps and self.step >= s.stop_after_steps:
                         raise TrainingStopped(f"stopped after step {self.step} (test hook)")
                     if epoch_end or last:
                         break
@@ -681,13 +614,13 @@ class Trainer:
         summary = {
             "steps": self.step,
             "epochs": self.epoch_at(self.step),
-            "tokens": self.step * s["batch_size"] * self.train_data.seq_length,
-            "batch_size": s["batch_size"],
+            "tokens": self.step * s.batch_size * self.train_data.seq_length,
+            "batch_size": s.batch_size,
             "world_size": self.dist.world_size,
             "best_eval_loss": ev.best_loss if math.isfinite(ev.best_loss) else None,
             "best_step": ev.best_step,
             "final_eval": ev.last_eval,
-            "keep": s["keep"],
+            "keep": s.keep,
             "wall_time_s": round(self.wall_time, 2),
             "parameters": {n: sum(p.numel() for p in m.parameters())
                            for n, m in self.modules.items()},
@@ -709,20 +642,20 @@ class Trainer:
 
     def final_states(self) -> dict[str, dict]:
         """The weights that become the final model: best.pt's (keep=best) or the current."""
-        best = self.checkpointer.load_weights() if self.spec["keep"] == "best" else None
+        best = self.checkpointer.load_weights() if self.spec.keep == "best" else None
         if best is not None:
             return best
         return {n: m.state_dict() for n, m in self.modules.items()}
 
 
-def train(spec: dict, objective: Objective, train_data, eval_data, out_dir,
+def train(spec: TrainSpec | dict, objective: Objective, train_data, eval_data, out_dir,
           checkpoint_dir, tokenizer_dir=None, extra_summary: dict | None = None,
           blimp_suite: str | os.PathLike | None = None, identity: str | None = None,
           callbacks: Iterable[Callback] = ()) -> dict | None:
     """Train ``objective`` on ``train_data``; resume from ``checkpoint_dir/last.pt`` when
     present; write ``out_dir`` atomically at the end (rank 0). Returns the summary.
     ``blimp_suite``: a BLiMP-format suite directory for the per-epoch curve (used only when
-    ``spec["blimp_every_epoch"]``; the tokenizer comes from ``tokenizer_dir``).
+    ``spec.blimp_every_epoch``; the tokenizer comes from ``tokenizer_dir``).
     ``identity``: :func:`run_identity` of the run; a checkpoint with another is not resumed.
     ``callbacks``: extra :class:`babydistill.callbacks.Callback` s, called after the
     trainer's own."""

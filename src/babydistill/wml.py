@@ -57,30 +57,23 @@ from pathlib import Path
 import torch
 
 from .common import UserError, atomic_path, atomic_write_text, cli, setup_logging, write_json
-from .losses import REDUCTIONS, ce_loss, check_alpha, check_reduction, next_token_labels, wml_loss
-from .train import Objective, copy_tokenizer
+from .losses import ce_loss, next_token_labels, wml_loss
 from .models import preset_parameters
+from .specs import DistillSpec, ModelPreset, defaults
+from .train import Objective, copy_tokenizer
 
 REF = "AI-DA-STC/generative-ai-research-babylm@701a0c8"
-# The WML keys of a spec and their defaults: the reference's conf/config.yaml (WML:) unless
-# said otherwise; workflow/schemas/config.schema.yaml carries the same defaults.
-WML_DEFAULTS = {
-    "num_peers": 4,                  # their best
-    "use_bilevel": True,
-    "weight_update_frequency": 5,    # optimizer steps between validations
-    "step_size": 0.25,               # eta after warm-up
-    "min_step_size": 0.0025,         # eta at the end of training
-    "num_batches": 60,               # their divisor of each validation batch's CE
-    "val_batches": 1,                # ours (theirs: num_batches); see the module docstring
-    "val_batch_size": None,          # ours; None: the training batch_size
-    "kl_reduction": "batchmean",     # theirs; "token": per-token mean
-}
+# The WML keys' defaults are the reference's conf/config.yaml (WML:) unless said otherwise;
+# workflow/schemas/config.schema.yaml ($defs wml_keys, loss_keys) is where they are written.
+WML_DEFAULTS = {**defaults("wml_keys"), "kl_reduction": defaults("loss_keys")["kl_reduction"]}
+_TRAIN_DEFAULTS = defaults("training_keys")
 
 # ---------------------------------------------------------------------------------------
 # Peer size search
 
 
-def peer_presets(reference: dict, vocab_size: int, num_peers: int, tolerance: float = 0.05) -> list[dict]:
+def peer_presets(reference: ModelPreset | dict, vocab_size: int, num_peers: int,
+                 tolerance: float = 0.05) -> list[ModelPreset]:
     """Presets near N/2, N/3, ..., N/(num_peers+1) parameters, N = the reference's count.
 
     Grid: hidden in steps of a quarter of the reference's head size (at least 4) up to
@@ -91,6 +84,7 @@ def peer_presets(reference: dict, vocab_size: int, num_peers: int, tolerance: fl
     reference's depth:width ratio wins (a scaled-down reference, not a 1-layer embedding
     table); when none is that close, the closest count.
     """
+    reference = ModelPreset.of(reference, "reference").to_json()
     h_ref, l_ref, heads_ref = reference["hidden_size"], reference["num_layers"], reference["num_heads"]
     head_dim = h_ref // heads_ref
     ratio = reference.get("intermediate_size", 4 * h_ref) / h_ref
@@ -105,6 +99,7 @@ def peer_presets(reference: dict, vocab_size: int, num_peers: int, tolerance: fl
                  "intermediate_size": max(1, int(round(ratio * hidden)))}
             if reference["arch"] == "llama":
                 p["num_kv_heads"] = heads
+            p = ModelPreset(**p)  # built here from a checked reference: no parsing per shape
             grid.append((p, preset_parameters(p, vocab_size)))
     aspect_ref = math.log(l_ref / h_ref)
     peers = []
@@ -116,11 +111,11 @@ def peer_presets(reference: dict, vocab_size: int, num_peers: int, tolerance: fl
 
         close = [c for c in grid if err(c) <= tolerance]
         if close:
-            best = min(close, key=lambda c: (abs(math.log(c[0]["num_layers"] / c[0]["hidden_size"]) - aspect_ref),
-                                             err(c), c[0]["hidden_size"], c[0]["num_layers"]))
+            best = min(close, key=lambda c: (abs(math.log(c[0].num_layers / c[0].hidden_size) - aspect_ref),
+                                             err(c), c[0].hidden_size, c[0].num_layers))
         else:
-            best = min(grid, key=lambda c: (err(c), c[0]["hidden_size"], c[0]["num_layers"]))
-        peers.append(dict(best[0]))
+            best = min(grid, key=lambda c: (err(c), c[0].hidden_size, c[0].num_layers))
+        peers.append(best[0])
     return peers
 
 
@@ -164,14 +159,18 @@ class WMLObjective(Objective):
     Peers are named ``peer1`` ... ``peerN`` (modules, eval losses, the saved folders).
     """
 
-    def __init__(self, peers, *, alpha: float, reduction: str = "batchmean", use_bilevel: bool = True,
-                 weight_update_frequency: int = 5, step_size: float = 0.25,
-                 min_step_size: float = 0.0025, num_batches: int = 60, val_batches: int = 1,
-                 val_batch_size: int = 32, grad_clip: float | None = 1.0, tokenizer_dir=None):
+    # keyword defaults: the schema's (WML_DEFAULTS; val_batch_size and grad_clip: the training ones)
+    def __init__(self, peers, *, alpha: float, reduction: str = WML_DEFAULTS["kl_reduction"],
+                 use_bilevel: bool = WML_DEFAULTS["use_bilevel"],
+                 weight_update_frequency: int = WML_DEFAULTS["weight_update_frequency"],
+                 step_size: float = WML_DEFAULTS["step_size"],
+                 min_step_size: float = WML_DEFAULTS["min_step_size"],
+                 num_batches: int = WML_DEFAULTS["num_batches"],
+                 val_batches: int = WML_DEFAULTS["val_batches"],
+                 val_batch_size: int = _TRAIN_DEFAULTS["batch_size"],
+                 grad_clip: float | None = _TRAIN_DEFAULTS["grad_clip"], tokenizer_dir=None):
         if not peers:
             raise UserError("wml: at least one peer is needed")
-        if reduction not in REDUCTIONS:
-            raise UserError(f"wml: kl_reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
         self.peers = list(peers)
         self.forward_peers = list(self.peers)  # what loss() calls: the peers, or DDP wrappers
         self.alpha, self.reduction = float(alpha), reduction
@@ -236,12 +235,12 @@ class WMLObjective(Objective):
     def on_step(self, step: int, trainer) -> None:
         """REF's ``train``: validate (and update w) after step ``it = step - 1`` when
         ``it % weight_update_frequency == 0``; eta from the step, as their get_lr."""
-        self.keep = trainer.spec.get("keep", "best")
+        self.keep = trainer.spec.keep
         it = step - 1
         data = getattr(trainer, "eval_data", None)
         if not self.use_bilevel or it % self.weight_update_frequency or data is None:
             return
-        eta = val_step_size(it, warmup_iters=trainer.spec.get("warmup_steps", 0),
+        eta = val_step_size(it, warmup_iters=trainer.spec.warmup_steps,
                             lr_decay_iters=getattr(trainer, "total_steps", it), step_size=self.step_size,
                             min_step_size=self.min_step_size)
         autocast = getattr(trainer, "autocast", None)
@@ -307,52 +306,22 @@ class WMLObjective(Objective):
         atomic_write_text(out_dir / "wml_weights.csv", self.weights_csv())
 
 
-def _positive(spec: dict, key: str, where: str, *, integer: bool, allow_zero: bool = False):
-    v = spec.get(key, WML_DEFAULTS[key])
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or v < 0 or (v == 0 and not allow_zero):
-        raise UserError(f"{where}: {key} must be a {'positive integer' if integer else 'number > 0'}, got {v!r}")
-    return v
-
-
-def build_wml_objective(spec: dict, vocab_size: int, tokenizer_dir=None, where: str = "--spec") -> WMLObjective:
-    """Peers (by hand or by the size search; seeded init) and the WML objective, from a spec."""
+def build_wml_objective(spec: DistillSpec, vocab_size: int, tokenizer_dir=None,
+                        where: str = "--spec") -> WMLObjective:
+    """Peers (by hand or by the size search; seeded init) and the WML objective, from a
+    parsed spec (checked and completed by babydistill.specs)."""
     from .models import build_model
 
-    for key in ("temperature", "kl_direction"):
-        if key in spec:
-            raise UserError(f"{where}: objective wml has no {key} (the reference loss has none); drop it")
-    alpha, reduction = check_alpha(spec, where), check_reduction(spec, where)
-    peers_spec = spec.get("peers")
-    if peers_spec:
-        if not isinstance(peers_spec, list) or not all(isinstance(p, dict) for p in peers_spec):
-            raise UserError(f"{where}: peers must be a list of model presets")
-        presets = peers_spec
-    else:
-        ref = spec.get("reference")
-        if not isinstance(ref, dict):
-            raise UserError(f"{where}: wml needs 'reference' (a model preset) or 'peers'")
-        n = spec.get("num_peers", WML_DEFAULTS["num_peers"])
-        if n not in (1, 2, 4):
-            raise UserError(f"{where}: num_peers must be 1, 2 or 4, got {n!r}")
-        presets = peer_presets(ref, vocab_size, n)
-    for i, p in enumerate(presets):
-        if p.get("max_position_embeddings", 0) < spec["seq_length"]:
-            raise UserError(f"{where}: peer {i + 1} max_position_embeddings < seq_length {spec['seq_length']}")
-    use_bilevel = spec.get("use_bilevel", True)
-    if not isinstance(use_bilevel, bool):
-        raise UserError(f"{where}: use_bilevel must be true or false, got {use_bilevel!r}")
-    train = spec["train"]
-    keys = {k: _positive(spec, k, where, integer=True)
-            for k in ("weight_update_frequency", "num_batches", "val_batches")}
-    keys["step_size"] = float(_positive(spec, "step_size", where, integer=False))
-    keys["min_step_size"] = float(_positive(spec, "min_step_size", where, integer=False, allow_zero=True))
-    val_bs = spec.get("val_batch_size") or train.get("batch_size", 32)
-    keys["val_batch_size"] = _positive({"val_batch_size": val_bs}, "val_batch_size", where, integer=True)
-    torch.manual_seed(int(train.get("seed", 42)))
+    w, train = spec.wml, spec.train
+    presets = list(w.peers) if w.peers else peer_presets(w.reference, vocab_size, w.num_peers)
+    torch.manual_seed(train.seed)
     models = [build_model(p, vocab_size, name=f"{where}.peers[{i}]") for i, p in enumerate(presets)]
-    return WMLObjective(models, alpha=alpha, reduction=reduction, use_bilevel=use_bilevel,
-                        grad_clip=train.get("grad_clip", 1.0), tokenizer_dir=tokenizer_dir, **keys)
+    return WMLObjective(models, alpha=w.alpha, reduction=w.kl_reduction, use_bilevel=w.use_bilevel,
+                        weight_update_frequency=w.weight_update_frequency,
+                        step_size=float(w.step_size), min_step_size=float(w.min_step_size),
+                        num_batches=w.num_batches, val_batches=w.val_batches,
+                        val_batch_size=w.val_batch_size or train.batch_size,
+                        grad_clip=train.grad_clip, tokenizer_dir=tokenizer_dir)
 
 
 # ---------------------------------------------------------------------------------------
