@@ -311,12 +311,20 @@ def test_curriculum_with_per_chunk_offsets_and_tokenized_prefix(tmp_path):
 
 
 def test_curriculum_bad_buckets_are_user_errors():
+    """The data's own checks (sources of this split); a bucket's shape is the schema's."""
+    from babydistill.specs import TrainSpec
+
     tokens, files = curriculum_tokens({"aochildes": 5 * T, "cbt": 5 * T})
     for bad, msg in (({"buckets": [["qed"]]}, "qed not among"),
-                     ({"buckets": [["cbt"], ["cbt"]]}, "more than one bucket"),
-                     ({"buckets": [[]]}, "non-empty lists"),
-                     ({"buckets": [["cbt"]], "epochs_per_bucket": 0}, "epochs_per_bucket")):
+                     ({"buckets": [["cbt"], ["cbt"]]}, "more than one bucket")):
         with pytest.raises(UserError, match=msg):
-            TrainChunks(tokens, T, random_offset=False, seed=0, files=files, curriculum=bad)
+            TrainChunks(tokens, T, random_offset=False, seed=0, files=files,
+                        curriculum={"epochs_per_bucket": 3, **bad})
+    for bad, msg in (({"buckets": [[]]}, "curriculum.buckets"),
+                     ({"buckets": [["cbt"]], "epochs_per_bucket": 0}, "epochs_per_bucket")):
+        with pytest.raises(UserError, match=msg) as e:
+            TrainSpec.from_json({"curriculum": bad})
+        assert "\n" not in str(e.value)
     with pytest.raises(UserError, match="token metadata"):
-        TrainChunks(tokens, T, random_offset=False, seed=0, curriculum={"buckets": [["cbt"]]})
+        TrainChunks(tokens, T, random_offset=False, seed=0,
+                    curriculum={"buckets": [["cbt"]], "epochs_per_bucket": 3})
