@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 from babydistill import config as bdconfig  # noqa: E402
 from babydistill.common import atomic_write_text  # noqa: E402
 from babydistill.models import preset_parameters  # noqa: E402
+from babydistill.specs import schema  # noqa: E402
 
 TRAINING_KEYS = {"batch_size", "grad_accum", "max_steps", "epochs", "warmup_steps", "checkpoint_every"}
 PAPER_WORDS = 10_000_000  # BabyLM strict-small: 10M words a training epoch
@@ -152,7 +153,8 @@ def project(base: dict, smoke: dict, mfu: float, peak_tflops: float, bench_dir: 
 
     runs = []
     models = base["models"]
-    eval_tokens_epoch = base["data"].get("eval_chunks", 8192) * seq  # the eval loss, once an epoch
+    eval_chunks = base["data"].get("eval_chunks", schema()["$defs"]["eval_chunks"]["default"])
+    eval_tokens_epoch = eval_chunks * seq  # the eval loss, once an epoch
     for name, run in base["pretrain"].items():
         train = bdconfig.training_of(base, run)
         n, f = train_flops_per_token(models[run["model"]], vocab, seq)
