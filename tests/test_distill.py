@@ -169,3 +169,47 @@ def test_kd_without_teachers_or_cache(world, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run(world, tmp_path, spec())
     assert "needs --teacher" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["kd", "wml"])
+def test_ddp_two_processes_match_one(world, tmp_path, objective):
+    """torchrun, 2 gloo ranks x 2 micro batches against 1 process x 1 micro batch of the same
+    global batch: the student (kd: frozen teachers stay unwrapped) or every WML peer (each
+    wrapped in its own DDP) ends with the same weights on both ranks and as in one process."""
+    import subprocess
+    import sys
+
+    from babydistill import launch
+    from test_pretrain import ENV, REPO, weights
+
+    d = world["d"]
+    if objective == "kd":
+        s, extra = spec(), [a for t in world["teachers"] for a in ("--teacher", t)]
+    else:
+        s = {"name": "w", "objective": "wml", "reference": {**STUDENT, "hidden_size": 32},
+             "num_peers": 2, "alpha": 0.5, "weight_update_frequency": 3, "num_batches": 4,
+             "seq_length": T, "eval_chunks": 8, "train": spec()["train"]}
+        extra = []
+    s["train"] = {**s["train"], "epochs": 1, "checkpoint_every": 0}
+
+    def argv(name, train):
+        return ["--spec", json.dumps({**s, "train": train}), "--train", str(d / "train"),
+                "--dev", str(d / "dev"), "--tokenizer", str(d / "tok"),
+                "--out", str(tmp_path / name), "--checkpoint-dir", str(tmp_path / f"c-{name}"),
+                *extra]
+
+    one = distill_main(argv("one", s["train"]))
+    cmd = launch.build_command(2, "babydistill.distill",
+                               argv("two", {**s["train"], "grad_accum": 2}),
+                               cuda_available=True, python=sys.executable)
+    r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "train_summary.json").read_text())
+    assert two["world_size"] == 2 and len(set(two["rank_checksums"])) == 1
+    assert two["steps"] == one["steps"] and two["tokens"] == one["tokens"]
+    dirs = ["."] if objective == "kd" else ["peers/1", "peers/2"]
+    for sub in dirs:
+        a, b = weights(tmp_path / "one" / sub), weights(tmp_path / "two" / sub)
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
