@@ -30,6 +30,7 @@ import torch
 from babydistill.config import load_yaml
 from babydistill.distill import CachedKDObjective, KDObjective
 from babydistill.models import build_model, count_parameters
+from babydistill.specs import KDSpec
 from babydistill.teacher_cache import TopKCache, build_cache
 from babydistill.train import LMObjective
 
@@ -114,7 +115,8 @@ def main(argv=None) -> dict:
     batches = [{"input_ids": torch.from_numpy(chunks[i:i + args.batch_size]),
                 "chunk_index": torch.arange(i, i + args.batch_size)}
                for i in range(0, n_chunks, args.batch_size)]
-    kw = dict(alpha=0.5, temperature=args.temperature, direction="forward", reduction="batchmean")
+    kd = KDSpec(alpha=0.5, temperature=args.temperature, kl_direction="forward",
+                kl_reduction="batchmean")
 
     def student():
         torch.manual_seed(1)
@@ -131,8 +133,8 @@ def main(argv=None) -> dict:
         cache = TopKCache(Path(tmp) / "cache")
         ms = time_variants({
             "plain": Runner(LMObjective(student()), device, amp, clock),
-            "live_kd": Runner(KDObjective(student(), teachers, **kw), device, amp, clock),
-            "cached_kd": Runner(CachedKDObjective(student(), cache, **kw), device, amp, clock),
+            "live_kd": Runner(KDObjective(student(), teachers, kd), device, amp, clock),
+            "cached_kd": Runner(CachedKDObjective(student(), cache, kd), device, amp, clock),
         }, batches, args.steps)
     results["clock"] = args.clock
     results["ms_per_step"] = {k: round(v, 2) for k, v in ms.items()}
