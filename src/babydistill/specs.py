@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
-from .common import UserError
+from .common import UserError, parse_json_arg
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -143,10 +142,7 @@ def defaults(definition: str) -> dict:
 
 def _parse(data: Any, definition: str, where: str) -> dict:
     if isinstance(data, (str, bytes)):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{where}: not valid JSON ({e.msg})") from None
+        data = parse_json_arg(data, where)
     if not isinstance(data, Mapping):
         raise UserError(f"{where}: expected a JSON object, got {type(data).__name__}")
     data = dict(data)
