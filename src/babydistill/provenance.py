@@ -103,16 +103,22 @@ def record_model(model_dir: str | os.PathLike, spec: str | dict | None, inputs: 
         return None
     from .model_card import write_card  # the card reads provenance.json: after it
 
-    model_dir = Path(model_dir)
     if isinstance(spec, str):
         spec = read_json(spec[1:]) if spec.startswith("@") else parse_json_arg(spec, "--spec")
+    path = write_provenance(model_dir, spec or {}, inputs)
+    write_card(model_dir)
+    return path
+
+
+def write_provenance(model_dir: str | os.PathLike, spec: dict, inputs: list[str]) -> Path:
+    """``model_dir/provenance.json`` for ``spec`` and ``inputs`` (each must exist)."""
+    model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: model directory not found")
     for i in inputs:
         if not Path(i).exists():
             raise UserError(f"{i}: input not found")
-    write_json(model_dir / "provenance.json", record(model_dir, spec or {}, list(inputs)))
-    write_card(model_dir)
+    write_json(model_dir / "provenance.json", record(model_dir, spec, list(inputs)))
     return model_dir / "provenance.json"
 
 
@@ -123,14 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--spec", default="{}", help="the JSON spec the model was trained with")
     ap.add_argument("--input", action="append", default=[], help="an input file or folder")
     args = ap.parse_args(argv)
-    model_dir = Path(args.model_dir)
-    if not model_dir.is_dir():
-        raise UserError(f"{model_dir}: model directory not found")
-    for i in args.input:
-        if not Path(i).exists():
-            raise UserError(f"{i}: input not found")
-    write_json(model_dir / "provenance.json", record(model_dir, parse_json_arg(args.spec, "--spec"),
-                                                     args.input))
+    write_provenance(args.model_dir, parse_json_arg(args.spec, "--spec"), args.input)
 
 
 if __name__ == "__main__":
