@@ -69,10 +69,6 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-_path_of = specs.path_of
-_describe = specs.describe
-
-
 def _check_shapes(config: dict, source: str) -> None:
     """Model presets that could not be built or trained fail here, not hours into a job
     (the cross-field checks of babydistill.specs, the ones every job spec gets too)."""
@@ -106,7 +102,7 @@ def validate(config: dict, source: str = "config") -> None:
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     err = specs.worst_error(errors)
     if err is not None:
-        raise UserError(f"{source}: {_describe(err)}")
+        raise UserError(f"{source}: {specs.describe(err)}")
     _check_shapes(config, source)
     _check_digests(config, source)
     _check_references(config, source)
