@@ -346,7 +346,6 @@ def test_blimp_curve_bad_inputs_are_one_line(tmp_path, blimp_inputs):
 
 def test_blimp_curve_scores_every_module(tmp_path, blimp_inputs):
     """Two WML peers: a point per peer per epoch; blimp_acc is their mean."""
-    from babydistill.specs import KDSpec
     from babydistill.wml import WMLObjective
 
     tok, suite = blimp_inputs
