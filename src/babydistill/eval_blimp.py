@@ -298,7 +298,7 @@ def silence_progress_bars() -> None:
     this process makes is switched off instead; the stage logs its own result lines."""
     import tqdm
 
-    from .train import quiet_library_bars
+    from .metrics import quiet_library_bars
 
     quiet_library_bars()
     init = tqdm.tqdm.__init__

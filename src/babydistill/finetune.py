@@ -430,7 +430,7 @@ def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.Pa
     from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer,
                               TrainingArguments, set_seed)
 
-    from .train import quiet_library_bars
+    from .metrics import quiet_library_bars
 
     if not sys.stderr.isatty():
         quiet_library_bars()  # datasets' "Map" / "Generating split" bars

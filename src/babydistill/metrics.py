@@ -20,6 +20,7 @@ Only the main process writes files; the others get a disabled bar and no files.
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -55,12 +56,11 @@ def quiet_library_bars() -> None:
 
     disable_progress_bars()
     hf_logging.disable_progress_bar()
-    try:
-        import datasets
-
-        datasets.disable_progress_bars()
-    except ImportError:  # only fine-tuning needs datasets
-        pass
+    # datasets reads this when it is imported; importing it here only to switch its bars
+    # off would cost every stage 0.4 s (only fine-tuning uses datasets).
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def progress_bar(total: int, desc: str | None = None, initial: int = 0, disable: bool = False,
