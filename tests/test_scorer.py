@@ -142,6 +142,38 @@ def test_encoding_uses_bos_then_space_sentence(tiny_llama):
     assert ctx == [tok.eos_token_id]
 
 
+
+def test_token_ids_match_the_tokenizer_call_with_and_without_truncation(tiny_llama):
+    """The Rust fast path gives the ids ``tokenizer(...)`` gives; with truncation set on the
+    backend it steps aside (a direct call would truncate where the tokenizer call does not)."""
+    from transformers import AutoTokenizer
+
+    from babydistill.scorer import _token_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    texts = [" " + t for t in TRAIN_TEXT[:6]] + [" naïve ﬁne émigré 123"]
+    want = tok(texts, add_special_tokens=False)["input_ids"]
+    assert _token_ids(tok, texts) == want
+    tok.backend_tokenizer.enable_truncation(3)
+    assert [e.ids for e in tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)] != want
+    assert _token_ids(tok, texts) == want
+
+
+def test_check_context_returns_the_encodings_scoring_uses(tiny_llama, blimp_slice):
+    """One encoding per suite: check_context's are encode_suite's, and scoring with them
+    gives the scores of encoding afresh."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from babydistill.scorer import check_context, encode_suite, score_suite
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    paradigms = load_suite(blimp_slice, limit=5)
+    encoded = check_context(tok, paradigms, 256)
+    assert encoded == encode_suite(tok, paradigms)
+    assert len(encoded) == 2 * sum(len(p.pairs) for p in paradigms)
+    assert score_suite(model, tok, paradigms, 8, encoded=encoded) == score_suite(model, tok, paradigms, 8)
+
 def _write(path: Path, records: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 

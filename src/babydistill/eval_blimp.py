@@ -268,11 +268,11 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
     paradigms = load_suite(suite_dir, limit)
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
     # one semantics for both backends: a sentence longer than the context is refused
-    check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir))
+    encoded = check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir))
     t0 = time.time()
     if backend == "fast":
         model, tok = load_model(model_dir, trust_remote_code)
-        summary, rows = score_suite(model, tok, paradigms, batch_size, progress=True)
+        summary, rows = score_suite(model, tok, paradigms, batch_size, progress=True, encoded=encoded)
     elif backend == "lmeval":
         tmp = None if work_dir else tempfile.mkdtemp(prefix="blimp_lmeval_")
         try:
