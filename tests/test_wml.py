@@ -166,6 +166,25 @@ def test_loss_and_gradients_match_the_reference(alpha):
     assert torch.autograd.grad(kl_only, logits[2])[0].abs().sum() > 0
 
 
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])  # 30: peaked peers, log-probs down to ~-200
+def test_the_n_pass_kl_equals_the_pairwise_sum_with_four_peers(scale):
+    """wml_loss sums the N(N-1) KL terms through an identity in N passes; the token reduction
+    with four peers and peaked distributions still equals the pairwise sum, value and grads."""
+    torch.manual_seed(5)
+    logits = [(scale * torch.randn(2, 6, 11)).requires_grad_() for _ in range(4)]
+    labels = torch.randint(0, 11, (2, 6))
+    labels[:, -1] = -100
+    w = torch.tensor([0.4, 0.3, 0.2, 0.1])
+    ours, _ = wml_loss(logits, labels, w, alpha=1.0, reduction="token")
+    log_p = [F.log_softmax(z, dim=-1) for z in logits]
+    mask = (labels != -100).float()
+    pairwise = sum(w[j] * ((log_p[j].exp() * (log_p[j] - log_p[i])).sum(-1) * mask).sum() / mask.sum()
+                   for i in range(4) for j in range(4) if i != j)
+    assert ours.item() == pytest.approx(pairwise.item(), rel=1e-5, abs=1e-6)
+    for a, b in zip(torch.autograd.grad(ours, logits), torch.autograd.grad(pairwise, logits)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
 def test_token_reduction_is_the_per_position_mean():
     torch.manual_seed(0)
     a, b = torch.randn(2, 4, 5), torch.randn(2, 4, 5)

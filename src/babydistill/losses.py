@@ -272,16 +272,14 @@ def wml_loss(
     log_p = [F.log_softmax(z.float(), dim=-1) for z in peer_logits]
     ces = [ce_loss(z, labels) for z in peer_logits]
     total_ce = sum(w[i] * ce for i, ce in enumerate(ces))
-    total_kl = 0.0
-    for i, log_p_i in enumerate(log_p):
-        for j, log_p_j in enumerate(log_p):
-            if i == j:
-                continue
-            if reduction == "batchmean":  # the reference's call, verbatim
-                kl = F.kl_div(log_p_i, log_p_j, reduction="batchmean", log_target=True)
-            else:
-                kl = reduce_positions(_kl_rows(log_p_j, log_p_i), labels, reduction)
-            total_kl = total_kl + w[j] * kl
+    # The N(N-1) KL terms in N passes over the vocabulary: with S = sum_i log p_i,
+    #   sum_{i != j} KL(p_j || p_i) = sum_v p_j ((N - 1) log p_j - (S - log p_j))
+    #                              = sum_v p_j (N log p_j - S).
+    # Both reductions are linear in the per-position values, so the weighted sum is taken
+    # per position first (batchmean: F.kl_div's sum / B, as in the reference).
+    n, log_sum = len(log_p), sum(log_p)
+    per_pos = sum(w[j] * (lp.exp() * (n * lp - log_sum)).sum(-1) for j, lp in enumerate(log_p))
+    total_kl = reduce_positions(per_pos, labels, reduction)
     total = (1.0 - alpha) * total_ce + alpha * total_kl
     return total, [ce.detach() for ce in ces]
 
