@@ -9,7 +9,8 @@ code, AI-DA-STC/generative-ai-research-babylm at commit 701a0c8 (``REF`` below):
 * Loss (:func:`babydistill.losses.wml_loss`, as theirs): ``(1 - alpha) * sum_i w_i CE_i +
   alpha * sum_i sum_{j != i} w_j KL(p_j || p_i)``, KL by ``F.kl_div(..., log_target=True,
   reduction="batchmean")`` on ``[B, T, V]`` (sum over positions / B), no temperature,
-  targets not detached; the weights are constants for the peers' gradients.
+  targets not detached; the weights are constants for the peers' gradients. The
+  N(N-1) KL terms are summed in N passes over the vocabulary (an identity, see there).
 * Weights ``w`` start at ``1/N``. Their loop (``train``): after each optimizer step
   ``it`` (0-based; their ``epoch`` is one optimizer step over ``num_batches`` accumulated
   micro-batches), when ``it % weight_update_frequency == 0``, ``validate`` runs
