@@ -166,11 +166,15 @@ def encode_choice(tokenizer, sentences: Sequence[str],
     return out  # type: ignore[return-value]
 
 
-def encode_suite(tokenizer, paradigms: Sequence[Paradigm]) -> list[tuple[list[int], list[int]]]:
-    """:func:`encode_choice` of every pair's good then bad sentence, paradigm by paradigm."""
-    pairs = [p for par in paradigms for p in par.pairs]
+def encode_pairs(tokenizer, pairs: Sequence[Pair]) -> list[tuple[list[int], list[int]]]:
+    """:func:`encode_choice` of every pair's good then bad sentence, after its context."""
     return encode_choice(tokenizer, [s for p in pairs for s in (p.good, p.bad)],
                          [p.context for p in pairs for _ in (0, 1)])
+
+
+def encode_suite(tokenizer, paradigms: Sequence[Paradigm]) -> list[tuple[list[int], list[int]]]:
+    """:func:`encode_pairs` of every paradigm's pairs, paradigm by paradigm."""
+    return encode_pairs(tokenizer, [p for par in paradigms for p in par.pairs])
 
 
 def check_context(tokenizer, paradigms: Sequence[Paradigm], context: int, model_name: str = "the model",
@@ -240,15 +244,14 @@ def score_pairs(
     and its log-softmax run only at the positions that predict a continuation token
     (one fused cross-entropy), and the per-sentence sums are one ``index_add``. Runs in
     eval mode under inference_mode and restores the model's train/eval mode. ``encoded``:
-    the pairs' :func:`encode_choice` ids (good, bad, ...), when the caller has them.
+    the pairs' :func:`encode_pairs` ids, when the caller has them.
     """
     model = unwrap(model)
     pairs = [p if isinstance(p, Pair) else Pair(str(i), *p) for i, p in enumerate(pairs)]
     if not pairs:
         return [], []
     if encoded is None:
-        encoded = encode_choice(tokenizer, [s for p in pairs for s in (p.good, p.bad)],
-                                [p.context for p in pairs for _ in (0, 1)])
+        encoded = encode_pairs(tokenizer, pairs)
     max_len = max_length(model, tokenizer)
     unique: dict[tuple[int, ...], int] = {}  # token sequence -> its slot
     slot_of, n_cont = [], []
