@@ -33,16 +33,16 @@ import yaml
 from timing import best_of
 
 from babydistill.common import cli, write_json
-from babydistill.eval_blimp import load_model, run_lmeval
-from babydistill.scorer import Paradigm, load_suite, score_suite, summarize
+from babydistill.eval.blimp import load_model, run_lmeval
+from babydistill.eval.scorer import Paradigm, load_suite, score_suite, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def random_model(out: Path, paradigms: list[Paradigm], preset: str = "llama-tiny", vocab: int = 2000) -> Path:
     """A randomly initialised demo preset + a tokenizer trained on the suite's sentences."""
-    from babydistill.models import build_model
-    from babydistill.tokenizer import to_transformers, train_tokenizer
+    from babydistill.models.build import build_model
+    from babydistill.data.tokenizer import to_transformers, train_tokenizer
 
     text = out / "text.txt"
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 Times, on the train split of ``CORPUS`` (default /work/shared/data/babylm_2023_partial,
 read-only; everything written goes to a temporary folder):
 
-1. cleaning (``babydistill.clean``), words/second, in both modes;
+1. cleaning (``babydistill.data.clean``), words/second, in both modes;
 2. tokenizer training (byte-level BPE, vocab 16000 by default), wall time;
 3. tokenizing the cleaned train split into PREFIX.bin, words/second;
 4. serving training batches (``TrainChunks.batches``), batches/second.
@@ -31,27 +31,27 @@ import torch
 from timing import best_of
 
 from babydistill.common import UserError, cli
-from babydistill.data import TokenArray, TrainChunks
-from babydistill.tokenize_split import tokenize_files
-from babydistill.tokenizer import save_tokenizer, train_tokenizer
+from babydistill.data.chunks import TokenArray, TrainChunks
+from babydistill.data.tokenize_split import tokenize_files
+from babydistill.data.tokenizer import save_tokenizer, train_tokenizer
 
 DEFAULT_CORPUS = "/work/shared/data/babylm_2023_partial"
 
 
 
 def cleaner():
-    """A function clean(source, mode, src, dst), or None when babydistill.clean is missing.
+    """A function clean(source, mode, src, dst), or None when babydistill.data.clean is missing.
 
     Uses the module's ``clean_file`` when it has one; otherwise times its CLI."""
-    if importlib.util.find_spec("babydistill.clean") is None:
+    if importlib.util.find_spec("babydistill.data.clean") is None:
         return None
-    import babydistill.clean as clean_mod
+    import babydistill.data.clean as clean_mod
 
     if hasattr(clean_mod, "clean_file"):
         return lambda source, mode, src, dst: clean_mod.clean_file(source, mode, src, dst)
 
     def via_cli(source, mode, src, dst):
-        subprocess.run([sys.executable, "-m", "babydistill.clean", "--source", source,
+        subprocess.run([sys.executable, "-m", "babydistill.data.clean", "--source", source,
                         "--mode", mode, str(src), str(dst)], check=True)
     return via_cli
 
@@ -84,7 +84,7 @@ def main(argv=None):
         clean = cleaner()
         cleaned = raw
         if clean is None:
-            print("note: src/babydistill/clean.py is not there yet; cleaning is not timed and "
+            print("note: src/babydistill/data/clean.py is not there yet; cleaning is not timed and "
                   "the raw files are tokenized", file=sys.stderr)
         else:
             for mode in ("reference", "improved"):

@@ -19,9 +19,9 @@ import torch
 import torch.distributed as dist
 
 from babydistill.config import load_yaml
-from babydistill.data import TrainChunks
-from babydistill.models import build_model
-from babydistill.train import LMObjective, Trainer
+from babydistill.data.chunks import TrainChunks
+from babydistill.models.build import build_model
+from babydistill.train.trainer import LMObjective, Trainer
 
 
 def main(argv=None) -> None:

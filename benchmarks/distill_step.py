@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from babydistill.config import load_yaml
-from babydistill.distill import CachedKDObjective, KDObjective
-from babydistill.models import build_model, count_parameters
-from babydistill.specs import KDSpec
-from babydistill.teacher_cache import TopKCache, build_cache
-from babydistill.train import LMObjective
+from babydistill.distill.student import CachedKDObjective, KDObjective
+from babydistill.models.build import build_model, count_parameters
+from babydistill.config.specs import KDSpec
+from babydistill.distill.teacher_cache import TopKCache, build_cache
+from babydistill.train.trainer import LMObjective
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -62,7 +62,7 @@ def attempt(check: str, setting: str, fn) -> None:
 
 def attention_check(config: str, presets: list[str], vocab: int, cuda: bool) -> str:
     from babydistill.config import load_yaml
-    from babydistill.models import build_model
+    from babydistill.models.build import build_model
 
     models = load_yaml(config)["models"]
     out = []

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from babydistill import config as bdconfig  # noqa: E402
 from babydistill.common import atomic_write_text  # noqa: E402
-from babydistill.models import preset_parameters  # noqa: E402
-from babydistill.specs import schema  # noqa: E402
+from babydistill.config.presets import preset_parameters  # noqa: E402
+from babydistill.config.specs import schema  # noqa: E402
 
 TRAINING_KEYS = {"batch_size", "grad_accum", "max_steps", "epochs", "warmup_steps", "checkpoint_every"}
 PAPER_WORDS = 10_000_000  # BabyLM strict-small: 10M words a training epoch
@@ -98,10 +98,10 @@ def forward_flops_per_token(preset: dict, vocab: int, seq: int) -> float:
 
 def wml_peers(cfg: dict, run: dict) -> list[dict]:
     """The peers' presets: given by hand, or the size search's N/2 ... N/(k+1) shapes, the
-    ones the wml stage will train (babydistill.wml.peer_presets)."""
+    ones the wml stage will train (babydistill.distill.wml.peer_presets)."""
     if run.get("peers"):
         return [cfg["models"][p] for p in run["peers"]]
-    from babydistill.wml import peer_presets
+    from babydistill.distill.wml import peer_presets
 
     return [p.to_json() for p in peer_presets(cfg["models"][run["reference"]],
                                               cfg["tokenizer"]["vocab_size"], bdconfig.num_peers(run))]

@@ -7,7 +7,7 @@
 
 The reference is what live distillation pays for its teachers: ``model(input_ids,
 use_cache=False).logits`` of each teacher under ``no_grad``, batch by batch. The cache
-build (:func:`babydistill.teacher_cache.build_cache`, written to a temporary directory)
+build (:func:`babydistill.distill.teacher_cache.build_cache`, written to a temporary directory)
 should cost about that plus a little for the top-k and the writes (issue 14). Random
 weights: timing does not depend on them. Reports wall and process CPU seconds (best of
 ``--repeat``) and their ratios; on a shared machine trust the CPU ratio with ``--threads 1``.
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from babydistill.config import load_yaml
-from babydistill.models import build_model
-from babydistill.teacher_cache import build_cache
+from babydistill.models.build import build_model
+from babydistill.distill.teacher_cache import build_cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import best_of  # noqa: E402

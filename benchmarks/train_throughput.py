@@ -4,7 +4,7 @@ In one run it measures
 
 * the matmul rate: a large square matmul (float32 on CPU, bf16 on CUDA) timed after
   warm-up, best of several, before and after the training steps (the machine may be shared);
-* the training step's tokens/s: the real :class:`babydistill.train.Trainer` step
+* the training step's tokens/s: the real :class:`babydistill.train.trainer.Trainer` step
   (forward, backward, grad clip, AdamW, schedule) with :class:`LMObjective` on random tokens;
 
 and prints MFU = 6 * params * tokens/s / matmul rate (all parameters, as asked; the
@@ -29,9 +29,9 @@ import torch
 
 from babydistill.common import UserError, cli, write_json
 from babydistill.config import DEFAULT_CONFIG, load_yaml
-from babydistill.data import TrainChunks
-from babydistill.models import build_model, count_parameters
-from babydistill.train import LMObjective, Trainer
+from babydistill.data.chunks import TrainChunks
+from babydistill.models.build import build_model, count_parameters
+from babydistill.train.trainer import LMObjective, Trainer
 
 
 def matmul_rate(device: torch.device, n: int, repeat: int = 5) -> float:

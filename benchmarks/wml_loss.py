@@ -1,6 +1,6 @@
 """Benchmark: weighted mutual learning's KL terms, pairwise vs in N passes, side by side.
 
-``babydistill.losses.wml_loss`` sums the N(N-1) terms ``w_j KL(p_j || p_i)`` through the
+``babydistill.distill.losses.wml_loss`` sums the N(N-1) terms ``w_j KL(p_j || p_i)`` through the
 identity ``sum_{i != j} KL(p_j || p_i) = sum_v p_j (N log p_j - sum_i log p_i)``: N passes over
 the vocabulary instead of N(N-1). This times forward + backward of the whole loss both ways on
 the same random peer logits, taking turns, and prints the median of each and their ratio, plus
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from babydistill.common import cli
-from babydistill.losses import ce_loss, reduce_positions, wml_loss
+from babydistill.distill.losses import ce_loss, reduce_positions, wml_loss
 
 
 def pairwise_wml_loss(logits, labels, w, alpha, reduction):

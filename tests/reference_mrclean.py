@@ -1,5 +1,5 @@
 # Verbatim copy of mrclean.py from the Baby Llama repository, used only by the tests as the
-# ground truth for babydistill.clean's `reference` mode.
+# ground truth for babydistill.data.clean's `reference` mode.
 #   repository: https://github.com/timinar/BabyLlama   path: mrclean.py
 #   commit: 6b821afce07c22f6ddd19d3e34386cc51971ade1
 #   license: MIT License, Copyright (c) 2023 timinar (see the repository's LICENSE).

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from babydistill.checkpoint import (Checkpointer, RNGState, content_digests, load_file,
+from babydistill.train.checkpoint import (Checkpointer, RNGState, content_digests, load_file,
                                     save_file)
 from babydistill.common import UserError
-from babydistill.train import TrainingStopped, run_identity, train
+from babydistill.train.trainer import TrainingStopped, run_identity, train
 
 from test_train import SPEC, data, objective, weights
 

@@ -1,4 +1,4 @@
-"""babydistill.clean: reference mode equals the Baby Llama mrclean byte for byte; every
+"""babydistill.data.clean: reference mode equals the Baby Llama mrclean byte for byte; every
 rule of every source, both modes, on hand-made lines and on the real BabyLM 2023 files."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import reference_mrclean as ref
-from babydistill.clean import (ALIASES, KNOWN_SOURCES, READABILITY, SOURCES_2023, clean_file,
+from babydistill.data.clean import (ALIASES, KNOWN_SOURCES, READABILITY, SOURCES_2023, clean_file,
                                clean_text, main, normalise_ws, readability, readability_sample)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "babylm_mini"
@@ -279,7 +279,7 @@ def test_readability_sample_is_bounded_and_spread():
 
 
 def test_clean_stats_table_joins_rows_and_adds_readability(tmp_path):
-    from babydistill.clean_stats import main as stats_main
+    from babydistill.data.clean_stats import main as stats_main
 
     stats, texts = [], []
     for source in ("aochildes", "wikipedia"):

@@ -1,4 +1,4 @@
-"""Tests for babydistill.data: the memory-mapped token array and the chunk datasets.
+"""Tests for babydistill.data.chunks: the memory-mapped token array and the chunk datasets.
 
 Most tests use ``tokens = arange(N)``: a token's value is its position, so every row of
 a batch says exactly where it was cut from.
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from babydistill.common import UserError
-from babydistill.data import EvalChunks, TokenArray, TrainChunks
-from babydistill.tokenize_split import tokenize_files
-from babydistill.tokenizer import save_tokenizer, train_tokenizer
+from babydistill.data.chunks import EvalChunks, TokenArray, TrainChunks
+from babydistill.data.tokenize_split import tokenize_files
+from babydistill.data.tokenizer import save_tokenizer, train_tokenizer
 from test_tokenizer import make_corpus
 
 T = 16
@@ -312,7 +312,7 @@ def test_curriculum_with_per_chunk_offsets_and_tokenized_prefix(tmp_path):
 
 def test_curriculum_bad_buckets_are_user_errors():
     """The data's own checks (sources of this split); a bucket's shape is the schema's."""
-    from babydistill.specs import TrainSpec
+    from babydistill.config.specs import TrainSpec
 
     tokens, files = curriculum_tokens({"aochildes": 5 * T, "cbt": 5 * T})
     for bad, msg in (({"buckets": [["qed"]]}, "qed not among"),

@@ -1,4 +1,4 @@
-"""Tests for babydistill.demo_world: the generated corpus, BLiMP-format pairs and CoLA task."""
+"""Tests for babydistill.data.demo_world: the generated corpus, BLiMP-format pairs and CoLA task."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from babydistill import demo_world as dw
-
+from babydistill.data import demo_world as dw
 WORDS = 60_000
 PAIRS = 50
 CORE_KEYS = ["sentence_good", "sentence_bad", "field", "linguistics_term", "UID",

@@ -1,4 +1,4 @@
-"""distill.py end to end through babydistill.train: live KD, cached KD, WML, spec errors."""
+"""distill.py end to end through babydistill.train.trainer: live KD, cached KD, WML, spec errors."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from babydistill.checkpoint import load_file as load_checkpoint
-from babydistill.data import EvalChunks
-from babydistill.distill import main as distill_main
-from babydistill.losses import ce_loss, next_token_labels
-from babydistill.models import build_model
-from babydistill.teacher_cache import main as cache_main
+from babydistill.train.checkpoint import load_file as load_checkpoint
+from babydistill.data.chunks import EvalChunks
+from babydistill.distill.student import main as distill_main
+from babydistill.distill.losses import ce_loss, next_token_labels
+from babydistill.models.build import build_model
+from babydistill.distill.teacher_cache import main as cache_main
 from test_ensemble import save_tokenizer  # tests/ is on sys.path (no __init__.py)
 
 torch.set_num_threads(1)
@@ -180,7 +180,7 @@ def test_ddp_two_processes_match_one(world, tmp_path, objective):
     import subprocess
     import sys
 
-    from babydistill import launch
+    from babydistill.train import launch
     from test_pretrain import ENV, REPO, weights
 
     d = world["d"]
@@ -200,7 +200,7 @@ def test_ddp_two_processes_match_one(world, tmp_path, objective):
                 *extra]
 
     one = distill_main(argv("one", s["train"]))
-    cmd = launch.build_command(2, "babydistill.distill",
+    cmd = launch.build_command(2, "babydistill.distill.student",
                                argv("two", {**s["train"], "grad_accum": 2}),
                                cuda_available=True, python=sys.executable)
     r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -1,4 +1,4 @@
-"""babydistill.download: zips by file:// and by a local HTTP server, local dirs, the
+"""babydistill.data.download: zips by file:// and by a local HTTP server, local dirs, the
 2023/2024 corpus layouts, BLiMP-format suites, glue data, one-line errors, atomic OUT."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from babydistill import download
-from babydistill.clean import SOURCES_2023, SOURCES_2024
+from babydistill.data import download
+from babydistill.data.clean import SOURCES_2023, SOURCES_2024
 from babydistill.common import UserError
-from babydistill.download import fetch_corpus, fetch_glue, fetch_suite, main
+from babydistill.data.download import fetch_corpus, fetch_glue, fetch_suite, main
 
 MINI = Path(__file__).parent / "fixtures" / "babylm_mini"
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 import yaml
 
-from babydistill import eval_blimp
-from babydistill.scorer import load_suite, score_suite, summarize
+from babydistill.eval import blimp as eval_blimp
+from babydistill.eval.scorer import load_suite, score_suite, summarize
 from test_scorer import (  # noqa: F401  (fixtures shared with test_scorer)
     blimp_slice, check_known_outputs, make_known_suite, read_tsv, slice_suite, tiny_gpt2, tiny_llama)
 
@@ -262,7 +262,7 @@ def test_plain_model_dir_with_auto_map_runs_no_code(backend, tiny_llama, tmp_pat
 
 @pytest.fixture(scope="module")
 def ensemble_dir(tiny_llama, tiny_gpt2, tmp_path_factory):
-    from babydistill.ensemble import save_ensemble
+    from babydistill.distill.ensemble import save_ensemble
 
     return save_ensemble([tiny_llama, tiny_gpt2], tmp_path_factory.mktemp("ens") / "ens")
 
@@ -275,7 +275,7 @@ def test_ensemble_scored_with_our_code_not_its_folders(backend, ensemble_dir, ti
     never runs."""
     import shutil
 
-    from babydistill.ensemble import CODE_FILE
+    from babydistill.distill.ensemble import CODE_FILE
 
     ens = tmp_path / "ens"
     shutil.copytree(ensemble_dir, ens)
@@ -318,7 +318,7 @@ def test_pair_longer_than_context_is_refused_by_both_backends(backend, tiny_llam
 def test_context_boundary(tiny_llama):
     """A continuation of exactly the context length is scored; one token more is refused."""
     from babydistill.common import UserError
-    from babydistill.scorer import Pair, Paradigm, check_context, encode_choice
+    from babydistill.eval.scorer import Pair, Paradigm, check_context, encode_choice
 
     _, tok = eval_blimp.load_model(tiny_llama)
     s = "The cats are sleeping on the mat. " * 3
@@ -354,7 +354,7 @@ def test_lmeval_log_file_has_no_progress_bar_redraws(tiny_llama, tmp_path):
     suite, _ = make_known_suite(tmp_path / "suite")
     log = tmp_path / "eval.log"
     with log.open("w") as f:
-        r = subprocess.run([sys.executable, "-m", "babydistill.eval_blimp",
+        r = subprocess.run([sys.executable, "-m", "babydistill.eval.blimp",
                             *eval_args(tiny_llama, suite, tmp_path, "lmeval")],
                            stdout=f, stderr=subprocess.STDOUT)
     text = log.read_text()

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from babydistill import config as bdconfig
-
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "fidelity.md"
 ONE_CODE = re.compile(r"^`([^`]+)`$")

@@ -1,4 +1,4 @@
-"""Tests for babydistill.finetune: task inputs on real glue_filtered lines, labels, metrics,
+"""Tests for babydistill.eval.finetune: task inputs on real glue_filtered lines, labels, metrics,
 the Trainer run (learns a trivial task, stops early, data through datasets, quiet log files),
 the skip path, errors, and real CoLA/RTE slices end to end with a tiny random model
 (offline)."""
@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from babydistill import finetune as ft
+from babydistill.eval import finetune as ft
 from babydistill.common import UserError
 
 torch.set_num_threads(1)
@@ -331,7 +331,7 @@ def test_log_file_is_small_and_nothing_left_behind(tiny_models, tmp_path):
     spec = {**SPEC, "batch_size": 4, "epochs": 2, "eval_every": 4, "patience": 1000}
     log = tmp_path / "finetune.log"
     with log.open("w") as f:
-        subprocess.run([sys.executable, "-m", "babydistill.finetune", "--model",
+        subprocess.run([sys.executable, "-m", "babydistill.eval.finetune", "--model",
                         str(tiny_models["llama"]), "--task", "cola", "--data-dir", str(data),
                         "--spec", json.dumps(spec), "--out", str(out), "--device", "cpu",
                         "--threads", "1"], stdout=f, stderr=subprocess.STDOUT, check=True,

@@ -15,7 +15,9 @@ import sys
 import pytest
 import yaml
 
-from babydistill import eval_blimp, lm_eval_tasks
+from babydistill.eval import blimp as eval_blimp
+
+from babydistill.eval import lm_eval_tasks
 from test_scorer import make_known_suite, tiny_llama  # noqa: F401  (fixture)
 
 needs_accelerate = pytest.mark.skipif(
@@ -64,13 +66,13 @@ def test_lm_eval_cli_recipe_reproduces_our_accuracy(tiny_llama, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "HF_HOME": str(tmp_path / "hf_home"), "OMP_NUM_THREADS": "1"}
     py = [sys.executable, "-m"]
-    subprocess.run(py + ["babydistill.lm_eval_tasks", "--suite-dir", "results/r/data/suites/mini",
+    subprocess.run(py + ["babydistill.eval.lm_eval_tasks", "--suite-dir", "results/r/data/suites/mini",
                          "--suite", "mini", "--out", "results/r/lm_eval_tasks/mini"],
                    cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
     # Ours, through the workflow's path: the kept task YAMLs (lm-eval backend) and the fast scorer.
     ours = {}
     for backend in ("lmeval", "fast"):
-        res = subprocess.run(py + ["babydistill.eval_blimp", "--model", "results/r/models/tiny",
+        res = subprocess.run(py + ["babydistill.eval.blimp", "--model", "results/r/models/tiny",
                                    "--suite-dir", "results/r/data/suites/mini", "--suite", "mini",
                                    "--out", f"{backend}.json", "--pairs-out", f"{backend}.tsv",
                                    "--backend", backend, "--tasks-dir", "results/r/lm_eval_tasks/mini",
@@ -117,7 +119,7 @@ def make_ewok_suite(d):
 
 
 def test_ewok_tasks_score_targets_after_the_context(tmp_path):
-    from babydistill.scorer import load_suite
+    from babydistill.eval.scorer import load_suite
 
     paradigms = load_suite(make_ewok_suite(tmp_path / "ewok_filtered"))
     assert [(p.name, p.kind, p.category, len(p.pairs)) for p in paradigms] == [
@@ -134,7 +136,7 @@ def test_ewok_tasks_score_targets_after_the_context(tmp_path):
 def test_ewok_lmeval_equals_fast_and_a_hand_reference(tiny_llama, tmp_path):
     import torch
 
-    from babydistill.scorer import load_suite, score_suite
+    from babydistill.eval.scorer import load_suite, score_suite
 
     paradigms = load_suite(make_ewok_suite(tmp_path / "ewok_filtered"))
     good, bad = eval_blimp.run_lmeval(tiny_llama, "ewok_filtered", paradigms, tmp_path / "work", batch_size=8)

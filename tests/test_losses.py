@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from babydistill.losses import (
+from babydistill.distill.losses import (
     IGNORE_INDEX,
     kd_loss,
     next_token_labels,

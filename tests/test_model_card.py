@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from babydistill import model_card, provenance
-from babydistill.models import build_model
+from babydistill.report import model_card
+
+from babydistill.config import provenance
+from babydistill.models.build import build_model
 
 SPEC = {"name": "tiny-kd", "objective": "kd", "teachers": ["t-a", "t-b"], "kl_direction": "reverse",
         "alpha": 0.5, "temperature": 2.0, "seq_length": 16, "eval_chunks": 4,
@@ -84,7 +86,7 @@ def test_card_update_keeps_the_model_folders_timestamps(tmp_path):
     """Snakemake compares timestamps: a card written after evaluation must not make the
     model look newer than its evaluation outputs (that would rerun them all)."""
     import os
-    from babydistill.model_card import write_card
+    from babydistill.report.model_card import write_card
     d = tmp_path / "results" / "run" / "models" / "m"
     d.mkdir(parents=True)
     (d / "config.json").write_text("{}")

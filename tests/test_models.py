@@ -7,7 +7,8 @@ import torch
 
 from babydistill.common import UserError
 from babydistill.config import DEFAULT_CONFIG, load_yaml
-from babydistill.models import build_model, count_parameters, main, preset_parameters
+from babydistill.config.presets import main, preset_parameters
+from babydistill.models.build import build_model, count_parameters
 
 PAPER = {"llama-58M": 58e6, "llama-360M": 360e6, "gpt2-705M": 705e6, "smollama-345M": 345e6}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from babydistill.download import main
+from babydistill.data.download import main
 
 REPO = Path(__file__).resolve().parents[1]
 CONTROL = ["main_verb_control", "control_raising_control", "syntactic_category_control",

@@ -7,7 +7,6 @@ from pathlib import Path
 import yaml
 
 from babydistill import config as bdconfig
-
 REPO = Path(__file__).resolve().parents[1]
 
 

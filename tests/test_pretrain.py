@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from babydistill.checkpoint import load_file as load_checkpoint
-from babydistill.train import TrainingStopped
+from babydistill.train.checkpoint import load_file as load_checkpoint
+from babydistill.train.trainer import TrainingStopped
 
-from babydistill import launch, pretrain
-from babydistill.tokenize_split import tokenize_files
-from babydistill.tokenizer import save_tokenizer, train_tokenizer
+from babydistill.train import launch
+
+from babydistill.train import pretrain
+from babydistill.data.tokenize_split import tokenize_files
+from babydistill.data.tokenizer import save_tokenizer, train_tokenizer
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -155,20 +157,20 @@ def test_bad_json_and_missing_tokens(corpus, tmp_path, capsys):
 
 def test_launch_command_construction():
     py = "/py"
-    assert launch.build_command(1, "babydistill.pretrain", ["--x", "1"], cuda_available=True,
-                                python=py) == [py, "-m", "babydistill.pretrain", "--x", "1"]
+    assert launch.build_command(1, "babydistill.train.pretrain", ["--x", "1"], cuda_available=True,
+                                python=py) == [py, "-m", "babydistill.train.pretrain", "--x", "1"]
     # no CUDA: one process whatever was asked
     assert launch.build_command(4, "m", [], cuda_available=False, python=py) == [py, "-m", "m"]
     assert launch.build_command(4, "m", ["--a"], cuda_available=True, python=py) == [
         py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m", "m", "--a"]
-    cmd = launch.main(["--gpus", "1", "--dry-run", "--", "babydistill.pretrain", "--spec", "{}"])
-    assert cmd[1:] == ["-m", "babydistill.pretrain", "--spec", "{}"]
+    cmd = launch.main(["--gpus", "1", "--dry-run", "--", "babydistill.train.pretrain", "--spec", "{}"])
+    assert cmd[1:] == ["-m", "babydistill.train.pretrain", "--spec", "{}"]
 
 
 def test_launch_of_one_process_does_not_import_torch():
     """The launcher of a one-GPU/CPU job only execs the stage, which imports torch itself:
     importing it first too cost ~1.4 s per training job."""
-    code = ("import sys; from babydistill import launch; "
+    code = ("import sys; from babydistill.train import launch; "
             "launch.build_command(1, 'm', []); launch.build_command(0, 'm', []); "
             "print('torch' in sys.modules)")
     out = subprocess.run([PYTHON, "-c", code], env=ENV, cwd=REPO, capture_output=True,
@@ -183,7 +185,7 @@ def test_launch_errors(capsys):
 
 
 def test_launch_execs_the_module_and_keeps_its_exit_code():
-    base = [PYTHON, "-m", "babydistill.launch", "--gpus", "1", "--", "babydistill.models"]
+    base = [PYTHON, "-m", "babydistill.train.launch", "--gpus", "1", "--", "babydistill.config.presets"]
     ok = subprocess.run(base + ["--count", "llama-58M"], env=ENV, cwd=REPO, capture_output=True,
                         text=True, timeout=120)
     assert ok.returncode == 0 and ok.stdout.strip().splitlines()[-1] == "58343936"
@@ -198,7 +200,7 @@ def test_ddp_two_processes_on_cpu_match_one(corpus, tmp_path):
     batch of the same global batch."""
     s = spec(epochs=1, checkpoint_every=0)
     one = pretrain.main(args(corpus, tmp_path / "one", tmp_path / "c1", s))
-    cmd = launch.build_command(2, "babydistill.pretrain", args(corpus, tmp_path / "two",
+    cmd = launch.build_command(2, "babydistill.train.pretrain", args(corpus, tmp_path / "two",
                                tmp_path / "c2", spec(epochs=1, checkpoint_every=0, grad_accum=2)),
                                cuda_available=True)
     r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -216,7 +218,7 @@ def test_sigkill_then_rerun_matches_uninterrupted(corpus, tmp_path):
     """A real process killed with SIGKILL mid-run, started again, ends with the same weights."""
     s = spec(checkpoint_every=3, epochs=3)
     pretrain.main(args(corpus, tmp_path / "ref", tmp_path / "c_ref", s))
-    cmd = [PYTHON, "-m", "babydistill.pretrain", *args(corpus, tmp_path / "run", tmp_path / "ck", s)]
+    cmd = [PYTHON, "-m", "babydistill.train.pretrain", *args(corpus, tmp_path / "run", tmp_path / "ck", s)]
     p = subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = tmp_path / "ck" / "last.pt"
     deadline = time.time() + 120

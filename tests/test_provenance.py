@@ -9,7 +9,9 @@ import subprocess
 
 import pytest
 
-from babydistill import provenance, tables
+from babydistill.config import provenance
+
+from babydistill.report import tables
 from babydistill.common import UserError
 
 
@@ -77,8 +79,7 @@ def test_stage_inputs_are_what_the_rules_recorded(tmp_path):
 def test_record_model_writes_provenance_then_the_card_like_the_cli(tmp_path, monkeypatch):
     """record_model == the chained `provenance --model-dir ... && model_card --model-dir ...`
     the rules ran: the same provenance.json (but its time stamp) and the same card."""
-    from babydistill import model_card
-
+    from babydistill.report import model_card
     spec = {"name": "m", "model": {"arch": "llama"}, "seq_length": 16}
     tokens = tmp_path / "train.json"
     tokens.write_text("{}")

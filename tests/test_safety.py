@@ -83,7 +83,7 @@ def test_eval_rule_never_trusts_remote_code(repo_root, tmp_path):
     """Case 3: no eval_blimp job (plain models and the ensemble alike) passes
     --trust-remote-code; ensembles load with babydistill's own classes instead."""
     out = dry_run_commands(repo_root, tmp_path, "--configfile", str(repo_root / "workflow/demo.yaml"))
-    evals = [line for line in out.splitlines() if "babydistill.eval_blimp" in line]
+    evals = [line for line in out.splitlines() if "babydistill.eval.blimp" in line]
     from babydistill import config as bdconfig
     n_models = len(bdconfig.model_names(bdconfig.prepare(bdconfig.load_yaml(repo_root / "workflow/demo.yaml"))))
     assert any("tiny-ensemble" in line for line in evals) and len(evals) == n_models  # one suite
@@ -99,7 +99,7 @@ def test_readme_override_syntax_works_through_snakemake(repo_root, tmp_path):
                            "training={lr: 0.001, compile: true, checkpoint_every: 7}",
                            'corpus={layout: "2023"}')
     specs = [json.loads(line.split("--spec '", 1)[1].split("'", 1)[0])
-             for line in out.splitlines() if "babydistill.pretrain" in line and "--spec '" in line]
+             for line in out.splitlines() if "babydistill.train.pretrain" in line and "--spec '" in line]
     assert specs and all(s["train"]["lr"] == 0.001 and s["train"]["compile"] is True
                          and s["train"]["checkpoint_every"] == 7 for s in specs)
     r = snakemake(repo_root, "-n", "--cores", "1", "--configfile", demo,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from babydistill import eval_blimp
+from babydistill.eval import blimp as eval_blimp
 from babydistill.common import UserError
-from babydistill.scorer import Pair, blimp_accuracy, encode_choice, load_suite, score_pairs, summarize
+from babydistill.eval.scorer import Pair, blimp_accuracy, encode_choice, load_suite, score_pairs, summarize
 
 torch.set_num_threads(1)
 
@@ -148,7 +148,7 @@ def test_token_ids_match_the_tokenizer_call_with_and_without_truncation(tiny_lla
     backend it steps aside (a direct call would truncate where the tokenizer call does not)."""
     from transformers import AutoTokenizer
 
-    from babydistill.scorer import _token_ids
+    from babydistill.eval.scorer import _token_ids
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     texts = [" " + t for t in TRAIN_TEXT[:6]] + [" naïve ﬁne émigré 123"]
@@ -164,7 +164,7 @@ def test_check_context_returns_the_encodings_scoring_uses(tiny_llama, blimp_slic
     gives the scores of encoding afresh."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from babydistill.scorer import check_context, encode_suite, score_suite
+    from babydistill.eval.scorer import check_context, encode_suite, score_suite
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)

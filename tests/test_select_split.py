@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import yaml
 
-from babydistill.clean import clean_file
-from babydistill.download import fetch_corpus
-from babydistill.select_split import main, split_lines
+from babydistill.data.clean import clean_file
+from babydistill.data.download import fetch_corpus
+from babydistill.data.select_split import main, split_lines
 from test_workflow import job_counts, snakemake
 
 FIXTURE = __import__("pathlib").Path(__file__).parent / "fixtures" / "babylm_mini_2024"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from babydistill.checkpoint import load_file as load_checkpoint
+from babydistill.train.checkpoint import load_file as load_checkpoint
 
 from e2e import RUN, compare_tables, env as e2e_env, snakemake_cmd
 from slurm_cluster import FAST, PROFILES, cluster, scontrol_job, scontrol_jobs, squeue_jobs  # noqa: F401

@@ -1,4 +1,4 @@
-"""babydistill.specs: the schema is the one source of keys, types, ranges and defaults."""
+"""babydistill.config.specs: the schema is the one source of keys, types, ranges and defaults."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from babydistill import config as bdconfig
-from babydistill import specs
+from babydistill.config import specs
 from babydistill.common import UserError
-from babydistill.specs import DistillSpec, KDSpec, ModelPreset, PretrainSpec, TrainSpec, WMLSpec
+from babydistill.config.specs import DistillSpec, KDSpec, ModelPreset, PretrainSpec, TrainSpec, WMLSpec
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["config.yaml", "workflow/demo.yaml", "workflow/laptop.yaml"]
@@ -119,8 +119,8 @@ def test_changing_a_schema_default_changes_the_parsed_value(monkeypatch):
 
 
 def test_the_code_reads_its_defaults_from_the_schema():
-    from babydistill.train import TRAIN_DEFAULTS
-    from babydistill.wml import WML_DEFAULTS
+    from babydistill.train.trainer import TRAIN_DEFAULTS
+    from babydistill.distill.wml import WML_DEFAULTS
 
     assert TRAIN_DEFAULTS == TrainSpec.from_json({}).to_json()
     assert TRAIN_DEFAULTS["checkpoint_every"] == 0 and TRAIN_DEFAULTS["grad_clip"] == 1.0
@@ -188,7 +188,7 @@ def test_a_config_value_the_spec_refuses_names_the_run(tmp_path):
 
 
 def test_run_identity_is_a_digest_of_the_spec_content():
-    from babydistill.train import run_identity
+    from babydistill.train.trainer import run_identity
 
     a = PretrainSpec.from_json(pretrain_json())
     b = PretrainSpec.from_json(json.dumps(a.to_json()))
@@ -199,7 +199,7 @@ def test_run_identity_is_a_digest_of_the_spec_content():
 
 
 def test_the_shape_checks_live_in_one_place():
-    # config.prepare and spec parsing share babydistill.specs.check_preset_shape
+    # config.prepare and spec parsing share babydistill.config.specs.check_preset_shape
     with pytest.raises(UserError, match=r"^x\.num_heads: 3 does not divide hidden_size 32$"):
         specs.check_preset_shape({**LLAMA, "num_heads": 3}, "x")
     import inspect

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from babydistill import figures, tables
+from babydistill.report import figures
+
+from babydistill.report import tables
 from slurm_cluster import unavailable_reason
 
 
@@ -493,7 +495,6 @@ def test_palette_is_fixed_by_model_name():
 ])
 def test_tables_config_mistakes_name_the_key(repo_root, mutate, expected):
     from babydistill import config
-
     cfg = config.load_yaml(repo_root / "workflow" / "demo.yaml")
     config.validate(cfg)
     mutate(cfg["tables"])

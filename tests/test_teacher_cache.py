@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from babydistill.specs import KDSpec
+from babydistill.config.specs import KDSpec
 from babydistill.common import UserError
-from babydistill.distill import CachedKDObjective, KDObjective
-from babydistill.losses import ce_loss, next_token_labels
-from babydistill.models import build_model
-from babydistill.teacher_cache import TopKCache, build_cache, main as cache_main
+from babydistill.distill.student import CachedKDObjective, KDObjective
+from babydistill.distill.losses import ce_loss, next_token_labels
+from babydistill.models.build import build_model
+from babydistill.distill.teacher_cache import TopKCache, build_cache, main as cache_main
 
 torch.set_num_threads(1)
 V, T = 48, 16
@@ -83,7 +83,7 @@ def setup(tmp_path_factory):
         fit(CEOnly(m), train, steps=200, lr=1e-2, seed=i)
         m.save_pretrained(d / f"teacher{i}")
         dirs.append(str(d / f"teacher{i}"))
-    from babydistill.models import load_teachers
+    from babydistill.models.build import load_teachers
 
     return {"dir": d, "train": train, "dev": dev, "teacher_dirs": dirs, "teachers": load_teachers(dirs)}
 
@@ -156,7 +156,7 @@ def test_cli_on_tokenized_split(setup, tmp_path, capsys):
     cache = TopKCache(out)
     assert cache.n_chunks == len(setup["train"]) and cache.k == 4
     # the stored top-1 is the ensemble's argmax on that chunk
-    from babydistill.teacher_cache import teacher_logits
+    from babydistill.distill.teacher_cache import teacher_logits
 
     ids = torch.from_numpy(setup["train"][[5]])
     best = teacher_logits(setup["teachers"], ids).argmax(-1)
@@ -170,7 +170,7 @@ def test_cli_on_tokenized_split(setup, tmp_path, capsys):
 def test_killed_build_resumes_to_the_same_bytes(setup, tmp_path, caplog):
     """Issue 11 case 7: a build killed part way, run again, skips the finished chunks,
     leaves no temporary files and equals an uninterrupted build byte for byte."""
-    from babydistill.teacher_cache import CacheBuildStopped
+    from babydistill.distill.teacher_cache import CacheBuildStopped
 
     kw = dict(k=6, temperatures=[1.0, 2.0], batch_size=16, progress=False)
     build_cache(setup["teachers"], setup["train"], tmp_path / "ref", **kw)
@@ -201,7 +201,7 @@ def test_killed_build_resumes_to_the_same_bytes(setup, tmp_path, caplog):
 
 
 def test_partial_build_of_other_settings_is_discarded(setup, tmp_path):
-    from babydistill.teacher_cache import CacheBuildStopped
+    from babydistill.distill.teacher_cache import CacheBuildStopped
 
     with pytest.raises(CacheBuildStopped):
         build_cache(setup["teachers"], setup["train"], tmp_path / "c", k=4, batch_size=16,

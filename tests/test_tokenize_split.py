@@ -1,4 +1,4 @@
-"""Tests for babydistill.tokenize_split: the flat token array and its metadata."""
+"""Tests for babydistill.data.tokenize_split: the flat token array and its metadata."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from babydistill import tokenize_split as TS
-from babydistill.tokenizer import load_backend, train_tokenizer, save_tokenizer
+from babydistill.data import tokenize_split as TS
+from babydistill.data.tokenizer import load_backend, train_tokenizer, save_tokenizer
 from test_tokenizer import make_corpus
 
 
@@ -114,7 +114,7 @@ def test_max_tokens_keeps_the_start_of_every_file(setup, tmp_path):
         start_full += f_full["tokens"]
         start_cut += f["tokens"]
     # the chunks' sources, as a curriculum sees them, include every file
-    from babydistill.data import TrainChunks
+    from babydistill.data.chunks import TrainChunks
     chunks = TrainChunks(tmp_path / "cut", 16, random_offset=False, seed=0)
     assert len(set(chunks.chunk_sources(meta["files"]))) == len(corpus)
     # a limit above the total changes nothing

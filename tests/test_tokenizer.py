@@ -1,4 +1,4 @@
-"""Tests for babydistill.tokenizer: the Baby Llama byte-level BPE and its saved folder."""
+"""Tests for babydistill.data.tokenizer: the Baby Llama byte-level BPE and its saved folder."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from babydistill import tokenizer as T
-
+from babydistill.data import tokenizer as T
 WORDS = ("the a cat dog sat ran on under mat big small red blue happy child mother "
          "said looked at went to house garden ball played with and then café naïve").split()
 

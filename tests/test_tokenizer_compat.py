@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from babydistill import tokenizer as T
-
+from babydistill.data import tokenizer as T
 OLD_TRANSFORMERS = "4.51.3"
 
 # Runs inside the old venv: loads the folder with AutoTokenizer and encodes as lm-eval does.

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from babydistill.checkpoint import load_file as load_checkpoint
+from babydistill.train.checkpoint import load_file as load_checkpoint
 from babydistill.common import UserError
-from babydistill.data import EvalChunks, TrainChunks
-from babydistill.models import build_model
-from babydistill.callbacks import Callback
-from babydistill.specs import TrainSpec
-from babydistill.train import LMObjective, Trainer, TrainingStopped, lr_factor, train
+from babydistill.data.chunks import EvalChunks, TrainChunks
+from babydistill.models.build import build_model
+from babydistill.train.callbacks import Callback
+from babydistill.config.specs import TrainSpec
+from babydistill.train.trainer import LMObjective, Trainer, TrainingStopped, lr_factor, train
 
 torch.set_num_threads(1)
 
@@ -264,7 +264,7 @@ def rows_of(out_dir):
 def test_blimp_curve_per_epoch(tmp_path, blimp_inputs):
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    from babydistill.scorer import blimp_accuracy
+    from babydistill.eval.scorer import blimp_accuracy
 
     tok, suite = blimp_inputs
     tr, ev = data()
@@ -309,7 +309,7 @@ def test_blimp_curve_limit_and_resume_keep_metrics(tmp_path, blimp_inputs):
     assert without_speed(tmp_path / "run") == without_speed(tmp_path / "ref")
     a, b = (json.loads((tmp_path / d / "blimp_curve.json").read_text()) for d in ("ref", "run"))
     assert a == b and a["limit"] == 3 and len(a["points"]) == 3
-    from babydistill.scorer import blimp_accuracy  # limit 3: the scorer on 3 pairs each
+    from babydistill.eval.scorer import blimp_accuracy  # limit 3: the scorer on 3 pairs each
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     want = blimp_accuracy(AutoModelForCausalLM.from_pretrained(tmp_path / "run"),
                           PreTrainedTokenizerFast.from_pretrained(tok), suite, limit=3)
@@ -346,7 +346,7 @@ def test_blimp_curve_bad_inputs_are_one_line(tmp_path, blimp_inputs):
 
 def test_blimp_curve_scores_every_module(tmp_path, blimp_inputs):
     """Two WML peers: a point per peer per epoch; blimp_acc is their mean."""
-    from babydistill.wml import WMLObjective
+    from babydistill.distill.wml import WMLObjective
 
     tok, suite = blimp_inputs
     tr, ev = data()
@@ -461,9 +461,9 @@ def test_objectives_call_their_wrapped_modules_in_loss_only():
     """What DDP relies on: after Objective.wrap, loss() runs every trainable module through
     its wrapper (so DDP sees the forward and syncs the backward); eval_loss, modules() and
     save keep the bare modules; frozen teachers are never wrapped."""
-    from babydistill.distill import KDObjective
-    from babydistill.specs import KDSpec
-    from babydistill.wml import WMLObjective
+    from babydistill.distill.student import KDObjective
+    from babydistill.config.specs import KDSpec
+    from babydistill.distill.wml import WMLObjective
 
     class Spy(torch.nn.Module):
         def __init__(self, module):

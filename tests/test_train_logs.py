@@ -12,8 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from babydistill import train as tr
-
+from babydistill.train import trainer as tr
 torch.set_num_threads(1)
 
 
@@ -59,9 +58,9 @@ def test_schedule_is_get_scheduler_with_the_same_values(schedule, warmup, total)
 SCRIPT = textwrap.dedent("""
     import sys, time
     import numpy as np, torch
-    from babydistill.data import TrainChunks
-    from babydistill.models import build_model
-    from babydistill.train import LMObjective, train, progress_bar
+    from babydistill.data.chunks import TrainChunks
+    from babydistill.models.build import build_model
+    from babydistill.train.trainer import LMObjective, train, progress_bar
     torch.set_num_threads(1)
     bar = progress_bar(3000, desc="bare")
     for i in range(3000):
@@ -100,8 +99,8 @@ def test_tensorboard_event_files_per_run(tmp_path):
     # tensorboard is a pinned dependency: without it train() writes no events, and this fails
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from babydistill.data import EvalChunks, TrainChunks
-    from babydistill.models import build_model
+    from babydistill.data.chunks import EvalChunks, TrainChunks
+    from babydistill.models.build import build_model
 
     torch.manual_seed(0)
     t = torch.arange(3, 40).repeat(60).numpy()
@@ -135,7 +134,7 @@ def _log_steps(logger, steps):
 
 
 def test_metrics_logger_resume_appends_without_duplicate_rows(tmp_path):
-    from babydistill.metrics import METRICS_FIELDS, MetricsLogger
+    from babydistill.train.metrics import METRICS_FIELDS, MetricsLogger
 
     fields = METRICS_FIELDS + ["blimp_acc"]
     ref = MetricsLogger(tmp_path / "ref", fields, tensorboard=False)
@@ -167,7 +166,7 @@ def test_metrics_logger_resume_appends_without_duplicate_rows(tmp_path):
 
 
 def test_metrics_logger_writes_nothing_off_the_main_process(tmp_path):
-    from babydistill.metrics import METRICS_FIELDS, MetricsLogger
+    from babydistill.train.metrics import METRICS_FIELDS, MetricsLogger
 
     other = MetricsLogger(tmp_path, METRICS_FIELDS, main=False)
     other.open(0, 3, resumed=False)

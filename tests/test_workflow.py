@@ -139,8 +139,8 @@ def test_every_job_has_log_benchmark_and_resources_without_a_profile(repo_root, 
 def test_model_rules_chain_no_second_command(repo_root):
     """The stages write provenance.json and the model card themselves."""
     for name, body in rule_blocks(repo_root):
-        assert "&&" not in body and "babydistill.provenance" not in body, name
-        assert "babydistill.model_card" not in body, name
+        assert "&&" not in body and "babydistill.config.provenance" not in body, name
+        assert "babydistill.report.model_card" not in body, name
 
 
 def test_variant_file_merges_onto_the_paper_config(repo_root, tmp_path):

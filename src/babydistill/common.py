@@ -1,4 +1,5 @@
-"""Small pieces every stage shares: one-line user errors, atomic writes, logging.
+"""Layer 0: the small pieces every layer shares: one-line user errors, atomic writes,
+logging, progress bars, file digests, and where the package and the checkout are.
 
 Each stage module exposes ``main(argv=None)`` wrapped by :func:`cli`, so a bad input
 ends in one line on stderr (``error: <file/key>: <what to do>``) and exit code 2,
@@ -18,7 +19,20 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from tqdm import tqdm
+
 log = logging.getLogger("babydistill")
+
+# The one home of "where things are": the package (its data files: the schema, the default
+# config) and, in a source checkout, the repository root (src/babydistill -> the checkout).
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parents[1]
+
+
+def in_checkout() -> bool:
+    """True when babydistill runs from a source checkout (an editable install, the tests),
+    False for an installed wheel, where only the package's own data files exist."""
+    return (REPO_ROOT / "Snakefile").is_file() and (REPO_ROOT / "src" / "babydistill").is_dir()
 
 
 class UserError(Exception):
@@ -131,3 +145,52 @@ def library_help(doc: str | None, module: str, runs_inside: str) -> None:
 
 if __name__ == "__main__":
     library_help(__doc__, "common", "every python -m babydistill.<stage>")
+
+
+# Progress bars: every stage's, the trainer's and the evaluation's.
+
+class _LineWriter:
+    """A file for tqdm when stderr is a log file: each redraw becomes one plain line
+    instead of a carriage-return overwrite, so a log holds readable lines only."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def quiet_library_bars() -> None:
+    """Turn off the progress bars of transformers, datasets and the hub ("Writing model
+    shards", "Map", ...): in a log file each is a run of carriage-return redraws."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    # datasets reads this when it is imported; importing it here only to switch its bars
+    # off would cost every stage 0.4 s (only fine-tuning uses datasets).
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+
+
+def progress_bar(total: int, desc: str | None = None, initial: int = 0, disable: bool = False,
+                 unit: str = "step") -> tqdm:
+    """A tqdm bar on stderr: live on a terminal; in a log file a plain line at most every
+    30 s (and at the start and end). Set postfixes with ``refresh=False`` -- a refreshing
+    ``set_postfix`` redraws on every call whatever ``mininterval`` says."""
+    tty = sys.stderr.isatty()
+    if not tty:
+        quiet_library_bars()
+    if tty:
+        return tqdm(total=total, desc=desc, initial=initial, unit=unit, disable=disable,
+                    file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    # miniters=1 turns off tqdm's monitor thread refreshes (it only touches dynamic miniters)
+    return tqdm(total=total, desc=desc, initial=initial, unit=unit, disable=disable,
+                file=_LineWriter(sys.stderr), ncols=100, ascii=True, mininterval=30, miniters=1)

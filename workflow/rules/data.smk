@@ -18,7 +18,7 @@ rule demo_world:
         words=config.get("demo_world", {}).get("words", 300000),
         pairs=config.get("demo_world", {}).get("pairs_per_paradigm", 200),
     shell:
-        "python -m babydistill.demo_world --out {output} --seed {params.seed}"
+        "python -m babydistill.data.demo_world --out {output} --seed {params.seed}"
         " --words {params.words} --pairs {params.pairs} > {log} 2>&1"
 
 
@@ -40,7 +40,7 @@ rule download_corpus:
     params:
         args=download_corpus_args,
     shell:
-        "python -m babydistill.download corpus {params.args} > {log} 2>&1"
+        "python -m babydistill.data.download corpus {params.args} > {log} 2>&1"
 
 
 rule clean_source:
@@ -61,7 +61,7 @@ rule clean_source:
     params:
         mode=config["clean"]["mode"],
     shell:
-        "python -m babydistill.clean --source {wildcards.source} --mode {params.mode}"
+        "python -m babydistill.data.clean --source {wildcards.source} --mode {params.mode}"
         " --stats {output.stats} {input} {output.text} > {log} 2>&1"
 
 
@@ -82,7 +82,7 @@ rule clean_stats:
     resources:
         **job_resources("clean_stats"),
     shell:
-        "python -m babydistill.clean_stats --out {output} --stats {input.stats}"
+        "python -m babydistill.data.clean_stats --out {output} --stats {input.stats}"
         " --texts {input.texts} > {log} 2>&1"
 
 
@@ -104,7 +104,7 @@ rule train_tokenizer:
     params:
         args=TOKENIZER_ARGS,
     shell:
-        "python -m babydistill.tokenizer {params.args} --out {output} {input} > {log} 2>&1"
+        "python -m babydistill.data.tokenizer {params.args} --out {output} {input} > {log} 2>&1"
 
 
 rule select_split:
@@ -125,7 +125,7 @@ rule select_split:
     params:
         fraction=SELECT_FRACTION,
     shell:
-        "python -m babydistill.select_split --fraction {params.fraction}"
+        "python -m babydistill.data.select_split --fraction {params.fraction}"
         " {input} {output.train} {output.select} > {log} 2>&1"
 
 
@@ -148,4 +148,4 @@ rule tokenize_split:
     params:
         args=tokenize_args,  # --tokenizer DIR --out PREFIX [--max-tokens N]
     shell:
-        "python -m babydistill.tokenize_split {params.args} {input.texts} > {log} 2>&1"
+        "python -m babydistill.data.tokenize_split {params.args} {input.texts} > {log} 2>&1"

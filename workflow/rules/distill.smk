@@ -20,7 +20,7 @@ rule teacher_cache:
     params:
         args=teacher_cache_args,
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.teacher_cache {params.args} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.distill.teacher_cache {params.args} --out {output} > {log} 2>&1"
 
 
 rule distill:
@@ -41,8 +41,8 @@ rule distill:
     params:
         args=training_args("distill"),
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.launch --gpus {resources.gpu}"
-        " -- babydistill.distill {params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.train.launch --gpus {resources.gpu}"
+        " -- babydistill.distill.student {params.args} > {log} 2>&1"
 
 
 rule wml_peer:
@@ -63,7 +63,7 @@ rule wml_peer:
     params:
         index=lambda w: WML_PEERS[w.peer][1],
     shell:
-        "python -m babydistill.wml --run-dir {input} --peer {params.index} --out {output} > {log} 2>&1"
+        "python -m babydistill.distill.wml --run-dir {input} --peer {params.index} --out {output} > {log} 2>&1"
 
 
 rule ensemble:
@@ -84,4 +84,4 @@ rule ensemble:
     params:
         members=lambda w, input: " ".join(f"--teacher {m}" for m in input),
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.ensemble {params.members} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.distill.ensemble {params.members} --out {output} > {log} 2>&1"

@@ -18,7 +18,7 @@ rule download_suite:
     params:
         location=lambda w: location_args(SUITES[w.suite], f"{R}/demo_world/blimp"),
     shell:
-        "python -m babydistill.download suite {params.location:q} --out {output} > {log} 2>&1"
+        "python -m babydistill.data.download suite {params.location:q} --out {output} > {log} 2>&1"
 
 
 rule download_glue:
@@ -39,7 +39,7 @@ rule download_glue:
         location=glue_location,
         msgs=lambda w: msgs_args(),
     shell:
-        "python -m babydistill.download glue {params.location:q} {params.msgs:q} --out {output} > {log} 2>&1"
+        "python -m babydistill.data.download glue {params.location:q} {params.msgs:q} --out {output} > {log} 2>&1"
 
 
 rule lm_eval_tasks:
@@ -60,7 +60,7 @@ rule lm_eval_tasks:
     params:
         limit=BLIMP_LIMIT,
     shell:
-        "python -m babydistill.lm_eval_tasks --suite-dir {input.suite} --suite {wildcards.suite}"
+        "python -m babydistill.eval.lm_eval_tasks --suite-dir {input.suite} --suite {wildcards.suite}"
         " --out {output} {params.limit} > {log} 2>&1"
 
 
@@ -83,7 +83,7 @@ rule eval_blimp:
     params:
         args=eval_blimp_args,
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.eval_blimp --model {input.model} {params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.eval.blimp --model {input.model} {params.args} > {log} 2>&1"
 
 
 rule finetune:
@@ -105,4 +105,4 @@ rule finetune:
     params:
         args=finetune_args,
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.finetune {params.args} --threads {threads} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.eval.finetune {params.args} --threads {threads} > {log} 2>&1"

@@ -19,5 +19,5 @@ rule pretrain:
     params:
         args=training_args("pretrain"),
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.launch --gpus {resources.gpu}"
-        " -- babydistill.pretrain {params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.train.launch --gpus {resources.gpu}"
+        " -- babydistill.train.pretrain {params.args} > {log} 2>&1"

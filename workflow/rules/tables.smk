@@ -19,4 +19,4 @@ rule tables:
     params:
         args=tables_args,
     shell:
-        "python -m babydistill.tables {params.args} > {log} 2>&1"
+        "python -m babydistill.report.tables {params.args} > {log} 2>&1"

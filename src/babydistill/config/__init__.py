@@ -1,0 +1,493 @@
+"""Layer 1, the configuration: loading, schema validation, and the per-job specs.
+
+The package holds the schema (``schema.yaml``, package data; workflow/schemas links to it),
+the typed job specs (``specs``), preset sizes (``presets``), the naming of instances, and
+what a model folder records of the spec that made it (``provenance``). It imports only
+``babydistill.common``.
+
+The Snakefile calls :func:`prepare` once; every rule then asks this module for the spec it
+passes to a stage CLI (``pretrain_spec``, ``distill_spec``, ...), so the logic that merges
+defaults and presets lives here, unit-tested, and the rules stay thin.
+
+``python -m babydistill.config CONFIG.yaml`` validates a config file and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from babydistill.config import specs
+from babydistill.common import PACKAGE_DIR, REPO_ROOT, UserError, cli, in_checkout
+from babydistill.config.presets import preset_parameters  # exact and torch-free: cheap at Snakefile parse time
+from babydistill.config.specs import DistillSpec, PretrainSpec
+
+SCHEMA = specs.SCHEMA
+# the checkout's config.yaml; an installed wheel carries it as package data (default.yaml)
+DEFAULT_CONFIG = REPO_ROOT / "config.yaml" if in_checkout() else PACKAGE_DIR / "config" / "default.yaml"
+
+SEED_SEP = "@"  # "<run>@<seed>": one instance of a run trained with several seeds
+
+
+def _keys_of(definition: str) -> tuple[str, ...]:
+    return tuple(specs.schema()["$defs"][definition]["properties"])
+
+
+# The keys of a run entry that are training hyperparameters, and a distill run's loss keys
+# by objective: all as the schema lists them.
+_TRAINING_KEYS = _keys_of("training_keys")
+_OBJECTIVE_KEYS = {"kd": (*_keys_of("loss_keys"), *_keys_of("kd_keys"), "teachers"),
+                   "wml": (*_keys_of("loss_keys"), *_keys_of("wml_keys"), "reference", "peers")}
+_WML_DEFAULTS = specs.defaults("wml_keys")
+PEER_SEP = "-peer"  # "<run>-peer<i>[@seed]": peer i of a weighted-mutual-learning run
+
+
+def load_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{p}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: expected a mapping of config keys")
+    return data
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, recursively for mappings (lists and scalars replace)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _check_shapes(config: dict, source: str) -> None:
+    """Model presets that could not be built or trained fail here, not hours into a job
+    (the cross-field checks of babydistill.config.specs, the ones every job spec gets too)."""
+    seq_length = config["data"]["seq_length"]
+    for name, p in config["models"].items():
+        specs.check_preset_shape(p, f"{source}: models.{name}", seq_length)
+
+
+def _check_digests(config: dict, source: str) -> None:
+    """One sha256 per url (a list of urls takes a list of digests of the same length)."""
+    ev = config.get("eval") or {}
+    locations = {"corpus": config["corpus"], "eval.finetune": ev.get("finetune") or {},
+                 **{f"eval.blimp.suites.{k}": v
+                    for k, v in ((ev.get("blimp") or {}).get("suites") or {}).items()}}
+    for where, loc in locations.items():
+        urls, digests = loc.get("url"), loc.get("sha256")
+        if not digests:
+            continue
+        n_urls = len(urls) if isinstance(urls, list) else int(bool(urls))
+        n_digests = len(digests) if isinstance(digests, list) else 1
+        if n_urls != n_digests:
+            raise UserError(f"{source}: {where}.sha256: {n_digests} digest(s) for {n_urls} url(s); "
+                            "give one per url, in the same order")
+
+
+def validate(config: dict, source: str = "config") -> None:
+    """Check ``config`` against the schema and the cross-references; raise one-line UserError."""
+    specs.check_finite(config, "", source)
+    schema = specs.schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
+    err = specs.worst_error(errors)
+    if err is not None:
+        raise UserError(f"{source}: {specs.describe(err)}")
+    _check_shapes(config, source)
+    _check_digests(config, source)
+    _check_references(config, source)
+
+
+def _check_references(config: dict, source: str) -> None:
+    models = config["models"]
+    pretrain = config["pretrain"]
+    distill = config.get("distill") or {}
+    ensembles = config.get("ensembles") or {}
+    seen: dict[str, str] = {}
+    for section, names in (("pretrain", pretrain), ("distill", distill), ("ensembles", ensembles)):
+        for name in names:
+            if name in seen:
+                raise UserError(f"{source}: {section}.{name}: name already used in {seen[name]}; "
+                                "model names must be unique")
+            seen[name] = section
+    for name, run in pretrain.items():
+        if run["model"] not in models:
+            raise UserError(f"{source}: pretrain.{name}.model: unknown preset {run['model']!r} "
+                            f"(known: {', '.join(models)})")
+        if run.get("baseline") and run["baseline"] not in pretrain:
+            raise UserError(f"{source}: pretrain.{name}.baseline: {run['baseline']!r} is not a "
+                            "pretrain run")
+    for name, run in distill.items():
+        where = f"{source}: distill.{name}"
+        if run["objective"] == "kd":
+            for key in ("student", "teachers", "alpha", "temperature"):
+                if key not in run:
+                    raise UserError(f"{where}: objective kd needs {key!r}")
+            if run["student"] not in models:
+                raise UserError(f"{where}.student: unknown preset {run['student']!r}")
+            for t in run["teachers"]:
+                if t not in pretrain:
+                    raise UserError(f"{where}.teachers: {t!r} is not a pretrain run "
+                                    f"(known: {', '.join(pretrain)})")
+            if run.get("cache") and training_of(config, run).get("random_offset"):
+                raise UserError(f"{where}.cache: cached teacher targets need fixed chunks; "
+                                "set random_offset: false for this variant")
+        if run.get("baseline") and run["baseline"] not in pretrain:
+            raise UserError(f"{where}.baseline: {run['baseline']!r} is not a pretrain run")
+        if run["objective"] == "wml":
+            for key in ("alpha",):
+                if key not in run:
+                    raise UserError(f"{where}: objective wml needs {key!r}")
+            for key in ("temperature", "kl_direction", "teachers", "cache", "student"):
+                if key in run:
+                    raise UserError(f"{where}.{key}: objective wml has no {key} (the reference "
+                                    "loss is teacher-less, without temperature); drop it")
+            presets = list(run.get("peers") or [])
+            if not presets and "reference" not in run:
+                raise UserError(f"{where}: objective wml needs 'reference' (size search) or 'peers'")
+            for p in presets + ([run["reference"]] if "reference" in run else []):
+                if p not in models:
+                    raise UserError(f"{where}: unknown preset {p!r} (known: {', '.join(models)})")
+    for peer, (run_name, _) in wml_peers(config).items():
+        if peer.partition(SEED_SEP)[0] in seen:
+            raise UserError(f"{source}: distill.{run_name}: its peer model {peer!r} has the name of "
+                            "another run; rename one of them")
+    sources = set(config["corpus"]["sources"])
+    for section, runs in (("pretrain", pretrain), ("distill", distill)):
+        for name, run in runs.items():
+            cur = training_of(config, run).get("curriculum")
+            if not cur:
+                continue
+            listed = [s for b in cur["buckets"] for s in b]
+            unknown = sorted(set(listed) - sources)
+            if unknown:
+                raise UserError(f"{source}: {section}.{name}.curriculum.buckets: "
+                                f"{', '.join(unknown)} not in corpus.sources")
+            if len(listed) != len(set(listed)):
+                raise UserError(f"{source}: {section}.{name}.curriculum.buckets: a source is "
+                                "listed in more than one bucket")
+            epochs = training_of(config, run)["epochs"]
+            last_opens = (len(cur["buckets"]) - 1) * cur["epochs_per_bucket"]
+            if epochs <= last_opens:
+                raise UserError(f"{source}: {section}.{name}.epochs: {epochs} epochs never reach "
+                                f"the last curriculum bucket (opened at epoch {last_opens + 1}); "
+                                f"use at least {last_opens + 1}")
+    for name, members in ensembles.items():
+        for m in members:
+            if m not in pretrain:
+                raise UserError(f"{source}: ensembles.{name}: {m!r} is not a pretrain run")
+    _check_tables(config, source)
+
+
+def _check_tables(config: dict, source: str) -> None:
+    """tables.paper: every model, suite, task and reference names something the config runs."""
+    runs = [*config["pretrain"], *(config.get("distill") or {}), *(config.get("ensembles") or {})]
+    runs += sorted({split_instance(p)[0] for p in wml_peers(config)})  # <run>-peer<i>
+    ev = config.get("eval") or {}
+    suites = list((ev.get("blimp") or {}).get("suites") or {})
+    tasks = list((ev.get("finetune") or {}).get("tasks") or {})
+    for name, table in ((config.get("tables") or {}).get("paper") or {}).items():
+        where = f"{source}: tables.paper.{name}"
+        for m in table.get("models", []):
+            if m not in runs:
+                raise UserError(f"{where}.models: {m!r} is not a pretrain, distill or ensemble "
+                                f"run (known: {', '.join(runs)})")
+        if table.get("reference") and table["reference"] not in table.get("models", []):
+            raise UserError(f"{where}.reference: {table['reference']!r} is not one of its models")
+        for key, known in (("suites", suites), ("tasks", tasks), ("unstable", tasks)):
+            for v in table.get(key, []):
+                if v not in known:
+                    raise UserError(f"{where}.{key}: {v!r} is not in eval.{'blimp.suites' if key == 'suites' else 'finetune.tasks'}"
+                                    f" (known: {', '.join(known) or 'none'})")
+
+
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _typed(text: str) -> Any:
+    """A command-line string as YAML would read it (1e-3, a bare exponent, counts as a number)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and _NUMBER.match(text.strip()):
+        return float(text)
+    return value if isinstance(value, (int, float, bool, type(None))) else text
+
+
+def coerce_overrides(config: dict, overrides: Any) -> None:
+    """Give ``--config`` values their YAML types in ``config`` (in place).
+
+    Snakemake parses ``--config 'training={lr: 0.001}'`` with YAML's BaseLoader, so every
+    nested value arrives as a string. Each such string leaf is read as YAML instead
+    (0.001 -> float, true -> bool, null -> None); where the schema wants the string
+    (``corpus.layout: "2023"``, a folder called ``123``) the string is kept.
+    """
+    converted: dict[tuple, tuple[Any, Any]] = {}  # path -> (string, typed)
+
+    def walk(over: Any, path: tuple) -> None:
+        if isinstance(over, dict) or hasattr(over, "items") and not isinstance(over, str):
+            for k, v in over.items():
+                walk(v, (*path, k))
+        elif isinstance(over, list):
+            for i, v in enumerate(over):
+                walk(v, (*path, i))
+        elif isinstance(over, str):
+            typed = _typed(over)
+            if typed is not over and not isinstance(typed, str):
+                converted[path] = (over, typed)
+
+    def put(path: tuple, value: Any) -> None:
+        node = config
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+
+    walk(overrides, ())
+    for path, (_, typed) in converted.items():
+        put(path, typed)
+    if converted:
+        schema = specs.schema()
+        for err in jsonschema.Draft202012Validator(schema).iter_errors(config):
+            path = tuple(err.absolute_path)
+            if path in converted:
+                put(path, converted[path][0])  # the schema wants the string here
+
+
+def prepare(config: dict, source: str = "config") -> dict:
+    """Complete ``config`` in place (the Snakefile's global) and validate it.
+
+    A config that names no ``run`` is a set of overrides (``--config key=value``) on top of
+    config.yaml; a full config (config.yaml, workflow/demo.yaml) stands alone, so the demo
+    never inherits the paper's runs.
+    """
+    if "run" not in config:
+        merged = deep_merge(load_yaml(DEFAULT_CONFIG), config)
+        config.clear()
+        config.update(merged)
+    validate(config, source)
+    return config
+
+
+def training_of(config: dict, run: dict) -> dict:
+    """A run's training keys: the schema's defaults, ``training:`` over them, the run's own
+    keys over that (not its seed)."""
+    train = dict(config.get("training") or {})
+    train.update({k: v for k, v in run.items() if k in _TRAINING_KEYS})
+    return specs.fill_defaults({"$ref": "#/$defs/training_keys"}, train)
+
+
+def _data(config: dict) -> dict:
+    return {"seq_length": config["data"]["seq_length"],
+            **({"eval_chunks": config["data"]["eval_chunks"]} if "eval_chunks" in config["data"]
+               else {})}  # else the schema's default, filled in by babydistill.config.specs
+
+
+def instances(config: dict, section: str) -> list[str]:
+    """Model names of a section's runs: ``name``, or ``name@seed`` for each of its ``seeds``."""
+    out = []
+    for name, run in (config.get(section) or {}).items():
+        seeds = run.get("seeds")
+        out += [f"{name}{SEED_SEP}{s}" for s in seeds] if seeds else [name]
+    return out
+
+
+def split_instance(name: str) -> tuple[str, int | None]:
+    """``student@2`` -> ("student", 2); ``student`` -> ("student", None)."""
+    base, sep, seed = name.partition(SEED_SEP)
+    return base, (int(seed) if sep else None)
+
+
+def run_of(config: dict, section: str, name: str) -> dict:
+    """The config entry of a model name (an instance ``name@seed`` or a plain run)."""
+    return config[section][split_instance(name)[0]]
+
+
+def instance_of(config: dict, run_name: str, seed: int | None = None) -> str:
+    """The instance of pretrain run ``run_name`` to use: the same seed when it has it, else its
+    first seed (teachers, baselines and ensemble members name runs, not instances)."""
+    seeds = config["pretrain"][run_name].get("seeds")
+    if not seeds:
+        return run_name
+    return f"{run_name}{SEED_SEP}{seed if seed in seeds else seeds[0]}"
+
+
+def teachers_of(config: dict, name: str) -> list[str]:
+    """Teacher model names (instances) of distillation model ``name``."""
+    seed = split_instance(name)[1]
+    return [instance_of(config, t, seed) for t in run_of(config, "distill", name).get("teachers", [])]
+
+
+def cache_key(config: dict, name: str) -> str | None:
+    """The teacher cache distillation model ``name`` reads, or None when it runs live teachers.
+
+    A cache depends only on its teachers, k and the temperature (and the run's data), so
+    variants and seeds that share those share one cache: ``<teacher>+<teacher>.k<k>.T<T>``."""
+    run = run_of(config, "distill", name)
+    if not run.get("cache"):
+        return None
+    return f"{'+'.join(teachers_of(config, name))}.k{run['cache']['k']}.T{float(run['temperature']):g}"
+
+
+def baseline_of(config: dict, name: str) -> str | None:
+    """The run model ``name`` is compared with in the summary table (distill, or a pretrain
+    run such as a curriculum student and its twin), as an instance; None without one."""
+    section = "distill" if split_instance(name)[0] in (config.get("distill") or {}) else "pretrain"
+    base = run_of(config, section, name).get("baseline")
+    return instance_of(config, base, split_instance(name)[1]) if base else None
+
+
+def _seeded_training(config: dict, section: str, name: str) -> dict:
+    train = training_of(config, run_of(config, section, name))
+    seed = split_instance(name)[1]
+    if seed is not None:
+        train["seed"] = seed
+    return train
+
+
+def pretrain_spec_of(config: dict, name: str) -> PretrainSpec:
+    """The typed spec of pretrain model ``name``: preset + merged training keys."""
+    run = run_of(config, "pretrain", name)
+    spec = {"name": name, "model": dict(config["models"][run["model"]]),
+            "train": _seeded_training(config, "pretrain", name), **_data(config)}
+    return PretrainSpec.from_json(spec, where=f"pretrain.{name}")
+
+
+def pretrain_spec(config: dict, name: str) -> dict:
+    """The spec for ``python -m babydistill.train.pretrain --spec``: :func:`pretrain_spec_of` as
+    its canonical JSON mapping (every key, defaults filled in)."""
+    return pretrain_spec_of(config, name).to_json()
+
+
+def distill_spec(config: dict, name: str) -> dict:
+    """The spec for ``python -m babydistill.distill.student --spec``: :func:`distill_spec_of` as its
+    canonical JSON mapping."""
+    return distill_spec_of(config, name).to_json()
+
+
+def distill_spec_of(config: dict, name: str) -> DistillSpec:
+    """The typed spec of distillation model ``name``."""
+    run = run_of(config, "distill", name)
+    spec: dict[str, Any] = {"name": name, "objective": run["objective"],
+                            "train": _seeded_training(config, "distill", name), **_data(config)}
+    for k in _OBJECTIVE_KEYS[run["objective"]]:
+        if k in run:
+            spec[k] = copy.deepcopy(run[k])
+    if "teachers" in run:
+        spec["teachers"] = teachers_of(config, name)
+    models = config["models"]
+    if run["objective"] == "kd":
+        spec["student"] = dict(models[run["student"]])
+        spec["student_preset"] = run["student"]
+    else:
+        if run.get("reference"):
+            spec["reference"] = dict(models[run["reference"]])
+            spec["reference_preset"] = run["reference"]
+        if run.get("peers"):
+            spec["peers"] = [dict(models[p]) for p in run["peers"]]
+    return DistillSpec.from_json(spec, where=f"distill.{split_instance(name)[0]}")
+
+
+def gpus(config: dict, section: str, name: str) -> int:
+    """GPUs a training job asks for: the run's ``gpus``, else its preset's, else 1."""
+    run = run_of(config, section, name)
+    train = training_of(config, run)
+    preset_name = run.get("model") or run.get("student") or run.get("reference")
+    preset = config["models"].get(preset_name, {}) if preset_name else {}
+    if "gpus" in run:
+        return int(run["gpus"])
+    return int(preset.get("gpus", train["gpus"]))
+
+
+def num_peers(run: dict) -> int:
+    """Peers of a wml run: its hand-given presets, else num_peers (default 4, as the reference)."""
+    return len(run.get("peers") or []) or int(run.get("num_peers", _WML_DEFAULTS["num_peers"]))
+
+
+def wml_peers(config: dict) -> dict[str, tuple[str, int]]:
+    """Each peer of each wml run as a model: ``<run>-peer<i>`` (``<run>-peer<i>@<seed>`` for
+    an instance ``<run>@<seed>``) -> (the run's instance, i), i = 1..N."""
+    out = {}
+    for name in instances(config, "distill"):
+        run = run_of(config, "distill", name)
+        if run["objective"] != "wml":
+            continue
+        base, seed = split_instance(name)
+        for i in range(1, num_peers(run) + 1):
+            peer = f"{base}{PEER_SEP}{i}" + (f"{SEED_SEP}{seed}" if seed is not None else "")
+            out[peer] = (name, i)
+    return out
+
+
+def model_names(config: dict) -> list[str]:
+    """Every evaluable model: teachers and baselines, distilled variants, the peers of wml
+    runs, ensembles."""
+    return [*instances(config, "pretrain"), *instances(config, "distill"), *wml_peers(config),
+            *(config.get("ensembles") or {})]
+
+
+def ensemble_members(config: dict, name: str) -> list[str]:
+    return [instance_of(config, m) for m in config["ensembles"][name]]
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m babydistill.config", description=__doc__)
+    ap.add_argument("configfile", nargs="?", default=str(DEFAULT_CONFIG))
+    args = ap.parse_args(argv)
+    cfg = prepare(load_yaml(args.configfile), source=args.configfile)
+    print(f"{args.configfile}: valid (run {cfg['run']!r}: {len(cfg['pretrain'])} pretrain runs, "
+          f"{len(cfg.get('distill') or {})} distillation variants, "
+          f"{len(cfg.get('ensembles') or {})} ensembles)")
+
+
+if __name__ == "__main__":
+    main()
+
+
+def job_resources(config: dict, section: str, name: str) -> dict:
+    """mem_mb and runtime (minutes) for a training job, from the model sizes involved.
+
+    Deliberately generous: weights, gradients and AdamW state take ~16 bytes a parameter,
+    teachers ~4 (inference only), plus activations; runtime assumes a modest 30% MFU on a
+    100 TFLOP/s GPU for full-size runs. A cluster profile can override both per rule.
+    """
+    vocab = config["tokenizer"]["vocab_size"]
+    run = run_of(config, section, name)
+    models = config["models"]
+    if section == "pretrain":
+        trained = [models[run["model"]]]
+        frozen: list[dict] = []
+    elif run["objective"] == "kd":
+        trained = [models[run["student"]]]
+        frozen = [models[config["pretrain"][t]["model"]] for t in run["teachers"]]
+    else:
+        trained = [models[p] for p in run.get("peers") or []]
+        frozen = []
+    n_train = sum(preset_parameters(p, vocab) for p in trained)
+    if section == "distill" and run["objective"] == "wml" and not run.get("peers"):
+        # size-searched peers: N/2 + N/3 + ... of the reference
+        n_ref = preset_parameters(models[run["reference"]], vocab)
+        n_train = int(n_ref * sum(1 / (i + 2) for i in range(num_peers(run))))
+    n_frozen = sum(preset_parameters(p, vocab) for p in frozen)
+    mem_mb = 2000 + (16 * n_train + 4 * n_frozen) // 2**20 * 2
+    train = training_of(config, run)
+    tokens = 15_000_000 * train["epochs"]  # ~10M words of BabyLM is ~15M tokens
+    flops = 6 * n_train * tokens + 2 * n_frozen * tokens
+    runtime = max(30, int(flops / (0.3 * 100e12) / 60 * 2))
+    return {"mem_mb": int(mem_mb), "runtime": runtime}

@@ -1,0 +1,195 @@
+"""Stage 2b: tokenize one split once into a flat token array on disk (PREFIX.bin + PREFIX.json).
+
+Owns the on-disk token format every training and eval stage reads (see babydistill.data.chunks):
+
+* ``PREFIX.bin``: the token ids of the whole split, raw little-endian, uint16 when the
+  vocabulary has at most 65535 tokens, else uint32; ``np.memmap``-able.
+* ``PREFIX.json``: ``{"dtype", "n_tokens", "vocab_size", "eos_id", "bos_id", "pad_id",
+  "files": [{"name", "lines", "words", "tokens"}], "tokenizer_sha256", "join"}``.
+  It is written last, so ``PREFIX.json`` present means the pair is complete.
+
+How the text is joined (kept simple on purpose):
+
+* Files go in sorted order (by file name), so the array is the same on every machine.
+* Each line of a file is encoded on its own, with its trailing newline kept: the model
+  still sees the line breaks (utterance / sentence / paragraph boundaries), as in the
+  Baby Llama recipe that encoded whole files, and with ``add_prefix_space`` the first
+  word of a line gets the same token as it would mid-sentence (and as in BLiMP
+  sentences). Encoding lines separately is also what lets ``encode_batch`` run in
+  parallel. Blank lines are kept too (they mark paragraph breaks in ``improved`` mode).
+* One ``</s>`` after each file: the sources are unrelated documents, and the marker
+  costs one token per file.
+
+CLI::
+
+    python -m babydistill.data.tokenize_split --tokenizer DIR --out PREFIX INPUT...
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from babydistill.common import UserError, atomic_path, cli, setup_logging, write_json
+from babydistill.data.tokenizer import BOS, EOS, PAD, file_sha256, load_backend, sorted_inputs
+
+log = logging.getLogger("babydistill.data.tokenize_split")
+
+JOIN = "each line encoded with its newline; </s> after each file; files sorted by name"
+BATCH_LINES = 16384  # lines per encode_batch call: big enough to keep all cores busy
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits (vocab <= 65535), else uint32; always little-endian."""
+    if vocab_size <= 0:
+        raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+    return np.dtype("<u2") if vocab_size <= 65535 else np.dtype("<u4")
+
+
+def split_lines(text: str) -> list[str]:
+    """Split on "\\n" only (not the other Unicode line breaks), keeping each newline."""
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:  # last line without a trailing newline
+        lines.append(parts[-1])
+    return lines
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); clean the split first") from None
+
+
+def paths_for(prefix: str | os.PathLike) -> tuple[Path, Path]:
+    """PREFIX -> (PREFIX.bin, PREFIX.json)."""
+    prefix = str(prefix)
+    return Path(prefix + ".bin"), Path(prefix + ".json")
+
+
+def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.PathLike],
+                   out_prefix: str | os.PathLike, batch_lines: int = BATCH_LINES,
+                   progress: bool = True, max_tokens: int | None = None) -> dict:
+    """Tokenize ``files`` (sorted by name) into PREFIX.bin / PREFIX.json; return the metadata.
+
+    ``max_tokens`` keeps N tokens (config ``data.max_train_tokens``: a smoke run at full
+    model size over a few hundred chunks): the start of every file, in proportion to its
+    size, so that every source stays in the split (a curriculum's buckets name them). The
+    per-file ``tokens`` describe what was kept (``tokens_full``: before the cut) and
+    ``truncated_from`` the whole split's count.
+    """
+    tok = load_backend(tokenizer_dir)
+    paths = sorted_inputs(files)
+    vocab_size = tok.get_vocab_size(with_added_tokens=True)
+    dtype = token_dtype(vocab_size)
+    eos_id = tok.token_to_id(EOS)
+    if eos_id is None:
+        raise UserError(f"{tokenizer_dir}: tokenizer has no {EOS} token; re-train it")
+
+    # encode_batch_fast skips the offsets we do not need (tokenizers >= 0.21).
+    encode_batch = getattr(tok, "encode_batch_fast", tok.encode_batch)
+
+    bin_path, json_path = paths_for(out_prefix)
+    # A stale .json must not vouch for the new .bin while it is being written.
+    json_path.unlink(missing_ok=True)
+
+    files_meta = []
+    n_tokens = 0
+    t0 = time.perf_counter()
+    with atomic_path(bin_path) as tmp, open(tmp, "wb") as out:
+        for path in paths:
+            lines = split_lines(read_text(path))
+            f_tokens = 0
+            bar = tqdm(total=len(lines), desc=path.name, unit="line", disable=not progress,
+                       leave=False)
+            for start in range(0, len(lines), batch_lines):
+                batch = lines[start:start + batch_lines]
+                encs = encode_batch(batch, add_special_tokens=False)
+                count = sum(len(e.ids) for e in encs)
+                ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs),
+                                  dtype=dtype, count=count)
+                out.write(ids.tobytes())
+                f_tokens += count
+                bar.update(len(batch))
+            bar.close()
+            out.write(np.array([eos_id], dtype=dtype).tobytes())
+            f_tokens += 1
+            files_meta.append({
+                "name": path.name,
+                "lines": len(lines),
+                "words": sum(len(line.split()) for line in lines),
+                "tokens": f_tokens,
+            })
+            n_tokens += f_tokens
+        out.flush()
+        truncated = max_tokens is not None and n_tokens > max_tokens
+        if truncated:
+            _keep_file_starts(tmp, dtype, files_meta, max_tokens)
+    seconds = time.perf_counter() - t0
+
+    meta = {
+        "dtype": dtype.name,
+        "n_tokens": max_tokens if truncated else n_tokens,
+        "vocab_size": vocab_size,
+        "eos_id": eos_id,
+        "bos_id": tok.token_to_id(BOS),
+        "pad_id": tok.token_to_id(PAD),
+        "join": JOIN,
+        "tokenizer_sha256": file_sha256(Path(tokenizer_dir) / "tokenizer.json"),
+        "files": files_meta,
+    }
+    if truncated:
+        meta["truncated_from"] = n_tokens
+    write_json(json_path, meta)  # last: .json present == complete
+    return {**meta, "seconds": seconds}  # timing is returned, not stored: outputs stay deterministic
+
+
+def _keep_file_starts(path: Path, dtype: np.dtype, files_meta: list[dict], keep: int) -> None:
+    """Cut the token file at ``path`` to ``keep`` tokens: the first tokens of every file, each
+    file's share in proportion to its count (largest remainders get the leftover tokens);
+    ``files_meta`` is updated in place."""
+    counts = np.array([f["tokens"] for f in files_meta], dtype=np.int64)
+    exact = counts * keep / counts.sum()
+    share = np.floor(exact).astype(np.int64)
+    for i in np.argsort(-(exact - share), kind="stable")[: keep - int(share.sum())]:
+        share[i] += 1
+    full = np.fromfile(path, dtype=dtype)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    kept = np.concatenate([full[a:a + n] for a, n in zip(starts, share)])
+    kept.tofile(path)
+    for f, n in zip(files_meta, share):
+        f["tokens_full"], f["tokens"] = f["tokens"], int(n)
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m babydistill.data.tokenize_split",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--tokenizer", required=True, help="folder written by babydistill.data.tokenizer")
+    p.add_argument("--out", required=True, help="output prefix: writes PREFIX.bin and PREFIX.json")
+    p.add_argument("--log", default=None, help="also log to this file")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="keep only the first N tokens (smoke runs; default: all)")
+    p.add_argument("inputs", nargs="+", help="cleaned text files of one split")
+    args = p.parse_args(argv)
+    setup_logging(args.log)
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise UserError("--max-tokens must be >= 1")
+    meta = tokenize_files(args.tokenizer, args.inputs, args.out, max_tokens=args.max_tokens)
+    words = sum(f["words"] for f in meta["files"])
+    log.info("%s: %d tokens (%s) from %d files, %d words, %.1f s (%.0f words/s)",
+             args.out, meta["n_tokens"], meta["dtype"], len(meta["files"]), words,
+             meta["seconds"], words / max(meta["seconds"], 1e-9))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Stage 5: distillation variants as training objectives for babydistill.train.trainer.
+
+* :class:`KDObjective`: a student and frozen teachers (eval mode, no grad, live forward
+  passes); loss = :func:`babydistill.distill.losses.kd_loss` against the logit-averaged teachers
+  (Baby Llama, BabyLlama-2; ``kl_direction: reverse`` is Choosy Babies). The papers' 2, 4
+  and 6 teacher runs are just longer teacher lists.
+* :class:`CachedKDObjective`: the same, from the stored top-k targets of
+  babydistill.distill.teacher_cache (no teacher forward passes at all).
+* ``objective: wml`` -> :class:`babydistill.distill.wml.WMLObjective` (no teachers).
+
+CLI (the spec is what ``babydistill.config.distill_spec`` writes)::
+
+    python -m babydistill.distill.student --spec JSON --train PREFIX --dev PREFIX --tokenizer DIR \\
+        --out DIR --checkpoint-dir DIR [--teacher DIR ...] [--cache DIR] [--blimp-suite DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from babydistill.common import UserError, cli, read_json, setup_logging
+from babydistill.data.chunks import load_splits
+from babydistill.distill.losses import ce_loss, kd_loss, next_token_labels, topk_kd_loss
+from babydistill.config.provenance import record_model, stage_inputs
+from babydistill.config.specs import DistillSpec, KDSpec
+from babydistill.data.tokenize_split import paths_for
+from babydistill.train.trainer import Objective, run_identity, train
+
+log = logging.getLogger("babydistill.distill.student")
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+class KDObjective(Objective):
+    """Student + frozen teachers: alpha * CE + (1 - alpha) * T^2 * KL(teachers, student),
+    the loss a :class:`~babydistill.config.specs.KDSpec` describes."""
+
+    def __init__(self, student, teachers, kd: KDSpec):
+        self.student = student
+        self.forward_student = student  # what loss() calls: the student, or its DDP wrapper
+        self.teachers = list(teachers)
+        for t in self.teachers:
+            t.eval().requires_grad_(False)  # frozen: never trained, never checkpointed
+        self.kd = kd
+        self.alpha, self.temperature = float(kd.alpha), float(kd.temperature)
+        self.direction, self.reduction = kd.kl_direction, kd.kl_reduction
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"student": self.student}
+
+    def wrap(self, wrap) -> None:
+        self.forward_student = wrap(self.student)  # teachers are frozen: nothing to sync
+
+    def to(self, device: torch.device) -> "KDObjective":
+        super().to(device)
+        for t in self.teachers:  # frozen, so not in modules(): moved here
+            t.to(device)
+        return self
+
+    def _teacher_logits(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [t(input_ids=ids, use_cache=False).logits for t in self.teachers]
+
+    def _kd(self, logits, labels, batch):
+        return kd_loss(logits, self._teacher_logits(batch["input_ids"].to(logits.device)), labels,
+                       alpha=self.alpha, temperature=self.temperature, direction=self.direction,
+                       reduction=self.reduction, return_parts=True)
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        ids = batch["input_ids"].to(_device_of(self.student))
+        labels = next_token_labels(ids)
+        logits = self.forward_student(input_ids=ids, use_cache=False).logits
+        loss, ce, kl = self._kd(logits, labels, {**batch, "input_ids": ids})
+        return loss, {"ce": ce, "kl": kl}  # 0-d tensors: no GPU sync per step
+
+    @torch.no_grad()
+    def eval_loss(self, batch: dict) -> dict[str, float]:
+        ids = batch["input_ids"].to(_device_of(self.student))
+        logits = self.student(input_ids=ids, use_cache=False).logits
+        return {"student": ce_loss(logits, next_token_labels(ids)).item()}
+
+    def save(self, out_dir: Path, best: dict[str, dict]) -> None:
+        self.student.load_state_dict(best["student"])
+        self.student.save_pretrained(out_dir)
+
+
+class CachedKDObjective(KDObjective):
+    """KD from the teacher cache's sparse targets, looked up by ``chunk_index``."""
+
+    def __init__(self, student, cache, kd: KDSpec):
+        super().__init__(student, [], kd)
+        self.cache = cache
+
+    def _kd(self, logits, labels, batch):
+        if "chunk_index" not in batch:
+            raise ValueError("CachedKDObjective needs batches with chunk_index (babydistill.data.chunks)")
+        vals, idx, rest = self.cache.get(batch["chunk_index"], self.temperature, device=logits.device)
+        return topk_kd_loss(logits, vals, idx, rest, labels, alpha=self.alpha,
+                            temperature=self.temperature, direction=self.direction,
+                            reduction=self.reduction, return_parts=True)
+
+
+# ---------------------------------------------------------------------------------------
+# The CLI
+
+
+def build_kd_objective(spec: DistillSpec, vocab_size: int, teacher_dirs, cache_dir=None,
+                       n_train_chunks: int | None = None, where: str = "--spec"):
+    """The student (fresh, seeded) and its KD objective, live or cached."""
+    from babydistill.models.build import build_model
+
+    kd = spec.kd
+    if kd.cache and not cache_dir:
+        raise UserError(f"{where}: the spec asks for a teacher cache; pass --cache DIR "
+                        "(built by python -m babydistill.distill.teacher_cache)")
+    torch.manual_seed(spec.train.seed)
+    student = build_model(spec.student, vocab_size, name=f"{where}.student")
+    if cache_dir:
+        from babydistill.distill.teacher_cache import TopKCache
+
+        cache = TopKCache(cache_dir)
+        cache.check(temperature=float(kd.temperature), seq_length=spec.seq_length,
+                    vocab_size=vocab_size, random_offset=bool(spec.train.random_offset),
+                    n_chunks=n_train_chunks)
+        return CachedKDObjective(student, cache, kd)
+    if not teacher_dirs:
+        raise UserError(f"{where}: objective kd needs --teacher DIR (one per teacher) or --cache DIR")
+    from babydistill.models.build import load_teachers
+
+    teachers = load_teachers(teacher_dirs)
+    if teachers[0].config.vocab_size != vocab_size:
+        raise UserError(f"{teacher_dirs[0]}: teacher vocab_size {teachers[0].config.vocab_size} != "
+                        f"tokenizer's {vocab_size}; teachers and student must share one tokenizer")
+    return KDObjective(student, teachers, kd)
+
+
+@cli
+def main(argv: list[str] | None = None):
+    ap = argparse.ArgumentParser(prog="python -m babydistill.distill.student", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spec", required=True, help="the variant's spec as JSON (or @FILE)")
+    ap.add_argument("--train", required=True, help="tokenized training split PREFIX")
+    ap.add_argument("--dev", required=True, help="tokenized dev split PREFIX")
+    ap.add_argument("--tokenizer", required=True, help="tokenizer directory")
+    ap.add_argument("--out", required=True, help="final model directory")
+    ap.add_argument("--checkpoint-dir", required=True)
+    ap.add_argument("--teacher", action="append", default=[], help="teacher model dir (repeat)")
+    ap.add_argument("--cache", default=None, help="teacher cache dir (teacher_cache output)")
+    ap.add_argument("--blimp-suite", default=None, metavar="DIR",
+                    help="BLiMP-format suite for per-epoch curves (with train.blimp_every_epoch)")
+    ap.add_argument("--log", default=None)
+    args = ap.parse_args(argv)
+    setup_logging(args.log)
+    spec = DistillSpec.from_json(read_json(args.spec[1:]) if args.spec.startswith("@")
+                                 else args.spec, where="--spec")
+    vocab, train_data, eval_data = load_splits(args.train, args.dev, args.tokenizer, spec)
+    if spec.objective == "kd":
+        objective = build_kd_objective(spec, vocab, args.teacher, args.cache, n_train_chunks=len(train_data))
+        log.info("%s: kd (%s) alpha=%g T=%g %s/%s", spec.name,
+                 "cached top-k" if args.cache else f"{len(args.teacher)} live teacher(s)",
+                 objective.alpha, objective.temperature, objective.direction, objective.reduction)
+    else:
+        if args.teacher or args.cache:
+            raise UserError("--teacher/--cache: objective wml is teacher-less; drop them")
+        from babydistill.distill.wml import build_wml_objective
+
+        objective = build_wml_objective(spec, vocab, tokenizer_dir=args.tokenizer)
+    summary = train(spec.train, objective, train_data, eval_data, Path(args.out),
+                    Path(args.checkpoint_dir), args.tokenizer,
+                    extra_summary={"name": spec.name, "objective": spec.objective,
+                                   "vocab_size": vocab, "seq_length": spec.seq_length,
+                                   "cached_targets": bool(args.cache)},
+                    blimp_suite=args.blimp_suite,
+                    identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
+                                                 args.tokenizer, *args.teacher,
+                                                 *([args.cache] if args.cache else [])]))
+    record_model(args.out, args.spec, stage_inputs(args))  # provenance.json, then the card
+    return summary
+
+
+if __name__ == "__main__":
+    main()

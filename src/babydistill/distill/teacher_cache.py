@@ -1,0 +1,341 @@
+"""Teachers that run once: the top-k targets of the logit-averaged teacher ensemble, on disk.
+
+The teachers run a single pass over the FIXED training chunks (offset 0, chunk ``i`` =
+tokens ``[i*T, (i+1)*T)``) and the cache stores, for every position of every chunk:
+
+* ``values.f16``  [N, T, k] float16: the ensemble's top-k log-probabilities at T = 1
+  (log-probs, not raw logits: the large ones sit near 0 where fp16 is most precise, and a
+  log-prob is all a temperature needs, ``log softmax(z/T) = log softmax(logp/T)``);
+* ``indices.i16`` or ``indices.i32`` [N, T, k]: their token ids (int16 when vocab <= 32767);
+* ``rest_T<t>.f32`` [N, T] float32, one per stored temperature ``t``: the remainder bucket,
+  ``logsumexp`` over the tokens NOT kept of ``logp / t`` (-inf when k = V).
+* ``header.json``: shapes, dtypes, temperatures, teachers; written last, the whole
+  directory is renamed into place atomically.
+
+The build is resumable: it grows in ``.<out>.partial`` beside the output and records the
+finished chunk ranges there (``progress.json``); a build killed and started again skips
+them and writes the same bytes as an uninterrupted one (see :func:`build_cache`).
+
+:func:`babydistill.distill.losses.topk_kd_loss` distils from these as k + 1 buckets (the kept
+tokens plus one "everything else" bucket holding the exact remainder mass), which needs
+the remainder mass at the distillation temperature: hence one ``rest`` file per
+temperature (cheap: 4 bytes a position). See docs/distillation.md.
+
+Targets are looked up by ``chunk_index``, which names the same tokens only with fixed
+chunking: training with ``random_offset: true`` shifts every chunk, so the cache refuses it.
+
+CLI::
+
+    python -m babydistill.distill.teacher_cache --teacher DIR [--teacher DIR ...] --train PREFIX \\
+        --seq-length 128 --k 64 --out CACHE_DIR [--batch-size N] [--temperature T ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from babydistill.common import UserError, cli, read_json, setup_logging, write_json
+from babydistill.models.build import load_teachers
+
+log = logging.getLogger("babydistill.distill.teacher_cache")
+
+FORMAT = "babydistill-topk-v1"
+DEFAULT_TEMPERATURES = (1.0, 2.0)  # the papers' values; pass --temperature for others
+
+
+def _tkey(t: float) -> str:
+    return f"{float(t):g}"
+
+
+@torch.inference_mode()
+def teacher_logits(teachers, input_ids: torch.Tensor) -> torch.Tensor:
+    """The ensemble's logits (mean of raw logits), float32; bf16 autocast on CUDA.
+
+    The same numbers as :func:`babydistill.distill.losses.average_logits` (a sum in teacher order,
+    then one division), summed in place: no stacked [n_teachers, B, T, V] copy. No
+    key/value cache (``use_cache=False``): a single pass does not need one."""
+    use_amp = input_ids.device.type == "cuda"
+    total = None
+    for t in teachers:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            logits = t(input_ids=input_ids, use_cache=False).logits
+        if total is None:
+            total = logits.float()  # a fresh tensor (the model's output), safe to add into
+        else:
+            total += logits.float()
+    if len(teachers) > 1:
+        total /= len(teachers)
+    return total
+
+
+def fixed_chunks(prefix: str | os.PathLike, seq_length: int):
+    """The training split cut at offset 0 (babydistill.data.chunks.TrainChunks without random offsets)."""
+    from babydistill.data.chunks import TrainChunks
+
+    return TrainChunks(prefix, seq_length, random_offset=False, seed=0)
+
+
+def _rows(chunks, start: int, end: int) -> np.ndarray:
+    """Chunks ``start..end`` as int64 [n, T], from a TrainChunks or an [N, T] array."""
+    if hasattr(chunks, "chunk"):
+        return np.stack([chunks.chunk(i) for i in range(start, end)])
+    return np.asarray(chunks[start:end], dtype=np.int64)
+
+
+class CacheBuildStopped(Exception):
+    """Raised by the ``stop_after_chunks`` test hook: the build ends as if killed."""
+
+
+def _build_key(teachers, chunks, header: dict, batch_size: int, device: torch.device) -> str:
+    """What decides the cache's bytes: teachers' weights, the tokens, the layout, the batch
+    size and the device kind (a partial build is resumed only under the same key)."""
+    from babydistill.train.checkpoint import state_digest
+
+    h = hashlib.sha256(json.dumps(
+        {"header": header, "batch_size": batch_size, "device": device.type,
+         "torch": torch.__version__, "teachers": [type(t).__name__ for t in teachers]},
+        sort_keys=True).encode())
+    for t in teachers:
+        h.update(state_digest(t.state_dict(), "teacher").encode())
+    tokens = chunks.tokens if hasattr(chunks, "tokens") else np.asarray(chunks)
+    h.update(str(np.asarray(tokens).dtype).encode())
+    for i in range(0, len(tokens), 1 << 24):
+        h.update(memoryview(np.ascontiguousarray(tokens[i:i + (1 << 24)])))
+    return h.hexdigest()
+
+
+def _covered(done: list[list[int]], start: int, end: int) -> bool:
+    return any(a <= start and end <= b for a, b in done)
+
+
+def _add_range(done: list[list[int]], start: int, end: int) -> list[list[int]]:
+    """``done`` plus ``[start, end)``, merged into sorted disjoint ranges."""
+    out: list[list[int]] = []
+    for a, b in sorted([*done, [start, end]]):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+RECORD_EVERY_S = 10.0  # how often a build records its finished chunks (a kill loses at most this)
+
+
+def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
+                temperatures: Sequence[float] = DEFAULT_TEMPERATURES, batch_size: int = 32,
+                info: dict | None = None, progress: bool = True,
+                stop_after_chunks: int | None = None) -> dict:
+    """Run ``teachers`` once over ``chunks`` (a TrainChunks at offset 0, or an [N, T] array)
+    and write the cache directory ``out``.
+
+    Resumable: the files grow in ``.<out>.partial`` beside ``out`` with ``progress.json``
+    (the finished chunk ranges, recorded every :data:`RECORD_EVERY_S` seconds after the
+    data is flushed); a build killed and started again skips those ranges and gives the
+    same bytes as an uninterrupted one. A partial build of other teachers, tokens or
+    settings is discarded. At the end the partial directory is renamed onto ``out``.
+    ``stop_after_chunks``: test hook, stop as if killed after that many new chunks."""
+    n = len(chunks)
+    seq = chunks.seq_length if hasattr(chunks, "seq_length") else chunks.shape[1]
+    vocab = teachers[0].config.vocab_size
+    if not 1 <= k <= vocab:
+        raise UserError(f"--k: must be between 1 and the vocabulary size {vocab}, got {k}")
+    temps = sorted({float(t) for t in temperatures})
+    if not temps or min(temps) <= 0:
+        raise UserError(f"--temperature: must be positive, got {list(temperatures)}")
+    idx_dtype = np.int16 if vocab <= np.iinfo(np.int16).max else np.int32
+    idx_name = "indices.i16" if idx_dtype == np.int16 else "indices.i32"
+    device = next(teachers[0].parameters()).device
+    layout = {
+        "format": FORMAT, "n_chunks": int(n), "seq_length": int(seq), "k": int(k),
+        "vocab_size": int(vocab), "offset": 0,
+        "values": {"file": "values.f16", "dtype": "float16", "what": "top-k log-probs at T=1"},
+        "indices": {"file": idx_name, "dtype": np.dtype(idx_dtype).name},
+        "rest": {_tkey(t): f"rest_T{_tkey(t)}.f32" for t in temps},
+        "temperatures": temps,
+    }
+    header = {**layout, **(info or {})}
+    out = Path(out)
+    work = out.parent / f".{out.name}.partial"
+    for old in out.parent.glob(f".{out.name}.*.tmp"):  # left by builds before resumability
+        shutil.rmtree(old, ignore_errors=True)
+    key = _build_key(teachers, chunks, layout, batch_size, device)
+    record = work / "progress.json"
+    done: list[list[int]] = []
+    if work.is_dir():
+        try:
+            state = json.loads(record.read_text())
+            if state["key"] == key:
+                done = [[int(a), int(b)] for a, b in state["done"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if done:
+            log.info("resuming %s: %d of %d chunks already cached", work,
+                     sum(b - a for a, b in done), n)
+        else:
+            shutil.rmtree(work)  # another build's (or an unrecorded) partial: start over
+    sizes = {"values.f16": n * seq * k * 2, idx_name: n * seq * k * np.dtype(idx_dtype).itemsize,
+             **{f: n * seq * 4 for f in layout["rest"].values()}}
+    if done and any(not (work / f).is_file() or (work / f).stat().st_size != size
+                    for f, size in sizes.items()):
+        log.warning("%s: files missing or cut short; starting the cache over", work)
+        shutil.rmtree(work)
+        done = []
+    mode = "r+" if done else "w+"
+    work.mkdir(parents=True, exist_ok=True)
+    values = np.memmap(work / "values.f16", dtype=np.float16, mode=mode, shape=(n, seq, k))
+    indices = np.memmap(work / idx_name, dtype=idx_dtype, mode=mode, shape=(n, seq, k))
+    rests = {t: np.memmap(work / layout["rest"][_tkey(t)], dtype=np.float32, mode=mode,
+                          shape=(n, seq)) for t in temps}
+    arrays = (values, indices, *rests.values())
+
+    def save_progress() -> None:
+        for arr in arrays:
+            arr.flush()  # the data first: a recorded range is always on disk
+        write_json(record, {"key": key, "done": done})
+
+    bar = tqdm(total=n, desc="teacher cache", unit="chunk", disable=not progress,
+               initial=sum(b - a for a, b in done))
+    new_chunks, last_record = 0, time.monotonic()
+    for start in range(0, n, batch_size):
+        end = min(n, start + batch_size)
+        if _covered(done, start, end):
+            continue
+        with torch.inference_mode():
+            ids = torch.from_numpy(_rows(chunks, start, end)).to(device)
+            logp = F.log_softmax(teacher_logits(teachers, ids), dim=-1)
+            top, top_idx = logp.topk(k, dim=-1)
+            values[start:end] = top.to(torch.float16).cpu().numpy()
+            indices[start:end] = top_idx.cpu().numpy().astype(idx_dtype)
+            for t in temps:
+                masked = logp / t
+                masked.scatter_(-1, top_idx, float("-inf"))  # in place: one V-wide pass less
+                rests[t][start:end] = torch.logsumexp(masked, dim=-1).cpu().numpy()
+        done = _add_range(done, start, end)
+        new_chunks += end - start
+        bar.update(end - start)
+        if stop_after_chunks is not None and new_chunks >= stop_after_chunks:
+            save_progress()
+            bar.close()
+            raise CacheBuildStopped(f"stopped after {new_chunks} chunks (test hook)")
+        if time.monotonic() - last_record >= RECORD_EVERY_S:
+            save_progress()
+            last_record = time.monotonic()
+    bar.close()
+    for arr in arrays:
+        arr.flush()
+    del values, indices, rests, arrays
+    record.unlink(missing_ok=True)
+    write_json(work / "header.json", header)  # last: header present == complete
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    os.replace(work, out)
+    return header
+
+
+class TopKCache:
+    """Read side of the cache: sparse targets for a batch of chunk indices."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        h = read_json(self.path / "header.json")
+        if h.get("format") != FORMAT:
+            raise UserError(f"{self.path}/header.json: format {h.get('format')!r}, expected {FORMAT}; rebuild the cache")
+        self.header = h
+        self.n_chunks, self.seq_length, self.k = h["n_chunks"], h["seq_length"], h["k"]
+        self.vocab_size = h["vocab_size"]
+        shape = (self.n_chunks, self.seq_length, self.k)
+        self.values = np.memmap(self.path / h["values"]["file"], dtype=np.float16, mode="r", shape=shape)
+        self.indices = np.memmap(self.path / h["indices"]["file"], dtype=np.dtype(h["indices"]["dtype"]),
+                                 mode="r", shape=shape)
+        self._rest_files = h["rest"]
+        self._rest: dict[str, np.memmap] = {}
+
+    def check(self, *, temperature: float, seq_length: int, vocab_size: int,
+              random_offset: bool, n_chunks: int | None = None) -> None:
+        """One-line errors when this cache cannot serve a run."""
+        where = f"{self.path}"
+        if random_offset:
+            raise UserError(
+                f"{where}: the teacher cache stores targets for the fixed chunks (offset 0); "
+                "set random_offset: false for this run (random offsets shift every chunk, "
+                "so chunk_index would no longer name the cached tokens)")
+        if _tkey(temperature) not in self._rest_files:
+            raise UserError(f"{where}: no remainder mass for temperature {temperature:g} (cache has "
+                            f"{', '.join(self._rest_files)}); rebuild with --temperature {temperature:g}")
+        if seq_length != self.seq_length:
+            raise UserError(f"{where}: cache seq_length {self.seq_length} != run seq_length {seq_length}; rebuild it")
+        if vocab_size != self.vocab_size:
+            raise UserError(f"{where}: cache vocab_size {self.vocab_size} != student vocab_size {vocab_size}")
+        if n_chunks is not None and n_chunks != self.n_chunks:
+            raise UserError(f"{where}: cache has {self.n_chunks} chunks, the training split {n_chunks}; "
+                            "rebuild it from the same --train prefix")
+
+    def rest(self, temperature: float) -> np.memmap:
+        key = _tkey(temperature)
+        if key not in self._rest:
+            self._rest[key] = np.memmap(self.path / self._rest_files[key], dtype=np.float32, mode="r",
+                                        shape=(self.n_chunks, self.seq_length))
+        return self._rest[key]
+
+    def get(self, chunk_index, temperature: float, device=None):
+        """(topk_logprobs f16 [B,T,k], topk_index long [B,T,k], rest_logit f32 [B,T]) for a batch."""
+        idx = np.asarray(torch.as_tensor(chunk_index).cpu().numpy(), dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_chunks):
+            raise IndexError(f"chunk_index out of range for a cache of {self.n_chunks} chunks")
+        vals = torch.from_numpy(np.ascontiguousarray(self.values[idx]))
+        ind = torch.from_numpy(np.ascontiguousarray(self.indices[idx]).astype(np.int64))
+        rest = torch.from_numpy(np.ascontiguousarray(self.rest(temperature)[idx]))
+        if device is not None:
+            vals, ind, rest = (x.to(device, non_blocking=True) for x in (vals, ind, rest))
+        return vals, ind, rest
+
+
+@cli
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m babydistill.distill.teacher_cache", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", action="append", required=True, help="teacher model dir (repeat)")
+    ap.add_argument("--train", required=True, help="tokenized training split PREFIX (PREFIX.bin/.json)")
+    ap.add_argument("--seq-length", type=int, default=128)
+    ap.add_argument("--k", type=int, default=64)
+    ap.add_argument("--out", required=True, help="cache directory to write")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--temperature", type=float, action="append", default=None,
+                    help=f"distillation temperature(s) to store the remainder mass for "
+                         f"(repeat; default {' '.join(map(_tkey, DEFAULT_TEMPERATURES))})")
+    ap.add_argument("--log", default=None, help="also log to this file")
+    args = ap.parse_args(argv)
+    setup_logging(args.log)
+    if args.seq_length < 2 or args.batch_size < 1:
+        raise UserError("--seq-length must be >= 2 and --batch-size >= 1")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teachers = load_teachers(args.teacher, device)
+    chunks = fixed_chunks(args.train, args.seq_length)
+    log.info("caching top-%d targets of %d teacher(s) over %d chunks of %d tokens",
+             args.k, len(teachers), len(chunks), args.seq_length)
+    header = build_cache(
+        teachers, chunks, args.out, k=args.k, batch_size=args.batch_size,
+        temperatures=args.temperature or DEFAULT_TEMPERATURES,
+        info={"teachers": [str(t) for t in args.teacher], "train": str(args.train)},
+    )
+    log.info("wrote %s (%d chunks x %d positions x top-%d)", args.out, header["n_chunks"],
+             header["seq_length"], header["k"])
+    return header
+
+
+if __name__ == "__main__":
+    main()

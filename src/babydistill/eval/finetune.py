@@ -1,0 +1,562 @@
+"""Fine-tuning evaluation: (Super)GLUE and MSGS sequence classification on top of a causal LM.
+
+Owns the task table (input fields, number of labels, metric per task), reading BabyLM's
+``glue_filtered`` jsonl layout (``{task}.train.jsonl`` / ``{task}.valid.jsonl``) and the run
+itself, built on the stack the BabyLM evaluation pipelines use: data through ``datasets``
+(``load_dataset("json")`` on the local files, ``map`` with the tokenizer), training on
+``transformers.Trainer`` with ``EarlyStoppingCallback``, metrics from scikit-learn
+(accuracy, binary F1, MCC).
+
+Semantics (BabyLM 2023 pipeline, ``finetune_classification.py``; Baby Llama Table 3 gives
+lr, batch size, epochs, patience, eval_every and seed per task, from config): a fresh
+classification head on the saved causal LM (``AutoModelForSequenceClassification``, the
+rightmost non-pad token is pooled), inputs truncated to 128 tokens, the two texts of a pair
+passed to the tokenizer as ``(text, text_pair)`` (longest first truncation), MultiRC as
+``"Question: {q} Answer: {a}"`` + paragraph, WSC as ``'Does "{span2}" refer to "{span1}" in
+this passage?'`` + text; AdamW (betas 0.9/0.999, eps 1e-8, no weight decay), linear decay to
+zero over the maximum number of epochs with no warm-up, gradient clipping at 1.0 (the
+Trainer's defaults); evaluation on the validation set every ``eval_every`` steps and at the
+last step, early stopping after ``patience`` evaluations without an improvement above 0.001,
+and the best validation score reported (no checkpoint is written: only the score is kept).
+MNLI-mm trains on ``mnli.train.jsonl`` and validates on ``mnli-mm.valid.jsonl``, as in the
+pipeline. Labels: integers (or booleans) are class ids; strings are mapped by sorted order;
+a file that mixes the two is refused with its first odd line.
+
+No network: the hub and datasets run offline, with their caches and the Trainer's output in
+a temporary folder per job (beside ``--out``), removed at the end. Logs: on a terminal a
+live bar; in a log file a progress line at most every 30 s and the result line.
+
+CLI::
+
+    python -m babydistill.eval.finetune --model DIR --task cola --data-dir DIR \\
+        --spec '{"lr": 4e-5, "batch_size": 64, "epochs": 3, "patience": 10,
+                 "eval_every": 20, "seed": 12}' --out results/x/finetune/cola.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from babydistill.common import UserError, cli, parse_json_arg, read_json, setup_logging, write_json
+from babydistill.report.model_card import refresh_after_eval
+from babydistill.config.specs import schema, validate as validate_against_schema
+
+# Set before transformers / datasets / huggingface_hub are imported, which read them once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+log = logging.getLogger("babydistill.eval.finetune")
+
+MAX_LENGTH = 128  # the pipeline's --max_seq_length
+EARLY_STOPPING_THRESHOLD = 1e-3  # the pipeline's EarlyStoppingCallback threshold
+GRAD_CLIP = 1.0  # HF Trainer's default max_grad_norm
+SPEC_KEYS = tuple(schema()["$defs"]["finetune_task"]["properties"])  # the task's hyperparameters
+
+
+# ---------------------------------------------------------------------------------------
+# Tasks: how each one turns a jsonl record into (text, text_pair)
+
+
+def _fields(a: str, b: str | None = None) -> Callable[[dict], tuple[str, str | None]]:
+    def build(rec: dict) -> tuple[str, str | None]:
+        return rec[a], (rec[b] if b is not None else None)
+
+    build.keys = (a,) if b is None else (a, b)  # type: ignore[attr-defined]
+    return build
+
+
+def _multirc(rec: dict) -> tuple[str, str | None]:
+    return f"Question: {rec['question']} Answer: {rec['answer']}", rec["paragraph"]
+
+
+_multirc.keys = ("question", "answer", "paragraph")  # type: ignore[attr-defined]
+
+
+def _wsc(rec: dict) -> tuple[str, str | None]:
+    return f'Does "{rec["span2_text"]}" refer to "{rec["span1_text"]}" in this passage?', rec["text"]
+
+
+_wsc.keys = ("span1_text", "span2_text", "text")  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    build: Callable[[dict], tuple[str, str | None]]
+    num_labels: int
+    metric: str  # acc | f1 | mcc
+    train_name: str  # file stem of the training data (mnli-mm trains on mnli)
+    valid_name: str
+
+
+GLUE_TASKS: dict[str, tuple[Callable, int, str]] = {
+    "cola": (_fields("sentence"), 2, "mcc"),
+    "sst2": (_fields("sentence"), 2, "acc"),
+    "mrpc": (_fields("sentence1", "sentence2"), 2, "f1"),
+    "qqp": (_fields("question1", "question2"), 2, "f1"),
+    "mnli": (_fields("premise", "hypothesis"), 3, "acc"),
+    "mnli-mm": (_fields("premise", "hypothesis"), 3, "acc"),
+    "qnli": (_fields("question", "sentence"), 2, "acc"),
+    "rte": (_fields("sentence1", "sentence2"), 2, "acc"),
+    "boolq": (_fields("question", "passage"), 2, "acc"),
+    "multirc": (_multirc, 2, "acc"),
+    "wsc": (_wsc, 2, "acc"),
+}
+_ALIASES = {"sst-2": "sst2", "mnli_mm": "mnli-mm", "mnli-m": "mnli"}
+
+
+def resolve_task(name: str) -> Task:
+    """The Task for a (case-insensitive) GLUE/SuperGLUE name or an ``msgs_*`` name."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key in GLUE_TASKS:
+        build, n, metric = GLUE_TASKS[key]
+        train = "mnli" if key == "mnli-mm" else key
+        return Task(key, build, n, metric, train, key)
+    if key.startswith("msgs_") and len(key) > len("msgs_"):
+        return Task(key, _fields("sentence"), 2, "mcc", key, key)
+    raise UserError(
+        f"--task {name}: unknown task; use one of {', '.join(GLUE_TASKS)} or msgs_<name>"
+    )
+
+
+def _stem_candidates(task: Task, stem: str) -> list[str]:
+    """File stems to look for. MSGS files may be named without the ``msgs_`` prefix and
+    with a ``_control`` suffix (the 2023 pipeline's ``main_verb_control.train.json``)."""
+    if not task.name.startswith("msgs_"):
+        return [stem]
+    bare = stem[len("msgs_"):]
+    out = [stem, bare]
+    if not bare.endswith("_control"):
+        out += [stem + "_control", bare + "_control"]
+    return out
+
+
+def find_split(task: Task, data_dir: str | os.PathLike, split: str) -> Path | None:
+    """Path of ``{stem}.{split}.jsonl`` (or ``.json``) in data_dir, or None."""
+    stem = task.train_name if split == "train" else task.valid_name
+    for s in _stem_candidates(task, stem):
+        for ext in ("jsonl", "json"):
+            p = Path(data_dir) / f"{s}.{split}.{ext}"
+            if p.is_file():
+                return p
+    return None
+
+
+def read_jsonl(path: str | os.PathLike, with_lines: bool = False) -> list:
+    """All records of a jsonl file (with ``with_lines``: ``(line number, record)`` pairs);
+    a bad line is a one-line UserError naming file:line."""
+    out: list = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove the line") from None
+            if not isinstance(rec, dict):
+                raise UserError(f"{path}:{i}: expected a JSON object per line")
+            out.append((i, rec) if with_lines else rec)
+    return out
+
+
+def _label_kind(v: Any) -> str | None:
+    if isinstance(v, (bool, int)):
+        return "integer"
+    return "string" if isinstance(v, str) else None
+
+
+def build_examples(task: Task, records: Sequence[dict], path: str | os.PathLike,
+                   label_map: dict | None = None, lines: Sequence[int] | None = None,
+                   ) -> tuple[list[tuple[str, str | None]], list[int], dict]:
+    """(texts, labels, label_map) for a task's records. Integer labels (and booleans) are
+    used as class ids; string labels are mapped by sorted order, as the pipeline does. A
+    file mixing the two kinds (``"acceptable"`` among 0/1) is refused: the string would
+    otherwise become some class id silently. ``lines``: each record's line in ``path``."""
+    where = [f"{path}:{n}" for n in lines] if lines is not None else \
+        [f"{path}: record {i}" for i in range(1, len(records) + 1)]
+    texts, raw = [], []
+    for at, rec in zip(where, records):
+        missing = [k for k in (*task.build.keys, "label") if k not in rec]  # type: ignore[attr-defined]
+        if missing:
+            raise UserError(f"{at}: missing key(s) {missing} for task {task.name}")
+        if _label_kind(rec["label"]) is None:
+            raise UserError(f"{at}: label {rec['label']!r} must be an integer class id or a string")
+        texts.append(task.build(rec))
+        raw.append(rec["label"])
+    kinds = [_label_kind(v) for v in raw]
+    if len(set(kinds)) > 1:
+        odd = min(set(kinds), key=kinds.count)  # the rarer kind is the mistake
+        i = kinds.index(odd)
+        raise UserError(f"{where[i]}: label {raw[i]!r} is a {odd} but the file's other labels are "
+                        f"{'strings' if odd == 'integer' else 'integers'}; use one kind of label")
+    if label_map is None:
+        strs = sorted({v for v in raw if isinstance(v, str)})
+        label_map = {s: j for j, s in enumerate(strs)}
+    labels = []
+    for at, v in zip(where, raw):
+        y = int(v) if isinstance(v, (bool, int)) else label_map.get(v)
+        if y is None or not 0 <= y < task.num_labels:
+            raise UserError(
+                f"{at}: label {v!r} is not one of the {task.num_labels} classes of {task.name}"
+            )
+        labels.append(y)
+    return texts, labels, label_map
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics (the ones BabyLM reports per task), from scikit-learn
+
+
+def accuracy(preds: Sequence[int], labels: Sequence[int]) -> float:
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(labels, preds)) if len(labels) else 0.0
+
+
+def f1_binary(preds: Sequence[int], labels: Sequence[int]) -> float:
+    """F1 of the positive class (label 1); 0 when there is no true or predicted positive."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(labels, preds, pos_label=1, average="binary", zero_division=0.0))
+
+
+def mcc(preds: Sequence[int], labels: Sequence[int]) -> float:
+    """Matthews correlation (multiclass form for more than two classes); 0 when it is
+    undefined (a constant prediction or a constant truth)."""
+    from sklearn.metrics import matthews_corrcoef
+
+    return float(matthews_corrcoef(labels, preds))
+
+
+METRICS = {"acc": accuracy, "f1": f1_binary, "mcc": mcc}
+
+
+# ---------------------------------------------------------------------------------------
+# Data plumbing
+
+
+def encode(tokenizer, texts: Sequence[tuple[str, str | None]], max_length: int) -> dict:
+    """The tokenizer's output (input_ids, attention_mask) per example; pairs go in as
+    (text, text_pair), truncated longest-first."""
+    singles = [a for a, b in texts if b is None]
+    if len(singles) == len(texts):
+        return dict(tokenizer(singles, truncation=True, max_length=max_length))
+    if singles:
+        raise UserError("mixed single and pair inputs in one task")  # cannot happen per Task
+    a, b = zip(*texts)
+    return dict(tokenizer(list(a), list(b), truncation=True, max_length=max_length))
+
+
+def subsample(n: int, k: int | None, seed: int) -> list[int]:
+    """A deterministic sorted subset of k indices out of n (all of them when k is None)."""
+    if k is None or k >= n:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), k))
+
+
+def validate_spec(spec: Any) -> dict:
+    """The task's hyperparameters, checked against the schema's ``$defs/finetune_task``."""
+    if not isinstance(spec, dict):
+        raise UserError("--spec: expected a JSON object with keys " + ", ".join(SPEC_KEYS))
+    validate_against_schema(spec, "finetune_task", "--spec")
+    return {k: spec[k] for k in SPEC_KEYS}
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device {device}: use auto, cpu or cuda (pick a GPU with "
+                        "CUDA_VISIBLE_DEVICES)")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available here; use --device cpu or auto")
+    return torch.device(device)
+
+
+def load_model(model_dir: str | os.PathLike, num_labels: int):
+    """(tokenizer, classifier) from a saved causal-LM directory, with a fresh head."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise UserError(f"{model_dir}: no config.json; --model must be a saved HF model directory")
+    try:
+        tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{model_dir}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
+    if tok.pad_token_id is None:  # fall back on eos so batches can be padded
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "score.weight newly initialized" warning is expected
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=num_labels, pad_token_id=tok.pad_token_id,
+            dtype=torch.float32, local_files_only=True,
+        )
+    except (OSError, ValueError) as e:
+        raise UserError(f"{model_dir}: cannot load as a sequence classifier ({str(e).splitlines()[0]})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return tok, model
+
+
+def load_splits(task: Task, train_path: Path, valid_path: Path, tok, max_len: int,
+                cache_dir: Path, max_train: int | None, max_valid: int | None, seed: int):
+    """The tokenized train / validation ``datasets.Dataset`` pair (columns input_ids,
+    attention_mask, labels). The files are checked line by line first, so bad input is a
+    one-line error naming file:line rather than a pyarrow traceback."""
+    import datasets
+
+    checked = {}
+    label_map = None
+    for split, path in (("train", train_path), ("validation", valid_path)):
+        numbered = read_jsonl(path, with_lines=True)
+        if not numbered:
+            raise UserError(f"{path}: no examples")
+        lines, records = zip(*numbered)
+        _, labels, label_map = build_examples(task, records, path, label_map, lines)
+        checked[split] = labels
+    try:
+        raw = datasets.load_dataset("json", data_files={"train": str(train_path),
+                                                        "validation": str(valid_path)},
+                                    cache_dir=str(cache_dir))
+    except Exception as e:  # e.g. a field whose type changes between lines
+        cause = e.__cause__ or e
+        raise UserError(f"{train_path} / {valid_path}: datasets cannot read them as one table "
+                        f"({type(cause).__name__}: {str(cause).splitlines()[0][:200]})") from None
+    out = []
+    for split, k in (("train", max_train), ("validation", max_valid)):
+        ds, labels = raw[split], checked[split]
+        if len(ds) != len(labels):  # a blank line skipped by one reader and not the other
+            raise UserError(f"{train_path if split == 'train' else valid_path}: read "
+                            f"{len(ds)} records but checked {len(labels)}; remove blank lines")
+
+        def features(batch: dict, idx: list[int], labels=labels) -> dict:
+            recs = [dict(zip(batch, row)) for row in zip(*batch.values())]
+            enc = encode(tok, [task.build(r) for r in recs], max_len)
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                    "labels": [labels[i] for i in idx]}
+
+        ds = ds.map(features, batched=True, with_indices=True, remove_columns=ds.column_names)
+        out.append(ds.select(subsample(len(ds), k, seed)))
+    return out[0], out[1]
+
+
+def _callbacks(task: Task, patience: int):
+    """EarlyStoppingCallback plus two small ones: a loss log at the last step (the
+    Trainer evaluates there but logs the loss only every ``logging_steps``) and the
+    progress bar (quiet in log files)."""
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    from babydistill.common import progress_bar
+
+    class LogLastStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+
+    class Progress(TrainerCallback):
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = progress_bar(state.max_steps, desc=f"finetune {task.name}")
+
+        def on_step_end(self, args, state, control, **kw):
+            self.bar.update(1)
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            score = (metrics or {}).get(f"eval_{task.metric}")
+            if score is not None:
+                best = max(score, state.best_metric if state.best_metric is not None else -math.inf)
+                self.bar.set_postfix({task.metric: f"{score:.3f}", "best": f"{best:.3f}"},
+                                     refresh=False)
+
+        def on_train_end(self, args, state, control, **kw):
+            self.bar.close()
+
+    return [EarlyStoppingCallback(patience, EARLY_STOPPING_THRESHOLD), LogLastStep(), Progress()]
+
+
+class _NoBestModelWarning(logging.Filter):
+    """Only the score is kept, so not loading the best model at the end is intended."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "load_best_model_at_end" not in record.getMessage()
+
+
+# ---------------------------------------------------------------------------------------
+# The fine-tuning run
+
+
+def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.PathLike,
+             spec: dict, max_train: int | None = None, max_valid: int | None = None,
+             device: str = "auto", work_dir: str | os.PathLike | None = None) -> dict:
+    """Fine-tune ``model_dir`` on one task; returns the result record (see module doc).
+    ``work_dir``: where this job's temporary folder (HF caches, Trainer output) goes."""
+    t0 = time.time()
+    task = resolve_task(task_name)
+    spec = validate_spec(spec)
+    base = {"model": Path(model_dir).name, "model_dir": str(model_dir), "task": task.name,
+            "metric": task.metric}
+    if not Path(data_dir).is_dir():
+        raise UserError(f"--data-dir {data_dir}: not a directory")
+    train_path = find_split(task, data_dir, "train")
+    if train_path is None:
+        reason = f"no train file in {data_dir}"
+        print(f"skip: {task.name}: {reason}", file=sys.stderr)
+        return {**base, "skipped": True, "reason": reason, "score": None, "hyperparameters": spec}
+    valid_path = find_split(task, data_dir, "valid")
+    if valid_path is None:
+        raise UserError(f"{Path(data_dir) / (task.valid_name + '.valid.jsonl')}: validation file not found")
+
+    dev = pick_device(device)
+    from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer,
+                              TrainingArguments, set_seed)
+
+    from babydistill.common import quiet_library_bars
+
+    if not sys.stderr.isatty():
+        quiet_library_bars()  # datasets' "Map" / "Generating split" bars
+    set_seed(spec["seed"])  # before loading: the head's init depends on it
+    tok, model = load_model(model_dir, task.num_labels)
+    max_len = min(MAX_LENGTH, getattr(model.config, "max_position_embeddings", None)
+                  or getattr(model.config, "n_positions", MAX_LENGTH))
+    metric_fn = METRICS[task.metric]
+    bs = spec["batch_size"]
+
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".finetune.", dir=work_dir) as tmp:
+        train_ds, valid_ds = load_splits(task, train_path, valid_path, tok, max_len,
+                                         Path(tmp) / "datasets", max_train, max_valid, spec["seed"])
+        args = TrainingArguments(
+            output_dir=str(Path(tmp) / "trainer"), learning_rate=spec["lr"],
+            per_device_train_batch_size=bs, per_device_eval_batch_size=max(bs, 64),
+            num_train_epochs=spec["epochs"], lr_scheduler_type="linear", warmup_steps=0,
+            optim="adamw_torch", adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
+            weight_decay=0.0, max_grad_norm=GRAD_CLIP,
+            eval_strategy="steps", eval_steps=spec["eval_every"],
+            logging_strategy="steps", logging_steps=spec["eval_every"],
+            save_strategy="no", load_best_model_at_end=False,
+            metric_for_best_model=task.metric, greater_is_better=True,
+            seed=spec["seed"], data_seed=spec["seed"], report_to="none", disable_tqdm=True,
+            use_cpu=dev.type == "cpu", dataloader_pin_memory=False,
+            bf16=dev.type == "cuda" and torch.cuda.is_bf16_supported(),  # autocast, fp32 weights
+        )
+        trainer = Trainer(
+            model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
+            data_collator=DataCollatorWithPadding(tok),
+            compute_metrics=lambda p: {task.metric: metric_fn(p.predictions, p.label_ids)},
+            preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
+            callbacks=_callbacks(task, spec["patience"]),
+        )
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+        log.info("%s: %d train / %d valid examples, %d labels, %d steps max, device %s",
+                 task.name, len(train_ds), len(valid_ds), task.num_labels,
+                 math.ceil(len(train_ds) / bs) * spec["epochs"], args.device)
+        quiet = _NoBestModelWarning()
+        callback_log = logging.getLogger("transformers.trainer_callback")
+        callback_log.addFilter(quiet)
+        try:
+            trainer.train()
+        finally:
+            callback_log.removeFilter(quiet)
+        state = trainer.state
+
+    key = f"eval_{task.metric}"
+    losses = {e["step"]: e["loss"] for e in state.log_history if "loss" in e}
+    history = [{"step": e["step"], "score": e[key], "loss": losses.get(e["step"])}
+               for e in state.log_history if key in e]
+    best = max(history, key=lambda h: h["score"])  # the first of equal scores, as the Trainer
+    return {
+        **base,
+        "score": best["score"],
+        "best_step": best["step"],
+        "n_train": len(train_ds),
+        "n_valid": len(valid_ds),
+        "steps": state.global_step,
+        "stopped_early": state.global_step < state.max_steps,
+        "history": history,
+        "hyperparameters": {
+            **spec, "max_length": max_len, "schedule": "linear", "warmup_steps": 0,
+            "optimizer": "adamw", "weight_decay": 0.0, "grad_clip": GRAD_CLIP,
+            "early_stopping_threshold": EARLY_STOPPING_THRESHOLD, "max_train": max_train,
+            "max_valid": max_valid,
+        },
+        "num_labels": task.num_labels,
+        "train_file": str(train_path),
+        "valid_file": str(valid_path),
+        "device": str(args.device),
+        "seconds": round(time.time() - t0, 2),
+    }
+
+
+def _read_spec(text: str) -> Any:
+    """--spec is inline JSON or the path of a JSON file."""
+    return parse_json_arg(text, "--spec") if text.lstrip().startswith("{") else read_json(text)
+
+
+@cli
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m babydistill.eval.finetune", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="saved HF causal-LM directory (with tokenizer)")
+    ap.add_argument("--task", required=True, help="cola, sst2, mrpc, qqp, mnli, mnli-mm, qnli, rte, "
+                    "boolq, multirc, wsc, or msgs_<name>")
+    ap.add_argument("--data-dir", required=True, help="folder with {task}.train.jsonl / {task}.valid.jsonl")
+    ap.add_argument("--spec", required=True, help="JSON (inline or file): lr, batch_size, epochs, "
+                    "patience, eval_every, seed")
+    ap.add_argument("--out", required=True, help="result JSON (written atomically)")
+    ap.add_argument("--max-train", type=int, default=None, help="deterministic subsample of N train examples")
+    ap.add_argument("--max-valid", type=int, default=None, help="deterministic subsample of N valid examples")
+    ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda "
+                    "(choose the GPU with CUDA_VISIBLE_DEVICES)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    ap.add_argument("--log", default=None, help="also log to this file")
+    args = ap.parse_args(argv)
+    setup_logging(args.log)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # oversubscribed CPUs slow tiny models down a lot
+    for flag, v in (("--max-train", args.max_train), ("--max-valid", args.max_valid)):
+        if v is not None and v < 1:
+            raise UserError(f"{flag}: must be >= 1, got {v}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    job_tmp = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    before = os.environ.get("HF_HOME")
+    os.environ["HF_HOME"] = str(Path(job_tmp) / "hf_home")  # any hub/datasets cache: this job's
+    try:
+        result = finetune(args.model, args.task, args.data_dir, _read_spec(args.spec),
+                          args.max_train, args.max_valid, args.device, work_dir=job_tmp)
+    finally:
+        if before is None:
+            os.environ.pop("HF_HOME", None)
+        else:
+            os.environ["HF_HOME"] = before
+        shutil.rmtree(job_tmp, ignore_errors=True)
+    write_json(out, result)
+    refresh_after_eval(args.model, out)  # the model card lists the new score
+    if not result.get("skipped"):
+        log.info("%s: best %s %.4f at step %d of %d -> %s", result["task"], result["metric"],
+                 result["score"], result["best_step"], result["steps"], args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Model presets -> Hugging Face causal LMs (LLaMA and GPT-2), and loading saved models.
+
+A preset is one entry of ``models:`` in the config (arch, hidden_size, num_layers,
+num_heads, num_kv_heads, intermediate_size, max_position_embeddings, optional
+tie_word_embeddings and dropout); the vocabulary size comes from the tokenizer. Special
+tokens follow the project tokenizer: pad 0, bos 1, eos 2. Loading saved models
+(:func:`load_teachers`) lives here too.
+
+Parameter counting from the shape alone lives below, in :mod:`babydistill.config.presets`
+(torch-free: the workflow sizes jobs with it at parse time); a test checks it against the
+models built here.
+
+Dropout: GPT-2's residual, embedding and attention dropout (one value for the three, as
+the authors' train.py sets them) default to 0.1, the transformers default the Baby Llama
+GPT-2 705M ran with; LLaMA's attention dropout defaults to 0. Short runs learn faster with 0.
+
+Embeddings: LLaMA presets are untied and GPT-2 presets tied unless the preset says
+otherwise; this is what makes the papers' sizes come out (vocab 16000): llama-58M
+58,343,936; llama-360M 359,973,888; gpt2-705M 704,732,160; smollama-345M 345,355,200.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from babydistill.common import UserError
+from babydistill.config.presets import (  # noqa: F401 (ids and ARCHS: the model layer's names)
+    ARCHS, BOS_ID, EOS_ID, PAD_ID, arch_default as _or, check_vocab as _vocab, typed_preset as _preset)
+from babydistill.config.specs import ModelPreset
+
+if TYPE_CHECKING:  # torch and transformers load lazily
+    import torch
+    from transformers import PreTrainedModel
+
+
+def model_config(preset: ModelPreset | dict, vocab_size: int, name: str = "model"):
+    """The transformers config for ``preset`` (LlamaConfig or GPT2Config)."""
+    from transformers import GPT2Config, LlamaConfig
+
+    p = _preset(preset, name)
+    _vocab(vocab_size, name)
+    arch, hidden, heads = p.arch, p.hidden_size, p.num_heads
+    common = dict(vocab_size=vocab_size, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
+                  eos_token_id=EOS_ID, attn_implementation="sdpa",
+                  loss_type="ForCausalLM")  # explicit: silences an HF warning
+    if arch == "llama":
+        return LlamaConfig(
+            hidden_size=hidden, num_hidden_layers=p.num_layers,
+            num_attention_heads=heads, num_key_value_heads=p.num_kv_heads or heads,
+            intermediate_size=p.intermediate_size,
+            max_position_embeddings=p.max_position_embeddings,
+            attention_dropout=float(_or(p.dropout, 0.0)),
+            tie_word_embeddings=bool(_or(p.tie_word_embeddings, False)), **common)
+    drop = float(_or(p.dropout, 0.1))
+    return GPT2Config(
+        n_embd=hidden, n_layer=p.num_layers, n_head=heads,
+        n_inner=p.intermediate_size, n_positions=p.max_position_embeddings,
+        resid_pdrop=drop, embd_pdrop=drop, attn_pdrop=drop,
+        tie_word_embeddings=bool(_or(p.tie_word_embeddings, True)), **common)
+
+
+def build_model(preset: ModelPreset | dict, vocab_size: int, name: str = "model") -> PreTrainedModel:
+    """A freshly initialised causal LM for ``preset`` (on the current default device).
+
+    Seed torch beforehand for a reproducible init; build inside ``torch.device("meta")``
+    to get the structure only.
+    """
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+
+    preset = _preset(preset, name)
+    cfg = model_config(preset, vocab_size, name)
+    cls = LlamaForCausalLM if preset.arch == "llama" else GPT2LMHeadModel
+    return cls(cfg)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Unique parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_teachers(dirs: Sequence[str | os.PathLike], device: torch.device | str = "cpu") -> list:
+    """Saved models (teachers) in eval mode without gradients; all must share one vocabulary."""
+    from transformers import AutoModelForCausalLM
+
+    if not dirs:
+        raise UserError("--teacher: give at least one teacher model directory")
+    models = []
+    for d in dirs:
+        if not (Path(d) / "config.json").is_file():
+            raise UserError(f"{d}: not a saved model directory (no config.json); train the teacher first")
+        m = AutoModelForCausalLM.from_pretrained(d).to(device).eval()
+        m.requires_grad_(False)
+        models.append(m)
+    vocabs = {m.config.vocab_size for m in models}
+    if len(vocabs) != 1:
+        raise UserError(f"--teacher: teachers disagree on vocab_size {sorted(vocabs)}; they must share one tokenizer")
+    return models
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "models.build", "every stage that trains, distils or scores a model")
