@@ -264,3 +264,82 @@ def test_bad_curriculum_configs_name_the_key(paper, change, message):
     change(bad)
     with pytest.raises(UserError, match=message):
         bdconfig.validate(bad, "config.yaml")
+
+
+# --- issue 27, round 2: nonsense that used to pass the check --------------------------------
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["pretrain"]["student-tiny-nodistill"].update(baseline="student-tiny-nodistill"),
+         "pretrain.student-tiny-nodistill.baseline: a run cannot be its own baseline"),
+        (lambda c: (c["pretrain"]["llama-tiny"].update(baseline="gpt2-tiny"),
+                    c["pretrain"]["gpt2-tiny"].update(baseline="llama-tiny")),
+         "the baselines form a loop (llama-tiny -> gpt2-tiny -> llama-tiny)"),
+        (lambda c: c["distill"]["student-tiny-kd-ensemble"].update(teachers=["llama-tiny", "llama-tiny"]),
+         "distill.student-tiny-kd-ensemble.teachers: teacher 'llama-tiny' listed twice"),
+        (lambda c: c["ensembles"].update({"tiny-ensemble": ["gpt2-tiny", "gpt2-tiny"]}),
+         "ensembles.tiny-ensemble: member 'gpt2-tiny' listed twice"),
+        (lambda c: c.update(seed=-1), "seed: -1 is not valid"),
+        (lambda c: c["pretrain"]["llama-tiny"].update(seeds=[1, -2]), "-2 is not valid"),
+        (lambda c: c["training"].update(lr=1e9), "training.lr: 1000000000.0 is not valid"),
+        (lambda c: c["training"].update(epochs=1_000_000), "training.epochs: 1000000 is not valid"),
+        (lambda c: c["training"].update(batch_size=10**12), "training.batch_size: 1000000000000 is not valid"),
+    ],
+)
+def test_nonsense_references_and_absurd_values_are_one_line(demo, mutate, expected):
+    cfg = copy.deepcopy(demo)
+    if "student-tiny-nodistill" not in cfg["pretrain"]:
+        pytest.skip("the demo config renamed its baseline")
+    mutate(cfg)
+    with pytest.raises(UserError) as e:
+        bdconfig.validate(cfg, source="demo.yaml")
+    msg = str(e.value)
+    assert expected in msg, msg
+    assert "\n" not in msg and msg.startswith("demo.yaml: ")
+
+
+def _alias_bomb(levels: int = 12, width: int = 10) -> str:
+    """The billion-laughs shape: each level lists the previous one ``width`` times (5 kB of
+    text that expands to width**levels values)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels):
+        refs = ", ".join([f"*a{i - 1}"] * width)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_at_once(demo, tmp_path):
+    """5 kB of YAML aliases kept the config check at 100% CPU for minutes (check_finite walked
+    every alias); now it is counted with each shared object once and refused in one line."""
+    import time
+
+    bomb = yaml.safe_load(_alias_bomb())
+    cfg = copy.deepcopy(demo)
+    cfg["training"]["blimp_limit"] = bomb["a11"]  # nested under a real key, not just top level
+    t0 = time.perf_counter()
+    with pytest.raises(UserError) as e:
+        bdconfig.validate(cfg, source="bomb.yaml")
+    assert time.perf_counter() - t0 < 5
+    assert "alias" in str(e.value) and "\n" not in str(e.value)
+    # the CLI, on the file as written
+    path = tmp_path / "bomb.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in demo.items()}) + _alias_bomb())
+    res = subprocess.run([sys.executable, "-m", "babydistill.config", str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode != 0 and "alias" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_shared_aliases_of_a_small_config_still_pass(demo):
+    """Anchors are fine in moderation: a block shared by alias passes, and a NaN in a shared
+    block is still found (under the first key that reaches it)."""
+    from babydistill.config import specs
+
+    cfg = copy.deepcopy(demo)
+    shared = {"lr": 0.001}
+    for run in cfg["pretrain"].values():
+        run.update(shared)
+    bdconfig.validate(cfg)
+    nan = {"x": float("nan")}
+    with pytest.raises(UserError, match=r"c.yaml: a.x: nan is not a finite number"):
+        specs.check_finite({"a": nan, "b": nan}, "", "c.yaml")

@@ -132,6 +132,9 @@ def _check_references(config: dict, source: str) -> None:
         if run.get("baseline") and run["baseline"] not in pretrain:
             raise UserError(f"{source}: pretrain.{name}.baseline: {run['baseline']!r} is not a "
                             "pretrain run")
+        if run.get("baseline") == name:
+            raise UserError(f"{source}: pretrain.{name}.baseline: a run cannot be its own "
+                            "baseline; name another pretrain run or drop the key")
     for name, run in distill.items():
         where = f"{source}: distill.{name}"
         if run["objective"] == "kd":
@@ -144,6 +147,7 @@ def _check_references(config: dict, source: str) -> None:
                 if t not in pretrain:
                     raise UserError(f"{where}.teachers: {t!r} is not a pretrain run "
                                     f"(known: {', '.join(pretrain)})")
+            _check_unique(run["teachers"], f"{where}.teachers", "teacher")
             if run.get("cache") and training_of(config, run).get("random_offset"):
                 raise UserError(f"{where}.cache: cached teacher targets need fixed chunks; "
                                 "set random_offset: false for this variant")
@@ -191,7 +195,28 @@ def _check_references(config: dict, source: str) -> None:
         for m in members:
             if m not in pretrain:
                 raise UserError(f"{source}: ensembles.{name}: {m!r} is not a pretrain run")
+        _check_unique(members, f"{source}: ensembles.{name}", "member")
+    _check_baseline_cycles(pretrain, source)
     _check_tables(config, source)
+
+
+def _check_unique(names: list, where: str, what: str) -> None:
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"{where}: {what} {', '.join(map(repr, dup))} listed twice; list each once")
+
+
+def _check_baseline_cycles(pretrain: dict, source: str) -> None:
+    """pretrain baselines form chains, never a loop (a -> b -> a compares nothing with nothing)."""
+    for start in pretrain:
+        path, name = [start], pretrain[start].get("baseline")
+        while name:
+            if name in path:
+                loop = " -> ".join([*path[path.index(name):], name])
+                raise UserError(f"{source}: pretrain.{start}.baseline: the baselines form a loop "
+                                f"({loop}); a baseline must be a run without that chain")
+            path.append(name)
+            name = (pretrain.get(name) or {}).get("baseline")
 
 
 def _check_tables(config: dict, source: str) -> None:

@@ -75,16 +75,59 @@ def describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {shown} is not valid ({error.message.split(' is ', 1)[-1]})"
 
 
+# A config is small: a YAML document whose aliases expand past this many values is an alias
+# bomb (5 kB of nested anchors expand to billions), refused before anything walks it.
+MAX_VALUES = 1_000_000
+
+
+def check_size(value: Any, source: str, limit: int = MAX_VALUES) -> int:
+    """The number of values ``value`` holds once its YAML aliases are expanded, counted with
+    each shared object visited once (linear in the document, not in its expansion); over
+    ``limit``: one-line UserError."""
+    sizes: dict[int, int] = {}
+
+    def size(v: Any) -> int:
+        if not isinstance(v, (dict, list)):
+            return 1
+        if id(v) in sizes:
+            return sizes[id(v)]
+        sizes[id(v)] = limit + 1  # a cycle (an alias to an ancestor) never ends: too big
+        children = v.values() if isinstance(v, dict) else v
+        total = 1
+        for c in children:
+            total += size(c)
+            if total > limit:
+                break
+        sizes[id(v)] = min(total, limit + 1)
+        return sizes[id(v)]
+
+    n = size(value)
+    if n > limit:
+        raise UserError(f"{source}: the YAML aliases (&anchor / *alias) expand to more than "
+                        f"{limit:,} values (an alias bomb?); write the values out")
+    return n
+
+
 def check_finite(value: Any, where: str, source: str) -> None:
-    """NaN and infinity pass every JSON-schema range check (comparisons with NaN are false)."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            check_finite(v, f"{where}.{k}" if where else str(k), source)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            check_finite(v, f"{where}[{i}]", source)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"{source}: {where}: {value!r} is not a finite number")
+    """NaN and infinity pass every JSON-schema range check (comparisons with NaN are false).
+
+    Each object is checked once, under the first key path that reaches it: a value shared by
+    YAML aliases is not walked again for every alias."""
+    check_size(value, source)
+    seen: set[int] = set()
+
+    def walk(v: Any, at: str) -> None:
+        if isinstance(v, (dict, list)):
+            if id(v) in seen:
+                return
+            seen.add(id(v))
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            for k, c in items:
+                walk(c, (f"{at}.{k}" if at else str(k)) if isinstance(v, dict) else f"{at}[{k}]")
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"{source}: {at}: {v!r} is not a finite number")
+
+    walk(value, where)
 
 
 def validate(instance: Any, definition: str, where: str) -> None:
