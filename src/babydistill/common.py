@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -79,6 +81,35 @@ def require_file(path: str | os.PathLike, what: str = "input", hint: str = "") -
     return p
 
 
+_HOST = socket.gethostname().replace(".", "-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that killed writers of ``path`` left beside it
+    (``.<name>.<host>.<pid>.*.tmp`` of this host whose process is gone); a live writer's,
+    or another host's (a shared filesystem), are left alone. Returns what was removed."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.{_HOST}.*.tmp"):
+        pid = tmp.name[len(f".{path.name}.{_HOST}."):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    if removed:
+        log.info("removed %d temporary folder(s) a killed job left beside %s", len(removed), path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -89,7 +120,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp",
+                                dir=path.parent))
     target = tmp / path.name
     try:
         yield target

@@ -19,6 +19,10 @@ How the text is joined (kept simple on purpose):
   parallel. Blank lines are kept too (they mark paragraph breaks in ``improved`` mode).
 * One ``</s>`` after each file: the sources are unrelated documents, and the marker
   costs one token per file.
+* A line longer than :data:`PIECE_CHARS` characters is encoded in pieces cut before a space
+  that starts a word (:func:`line_pieces`): the ByteLevel pre-tokenizer splits there anyway,
+  so the ids are the ones of the whole line, and memory stays bounded (one 50 MB line
+  encoded whole peaked at 6.8 GB RSS).
 
 CLI::
 
@@ -45,6 +49,8 @@ log = logging.getLogger("babydistill.data.tokenize_split")
 
 JOIN = "each line encoded with its newline; </s> after each file; files sorted by name"
 BATCH_LINES = 16384  # lines per encode_batch call: big enough to keep all cores busy
+PIECE_CHARS = 1 << 16  # longer lines are encoded in pieces of about this many characters
+BATCH_CHARS = 1 << 18  # and at most ~256k characters go to one encode_batch call (memory)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -63,6 +69,46 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
+def line_pieces(line: str, piece_chars: int = PIECE_CHARS) -> list[str]:
+    """``line`` cut into pieces of about ``piece_chars`` characters whose ids, encoded one by
+    one, are those of the whole line: each cut falls just before a space that follows a
+    non-space and precedes a letter or digit, where the ByteLevel pre-tokenizer (and NFKC)
+    split anyway, and a piece that starts with a space gets no added prefix space. A stretch
+    with no such space within 4 pieces' length is cut hard (the tokens there may differ:
+    such text is no language)."""
+    if len(line) <= piece_chars:
+        return [line]
+    pieces, start = [], 0
+    while len(line) - start > piece_chars:
+        cut = start + piece_chars
+        limit = min(len(line) - 1, start + 4 * piece_chars)
+        while cut < limit and not (line[cut] == " " and not line[cut - 1].isspace()
+                                   and line[cut + 1].isalnum()):
+            cut += 1
+        if cut >= limit:
+            log.warning("a line has no word boundary in %d characters: cut inside a word",
+                        4 * piece_chars)
+            cut = start + piece_chars
+        pieces.append(line[start:cut])
+        start = cut
+    pieces.append(line[start:])
+    return pieces
+
+
+def _batches(pieces: list[str], max_items: int, max_chars: int):
+    """``pieces`` in order, in groups of at most ``max_items`` items and about ``max_chars``
+    characters (a group always holds at least one piece)."""
+    group, chars = [], 0
+    for p in pieces:
+        if group and (len(group) >= max_items or chars + len(p) > max_chars):
+            yield group
+            group, chars = [], 0
+        group.append(p)
+        chars += len(p)
+    if group:
+        yield group
+
+
 def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -78,7 +124,8 @@ def paths_for(prefix: str | os.PathLike) -> tuple[Path, Path]:
 
 def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.PathLike],
                    out_prefix: str | os.PathLike, batch_lines: int = BATCH_LINES,
-                   progress: bool = True, max_tokens: int | None = None) -> dict:
+                   progress: bool = True, max_tokens: int | None = None,
+                   piece_chars: int = PIECE_CHARS) -> dict:
     """Tokenize ``files`` (sorted by name) into PREFIX.bin / PREFIX.json; return the metadata.
 
     ``max_tokens`` keeps N tokens (config ``data.max_train_tokens``: a smoke run at full
@@ -113,12 +160,14 @@ def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.Pa
                        leave=False)
             for start in range(0, len(lines), batch_lines):
                 batch = lines[start:start + batch_lines]
-                encs = encode_batch(batch, add_special_tokens=False)
-                count = sum(len(e.ids) for e in encs)
-                ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs),
-                                  dtype=dtype, count=count)
-                out.write(ids.tobytes())
-                f_tokens += count
+                pieces = [p for line in batch for p in line_pieces(line, piece_chars)]
+                for group in _batches(pieces, batch_lines, BATCH_CHARS):
+                    encs = encode_batch(group, add_special_tokens=False)
+                    count = sum(len(e.ids) for e in encs)
+                    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs),
+                                      dtype=dtype, count=count)
+                    out.write(ids.tobytes())
+                    f_tokens += count
                 bar.update(len(batch))
             bar.close()
             out.write(np.array([eos_id], dtype=dtype).tobytes())
@@ -126,7 +175,9 @@ def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.Pa
             files_meta.append({
                 "name": path.name,
                 "lines": len(lines),
-                "words": sum(len(line.split()) for line in lines),
+                # per piece: a long line's word list alone took ~10x its size in memory
+                # (a cut falls between words, so the counts add up to the line's)
+                "words": sum(len(p.split()) for line in lines for p in line_pieces(line, piece_chars)),
                 "tokens": f_tokens,
             })
             n_tokens += f_tokens
