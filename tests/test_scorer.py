@@ -260,7 +260,7 @@ def test_load_suite_errors_and_ids(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "p.jsonl").write_text('{"sentence_good": "a"}\n')
-    with pytest.raises(UserError, match=r"p.jsonl: record 0"):
+    with pytest.raises(UserError, match=r"p.jsonl:1: record 0"):
         load_suite(bad)
     ok = tmp_path / "ok"
     ok.mkdir()
@@ -280,3 +280,42 @@ def test_wrapped_models_are_scored_as_the_plain_module(tiny_llama, blimp_slice):
     wrapped.train()
     assert score_pairs(wrapped, tok, pairs, batch_size=4) == plain
     assert model.training  # the inner module's mode is restored too
+
+
+# --- issue 27.4/27.7: bad evaluation data is refused, never scored as a right answer --------
+
+GOOD = {"sentence_good": "the dog runs .", "sentence_bad": "the dog run ."}
+
+
+@pytest.mark.parametrize("records, expected", [
+    ([GOOD, {"sentence_good": "", "sentence_bad": ""}], "p.jsonl:2: sentence_good is empty"),
+    ([{"sentence_good": "   ", "sentence_bad": "x"}], "p.jsonl:1: sentence_good is empty"),
+    ([{"sentence_good": "a b", "sentence_bad": ""}], "p.jsonl:1: sentence_bad is empty"),
+    ([{"sentence_good": None, "sentence_bad": "x"}], "p.jsonl:1: sentence_good is NoneType, not text"),
+    ([{"sentence_good": 3, "sentence_bad": "x"}], "p.jsonl:1: sentence_good is int, not text"),
+    ([{**GOOD, "pairID": "7"}, {**GOOD, "pairID": "7"}],
+     "p.jsonl:2: pair id '7' already used at line 1"),
+])
+def test_bad_pairs_are_one_line_naming_file_and_line(tmp_path, records, expected):
+    d = tmp_path / "suite"
+    d.mkdir()
+    (d / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(UserError) as e:
+        load_suite(d)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_non_utf8_suite_file_is_one_line(tmp_path):
+    d = tmp_path / "suite"
+    d.mkdir()
+    (d / "p.jsonl").write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"sentence_good": "caf\xe9"}\n')
+    with pytest.raises(UserError, match=r"p.jsonl:2: not UTF-8"):
+        load_suite(d)
+
+
+def test_blank_lines_do_not_shift_the_line_numbers(tmp_path):
+    d = tmp_path / "suite"
+    d.mkdir()
+    (d / "p.jsonl").write_text(json.dumps(GOOD) + "\n\n\n" + json.dumps({**GOOD, "sentence_bad": ""}) + "\n")
+    with pytest.raises(UserError, match=r"p.jsonl:4: sentence_bad is empty"):
+        load_suite(d)

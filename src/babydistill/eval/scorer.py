@@ -81,31 +81,54 @@ def load_suite(suite_dir: str | Path, limit: int | None = None) -> list[Paradigm
     files = sorted(d.glob("*.jsonl"))
     if not files:
         raise UserError(f"{d}: no <paradigm>.jsonl files in the suite directory")
-    out = []
-    for f in files:
-        pairs, cats, kind = [], Counter(), None
-        with open(f, encoding="utf-8") as fh:
-            records = (line for line in fh if line.strip())
-            for i, line in enumerate(records):
-                if limit is not None and i >= limit:
-                    break
-                try:
-                    doc = json.loads(line)
-                    kind = kind or record_format(doc)
-                    good_key, bad_key, ctx_key = SUITE_FORMATS[kind]
-                    good, bad = doc[good_key], doc[bad_key]
-                    context = doc[ctx_key] if ctx_key else ""
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    keys = " and ".join(k for k in SUITE_FORMATS[kind or "blimp"] if k)
-                    raise UserError(f"{f}: record {i} is not a JSON object with {keys} ({e})") from None
-                pid = doc.get("pairID", doc.get("pair_id", i))
-                pairs.append(Pair(str(pid), good, bad, context))
-                cats[doc.get("linguistics_term") or doc.get("field") or doc.get("Domain")
-                     or _category_from_name(f.stem)] += 1
-        if not pairs:
-            raise UserError(f"{f}: no pairs in this paradigm file")
-        out.append(Paradigm(f.stem, f.resolve(), cats.most_common(1)[0][0], pairs, kind))
-    return out
+    return [_load_paradigm(f, limit) for f in files]
+
+
+def _suite_lines(f: Path):
+    """(line number, text) of the non-blank lines of a suite file; a byte that is not UTF-8
+    is one line naming the file and line, not a UnicodeDecodeError."""
+    with open(f, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{f}:{number}: not UTF-8 (byte {e.start} of the line); "
+                                "re-save the file as UTF-8") from None
+            if line.strip():
+                yield number, line
+
+
+def _load_paradigm(f: Path, limit: int | None) -> Paradigm:
+    pairs, cats, kind, ids = [], Counter(), None, {}
+    for i, (number, line) in enumerate(_suite_lines(f)):
+        if limit is not None and i >= limit:
+            break
+        try:
+            doc = json.loads(line)
+            kind = kind or record_format(doc)
+            good_key, bad_key, ctx_key = SUITE_FORMATS[kind]
+            good, bad = doc[good_key], doc[bad_key]
+            context = doc[ctx_key] if ctx_key else ""
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            keys = " and ".join(k for k in SUITE_FORMATS[kind or "blimp"] if k)
+            raise UserError(f"{f}:{number}: record {i} is not a JSON object with {keys} ({e})") from None
+        # an empty or non-text sentence ties (or crashes) and a tie scores as correct: a
+        # broken record would pass for a right answer
+        for key, value in ((good_key, good), (bad_key, bad)) + (((ctx_key, context),) if ctx_key else ()):
+            if not isinstance(value, str) or (key != ctx_key and not value.strip()):
+                what = "empty" if isinstance(value, str) else f"{type(value).__name__}, not text"
+                raise UserError(f"{f}:{number}: {key} is {what}; fix or drop the record")
+        pid = str(doc.get("pairID", doc.get("pair_id", i)))
+        if pid in ids:
+            raise UserError(f"{f}:{number}: pair id {pid!r} already used at line {ids[pid]}; "
+                            "pair ids must be unique within a paradigm")
+        ids[pid] = number
+        pairs.append(Pair(pid, good, bad, context))
+        cats[doc.get("linguistics_term") or doc.get("field") or doc.get("Domain")
+             or _category_from_name(f.stem)] += 1
+    if not pairs:
+        raise UserError(f"{f}: no pairs in this paradigm file")
+    return Paradigm(f.stem, f.resolve(), cats.most_common(1)[0][0], pairs, kind)
 
 
 def max_length(model, tokenizer) -> int:
