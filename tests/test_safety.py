@@ -16,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from test_download import MINI, http_root, make_zip  # noqa: F401  (fixture)
@@ -106,3 +107,37 @@ def test_readme_override_syntax_works_through_snakemake(repo_root, tmp_path):
                   "--config", "training={lr: fast}", cwd=tmp_path)
     assert r.returncode != 0
     assert f"config error: {demo} + --config: training.lr: 'fast' is not valid" in r.stdout + r.stderr
+
+
+# --- issue 27.1/27.2: one writer per output folder, across processes -------------------------
+
+def test_a_second_process_meets_the_lock_in_one_line(tmp_path):
+    """A real second process: while one holds the folder's lock, the other is refused with
+    the holder's PID and host; once the holder exits (killed, even), the lock is free."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from babydistill.common import UserError, exclusive
+
+    out = tmp_path / "models" / "m"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from babydistill.common import exclusive\n"
+         f"with exclusive({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError) as e:
+            with exclusive(out, "model folder"):
+                pass
+        msg = str(e.value)
+        assert f"PID {holder.pid} on " in msg and "model folder" in msg and "\n" not in msg
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with exclusive(out) as lock:  # the kernel dropped the dead holder's lock
+        assert lock.read_text().startswith(f"PID {os.getpid()} ")
+    assert not out.exists()  # the lock lives beside the output, never in it

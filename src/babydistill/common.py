@@ -110,6 +110,42 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file of an output: ``.<name>.lock`` beside it (outside the output itself, so
+    a finished output holds nothing but its own files)."""
+    path = Path(path)
+    return path.parent / f".{path.name}.lock"
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
+    """Hold an exclusive lock on ``path`` (an output or checkpoint folder) for the block.
+
+    Two processes must never build or train into the same folder at once (an orphaned job
+    still running when a rerun starts, two runs given one --checkpoint-dir). The lock is an
+    ``flock`` on :func:`lock_path`: the kernel releases it when the holder exits, however it
+    dies, so it is never stale; a second process gets one line naming the holder's PID and
+    host. flock works on local filesystems and on NFS (Linux emulates it with fcntl locks).
+    """
+    import fcntl
+
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise UserError(f"{path}: {holder} is writing this {what} now; wait for it to end "
+                            f"(or stop it), then run again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield lock
+    finally:
+        os.close(fd)  # releases the lock
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
