@@ -50,3 +50,23 @@ def demo_small(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo_small")
     run_snakemake(workdir, "--cores", "2")
     return workdir
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 2 MiB filesystem (tmpfs) for the disk-full cases; skipped cleanly where the
+    test cannot mount one (not root, or no mount permission in a container)."""
+    import subprocess
+
+    mnt = tmp_path / "small_fs"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

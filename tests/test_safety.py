@@ -141,3 +141,28 @@ def test_a_second_process_meets_the_lock_in_one_line(tmp_path):
     with exclusive(out) as lock:  # the kernel dropped the dead holder's lock
         assert lock.read_text().startswith(f"PID {os.getpid()} ")
     assert not out.exists()  # the lock lives beside the output, never in it
+
+
+def test_a_full_disk_is_one_line_naming_the_path(tmp_path, capsys):
+    """ENOSPC from any write in a stage (atomic_write_text here) ends in one line with the path
+    and the free space, not a traceback (issue 27.5). The failure is injected: a real full
+    filesystem needs root (the SLURM/e2e tests run where one can be mounted)."""
+    import errno as errno_mod
+    import os
+
+    from babydistill import common
+
+    target = tmp_path / "out" / "summary.json"
+
+    @common.cli
+    def stage(argv=None):
+        with common.atomic_path(target) as tmp:
+            raise OSError(errno_mod.ENOSPC, os.strerror(errno_mod.ENOSPC), str(tmp))
+
+    with pytest.raises(SystemExit) as e:
+        stage([])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no space left on the device" in err and "MiB free" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not target.exists() and not list(target.parent.glob(".summary.json.*"))  # nothing half-written

@@ -220,3 +220,22 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_run(setup, tmp_path):
         (d / "split.bin").write_bytes(b"half")
     TS.tokenize_files(tok_dir, corpus, out, progress=False)
     assert not dead.exists() and live.exists() and other_host.exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_complete_looking(setup, small_fs):
+    """A real 2 MiB filesystem: the token file outgrows it; the stage ends in one line (the
+    path, the free space), exit 2, no PREFIX.json (issue 27.5)."""
+    import subprocess
+    import sys
+
+    corpus, tok_dir, root = setup
+    big = root / "big.txt"
+    big.write_text("".join(Path(f).read_text(encoding="utf-8") for f in corpus) * 200, encoding="utf-8")
+    res = subprocess.run([sys.executable, "-m", "babydistill.data.tokenize_split", "--tokenizer", str(tok_dir),
+                          "--out", str(small_fs / "train"), str(big)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "no space left on the device" in last, res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (small_fs / "train.json").exists() and not (small_fs / "train.bin").exists()

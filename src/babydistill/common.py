@@ -9,6 +9,7 @@ never a traceback from deep inside a library.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import glob
 import json
@@ -51,11 +52,30 @@ def cli(main: Callable[..., Any]) -> Callable[..., Any]:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            print(f"error: {disk_full_message(e)}", file=sys.stderr)
+            raise SystemExit(2) from None
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             raise SystemExit(130) from None
 
     return wrapper
+
+
+def disk_full_message(e: OSError, path: str | os.PathLike | None = None, need: int | None = None) -> str:
+    """One line for a full disk (or quota): the path, what is free there, what was needed.
+    The outputs are atomic, so whatever was complete before (the last checkpoint) is still
+    there."""
+    where = Path(path or e.filename or ".")
+    probe = where if where.is_dir() else where.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    needed = f", {need / 2**20:,.0f} MiB needed" if need else ""
+    return (f"{where}: no space left on the device ({free / 2**20:,.0f} MiB free{needed}); "
+            f"free some space (df -h {probe}) and run again: completed outputs are kept")
 
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
@@ -161,7 +181,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                                 dir=path.parent))
     target = tmp / path.name
     try:
-        yield target
+        try:
+            yield target
+        except OSError as e:  # a write that failed for want of space: name the output
+            if e.errno in (errno.ENOSPC, errno.EDQUOT) and not e.filename:
+                raise OSError(e.errno, e.strerror, str(path)) from e
+            raise
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(target, path)

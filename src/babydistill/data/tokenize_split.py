@@ -156,20 +156,20 @@ def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.Pa
         for path in paths:
             lines = split_lines(read_text(path))
             f_tokens = 0
-            bar = tqdm(total=len(lines), desc=path.name, unit="line", disable=not progress,
-                       leave=False)
-            for start in range(0, len(lines), batch_lines):
-                batch = lines[start:start + batch_lines]
-                pieces = [p for line in batch for p in line_pieces(line, piece_chars)]
-                for group in _batches(pieces, batch_lines, BATCH_CHARS):
-                    encs = encode_batch(group, add_special_tokens=False)
-                    count = sum(len(e.ids) for e in encs)
-                    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs),
-                                      dtype=dtype, count=count)
-                    out.write(ids.tobytes())
-                    f_tokens += count
-                bar.update(len(batch))
-            bar.close()
+            # a context: a failed write closes the bar before the error line is printed
+            with tqdm(total=len(lines), desc=path.name, unit="line", disable=not progress,
+                      leave=False) as bar:
+                for start in range(0, len(lines), batch_lines):
+                    batch = lines[start:start + batch_lines]
+                    pieces = [p for line in batch for p in line_pieces(line, piece_chars)]
+                    for group in _batches(pieces, batch_lines, BATCH_CHARS):
+                        encs = encode_batch(group, add_special_tokens=False)
+                        count = sum(len(e.ids) for e in encs)
+                        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs),
+                                          dtype=dtype, count=count)
+                        out.write(ids.tobytes())
+                        f_tokens += count
+                    bar.update(len(batch))
             out.write(np.array([eos_id], dtype=dtype).tobytes())
             f_tokens += 1
             files_meta.append({
