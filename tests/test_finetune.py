@@ -360,3 +360,43 @@ def test_real_slice_end_to_end(shared_subdir, tiny_models, tmp_path, task):
     lo = -1.0 if task == "cola" else 0.0
     assert lo <= r["score"] <= 1.0 and r["history"][0]["loss"] > 0
     assert r["hyperparameters"]["max_length"] == 128
+
+
+# --- issue 27.4/27.7: bad GLUE data is refused, not trained on and reported ------------------
+
+def _rewrite(path, edit):
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in edit(recs)))
+
+
+@pytest.mark.parametrize("case,match", [
+    ("empty_labels", r"cola.train.jsonl:1: label is empty"),
+    ("one_class", r"cola.train.jsonl: every training example is class 1; a classifier needs at least two"),
+    ("empty_sentences", r"cola.train.jsonl:1: input 1 of task cola is empty"),
+    ("null_sentence", r"cola.train.jsonl:3: input 1 of task cola is NoneType, not text"),
+    ("int_sentence", r"cola.valid.jsonl:2: input 1 of task cola is int, not text"),
+    ("non_utf8", r"cola.valid.jsonl:2: not UTF-8"),
+])
+def test_bad_glue_data_is_one_line(tiny_models, tmp_path, capsys, case, match):
+    d = _synthetic(tmp_path, n_train=8, n_valid=4)
+    train, valid = d / "cola.train.jsonl", d / "cola.valid.jsonl"
+    if case == "empty_labels":
+        _rewrite(train, lambda rs: [{**r, "label": ""} for r in rs])
+    elif case == "one_class":
+        _rewrite(train, lambda rs: [{**r, "label": 1} for r in rs])
+    elif case == "empty_sentences":
+        _rewrite(train, lambda rs: [{**r, "sentence": ""} for r in rs])
+    elif case == "null_sentence":
+        _rewrite(train, lambda rs: [{**r, "sentence": None} if i == 2 else r for i, r in enumerate(rs)])
+    elif case == "int_sentence":
+        _rewrite(valid, lambda rs: [{**r, "sentence": 7} if i == 1 else r for i, r in enumerate(rs)])
+    elif case == "non_utf8":
+        lines = valid.read_bytes().splitlines(keepends=True)
+        lines[1] = lines[1].replace(b'"sentence": "', b'"sentence": "caf\xe9 ')
+        valid.write_bytes(b"".join(lines))
+    with pytest.raises(SystemExit) as e:
+        _cli(tmp_path, tiny_models["llama"], "cola", d)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ") and re.search(match, err[-1]), err
+    assert not (tmp_path / "out" / "cola.json").exists()

@@ -160,8 +160,13 @@ def read_jsonl(path: str | os.PathLike, with_lines: bool = False) -> list:
     """All records of a jsonl file (with ``with_lines``: ``(line number, record)`` pairs);
     a bad line is a one-line UserError naming file:line."""
     out: list = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{i}: not UTF-8 (byte {e.start} of the line); re-save the "
+                                "file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -180,6 +185,24 @@ def _label_kind(v: Any) -> str | None:
     return "string" if isinstance(v, str) else None
 
 
+def _texts_of(task: Task, rec: dict, at: str) -> tuple[str, str | None]:
+    """The task's input text(s) of one record; a null, numeric or empty text is one line (it
+    crashed the tokenizer, or an all-empty file trained on nothing and reported a score)."""
+    try:
+        pair = task.build(rec)
+    except (TypeError, AttributeError, ValueError, IndexError) as e:
+        raise UserError(f"{at}: the fields of task {task.name} are not text ({e})") from None
+    for i, text in enumerate(pair):
+        if text is None and i == 1:
+            continue
+        if not isinstance(text, str):
+            raise UserError(f"{at}: input {i + 1} of task {task.name} is "
+                            f"{type(text).__name__}, not text")
+        if not text.strip():
+            raise UserError(f"{at}: input {i + 1} of task {task.name} is empty; fix or drop the record")
+    return pair
+
+
 def build_examples(task: Task, records: Sequence[dict], path: str | os.PathLike,
                    label_map: dict | None = None, lines: Sequence[int] | None = None,
                    ) -> tuple[list[tuple[str, str | None]], list[int], dict]:
@@ -196,7 +219,9 @@ def build_examples(task: Task, records: Sequence[dict], path: str | os.PathLike,
             raise UserError(f"{at}: missing key(s) {missing} for task {task.name}")
         if _label_kind(rec["label"]) is None:
             raise UserError(f"{at}: label {rec['label']!r} must be an integer class id or a string")
-        texts.append(task.build(rec))
+        if isinstance(rec["label"], str) and not rec["label"].strip():
+            raise UserError(f"{at}: label is empty; give every example its class")
+        texts.append(_texts_of(task, rec, at))
         raw.append(rec["label"])
     kinds = [_label_kind(v) for v in raw]
     if len(set(kinds)) > 1:
@@ -355,7 +380,13 @@ def load_splits(task: Task, train_path: Path, valid_path: Path, tok, max_len: in
                     "labels": [labels[i] for i in idx]}
 
         ds = ds.map(features, batched=True, with_indices=True, remove_columns=ds.column_names)
-        out.append(ds.select(subsample(len(ds), k, seed)))
+        keep = subsample(len(ds), k, seed)
+        classes = {labels[i] for i in keep}
+        if split == "train" and len(classes) < 2:  # it would "learn" a constant: MCC 0.0
+            raise UserError(f"{train_path}: every training example{' kept' if k else ''} is class "
+                            f"{classes.pop()}; a classifier needs at least two classes"
+                            f"{' (raise eval.finetune.max_train)' if k else ''}")
+        out.append(ds.select(keep))
     return out[0], out[1]
 
 
