@@ -60,3 +60,9 @@ def split_peer(name: str) -> tuple[str, int] | None:
 def cache_key(teachers: list[str], k: int, temperature: float) -> str:
     """``cache_key(["a", "b@1"], 64, 2.0)`` -> ``a+b@1.k64.T2`` (the temperature as ``%g``)."""
     return f"{'+'.join(teachers)}.k{k}.T{float(temperature):g}"
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "config.names", "python -m babydistill.config and every stage")

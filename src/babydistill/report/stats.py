@@ -300,3 +300,9 @@ def t_interval(a: dict[str, float], b: dict[str, float]) -> Verdict:
         return Verdict(diff, math.nan, math.nan, len(xa), len(xb), paired)
     half = float(stats.t.ppf(0.975, dof)) * se
     return Verdict(diff, diff - half, diff + half, len(xa), len(xb), paired)
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "report.stats", "python -m babydistill.report.tables")
