@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from babydistill.report import figures
-
-from babydistill.report import tables
+from babydistill.common import UserError
+from babydistill.report import figures, stats, tables
 from slurm_cluster import unavailable_reason
 
 
@@ -65,7 +64,7 @@ def test_zero_shot_table_macro_and_pooled_categories(tmp_path):
     cats = {"agr_1": "agreement", "agr_2": "agreement", "island": "islands"}
     correct = {"agr_1": [1, 0] * 50, "agr_2": [1] * 300, "island": [1, 1, 1, 0] * 25}
     f = write_blimp(tmp_path, "m", "blimp", correct, cats)
-    blimp = tables.load_blimp([f])
+    blimp = stats.load_blimp([f])
     macro = tables.zero_shot_table(blimp, ["m"], "macro").set_index(["suite", "level", "row"])
     pooled = tables.zero_shot_table(blimp, ["m"], "pooled").set_index(["suite", "level", "row"])
     assert macro.loc[("blimp", "category", "agreement"), "m"] == "75.0"
@@ -79,7 +78,7 @@ def test_zero_shot_table_macro_and_pooled_categories(tmp_path):
 def test_seeds_fold_into_mean_sd_and_count(tmp_path):
     files = [write_blimp(tmp_path, f"student@{s}", "demo", {"agr_1": [1] * k + [0] * (10 - k)},
                          {"agr_1": "agreement"}) for s, k in ((1, 6), (2, 8))]
-    table = tables.zero_shot_table(tables.load_blimp(files), ["student"])
+    table = tables.zero_shot_table(stats.load_blimp(files), ["student"])
     row = table[(table["level"] == "average")]
     assert list(table.columns) == ["suite", "level", "row", "student"]
     assert row["student"].item() == "70.0 ± 14.1 (n=2)"
@@ -90,12 +89,12 @@ def test_seeds_fold_into_mean_sd_and_count(tmp_path):
 
 def test_bootstrap_separates_real_from_null_differences(results):
     _, files, strong, weak = results
-    a, b, twin = (tables.load_pairs(f) for f in files)
-    real = tables.paired_bootstrap(a, b)
+    a, b, twin = (stats.load_pairs(f) for f in files)
+    real = stats.paired_bootstrap(a, b)
     assert real["holds"] and real["low"] > 0
     assert real["diff"] == pytest.approx(
         np.mean([np.mean(strong[p]) - np.mean(weak[p]) for p in CATS]))
-    null = tables.paired_bootstrap(twin, b)
+    null = stats.paired_bootstrap(twin, b)
     assert not null["holds"] and null["low"] <= 0 <= null["high"]
 
 
@@ -115,8 +114,8 @@ def test_two_level_bootstrap_null_gap_with_seed_noise_does_not_hold(tmp_path):
     rng = np.random.default_rng(1)
     base = seeded_world(tmp_path, "base", {1: 0.66, 2: 0.70, 3: 0.74}, rng)
     stud = seeded_world(tmp_path, "stud", {1: 0.73, 2: 0.65, 3: 0.71}, rng)
-    files = tables.load_blimp(base + stud).drop_duplicates("model").set_index("model")["file"]
-    draws = tables.PairDraws({m: tables.load_pairs(f) for m, f in files.items()})
+    files = stats.load_blimp(base + stud).drop_duplicates("model").set_index("model")["file"]
+    draws = stats.PairDraws({m: stats.load_pairs(f) for m, f in files.items()})
     w = pd.Series(1.0, index=draws.paradigms)
     v = draws.compare(["stud@1", "stud@2", "stud@3"], ["base@1", "base@2", "base@3"], w)
     assert v.paired_seeds and (v.n_a, v.n_b) == (3, 3)
@@ -131,7 +130,7 @@ def test_two_level_bootstrap_real_gap_holds(tmp_path):
     rng = np.random.default_rng(2)
     base = seeded_world(tmp_path, "base", {1: 0.64, 2: 0.70, 3: 0.74}, rng)
     stud = seeded_world(tmp_path, "stud", {1: 0.70, 2: 0.75, 3: 0.80}, rng)
-    blimp = tables.load_blimp(base + stud)
+    blimp = stats.load_blimp(base + stud)
     summary = tables.summary_table(blimp, pd.DataFrame(columns=["model", "task", "metric", "score"]),
                                    ["base", "stud"], [("stud", "base")])
     cell = summary.loc["stud", "blimp: vs base"]
@@ -149,7 +148,7 @@ def test_seeded_student_against_unseeded_baseline(tmp_path):
     base = [write_blimp(tmp_path, "base", "blimp",
                         {p: outcomes(rng, 0.6, 400) for p in SEED_PARADIGMS}, SEED_PARADIGMS)]
     stud = seeded_world(tmp_path, "stud", {1: 0.80, 2: 0.82, 3: 0.78}, rng)
-    summary = tables.summary_table(tables.load_blimp(base + stud),
+    summary = tables.summary_table(stats.load_blimp(base + stud),
                                    pd.DataFrame(columns=["model", "task", "metric", "score"]),
                                    ["base", "stud"], [("stud", "base")])
     cell = summary.loc["stud", "blimp: vs base"]
@@ -157,19 +156,19 @@ def test_seeded_student_against_unseeded_baseline(tmp_path):
 
 
 def test_t_interval_over_seeds():
-    real = tables.t_interval({"1": 0.40, "2": 0.42, "3": 0.41}, {"1": 0.30, "2": 0.31, "3": 0.29})
+    real = stats.t_interval({"1": 0.40, "2": 0.42, "3": 0.41}, {"1": 0.30, "2": 0.31, "3": 0.29})
     assert real.paired_seeds and real.holds and real.diff == pytest.approx(0.11)
-    null = tables.t_interval({"1": 0.40, "2": 0.30, "3": 0.35}, {"1": 0.33, "2": 0.38, "3": 0.34})
+    null = stats.t_interval({"1": 0.40, "2": 0.30, "3": 0.35}, {"1": 0.33, "2": 0.38, "3": 0.34})
     assert not null.holds and null.low < 0 < null.high
-    welch = tables.t_interval({"1": 0.40, "2": 0.42}, {"7": 0.30, "8": 0.31, "9": 0.29})
+    welch = stats.t_interval({"1": 0.40, "2": 0.42}, {"7": 0.30, "8": 0.31, "9": 0.29})
     assert not welch.paired_seeds and welch.holds
     # one seed against three: the single run is taken to vary like the three (dof 2)
     b = {"1": 0.30, "2": 0.32, "3": 0.31}
-    mixed = tables.t_interval({"-": 0.40}, b)
+    mixed = stats.t_interval({"-": 0.40}, b)
     half = 4.302653 * np.std(list(b.values()), ddof=1) * np.sqrt(1 + 1 / 3)
     assert (mixed.low, mixed.high) == pytest.approx((0.09 - half, 0.09 + half))
     assert mixed.seeds_text() == "1 vs 3 seeds"
-    single = tables.t_interval({"-": 0.4}, {"-": 0.3})
+    single = stats.t_interval({"-": 0.4}, {"-": 0.3})
     assert not single.holds and single.text() == "+10.0, 1 seed: no interval"
 
 
@@ -180,7 +179,7 @@ def test_summary_compares_seeded_students_and_finetune(tmp_path):
     ft = [write_finetune(tmp_path, f"{m}@{s}", "cola", "mcc", score)
           for m, s, score in (("base", 1, 0.20), ("base", 2, 0.22), ("stud", 1, 0.30),
                               ("stud", 2, 0.33))]
-    summary = tables.summary_table(tables.load_blimp(files), tables.load_finetune(ft),
+    summary = tables.summary_table(stats.load_blimp(files), stats.load_finetune(ft),
                                    ["base", "stud"], [("stud", "base")])
     assert list(summary.index) == ["base", "stud"]
     assert summary.loc["stud", "finetune (macro)"] == "31.5 ± 2.1 (n=2)"
@@ -254,8 +253,8 @@ def test_paper_tables_contents(tmp_path):
                                 "ensemble", "student"]
     assert list(t1["suite"].unique()) == ["blimp_filtered", "supplement"]
     assert list(t1[t1.suite == "supplement"]["category"]) == ["hypernym", "qa congruence", "average"]
-    blimp = tables.load_blimp(files)
-    scores = tables.model_scores(blimp, "pooled")
+    blimp = stats.load_blimp(files)
+    scores = stats.model_scores(blimp, "pooled")
     s1 = scores[(scores.model == "student@1") & (scores.suite == "blimp_filtered")
                 & (scores.category == "agreement")].acc.item()
     s2 = scores[(scores.model == "student@2") & (scores.suite == "blimp_filtered")
@@ -315,7 +314,7 @@ def test_tables_stage_is_deterministic(tmp_path):
     again = tmp_path / "again"
     shutil.copytree(first, again)
     shutil.rmtree(first)
-    tables._DRAWS.clear()  # the bootstrap is drawn again, not reused
+    stats._DRAWS.clear()  # the bootstrap is drawn again, not reused
     run_cli(tmp_path, files, ft, MODELS)
     written = sorted(p.relative_to(first) for p in (first / "tables").rglob("*") if p.is_file())
     assert len(written) >= 30
@@ -396,8 +395,8 @@ def test_missing_pairs_file_is_one_line(results, tmp_path):
     lone = tmp_path / "lone" / "x.json"
     lone.parent.mkdir()
     lone.write_text("{}")
-    with pytest.raises(tables.UserError, match="per-pair results not found"):
-        tables.load_pairs(str(lone))
+    with pytest.raises(UserError, match="per-pair results not found"):
+        stats.load_pairs(str(lone))
 
 
 @pytest.fixture
@@ -409,7 +408,7 @@ def captured(monkeypatch):
 
 def test_zero_shot_figure_form(results, captured):
     _, files, _, _ = results
-    blimp = tables.load_blimp(files)
+    blimp = stats.load_blimp(files)
     pal = figures.Palette(["baseline", "student", "twin"])
     figures.zero_shot_figure(blimp, ["student", "baseline"], "macro", pal, None, "z", samples=200)
     (ax,) = captured[0].axes
@@ -424,7 +423,7 @@ def test_zero_shot_figure_form(results, captured):
 
 
 def test_finetune_figure_splits_glue_and_msgs_with_metric_labels(tmp_path, captured):
-    ft = tables.load_finetune([write_finetune(tmp_path, m, t, met, s) for m, t, met, s in (
+    ft = stats.load_finetune([write_finetune(tmp_path, m, t, met, s) for m, t, met, s in (
         ("a@1", "cola", "mcc", 0.2), ("a@2", "cola", "mcc", 0.3), ("a@1", "mrpc", "f1", 0.7),
         ("a@2", "mrpc", "f1", 0.72), ("a@1", "msgs_main_verb_control", "mcc", 0.5))])
     figures.finetune_figure(ft, ["a"], figures.Palette(["a"]), None, "f")
@@ -465,10 +464,14 @@ def test_wml_weights_figure(tmp_path, captured):
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["peer 1"].get_ydata()) == [0.5, 0.6, 0.7]
     assert lines["peer 2"].get_color() == pal("wml-peer2")
+    # an instance wml@3: its peer 2 is model wml-peer2@3, coloured as wml-peer2 (not as wml)
+    assert figures.wml_weights_figure({"wml@3": w}, pal, tmp_path)
+    seeded = {line.get_label(): line for line in captured[1].axes[0].get_lines()}
+    assert seeded["peer 2"].get_color() == pal("wml-peer2") != pal("wml")
     assert not figures.wml_weights_figure({}, pal, tmp_path)
     bad = tmp_path / "bad.csv"
     bad.write_text("step,x\n0,1\n")
-    with pytest.raises(tables.UserError, match="step,w1..wN"):
+    with pytest.raises(UserError, match="step,w1..wN"):
         figures.wml_weights_figure({"wml": bad}, pal, tmp_path)
 
 
@@ -498,7 +501,7 @@ def test_tables_config_mistakes_name_the_key(repo_root, mutate, expected):
     cfg = config.load_yaml(repo_root / "workflow" / "demo.yaml")
     config.validate(cfg)
     mutate(cfg["tables"])
-    with pytest.raises(tables.UserError, match=None) as e:
+    with pytest.raises(UserError, match=None) as e:
         config.validate(cfg)
     assert expected in str(e.value) and "\n" not in str(e.value)
 
@@ -533,3 +536,26 @@ def test_provenance_rows_follow_the_model_order_with_seeds(tmp_path):
     table = tables.provenance_table(["a", "b"], items + ["c=/nonexistent"])
     assert list(table.index) == ["a", "b@1", "b@2"]
     assert table.loc["a", "commit"] == "c" * 12 + " (dirty)"
+
+
+def test_table_defaults_are_the_schemas():
+    from babydistill.config import specs
+
+    t = specs.schema()["properties"]["tables"]["properties"]
+    assert stats.BOOTSTRAP_SAMPLES == t["bootstrap_samples"]["default"]
+    assert stats.CATEGORY_SCORES == t["category_scores"]["default"]
+    assert stats.SCORE_MODES == tuple(t["category_scores"]["enum"]) == tuple(tables.MODE_TEXT)
+
+
+def test_figures_and_stats_do_not_import_tables():
+    """tables -> figures -> stats, never back (the circle tables <-> figures is gone)."""
+    import ast
+    import inspect
+
+    for mod in (figures, stats):
+        tree = ast.parse(inspect.getsource(mod))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "babydistill.report.tables" not in imported, mod.__name__
+        assert not any(n.module == "babydistill.report" and any(a.name == "tables" for a in n.names)
+                       for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)), mod.__name__

@@ -8,6 +8,7 @@ import shlex
 from snakemake.exceptions import WorkflowError
 
 from babydistill import config as bdconfig
+from babydistill.config import names as bdnames
 from babydistill.common import UserError
 
 # --config values arrive as strings (Snakemake reads them with YAML's BaseLoader): type them
@@ -458,7 +459,7 @@ def tables_args(w, input, output):
     wml_weights = " ".join(
         f"{n}={R}/{where}/wml_weights.csv"
         for n in WML
-        for where in (f"models/{n}", f"models/{n}-peer1", f"checkpoints/{n}")
+        for where in (f"models/{n}", f"models/{bdnames.peer(n, 1)}", f"checkpoints/{n}")
     )
     compare = " ".join(
         f"{n}={bdconfig.baseline_of(config, n)}"

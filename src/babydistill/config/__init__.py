@@ -1,9 +1,9 @@
 """Layer 1, the configuration: loading, schema validation, and the per-job specs.
 
 The package holds the schema (``schema.yaml``, package data; workflow/schemas links to it),
-the typed job specs (``specs``), preset sizes (``presets``), the naming of instances, and
-what a model folder records of the spec that made it (``provenance``). It imports only
-``babydistill.common``.
+the typed job specs (``specs``), preset sizes (``presets``), the naming of instances, peers
+and teacher caches (``names``), and what a model folder records of the spec that made it
+(``provenance``). It imports only ``babydistill.common``.
 
 The Snakefile calls :func:`prepare` once; every rule then asks this module for the spec it
 passes to a stage CLI (``pretrain_spec``, ``distill_spec``, ...), so the logic that merges
@@ -23,16 +23,15 @@ from typing import Any
 import jsonschema
 import yaml
 
-from babydistill.config import specs
+from babydistill.config import names, specs
 from babydistill.common import PACKAGE_DIR, REPO_ROOT, UserError, cli, in_checkout
 from babydistill.config.presets import preset_parameters  # exact and torch-free: cheap at Snakefile parse time
+from babydistill.config.names import split_instance  # re-exported: callers name instances here too
 from babydistill.config.specs import DistillSpec, PretrainSpec
 
 SCHEMA = specs.SCHEMA
 # the checkout's config.yaml; an installed wheel carries it as package data (default.yaml)
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml" if in_checkout() else PACKAGE_DIR / "config" / "default.yaml"
-
-SEED_SEP = "@"  # "<run>@<seed>": one instance of a run trained with several seeds
 
 
 def _keys_of(definition: str) -> tuple[str, ...]:
@@ -45,7 +44,6 @@ _TRAINING_KEYS = _keys_of("training_keys")
 _OBJECTIVE_KEYS = {"kd": (*_keys_of("loss_keys"), *_keys_of("kd_keys"), "teachers"),
                    "wml": (*_keys_of("loss_keys"), *_keys_of("wml_keys"), "reference", "peers")}
 _WML_DEFAULTS = specs.defaults("wml_keys")
-PEER_SEP = "-peer"  # "<run>-peer<i>[@seed]": peer i of a weighted-mutual-learning run
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -119,8 +117,8 @@ def _check_references(config: dict, source: str) -> None:
     distill = config.get("distill") or {}
     ensembles = config.get("ensembles") or {}
     seen: dict[str, str] = {}
-    for section, names in (("pretrain", pretrain), ("distill", distill), ("ensembles", ensembles)):
-        for name in names:
+    for section, entries in (("pretrain", pretrain), ("distill", distill), ("ensembles", ensembles)):
+        for name in entries:
             if name in seen:
                 raise UserError(f"{source}: {section}.{name}: name already used in {seen[name]}; "
                                 "model names must be unique")
@@ -168,7 +166,7 @@ def _check_references(config: dict, source: str) -> None:
                 if p not in models:
                     raise UserError(f"{where}: unknown preset {p!r} (known: {', '.join(models)})")
     for peer, (run_name, _) in wml_peers(config).items():
-        if peer.partition(SEED_SEP)[0] in seen:
+        if names.base_name(peer) in seen:
             raise UserError(f"{source}: distill.{run_name}: its peer model {peer!r} has the name of "
                             "another run; rename one of them")
     sources = set(config["corpus"]["sources"])
@@ -222,7 +220,7 @@ def _check_baseline_cycles(pretrain: dict, source: str) -> None:
 def _check_tables(config: dict, source: str) -> None:
     """tables.paper: every model, suite, task and reference names something the config runs."""
     runs = [*config["pretrain"], *(config.get("distill") or {}), *(config.get("ensembles") or {})]
-    runs += sorted({split_instance(p)[0] for p in wml_peers(config)})  # <run>-peer<i>
+    runs += sorted({names.base_name(p) for p in wml_peers(config)})  # <run>-peer<i>
     ev = config.get("eval") or {}
     suites = list((ev.get("blimp") or {}).get("suites") or {})
     tasks = list((ev.get("finetune") or {}).get("tasks") or {})
@@ -328,14 +326,8 @@ def instances(config: dict, section: str) -> list[str]:
     out = []
     for name, run in (config.get(section) or {}).items():
         seeds = run.get("seeds")
-        out += [f"{name}{SEED_SEP}{s}" for s in seeds] if seeds else [name]
+        out += [names.instance(name, s) for s in seeds] if seeds else [name]
     return out
-
-
-def split_instance(name: str) -> tuple[str, int | None]:
-    """``student@2`` -> ("student", 2); ``student`` -> ("student", None)."""
-    base, sep, seed = name.partition(SEED_SEP)
-    return base, (int(seed) if sep else None)
 
 
 def run_of(config: dict, section: str, name: str) -> dict:
@@ -349,7 +341,7 @@ def instance_of(config: dict, run_name: str, seed: int | None = None) -> str:
     seeds = config["pretrain"][run_name].get("seeds")
     if not seeds:
         return run_name
-    return f"{run_name}{SEED_SEP}{seed if seed in seeds else seeds[0]}"
+    return names.instance(run_name, seed if seed in seeds else seeds[0])
 
 
 def teachers_of(config: dict, name: str) -> list[str]:
@@ -366,7 +358,7 @@ def cache_key(config: dict, name: str) -> str | None:
     run = run_of(config, "distill", name)
     if not run.get("cache"):
         return None
-    return f"{'+'.join(teachers_of(config, name))}.k{run['cache']['k']}.T{float(run['temperature']):g}"
+    return names.cache_key(teachers_of(config, name), run["cache"]["k"], run["temperature"])
 
 
 def baseline_of(config: dict, name: str) -> str | None:
@@ -452,10 +444,8 @@ def wml_peers(config: dict) -> dict[str, tuple[str, int]]:
         run = run_of(config, "distill", name)
         if run["objective"] != "wml":
             continue
-        base, seed = split_instance(name)
         for i in range(1, num_peers(run) + 1):
-            peer = f"{base}{PEER_SEP}{i}" + (f"{SEED_SEP}{seed}" if seed is not None else "")
-            out[peer] = (name, i)
+            out[names.peer(name, i)] = (name, i)
     return out
 
 

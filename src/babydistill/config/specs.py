@@ -184,6 +184,11 @@ def defaults(definition: str) -> dict:
     return fill_defaults({"$ref": f"#/$defs/{definition}"}, {})
 
 
+def section_defaults(section: str) -> dict:
+    """The defaults the schema gives the keys of top-level section ``section`` (e.g. ``tables``)."""
+    return fill_defaults(schema()["properties"][section], {})
+
+
 def _parse(data: Any, definition: str, where: str) -> dict:
     if isinstance(data, (str, bytes)):
         data = parse_json_arg(data, where)

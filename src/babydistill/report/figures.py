@@ -1,5 +1,5 @@
 """The papers' figures from the workflow's evaluation outputs and training logs (called by
-:mod:`babydistill.report.tables`).
+:mod:`babydistill.report.tables`; the intervals from :mod:`babydistill.report.stats`).
 
 - Zero-shot: Baby Llama's parallel-coordinates form, one line per model across categories (the
   lines only guide the eye), a panel per suite, axis labels without the suite prefix, a dashed
@@ -26,13 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from babydistill.common import atomic_path
+from babydistill.common import UserError, atomic_path
+from babydistill.config.names import base_name, peer
+from babydistill.report.stats import (BOOTSTRAP_SAMPLES, instances_by_run, paradigm_weights,
+                                      suite_draws)
 
 # Okabe-Ito first (colour-blind safe; its yellow, faint on white, last), then distinct tab10
 # hues, then tab20's light shades for long model lists.
 BASE_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
                 "#9467BD", "#8C564B", "#7F7F7F", "#BCBD22", "#D62728", "#F0E442"]
-PEER_RE = re.compile(r"^(?P<run>.+)-peer(?P<k>\d+)$")
 METRIC_LABEL = {"mcc": "MCC", "f1": "F1", "acc": "accuracy"}
 
 
@@ -59,7 +61,7 @@ class Palette:
             self(m)
 
     def __call__(self, model: str):
-        base = model.split("@", 1)[0]
+        base = base_name(model)
         if base not in self._of:
             self._of[base] = self._colours[len(self._of) % len(self._colours)]
         return self._of[base]
@@ -110,14 +112,10 @@ def zero_shot_points(blimp: pd.DataFrame, models: list[str], mode: str, samples:
                      draws_from: pd.DataFrame | None = None) -> pd.DataFrame:
     """model, suite, axis (category), value, low, high (%). ``draws_from``: the full results,
     whose bootstrap replicates (shared with the tables) serve a subset of models."""
-    from babydistill.report.tables import base_name, paradigm_weights, suite_draws
-
     rows = []
     for suite, df in blimp.groupby("suite", sort=False):
         draws = suite_draws(draws_from if draws_from is not None else blimp, suite, samples)
-        inst: dict[str, list[str]] = {}
-        for m in dict.fromkeys(df["model"]):
-            inst.setdefault(base_name(m), []).append(m)
+        inst = instances_by_run(df["model"])
         for cat in dict.fromkeys(df["category"]):
             w = paradigm_weights(df, mode, cat)
             for model in models:
@@ -130,7 +128,7 @@ def zero_shot_points(blimp: pd.DataFrame, models: list[str], mode: str, samples:
 
 
 def zero_shot_figure(blimp: pd.DataFrame, models: list[str], mode: str, palette: Palette,
-                     out: Path, name: str, samples: int = 2000,
+                     out: Path, name: str, samples: int = BOOTSTRAP_SAMPLES,
                      draws_from: pd.DataFrame | None = None) -> None:
     """A panel per suite; categories on the x axis; one line per model."""
     plt = _plt()
@@ -145,7 +143,7 @@ def zero_shot_figure(blimp: pd.DataFrame, models: list[str], mode: str, palette:
     widths = [max(2.5, 0.45 * blimp[blimp["suite"] == s]["category"].nunique()) for s in suites]
     fig, axes = plt.subplots(1, len(suites), figsize=(sum(widths) + 2.5, 4.5), sharey=True,
                              gridspec_kw={"width_ratios": widths}, squeeze=False)
-    n_seeds = blimp.groupby(blimp["model"].str.split("@").str[0])["model"].nunique().max()
+    n_seeds = blimp.groupby(blimp["model"].map(base_name))["model"].nunique().max()
     for ax, suite in zip(axes[0], suites):
         cats = list(dict.fromkeys(blimp[blimp["suite"] == suite]["category"]))
         parallel_axes(ax, points[points["suite"] == suite], cats,
@@ -166,8 +164,7 @@ def finetune_points(ft: pd.DataFrame, models: list[str]) -> pd.DataFrame:
 
     rows = []
     ft = ft.dropna(subset=["score"])
-    for (task, model), g in ft.groupby([ft["task"], ft["model"].str.split("@").str[0]],
-                                       sort=False):
+    for (task, model), g in ft.groupby([ft["task"], ft["model"].map(base_name)], sort=False):
         if model not in models:
             continue
         v = 100 * g["score"].to_numpy(float)
@@ -205,7 +202,7 @@ def finetune_figure(ft: pd.DataFrame, models: list[str], palette: Palette, out: 
         parallel_axes(ax, points, ts, labels, models, palette)
         ax.set_title(group, fontsize=10)
         ax.set_ylabel("score (×100)")
-    seeds = scored.groupby(scored["model"].str.split("@").str[0])["model"].nunique().max()
+    seeds = scored.groupby(scored["model"].map(base_name))["model"].nunique().max()
     note = "95% t-interval over seeds" if seeds > 1 else "1 seed: no interval"
     fig.suptitle(f"Fine-tuning by task ({note})", fontsize=10)
     _legend_outside(fig, axes[0][-1])
@@ -219,7 +216,7 @@ def training_curves(metrics: dict[str, Path], distilled: set[str], palette: Pale
     BLiMP accuracy per epoch when any ``metrics.csv`` has ``blimp_acc`` values."""
     plt = _plt()
     frames = {model: pd.read_csv(path) for model, path in metrics.items()}
-    is_kd = {m: m.split("@", 1)[0] in distilled for m in frames}
+    is_kd = {m: base_name(m) in distilled for m in frames}
     blimp = {m: df.dropna(subset=["blimp_acc"]) for m, df in frames.items() if "blimp_acc" in df}
     blimp = {m: b for m, b in blimp.items() if not b.empty}
     panels = ["ce"] * any(not k for k in is_kd.values()) + ["kd"] * any(is_kd.values())
@@ -252,7 +249,7 @@ def training_curves(metrics: dict[str, Path], distilled: set[str], palette: Pale
         ax.grid(alpha=0.3)
     # one legend for every model, outside the panels
     handles = {m: plt.Line2D([], [], color=palette(m), lw=1.5) for m in
-               dict.fromkeys(k.split("@", 1)[0] for k in frames)}
+               dict.fromkeys(base_name(k) for k in frames)}
     fig.legend(handles.values(), handles.keys(), fontsize=8, loc="upper left",
                bbox_to_anchor=(1.0, 0.95), frameon=False)
     fig.tight_layout()
@@ -265,8 +262,6 @@ def read_wml_weights(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path)
     peers = [c for c in df.columns if re.fullmatch(r"w\d+", c)]
     if "step" not in df.columns or not peers:
-        from babydistill.common import UserError
-
         raise UserError(f"{path}: expected columns step,w1..wN (WML peer weights)")
     return df[["step", *peers]]
 
@@ -282,7 +277,7 @@ def wml_weights_figure(weights: dict[str, Path], palette: Palette, out: Path) ->
         df = read_wml_weights(path)
         peers = [c for c in df.columns if c != "step"]
         for c in peers:  # peer k is model <run>-peerk: its colour in every figure
-            ax.plot(df["step"], df[c], color=palette(f"{run}-peer{c[1:]}"), label=f"peer {c[1:]}")
+            ax.plot(df["step"], df[c], color=palette(peer(run, int(c[1:]))), label=f"peer {c[1:]}")
         ax.axhline(1 / len(peers), color="grey", ls="--", lw=1.0, label="uniform")
         ax.set(title=run, xlabel="step", ylabel="peer weight", ylim=(0, 1))
         ax.grid(alpha=0.3)

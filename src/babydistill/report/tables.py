@@ -15,7 +15,8 @@ beside the BLiMP ones), and writes, under ``--out``:
 
 each as ``.csv``, ``.md`` (readable row labels), ``.tex`` (a booktabs table that compiles; needs
 ``\\usepackage{booktabs}``) and ``.html`` (shown inline by ``snakemake --report``). Figures are
-drawn by :mod:`babydistill.report.figures`.
+drawn by :mod:`babydistill.report.figures`; the numbers (scores, seeds folded into cells,
+verdicts) come from :mod:`babydistill.report.stats`.
 
 Category scores: ``macro`` (a category is the mean of its paradigms, the suite average the mean
 of all paradigms; BabyLM 2024) or ``pooled`` (all pairs of a category together, the suite
@@ -38,306 +39,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from babydistill.common import UserError, atomic_write_text, cli, read_json, setup_logging
+from babydistill.config.names import base_name, seed_label, split_peer
+from babydistill.report import figures
+from babydistill.report.stats import (BOOTSTRAP_SAMPLES, CATEGORY_SCORES, SCORE_MODES, Verdict,
+                                      finetune_macro, fold_seeds, instances_by_run, load_blimp,
+                                      load_finetune, mean_sd, model_scores, paradigm_weights,
+                                      suite_draws, t_interval)
 
-BOOTSTRAP_SAMPLES = 2000
-SCORE_MODES = ("macro", "pooled")
 MODE_TEXT = {
     "macro": "category = mean over its paradigms, suite average = mean over paradigms",
     "pooled": "category = all its pairs pooled (2023 pipeline), suite average = mean over categories",
 }
-SEED_SEP = "@"
-PEER_RE = re.compile(r"^(?P<run>.+)-peer(?P<k>\d+)$")
-
-
-# ------------------------------------------------------------------------------ loading
-
-
-def base_name(model: str) -> str:
-    """``student@2`` -> ``student``: seeds of one model share a column."""
-    return model.split(SEED_SEP, 1)[0]
-
-
-def seed_label(model: str) -> str | None:
-    return model.split(SEED_SEP, 1)[1] if SEED_SEP in model else None
-
-
-def load_blimp(files: list[str]) -> pd.DataFrame:
-    """Long table: model, suite, category, paradigm, acc, n, file."""
-    rows = []
-    for f in files:
-        r = read_json(f)
-        try:
-            for paradigm, p in r["paradigms"].items():
-                rows.append({"model": r["model"], "suite": r["suite"],
-                             "category": p.get("category") or "other", "paradigm": paradigm,
-                             "acc": float(p["acc"]), "n": int(p.get("n", 1)), "file": f})
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{f}: not an eval_blimp result (model, suite, paradigms)") from None
-    if not rows:
-        raise UserError("tables: no BLiMP results given (--blimp)")
-    return pd.DataFrame(rows)
-
-
-def load_finetune(files: list[str]) -> pd.DataFrame:
-    rows = []
-    for f in files:
-        r = read_json(f)
-        score = math.nan if r.get("skipped") else float(r["score"])
-        rows.append({"model": r["model"], "task": r["task"], "metric": r.get("metric", ""),
-                     "score": score})
-    return pd.DataFrame(rows, columns=["model", "task", "metric", "score"])
-
-
-def load_pairs(blimp_json: str) -> pd.DataFrame:
-    """The per-pair TSV beside a BLiMP result (``X.json`` -> ``X.pairs.tsv``)."""
-    path = Path(blimp_json).with_suffix(".pairs.tsv")
-    if not path.is_file():
-        raise UserError(f"{path}: per-pair results not found (written by eval_blimp)")
-    df = pd.read_csv(path, sep="\t", dtype={"pair_id": str})
-    return df[["paradigm", "pair_id", "correct"]]
-
-
-# ------------------------------------------------------------------------ category scores
-
-
-def paradigm_weights(paradigms: pd.DataFrame, mode: str, category: str | None = None) -> pd.Series:
-    """Weights over paradigms (summing to 1) whose weighted mean of paradigm accuracies is the
-    suite average (``category=None``) or that category's score, under ``mode``."""
-    if mode not in SCORE_MODES:
-        raise UserError(f"tables.category_scores: {mode!r} is not one of {', '.join(SCORE_MODES)}")
-    p = paradigms.drop_duplicates("paradigm").set_index("paradigm")
-    if category is not None:
-        p = p[p["category"] == category]
-    if mode == "macro":
-        w = pd.Series(1.0, index=p.index)
-    else:  # pooled: n_p / N_category within a category, categories weighted equally
-        w = p["n"] / p.groupby("category")["n"].transform("sum")
-    return w / w.sum()
-
-
-def model_scores(blimp: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """Long: model, suite, category ("average" for the suite), acc."""
-    out = []
-    for (model, suite), df in blimp.groupby(["model", "suite"], sort=False):
-        acc = df.set_index("paradigm")["acc"]
-        for cat in [None, *dict.fromkeys(df["category"])]:
-            w = paradigm_weights(df, mode, cat)
-            out.append({"model": model, "suite": suite, "category": cat or "average",
-                        "acc": float((acc[w.index] * w).sum())})
-    return pd.DataFrame(out)
-
-
-# ------------------------------------------------------------------------ formatting
-
-
-def mean_sd(values, scale: float = 100.0) -> str:
-    """``84.3`` for one value, ``84.3 ± 0.5 (n=3)`` over seeds, ``–`` for none."""
-    v = pd.Series(values, dtype=float).dropna()
-    if v.empty:
-        return "–"
-    if len(v) == 1:
-        return f"{scale * v.iloc[0]:.1f}"
-    return f"{scale * v.mean():.1f} ± {scale * v.std(ddof=1):.1f} (n={len(v)})"
-
-
-def _wide(long: pd.DataFrame, index: list[str], value: str, models: list[str]) -> pd.DataFrame:
-    """Rows ``index``, a column per model (seeds folded into mean ± sd)."""
-    long = long.assign(column=long["model"].map(base_name))
-    table = long.groupby(index + ["column"], sort=False)[value].apply(mean_sd).unstack("column")
-    return table.reindex(columns=[m for m in models if m in table.columns])
 
 
 def humanize(name: str) -> str:
     return str(name).replace("_", " ")
 
 
-# ---------------------------------------------------------------------------- verdicts
-
-
-@dataclass
-class Verdict:
-    diff: float
-    low: float
-    high: float
-    n_a: int
-    n_b: int
-    paired_seeds: bool
-
-    @property
-    def holds(self) -> bool:
-        return bool(self.low > 0 or self.high < 0)
-
-    def seeds_text(self) -> str:
-        if self.n_a == self.n_b:
-            return f"{self.n_a} seed" + ("s" if self.n_a > 1 else "")
-        return f"{self.n_a} vs {self.n_b} seeds"
-
-    def text(self, scale: float = 100.0) -> str:
-        if math.isnan(self.low):
-            return f"{scale * self.diff:+.1f}, {self.seeds_text()}: no interval"
-        return (f"{scale * self.diff:+.1f} [{scale * self.low:+.1f}, {scale * self.high:+.1f}], "
-                f"{self.seeds_text()}, {'holds' if self.holds else 'n.s.'}")
-
-
-def _seed_groups(instances: list[str]) -> dict[str, str]:
-    """{seed label: instance} ('-' for an unseeded model)."""
-    return {seed_label(m) or "-": m for m in instances}
-
-
-def _seed_plan(a: list[str], b: list[str]) -> tuple[list[str], list[str], bool]:
-    """Instances of each side in seed order, and whether seeds are paired (same labels, >= 2)."""
-    ga, gb = _seed_groups(a), _seed_groups(b)
-    paired = set(ga) == set(gb) and len(ga) >= 2
-    la = sorted(ga)
-    lb = la if paired else sorted(gb)
-    return [ga[s] for s in la], [gb[s] for s in lb], paired
-
-
-class PairDraws:
-    """Bootstrap replicates of per-paradigm accuracies for a set of models on one suite.
-
-    Every replicate resamples the pairs within each paradigm once, for all models together
-    (paired over pairs); any weighting of paradigms (suite average, one category, macro or
-    pooled) is then a matrix product away.
-    """
-
-    def __init__(self, pairs: dict[str, pd.DataFrame], samples: int = BOOTSTRAP_SAMPLES,
-                 seed: int = 0):
-        self.models = list(pairs)
-        merged = None
-        for m, df in pairs.items():
-            d = df.drop_duplicates(["paradigm", "pair_id"]).rename(columns={"correct": m})
-            merged = d if merged is None else merged.merge(d, on=["paradigm", "pair_id"])
-        if merged is None or merged.empty:
-            raise UserError("bootstrap: the models share no scored pairs")
-        rng = np.random.default_rng(seed)
-        self.paradigms = sorted(merged["paradigm"].unique())
-        self.samples = samples
-        obs, boot = [], []
-        for p in self.paradigms:
-            x = merged.loc[merged["paradigm"] == p, self.models].to_numpy(float).T  # (models, n)
-            n = x.shape[1]
-            # pairs drawn with replacement, as counts per pair: (samples, n)
-            draw = rng.integers(0, n, size=(samples, n)) + n * np.arange(samples)[:, None]
-            counts = np.bincount(draw.ravel(), minlength=samples * n).reshape(samples, n)
-            obs.append(x.mean(axis=1))
-            boot.append(x @ counts.T / n)  # (models, samples)
-        self.observed = np.stack(obs, axis=1)  # (models, paradigms)
-        self.boot = np.stack(boot, axis=1)  # (models, paradigms, samples)
-        self.seed_rng_seed = seed + 1
-
-    def weighted(self, weights: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        """(observed (models,), replicates (models, samples)) of a weighted paradigm mean."""
-        w = weights.reindex(self.paradigms).fillna(0.0).to_numpy()
-        if w.sum() <= 0:
-            raise UserError("bootstrap: no shared pairs in the paradigms asked for")
-        w = w / w.sum()
-        return self.observed @ w, np.einsum("mps,p->ms", self.boot, w)
-
-    def _rows(self, instances: list[str]) -> list[int]:
-        return [self.models.index(m) for m in instances]
-
-    def compare(self, a: list[str], b: list[str], weights: pd.Series) -> Verdict:
-        """Two-level paired bootstrap of mean(a seeds) - mean(b seeds)."""
-        a, b, paired = _seed_plan(a, b)
-        obs, reps = self.weighted(weights)
-        ia, ib = self._rows(a), self._rows(b)
-        rng = np.random.default_rng(self.seed_rng_seed)
-        cols = np.arange(self.samples)
-        if paired:
-            d = reps[ia] - reps[ib]  # (seeds, samples)
-            draw = rng.integers(0, len(ia), size=(self.samples, len(ia)))
-            stat = d[draw, cols[:, None]].mean(axis=1)
-        else:
-            da = rng.integers(0, len(ia), size=(self.samples, len(ia)))
-            db = rng.integers(0, len(ib), size=(self.samples, len(ib)))
-            stat = (reps[ia][da, cols[:, None]].mean(axis=1)
-                    - reps[ib][db, cols[:, None]].mean(axis=1))
-        low, high = np.percentile(stat, [2.5, 97.5])
-        diff = float(obs[ia].mean() - obs[ib].mean())
-        return Verdict(diff, float(low), float(high), len(ia), len(ib), paired)
-
-    def interval(self, instances: list[str], weights: pd.Series) -> tuple[float, float, float]:
-        """(mean, low, high) of one model's score: seeds drawn, then pairs (or pairs only)."""
-        obs, reps = self.weighted(weights)
-        rows = self._rows(instances)
-        rng = np.random.default_rng(self.seed_rng_seed)
-        draw = rng.integers(0, len(rows), size=(self.samples, len(rows)))
-        stat = reps[rows][draw, np.arange(self.samples)[:, None]].mean(axis=1)
-        low, high = np.percentile(stat, [2.5, 97.5])
-        return float(obs[rows].mean()), float(low), float(high)
-
-
-_DRAWS: dict[tuple, PairDraws] = {}
-
-
-def suite_draws(blimp: pd.DataFrame, suite: str, samples: int = BOOTSTRAP_SAMPLES) -> PairDraws:
-    """The bootstrap replicates of every model scored on ``suite``, built once per process and
-    shared by the summary, the paper tables and the figures (the pair draws do not depend on
-    which models are in: the same rng stream resamples each paradigm's pairs)."""
-    files = blimp[blimp["suite"] == suite].drop_duplicates("model").set_index("model")["file"]
-    key = (suite, samples, tuple((m, f, Path(f).with_suffix(".pairs.tsv").stat().st_mtime_ns)
-                                 for m, f in files.items()))
-    if key not in _DRAWS:
-        _DRAWS[key] = PairDraws({m: load_pairs(f) for m, f in files.items()}, samples)
-    return _DRAWS[key]
-
-
-def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, samples: int = BOOTSTRAP_SAMPLES,
-                     seed: int = 0) -> dict:
-    """One model against another (one seed each): macro difference, pairs resampled within
-    paradigms; kept for callers that hold two pair tables."""
-    draws = PairDraws({"a": a, "b": b}, samples, seed)
-    v = draws.compare(["a"], ["b"], pd.Series(1.0, index=draws.paradigms))
-    return {"diff": v.diff, "low": v.low, "high": v.high, "holds": v.holds}
-
-
-def t_interval(a: dict[str, float], b: dict[str, float]) -> Verdict:
-    """Mean difference over seeds (a - b) with a 95% t-interval: paired by seed when both have
-    the same seeds, Welch otherwise; a side with one seed is taken to vary like the other side
-    (the interval of a new observation against a sample)."""
-    from scipy import stats
-
-    a = {k: v for k, v in a.items() if not math.isnan(v)}
-    b = {k: v for k, v in b.items() if not math.isnan(v)}
-    if not a or not b:
-        return Verdict(math.nan, math.nan, math.nan, len(a), len(b), False)
-    xa, xb = np.array([a[k] for k in sorted(a)]), np.array([b[k] for k in sorted(b)])
-    diff = float(xa.mean() - xb.mean())
-    paired = set(a) == set(b) and len(a) >= 2
-    if paired:
-        d = xa - xb
-        se, dof = d.std(ddof=1) / math.sqrt(len(d)), len(d) - 1
-    else:
-        sa = xa.var(ddof=1) if len(xa) > 1 else (xb.var(ddof=1) if len(xb) > 1 else 0.0)
-        sb = xb.var(ddof=1) if len(xb) > 1 else sa
-        va, vb = sa / len(xa), sb / len(xb)
-        se = math.sqrt(va + vb)
-        if len(xa) > 1 and len(xb) > 1:  # Welch-Satterthwaite
-            denom = va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1)
-            dof = se**4 / denom if denom > 0 else min(len(xa), len(xb)) - 1
-        else:  # the spread comes from one side only (0 when neither has two seeds)
-            dof = max(len(xa), len(xb)) - 1
-    if dof <= 0:  # one seed on each side: nothing to estimate the spread from
-        return Verdict(diff, math.nan, math.nan, len(xa), len(xb), paired)
-    half = float(stats.t.ppf(0.975, dof)) * se
-    return Verdict(diff, diff - half, diff + half, len(xa), len(xb), paired)
-
-
 # ------------------------------------------------------------------------------ tables
 
 
-def zero_shot_table(blimp: pd.DataFrame, models: list[str], mode: str = "macro") -> pd.DataFrame:
+def zero_shot_table(blimp: pd.DataFrame, models: list[str], mode: str = CATEGORY_SCORES) -> pd.DataFrame:
     """Per suite: the suite average, each category, each paradigm; flat label columns."""
     scores = model_scores(blimp, mode)
     parts = []
@@ -349,54 +78,41 @@ def zero_shot_table(blimp: pd.DataFrame, models: list[str], mode: str = "macro")
         par = df.assign(level="paradigm", row=df["paradigm"])
         for part in (avg, cats, par):
             parts.append(part.assign(suite=suite)[["suite", "level", "row", "model", "acc"]])
-    table = _wide(pd.concat(parts), ["suite", "level", "row"], "acc", models)
+    table = fold_seeds(pd.concat(parts), ["suite", "level", "row"], "acc", models)
     return table.reset_index()
 
 
 def finetune_table(ft: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     if ft.empty:
         return pd.DataFrame(columns=["task", "metric"])
-    table = _wide(ft.assign(metric=ft["metric"].str.upper()), ["task", "metric"], "score", models)
+    table = fold_seeds(ft.assign(metric=ft["metric"].str.upper()), ["task", "metric"], "score", models)
     return table.reset_index()
-
-
-def _instances(names: pd.Series | list[str]) -> dict[str, list[str]]:
-    """{base name: [instances]} in first-seen order."""
-    out: dict[str, list[str]] = {}
-    for m in dict.fromkeys(names):
-        out.setdefault(base_name(m), []).append(m)
-    return out
 
 
 def _with_peers(comparisons: list[tuple[str, str]], bases: list[str]) -> list[tuple[str, str]]:
     """A WML run without a model of its own compares each of its peers (``<run>-peerK``)."""
     out = []
     for student, baseline in comparisons:
-        peers = [b for b in bases if (m := PEER_RE.match(b)) and m["run"] == student]
+        peers = [b for b in bases if (p := split_peer(b)) and p[0] == student]
         out += [(p, baseline) for p in peers] if student not in bases and peers else [(student, baseline)]
     return out
 
 
-def _finetune_macro(ft: pd.DataFrame) -> pd.Series:
-    """Macro over tasks per model instance (skipped tasks left out)."""
-    return ft.dropna(subset=["score"]).groupby("model")["score"].mean()
-
-
 def summary_table(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
-                  comparisons: list[tuple[str, str]], mode: str = "macro",
+                  comparisons: list[tuple[str, str]], mode: str = CATEGORY_SCORES,
                   samples: int = BOOTSTRAP_SAMPLES) -> pd.DataFrame:
     """A row per model: suite averages, fine-tuning macro average, and per student/baseline
     comparison the seed-aware verdict per suite (and over fine-tuning when seeds allow)."""
     scores = model_scores(blimp, mode)
     avg = scores[scores["category"] == "average"]
-    rows = _wide(avg.rename(columns={"suite": "row"}), ["row"], "acc", models)
-    macro = _finetune_macro(ft) if not ft.empty else pd.Series(dtype=float)
+    rows = fold_seeds(avg.rename(columns={"suite": "row"}), ["row"], "acc", models)
+    macro = finetune_macro(ft) if not ft.empty else pd.Series(dtype=float)
     if not macro.empty:
         m = macro.rename("score").reset_index().assign(row="finetune (macro)")
-        rows = pd.concat([rows, _wide(m, ["row"], "score", models)])
+        rows = pd.concat([rows, fold_seeds(m, ["row"], "score", models)])
     rows = rows.T
     rows.index.name = "model"
-    blimp_inst = _instances(blimp["model"])
+    blimp_inst = instances_by_run(blimp["model"])
     comparisons = _with_peers(comparisons, list(blimp_inst))
     for suite, df in blimp.groupby("suite", sort=False):
         scored = set(df["model"])
@@ -407,7 +123,7 @@ def summary_table(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
                 continue
             v = suite_draws(blimp, suite, samples).compare(a, b, paradigm_weights(df, mode))
             rows.loc[student, f"{suite}: vs {baseline}"] = v.text()
-    ft_inst = _instances(macro.index) if not macro.empty else {}
+    ft_inst = instances_by_run(macro.index) if not macro.empty else {}
     for student, baseline in comparisons:
         a, b = ft_inst.get(student, []), ft_inst.get(baseline, [])
         if a and b and (len(a) >= 2 or len(b) >= 2):
@@ -439,17 +155,17 @@ def provenance_table(models: list[str], provenance: list[str]) -> pd.DataFrame:
 # ------------------------------------------------------------------------- paper tables
 
 
-def resolve_models(names: list[str], available: list[str], where: str) -> list[str]:
+def resolve_models(wanted: list[str], available: list[str], where: str) -> list[str]:
     """Column names (base names) for a table's ``models``: a model with results, or a WML run
     whose peers came out as ``<run>-peer1..N`` (expanded to its peers, in order)."""
     bases = list(dict.fromkeys(base_name(m) for m in available))
     out = []
-    for name in names:
+    for name in wanted:
         if name in bases:
             out.append(name)
             continue
-        peers = sorted((b for b in bases if (m := PEER_RE.match(b)) and m["run"] == name),
-                       key=lambda b: int(PEER_RE.match(b)["k"]))
+        peers = sorted((b for b in bases if (p := split_peer(b)) and p[0] == name),
+                       key=lambda b: split_peer(b)[1])
         if not peers:
             raise UserError(f"{where}: no results for model {name!r} "
                             f"(models with results: {', '.join(bases)})")
@@ -477,7 +193,7 @@ def paper_zero_shot(blimp: pd.DataFrame, spec: dict, name: str, mode: str,
         raise UserError(f"{where}.reference: {reference!r} is not one of the table's models")
     full = blimp
     blimp = blimp[blimp["model"].map(base_name).isin(models) & blimp["suite"].isin(suites)]
-    inst = _instances(blimp["model"])
+    inst = instances_by_run(blimp["model"])
     scores = model_scores(blimp, mode)
     rows = []
     for suite in suites:
@@ -529,7 +245,7 @@ def paper_finetune(ft: pd.DataFrame, spec: dict, name: str,
     unstable = set(spec.get("unstable", unstable_default) or [])
     tasks = spec.get("tasks") or list(dict.fromkeys(ft["task"]))
     ft = ft[ft["model"].map(base_name).isin(models)]
-    inst = _instances(ft["model"])
+    inst = instances_by_run(ft["model"])
     rows = []
     for task in tasks:
         t = ft[ft["task"] == task]
@@ -660,8 +376,7 @@ def _json_arg(text: str | None, flag: str) -> dict:
     return value
 
 
-@cli
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m babydistill.report.tables", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--blimp", nargs="+", required=True, help="eval_blimp JSON files")
@@ -683,23 +398,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--finetune-tasks", default=None,
                     help="the config's eval.finetune.tasks as JSON (for hyperparameter tables)")
     ap.add_argument("--out", required=True, help="folder for tables/ and figures/")
-    args = ap.parse_args(argv)
-    setup_logging()
-    from babydistill.report import figures
+    return ap
 
-    out = Path(args.out)
-    cfg = _json_arg(args.tables_config, "--tables-config")
-    mode = cfg.get("category_scores", "macro")
-    if mode not in SCORE_MODES:
-        raise UserError(f"tables.category_scores: {mode!r} is not one of {', '.join(SCORE_MODES)}")
-    samples = int(cfg.get("bootstrap_samples", BOOTSTRAP_SAMPLES))
-    blimp = load_blimp(args.blimp)
-    ft = load_finetune(args.finetune)
-    comparisons = [(base_name(s), base_name(b)) for s, b in _pairs_arg(args.compare, "--compare").items()]
-    tables, figs = out / "tables", out / "figures"
-    models = list(dict.fromkeys(base_name(m) for m in args.models))
-    palette = figures.Palette(models)
 
+def _write_tables(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
+                  comparisons: list[tuple[str, str]], mode: str, samples: int,
+                  provenance: list[str], tables: Path) -> None:
+    """tables/zero_shot, finetune, summary and provenance."""
     write_table(zero_shot_table(blimp, models, mode), tables, "zero_shot",
                 f"Zero-shot accuracy (%) per suite, category and paradigm. Category scores: {mode} "
                 f"({MODE_TEXT[mode]}).")
@@ -711,17 +416,22 @@ def main(argv: list[str] | None = None) -> None:
                 "interval of a two-level paired bootstrap (seeds drawn with replacement, then "
                 "pairs within paradigms; pairs only with 1 seed); fine-tuning: a t-interval over "
                 "seeds. 'holds' when the interval excludes zero.", index=True)
-    write_table(provenance_table(models, args.provenance), tables, "provenance",
+    write_table(provenance_table(models, provenance), tables, "provenance",
                 "Where each column comes from: model directory, config spec and code commit.",
                 index=True)
 
+
+def _draw_figures(args: argparse.Namespace, blimp: pd.DataFrame, ft: pd.DataFrame,
+                  models: list[str], mode: str, samples: int, palette: figures.Palette,
+                  figs: Path) -> None:
+    """figures/zero_shot, finetune, training_curves and (when a WML run wrote them) wml_weights."""
     figures.zero_shot_figure(blimp, models, mode, palette, figs, "zero_shot", samples=samples)
     figures.finetune_figure(ft, models, palette, figs, "finetune")
     metrics = {k: Path(v) for k, v in _pairs_arg(args.metrics, "--metrics").items()
                if Path(v).is_file()}
     distilled = {base_name(d) for d in args.distilled}
     distilled |= {base_name(m) for m in metrics  # WML peers <run>-peerK train with their run
-                  if (p := PEER_RE.match(base_name(m))) and p["run"] in distilled}
+                  if (p := split_peer(base_name(m))) and p[0] in distilled}
     figures.training_curves(metrics, distilled, palette, figs)
     weights: dict[str, Path] = {}
     for item in args.wml_weights:  # candidates in order: the first that exists is the run's
@@ -730,31 +440,58 @@ def main(argv: list[str] | None = None) -> None:
             weights[run] = Path(path)
     figures.wml_weights_figure(weights, palette, figs)
 
+
+def _paper_table(kind: str | None, name: str, spec: dict, cfg: dict, args: argparse.Namespace,
+                 blimp: pd.DataFrame, ft: pd.DataFrame, mode: str, samples: int,
+                 palette: figures.Palette, figs: Path) -> tuple[pd.DataFrame, str]:
+    """One table of tables.paper (and its figure, for zero_shot and finetune)."""
+    if kind == "zero_shot":
+        table, caption = paper_zero_shot(blimp, spec, name, spec.get("category_scores", mode),
+                                         samples)
+        figures.zero_shot_figure(
+            blimp[blimp["model"].map(base_name).isin(table.columns)
+                  & blimp["suite"].isin(set(table["suite"]))],
+            [c for c in table.columns if c not in ("suite", "category")],
+            spec.get("category_scores", mode), palette, figs / "paper", name,
+            samples=samples, draws_from=blimp)
+    elif kind == "finetune":
+        table, caption = paper_finetune(ft, spec, name, cfg.get("unstable", []))
+        cols = [c for c in table.columns if c not in ("task", "metric", "unstable")]
+        figures.finetune_figure(ft[ft["task"].isin(set(table["task"]))], cols, palette,
+                                figs / "paper", name)
+    elif kind == "hyperparameters":
+        table, caption = paper_hyperparameters(_json_arg(args.finetune_tasks,
+                                                         "--finetune-tasks"), spec, name)
+    else:
+        raise UserError(f"tables.paper.{name}.kind: {kind!r} is not zero_shot, finetune "
+                        "or hyperparameters")
+    return table, caption
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    setup_logging()
+    out = Path(args.out)
+    cfg = _json_arg(args.tables_config, "--tables-config")
+    mode = cfg.get("category_scores", CATEGORY_SCORES)
+    if mode not in SCORE_MODES:
+        raise UserError(f"tables.category_scores: {mode!r} is not one of {', '.join(SCORE_MODES)}")
+    samples = int(cfg.get("bootstrap_samples", BOOTSTRAP_SAMPLES))
+    blimp = load_blimp(args.blimp)
+    ft = load_finetune(args.finetune)
+    comparisons = [(base_name(s), base_name(b)) for s, b in _pairs_arg(args.compare, "--compare").items()]
+    tables, figs = out / "tables", out / "figures"
+    models = list(dict.fromkeys(base_name(m) for m in args.models))
+    palette = figures.Palette(models)  # asked in this order: figures' colours depend on it
+
+    _write_tables(blimp, ft, models, comparisons, mode, samples, args.provenance, tables)
+    _draw_figures(args, blimp, ft, models, mode, samples, palette, figs)
     for name, spec in (cfg.get("paper") or {}).items():
-        kind = spec.get("kind")
-        if kind == "zero_shot":
-            table, caption = paper_zero_shot(blimp, spec, name, spec.get("category_scores", mode),
-                                             samples)
-            figures.zero_shot_figure(
-                blimp[blimp["model"].map(base_name).isin(table.columns)
-                      & blimp["suite"].isin(set(table["suite"]))],
-                [c for c in table.columns if c not in ("suite", "category")],
-                spec.get("category_scores", mode), palette, figs / "paper", name,
-                samples=samples, draws_from=blimp)
-        elif kind == "finetune":
-            table, caption = paper_finetune(ft, spec, name, cfg.get("unstable", []))
-            cols = [c for c in table.columns if c not in ("task", "metric", "unstable")]
-            figures.finetune_figure(ft[ft["task"].isin(set(table["task"]))], cols, palette,
-                                    figs / "paper", name)
-        elif kind == "hyperparameters":
-            table, caption = paper_hyperparameters(_json_arg(args.finetune_tasks,
-                                                             "--finetune-tasks"), spec, name)
-        else:
-            raise UserError(f"tables.paper.{name}.kind: {kind!r} is not zero_shot, finetune "
-                            "or hyperparameters")
+        table, caption = _paper_table(spec.get("kind"), name, spec, cfg, args, blimp, ft, mode,
+                                      samples, palette, figs)
         write_table(table, tables / "paper", name, caption)
     print(json.dumps({"tables": str(tables), "figures": str(figs)}))
-
 
 if __name__ == "__main__":
     main()
