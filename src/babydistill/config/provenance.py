@@ -3,7 +3,8 @@
 Each stage that saves a model (pretrain, distill, ensemble) ends with
 ``record_model(out, spec, stage_inputs(args))``, which writes ``DIR/provenance.json``, so
 every table cell can be traced back to the model directory, the config that made it and the
-git commit of the code (the model card, written by rule model_card, reads it). The CLI does the same for any folder::
+git commit of the code (rule model_card's card reads it too). The CLI does the same for
+any folder::
 
     python -m babydistill.config.provenance --model-dir DIR --spec JSON --input FILE ...
 """
