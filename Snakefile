@@ -1,7 +1,7 @@
 # babydistill: the BabyLM knowledge-distillation papers as one DAG.
 #
 #   corpus -> clean_source -> train_tokenizer -> tokenize_split -> pretrain (teachers,
-#   baselines) -> distill (variants) -> eval_blimp / finetune -> tables
+#   baselines) -> distill (variants) -> eval_blimp / finetune -> tables, model_card
 #
 # Full size:  snakemake --cores 8 --resources gpu=1         (config.yaml)
 # Demo:       snakemake --profile workflow/profiles/demo    (workflow/demo.yaml)

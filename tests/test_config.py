@@ -235,6 +235,34 @@ def test_sha256_beside_every_url(paper):
         cfg["corpus"]["sha256"] = bad
         with pytest.raises(UserError, match=re.escape(expected)):
             bdconfig.validate(cfg, "paper.yaml")
+    # a list of urls takes a list of as many digests (the only check: the rules trust it)
+    cfg["corpus"].update(url=["https://a/1.zip", "https://a/2.zip"], sha256=["ab" * 32, "cd" * 32])
+    bdconfig.validate(cfg)
+    for bad in (["ab" * 32], "ab" * 32):
+        cfg["corpus"]["sha256"] = bad
+        with pytest.raises(UserError, match=re.escape("corpus.sha256: 1 digest(s) for 2 url(s)")):
+            bdconfig.validate(cfg, "paper.yaml")
+    cfg = copy.deepcopy(paper)  # a digest without a url
+    cfg["eval"]["blimp"]["suites"]["blimp"].update(url=None, sha256="ab" * 32)
+    with pytest.raises(UserError, match=re.escape("eval.blimp.suites.blimp.sha256: 1 digest(s) for 0 url(s)")):
+        bdconfig.validate(cfg, "paper.yaml")
+
+
+def test_section_fills_the_schemas_defaults(demo):
+    """What the rules read of optional keys: the config's value, else the schema's default
+    (the only place a default is written); an absent section gives the defaults alone."""
+    props = bdconfig.specs.schema()["properties"]
+    blimp_props = props["eval"]["properties"]["blimp"]["properties"]
+    blimp = bdconfig.section({"eval": {"blimp": {"batch_size": 8, "suites": {}}}}, "eval", "blimp")
+    assert blimp == {"batch_size": 8, "backend": blimp_props["backend"]["default"], "suites": {}}
+    world = bdconfig.section({}, "demo_world")
+    assert world == {k: v["default"] for k, v in props["demo_world"]["properties"].items()}
+    cfg = copy.deepcopy(demo)
+    cfg["tokenizer"].pop("min_frequency")
+    tokenizer = bdconfig.section(cfg, "tokenizer")
+    assert tokenizer["min_frequency"] == props["tokenizer"]["properties"]["min_frequency"]["default"]
+    assert "min_frequency" not in cfg["tokenizer"]  # the config itself is left as it is
+    assert bdconfig.section(demo, "corpus")["select_fraction"] == 0
 
 def test_curriculum_runs_and_their_twins(paper, demo):
     assert bdconfig.baseline_of(paper, "llama-58M-curriculum") == "llama-58M-nodistill"

@@ -62,11 +62,13 @@ def test_models_load_as_saved_and_carry_provenance(results, demo_config):
 
 
 def test_every_model_dir_has_a_card_with_its_scores(results, demo_config):
-    """A HF model card in every model dir, rewritten by the eval rules with their scores; the
-    tokenizer's limit is the model's context; the run keeps its lm-eval tasks and recipe."""
+    """A HF model card for every model dir, written by rule model_card with its scores (apart
+    from the model folder); the tokenizer's limit is the model's context; the run keeps its
+    lm-eval tasks and recipe."""
     for model in model_names(demo_config):
         d = results / "models" / model
-        text = (d / "README.md").read_text()
+        assert not (d / "README.md").exists()
+        text = (results / "model_cards" / model / "README.md").read_text()
         header = yaml.safe_load(text.split("---\n")[1])
         scored = json.loads((results / "eval" / "blimp" / "demo" / f"{model}.json").read_text())
         values = {r["dataset"]["name"]: r["metrics"][0]["value"] for r in header["model-index"][0]["results"]}

@@ -146,17 +146,19 @@ def test_ensemble_model_card(members, tmp_path):
     from babydistill.report import model_card
     out = tmp_path / "models" / "ens"
     (members[0] / "provenance.json").write_text('{"model": "m0"}')  # m0 made by the workflow
+    (members[0] / "README.md").write_text("# m0\n")  # a member with a card (e.g. from the hub)
     try:
         ensemble_main(["--teacher", str(members[0]), "--teacher", str(members[1]), "--out", str(out)])
     finally:
         (members[0] / "provenance.json").unlink()
-    # the stage wrote provenance.json, then the card (no chained commands in the rule)
+        (members[0] / "README.md").unlink()
+    # the stage wrote provenance.json (no chained commands in the rule); the card is rule model_card's
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["spec"] == {} and prov["model_dir"] == str(out)
     # a member's provenance.json, or (made outside the workflow) the member folder itself
     assert list(prov["inputs"]) == [f"{members[0]}/provenance.json", str(members[1])]
-    text = (out / "README.md").read_text()
-    assert text == model_card.render(out, model_card.default_eval_dir(out))
+    assert not (out / "README.md").exists()
+    text = model_card.write_card(out, tmp_path / "card" / "README.md").read_text()
     assert "logit-averaged ensemble of 2 teachers (m0, m1)" in text and "trust_remote_code=True" in text
     assert prov["spec_sha256"] in text
     assert not (out / "member0" / "README.md").exists()  # no stale member cards inside

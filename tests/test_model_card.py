@@ -38,19 +38,8 @@ def split_card(text: str) -> tuple[dict, str]:
     return yaml.safe_load(head), body
 
 
-def test_card_before_and_after_evaluation(run):
-    card = model_card.main(["--model-dir", str(run)])
-    header, body = split_card(card.read_text())
-    assert header["library_name"] == "transformers" and header["pipeline_tag"] == "text-generation"
-    assert "model-index" not in header
-    assert "Choosy Babies" in body and "reverse KL" in body  # the paper, from kl_direction
-    assert "Not evaluated yet" in body
-    assert '"temperature": 2.0' in body  # the config spec
-    assert "| best_eval_loss | 3.21 |" in body and "eval_loss=3.21" in body
-    spec_sha = json.loads((run / "provenance.json").read_text())["spec_sha256"]
-    assert spec_sha in body
-
-    # Evaluation results appear (eval dir found from the run layout), header and body alike.
+def write_results(run: Path) -> tuple[list[Path], list[Path]]:
+    """The model's eval JSON files under results/<run>/eval, and another model's beside them."""
     ev = run.parents[1] / "eval"
     (ev / "blimp" / "blimp").mkdir(parents=True)
     (ev / "blimp" / "blimp" / "tiny-kd.json").write_text(json.dumps(
@@ -59,61 +48,62 @@ def test_card_before_and_after_evaluation(run):
     (ev / "finetune" / "cola").mkdir(parents=True)
     (ev / "finetune" / "cola" / "tiny-kd.json").write_text(json.dumps(
         {"task": "cola", "metric": "mcc", "score": 0.125}))
-    model_card.write_card(run)
-    header, body = split_card((run / "README.md").read_text())
+    return [ev / "blimp" / "blimp" / "tiny-kd.json"], [ev / "finetune" / "cola" / "tiny-kd.json"]
+
+
+def test_card_without_and_with_evaluation(run, tmp_path):
+    out = tmp_path / "cards" / "tiny-kd" / "README.md"
+    card = model_card.main(["--model-dir", str(run), "--out", str(out)])
+    assert card == out and not (run / "README.md").exists()  # the model folder is left alone
+    header, body = split_card(card.read_text())
+    assert header["library_name"] == "transformers" and header["pipeline_tag"] == "text-generation"
+    assert "model-index" not in header
+    assert "Choosy Babies" in body and "reverse KL" in body  # the paper, from kl_direction
+    assert "Not evaluated" in body
+    assert '"temperature": 2.0' in body  # the config spec
+    assert "| best_eval_loss | 3.21 |" in body and "eval_loss=3.21" in body
+    spec_sha = json.loads((run / "provenance.json").read_text())["spec_sha256"]
+    assert spec_sha in body
+
+    # The results given (and only those) appear, header and body alike.
+    blimp, finetune = write_results(run)
+    model_card.main(["--model-dir", str(run), "--blimp", *map(str, blimp),
+                     "--finetune", *map(str, finetune), "--out", str(out)])
+    header, body = split_card(out.read_text())
     results = header["model-index"][0]["results"]
     assert header["model-index"][0]["name"] == "tiny-kd"
     assert [(r["dataset"]["name"], r["metrics"][0]["value"]) for r in results] == [("blimp", 61.23), ("cola", 12.5)]
     assert "| blimp | 61.23 | 200 | lmeval |" in body and "| cola | mcc | 12.50 |" in body
     assert "90" not in body.split("## Evaluation")[1].split("## Provenance")[0]  # not another model's
-    assert "Not evaluated yet" not in body
-    assert not [p for p in run.iterdir() if p.name.startswith(".README")]  # atomic: no leftovers
+    assert "Not evaluated" not in body
+    assert not [p for p in out.parent.iterdir() if p.name != "README.md"]  # atomic: no leftovers
+    assert not (run / "README.md").exists()
 
 
-def test_pretrained_model_and_missing_dir(run, tmp_path, capsys):
+def test_results_in_the_order_of_their_suites(run, tmp_path):
+    """Suites and tasks appear sorted by name, whatever the order of the arguments."""
+    ev = run.parents[1] / "eval" / "blimp"
+    paths = []
+    for suite in ("zeta", "alpha"):
+        (ev / suite).mkdir(parents=True)
+        paths.append(ev / suite / "tiny-kd.json")
+        paths[-1].write_text(json.dumps({"suite": suite, "backend": "fast", "accuracy": 0.5, "n_pairs": 2}))
+    body = split_card(model_card.render(run, paths))[1]
+    assert body.index("| alpha |") < body.index("| zeta |")
+
+
+def test_pretrained_model_missing_dir_and_missing_result(run, tmp_path, capsys):
     prov = json.loads((run / "provenance.json").read_text())
     prov["spec"] = {"name": "teacher", "model": SPEC["student"], "seq_length": 16}
     (run / "provenance.json").write_text(json.dumps(prov))
-    body = split_card(model_card.write_card(run).read_text())[1]
+    out = tmp_path / "README.md"
+    body = split_card(model_card.write_card(run, out).read_text())[1]
     assert "trained from scratch" in body and "Baby Llama" in body
     with pytest.raises(SystemExit):
-        model_card.main(["--model-dir", str(tmp_path / "nope")])
+        model_card.main(["--model-dir", str(tmp_path / "nope"), "--out", str(out)])
     err = capsys.readouterr().err
     assert err.startswith("error:") and "nope" in err
-
-
-def test_card_update_keeps_the_model_folders_timestamps(tmp_path):
-    """Snakemake compares timestamps: a card written after evaluation must not make the
-    model look newer than its evaluation outputs (that would rerun them all)."""
-    import os
-    from babydistill.report.model_card import write_card
-    d = tmp_path / "results" / "run" / "models" / "m"
-    d.mkdir(parents=True)
-    (d / "config.json").write_text("{}")
-    os.utime(d / "config.json", (1_000_000, 1_000_000))
-    os.utime(d, (1_000_000, 1_000_000))
-    write_card(d)
-    newest = max(p.stat().st_mtime for p in [d, *d.iterdir()])
-    assert (d / "README.md").is_file() and newest == 1_000_000
-
-
-def test_evaluation_stages_refresh_the_card_of_a_run_model_only(run, tmp_path):
-    """eval_blimp and finetune rewrite the card of results/<run>/models/<name> after writing
-    their result under results/<run>/eval (no chained model_card command in the rules)."""
-    import os
-
-    out = run.parents[1] / "eval" / "blimp" / "s" / "tiny-kd.json"
-    out.parent.mkdir(parents=True)
-    out.write_text(json.dumps({"suite": "s", "backend": "lmeval", "accuracy": 0.5, "n_pairs": 2}))
-    os.utime(run, (1_000_000, 1_000_000))
-    assert model_card.refresh_after_eval(str(run), str(out)) == run / "README.md"
-    header, body = split_card((run / "README.md").read_text())
-    assert header["model-index"][0]["results"][0]["dataset"]["name"] == "s"
-    assert run.stat().st_mtime == 1_000_000  # the model folder keeps its timestamps
-    # a model outside a run's layout (or a result written elsewhere) is left alone
-    other = tmp_path / "elsewhere.json"
-    other.write_text("{}")
-    (run / "README.md").unlink()
-    assert model_card.refresh_after_eval(str(run), str(other)) is None
-    assert model_card.refresh_after_eval("some/hub-id", str(out)) is None
-    assert not (run / "README.md").exists()
+    # a declared result that is not there is an error, not a card without it
+    with pytest.raises(SystemExit):
+        model_card.main(["--model-dir", str(run), "--blimp", str(tmp_path / "gone.json"), "--out", str(out)])
+    assert "gone.json" in capsys.readouterr().err

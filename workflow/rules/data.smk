@@ -1,4 +1,26 @@
 # Data stages: demo world -> corpus -> per-source cleaning -> BPE tokenizer -> token arrays.
+# (No functions beside the rules, as Snakemake's lint asks: the shared ones are in common.smk.)
+
+import os
+
+SPLITS = ["train", "dev"]
+SPLIT_DIR = {"train": CORPUS["train_split"], "dev": CORPUS["dev_split"]}
+# The raw corpus folders (train and dev splits) and the cleaned files' pattern.
+RAW = [f"{R}/corpus/raw/{CORPUS[s]}" for s in ("train_split", "dev_split")]
+CLEAN = f"{R}/corpus/clean/{{split}}/{{source}}"
+DEMO_WORLD = bdconfig.section(config, "demo_world")
+TOKENIZER = bdconfig.section(config, "tokenizer")
+# data.max_train_tokens: a smoke run's short training split
+MAX_TRAIN_TOKENS = config["data"].get("max_train_tokens")
+# The cleaned files a token split is made of (train = the fit part with a selection).
+SPLIT_TEXTS = {
+    split: expand(f"{R}/corpus/clean/{folder}/{{source}}.txt", source=SOURCES)
+    for split, folder in [
+        ("train", "fit" if SELECT_FRACTION else "train"),
+        ("dev", "dev"),
+        ("select", "select"),
+    ]
+}
 
 
 rule demo_world:
@@ -14,9 +36,9 @@ rule demo_world:
     resources:
         **job_resources("demo_world"),
     params:
-        seed=config.get("demo_world", {}).get("seed", 1234),
-        words=config.get("demo_world", {}).get("words", 300000),
-        pairs=config.get("demo_world", {}).get("pairs_per_paradigm", 200),
+        seed=DEMO_WORLD["seed"],
+        words=DEMO_WORLD["words"],
+        pairs=DEMO_WORLD["pairs_per_paradigm"],
     shell:
         "python -m babydistill.data.demo_world --out {output} --seed {params.seed}"
         " --words {params.words} --pairs {params.pairs} > {log} 2>&1"
@@ -38,9 +60,17 @@ rule download_corpus:
     resources:
         **job_resources("download_corpus"),
     params:
-        args=download_corpus_args,
+        layout=CORPUS["layout"],
+        # a function: a brace in a config path is text, not a wildcard
+        location=lambda w: location_args(CORPUS, f"{R}/demo_world/corpus"),
+        out=lambda w, output: os.path.dirname(os.path.dirname(output[0])),  # corpus/raw
+        train_split=CORPUS["train_split"],
+        dev_split=CORPUS["dev_split"],
+        sources=",".join(SOURCES),
     shell:
-        "python -m babydistill.data.download corpus {params.args} > {log} 2>&1"
+        "python -m babydistill.data.download corpus --layout {params.layout}"
+        " {params.location:q} --out {params.out} --train-split {params.train_split}"
+        " --dev-split {params.dev_split} --sources {params.sources} > {log} 2>&1"
 
 
 rule clean_source:
@@ -72,7 +102,11 @@ rule clean_stats:
         stats=expand(f"{CLEAN}.stats.tsv", split=SPLITS, source=SOURCES),
         texts=expand(f"{CLEAN}.txt", split=SPLITS, source=SOURCES),
     output:
-        report(f"{R}/corpus/clean_stats.tsv", **REPORT["clean_stats"]),
+        report(
+            f"{R}/corpus/clean_stats.tsv",
+            caption="../report/clean_stats.rst",
+            category="Corpus",
+        ),
     log:
         f"{LOGS}/clean_stats.log",
     benchmark:
@@ -102,9 +136,11 @@ rule train_tokenizer:
     resources:
         **job_resources("train_tokenizer"),
     params:
-        args=TOKENIZER_ARGS,
+        vocab_size=TOKENIZER["vocab_size"],
+        min_frequency=TOKENIZER["min_frequency"],
     shell:
-        "python -m babydistill.data.tokenizer {params.args} --out {output} {input} > {log} 2>&1"
+        "python -m babydistill.data.tokenizer --vocab-size {params.vocab_size}"
+        " --min-frequency {params.min_frequency} --out {output} {input} > {log} 2>&1"
 
 
 rule select_split:
@@ -132,7 +168,8 @@ rule select_split:
 rule tokenize_split:
     """Tokenize a split once into a flat, memory-mapped token array."""
     input:
-        unpack(tokenize_inputs),
+        tokenizer=f"{R}/tokenizer",
+        texts=lambda w: SPLIT_TEXTS[w.split],
     output:
         tokens=f"{R}/tokens/{{split}}.bin",
         meta=f"{R}/tokens/{{split}}.json",
@@ -146,6 +183,10 @@ rule tokenize_split:
     resources:
         **job_resources("tokenize_split"),
     params:
-        args=tokenize_args,  # --tokenizer DIR --out PREFIX [--max-tokens N]
+        out=lambda w, output: token_prefix(output.meta),
+        max_tokens=lambda w: flags(
+            "--max-tokens", MAX_TRAIN_TOKENS if w.split == "train" else None
+        ),
     shell:
-        "python -m babydistill.data.tokenize_split {params.args} {input.texts} > {log} 2>&1"
+        "python -m babydistill.data.tokenize_split --tokenizer {input.tokenizer} --out {params.out}"
+        " {params.max_tokens:q} {input.texts} > {log} 2>&1"

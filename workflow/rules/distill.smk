@@ -1,5 +1,10 @@
 # Distillation variants (config distill:), cached teacher targets, and teacher ensembles.
 
+# The teachers a variant runs live: none when it reads their cached targets instead.
+LIVE_TEACHERS = {
+    n: [] if bdconfig.cache_key(config, n) else teacher_dirs(n) for n in DISTILL
+}
+
 
 rule teacher_cache:
     """Run a set of teachers once over the fixed training chunks; keep top-k targets."""
@@ -18,9 +23,15 @@ rule teacher_cache:
     resources:
         **job_resources("teacher_cache"),
     params:
-        args=teacher_cache_args,
+        teachers=lambda w, input: flags("--teacher", input.teachers),
+        train=lambda w, input: token_prefix(input.train),
+        seq_length=config["data"]["seq_length"],
+        k=lambda w: CACHES[w.key]["k"],
+        temperature=lambda w: CACHES[w.key]["temperature"],
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.distill.teacher_cache {params.args} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.distill.teacher_cache {params.teachers:q}"
+        " --train {params.train} --seq-length {params.seq_length} --k {params.k}"
+        " --temperature {params.temperature} --out {output} > {log} 2>&1"
 
 
 rule distill:
@@ -39,10 +50,19 @@ rule distill:
     resources:
         **job_resources("distill"),
     params:
-        args=training_args("distill"),
+        spec=lambda w: as_json(bdconfig.distill_spec(config, w.name)),
+        train=lambda w, input: token_prefix(input.train),
+        dev=lambda w, input: token_prefix(input.dev),
+        checkpoints=f"{R}/checkpoints/{{name}}",
+        blimp=lambda w, input: flags("--blimp-suite", input.blimp_suite),
+        teachers=lambda w: flags("--teacher", LIVE_TEACHERS[w.name]),
+        cache=lambda w, input: flags("--cache", input.cache),
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.train.launch --gpus {resources.gpu}"
-        " -- babydistill.distill.student {params.args} > {log} 2>&1"
+        " -- babydistill.distill.student --spec {params.spec:q} --train {params.train}"
+        " --dev {params.dev} --tokenizer {input.tokenizer} --out {output}"
+        " --checkpoint-dir {params.checkpoints} {params.blimp:q} {params.teachers:q}"
+        " {params.cache:q} > {log} 2>&1"
 
 
 rule wml_peer:
@@ -63,7 +83,8 @@ rule wml_peer:
     params:
         index=lambda w: WML_PEERS[w.peer][1],
     shell:
-        "python -m babydistill.distill.wml --run-dir {input} --peer {params.index} --out {output} > {log} 2>&1"
+        "python -m babydistill.distill.wml --run-dir {input} --peer {params.index}"
+        " --out {output} > {log} 2>&1"
 
 
 rule ensemble:
@@ -82,6 +103,7 @@ rule ensemble:
     resources:
         **job_resources("ensemble"),
     params:
-        members=lambda w, input: " ".join(f"--teacher {m}" for m in input),
+        members=lambda w, input: flags("--teacher", input),
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.distill.ensemble {params.members} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.distill.ensemble {params.members:q}"
+        " --out {output} > {log} 2>&1"

@@ -1,5 +1,7 @@
 # Evaluation: BLiMP-style zero-shot suites (lm-eval, offline) and fine-tuning.
 
+BLIMP = bdconfig.section(config, "eval", "blimp")
+
 
 rule download_suite:
     """Fetch a BLiMP-format suite (or copy a local directory / the demo world's suite)."""
@@ -36,8 +38,9 @@ rule download_glue:
     resources:
         **job_resources("download_glue"),
     params:
-        location=glue_location,
-        msgs=lambda w: msgs_args(),
+        # functions: a brace in a config path is text, not a wildcard
+        location=lambda w: location_args(FINETUNE, f"{R}/demo_world/glue"),
+        msgs=lambda w: msgs_args(FINETUNE.get("msgs") or {}),
     shell:
         "python -m babydistill.data.download glue {params.location:q} {params.msgs:q} --out {output} > {log} 2>&1"
 
@@ -58,16 +61,18 @@ rule lm_eval_tasks:
     resources:
         **job_resources("lm_eval_tasks"),
     params:
-        limit=BLIMP_LIMIT,
+        limit=flags("--limit", BLIMP.get("limit")),
     shell:
-        "python -m babydistill.eval.lm_eval_tasks --suite-dir {input.suite} --suite {wildcards.suite}"
-        " --out {output} {params.limit} > {log} 2>&1"
+        "python -m babydistill.eval.lm_eval_tasks --suite-dir {input.suite}"
+        " --suite {wildcards.suite} --out {output} {params.limit:q} > {log} 2>&1"
 
 
 rule eval_blimp:
     """Zero-shot minimal pairs: the sentence with the higher log-likelihood wins."""
     input:
-        unpack(eval_blimp_inputs),
+        model=f"{R}/models/{{model}}",
+        suite=f"{R}/data/suites/{{suite}}",
+        tasks=f"{R}/lm_eval_tasks/{{suite}}",
     output:
         scores=f"{R}/eval/blimp/{{suite}}/{{model}}.json",
         pairs=f"{R}/eval/blimp/{{suite}}/{{model}}.pairs.tsv",
@@ -81,9 +86,15 @@ rule eval_blimp:
     resources:
         **job_resources("eval_blimp"),
     params:
-        args=eval_blimp_args,
+        backend=BLIMP["backend"],
+        batch_size=BLIMP["batch_size"],
+        limit=flags("--limit", BLIMP.get("limit")),
+    # no --trust-remote-code: ensembles load with babydistill's own classes
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.eval.blimp --model {input.model} {params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.eval.blimp --model {input.model}"
+        " --suite-dir {input.suite} --suite {wildcards.suite} --out {output.scores}"
+        " --pairs-out {output.pairs} --backend {params.backend} --batch-size {params.batch_size}"
+        " {params.limit:q} --tasks-dir {input.tasks} > {log} 2>&1"
 
 
 rule finetune:
@@ -103,6 +114,10 @@ rule finetune:
     resources:
         **job_resources("finetune"),
     params:
-        args=finetune_args,
+        spec=lambda w: as_json(TASKS[w.task]),
+        max_train=flags("--max-train", FINETUNE.get("max_train")),
+        max_valid=flags("--max-valid", FINETUNE.get("max_valid")),
     shell:
-        "OMP_NUM_THREADS={threads} python -m babydistill.eval.finetune {params.args} --threads {threads} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m babydistill.eval.finetune --model {input.model}"
+        " --task {wildcards.task} --data-dir {input.data} --spec {params.spec:q} --out {output}"
+        " {params.max_train:q} {params.max_valid:q} --threads {threads} > {log} 2>&1"

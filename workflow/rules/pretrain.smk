@@ -17,7 +17,13 @@ rule pretrain:
     resources:
         **job_resources("pretrain"),
     params:
-        args=training_args("pretrain"),
+        spec=lambda w: as_json(bdconfig.pretrain_spec(config, w.name)),
+        train=lambda w, input: token_prefix(input.train),
+        dev=lambda w, input: token_prefix(input.dev),
+        checkpoints=f"{R}/checkpoints/{{name}}",
+        blimp=lambda w, input: flags("--blimp-suite", input.blimp_suite),
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.train.launch --gpus {resources.gpu}"
-        " -- babydistill.train.pretrain {params.args} > {log} 2>&1"
+        " -- babydistill.train.pretrain --spec {params.spec:q} --train {params.train}"
+        " --dev {params.dev} --tokenizer {input.tokenizer} --out {output}"
+        " --checkpoint-dir {params.checkpoints} {params.blimp:q} > {log} 2>&1"

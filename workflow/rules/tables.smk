@@ -1,9 +1,86 @@
-# The papers' tables and figures from the workflow's own results (rule all's last step).
+# Reports from the workflow's own results: the papers' tables and figures (rule all's last
+# step) and a model card per model (after all of its evaluations).
+
+import os
+
+TABLES = config.get("tables") or {}
+PAPER_TABLES = list(TABLES.get("paper") or {})
+PAPER_FIGURES = [
+    n
+    for n, t in (TABLES.get("paper") or {}).items()
+    if t["kind"] in ("zero_shot", "finetune")
+]
+# The WML runs: each writes its peer weights' trajectory, models/<run>/wml_weights.csv.
+WML = [
+    n for n in DISTILL if bdconfig.run_of(config, "distill", n)["objective"] == "wml"
+]
+# NAME=PATH of the files in the model folders (inputs) that the tables CLI reads
+METRICS = [f"{m}={R}/models/{m}/metrics.csv" for m in MODELS]
+PROVENANCE = [f"{m}={R}/models/{m}/provenance.json" for m in MODELS]
+WML_WEIGHTS = [f"{n}={R}/models/{n}/wml_weights.csv" for n in WML]
+# STUDENT=BASELINE pairs of the tables' verdicts
+COMPARE = [
+    f"{n}={b}" for n in PRETRAIN + DISTILL if (b := bdconfig.baseline_of(config, n))
+]
+
+TABLE_INPUTS = {
+    "blimp": expand(
+        f"{R}/eval/blimp/{{suite}}/{{model}}.json", suite=SUITES, model=MODELS
+    ),
+    "finetune": expand(
+        f"{R}/eval/finetune/{{task}}/{{model}}.json", task=TASKS, model=FINETUNE_MODELS
+    ),
+    "models": expand(f"{R}/models/{{model}}", model=MODELS),
+    # wml_weights.csv lies inside the run's model folder (distill's directory output):
+    # Snakemake can match only the folder, so the folder is the input, the file its flag
+    "wml_runs": expand(f"{R}/models/{{model}}", model=WML),
+}
+# report() captions (workflow/report/<caption>.rst) and categories in `snakemake --report`
+REPORT = {
+    name: {"caption": f"../report/{caption}.rst", "category": category}
+    for name, caption, category in [
+        ("summary", "summary", "Tables"),
+        ("zero_shot", "zero_shot", "Tables"),
+        ("finetune", "finetune", "Tables"),
+        ("provenance", "provenance", "Tables"),
+        ("paper", "paper_table", "Paper tables"),
+        ("paper_figures", "paper_figure", "Paper tables"),
+        ("zero_shot_figure", "zero_shot_figure", "Figures"),
+        ("finetune_figure", "finetune_figure", "Figures"),
+        ("curves", "curves", "Figures"),
+    ]
+}
+
+
+T = f"{R}/tables"
+F = f"{R}/figures"
+# named outputs; the HTML tables and the figures are shown in `snakemake --report`
+TABLE_OUTPUTS = {
+    "summary": f"{T}/summary.csv",
+    "zero_shot": f"{T}/zero_shot.csv",
+    "finetune": f"{T}/finetune.csv",
+    "markdown": f"{T}/summary.md",
+    **{
+        f"{n}_html": report(f"{T}/{n}.html", **REPORT[n])
+        for n in ("summary", "zero_shot", "finetune", "provenance")
+    },
+    "paper": report(
+        expand(f"{T}/paper/{{name}}.html", name=PAPER_TABLES), **REPORT["paper"]
+    ),
+    "paper_files": expand(
+        f"{T}/paper/{{name}}.{{ext}}", name=PAPER_TABLES, ext=["csv", "md", "tex"]
+    ),
+    "paper_figures": report(
+        expand(f"{F}/paper/{{name}}.png", name=PAPER_FIGURES), **REPORT["paper_figures"]
+    ),
+    "zero_shot_figure": report(f"{F}/zero_shot.png", **REPORT["zero_shot_figure"]),
+    "finetune_figure": report(f"{F}/finetune.png", **REPORT["finetune_figure"]),
+    "curves": report(f"{F}/training_curves.png", **REPORT["curves"]),
+}
 
 
 rule tables:
-    """Zero-shot, fine-tuning, summary, provenance and the papers' tables (CSV, Markdown,
-    LaTeX, HTML) and figures, with seed-aware verdicts."""
+    """The zero-shot, fine-tuning, summary, provenance and papers' tables, and figures."""
     input:
         **TABLE_INPUTS,
     output:
@@ -17,6 +94,45 @@ rule tables:
     resources:
         **job_resources("tables"),
     params:
-        args=tables_args,
+        metrics=METRICS,
+        provenance=PROVENANCE,
+        models=MODELS,
+        distilled=DISTILL,
+        wml=WML_WEIGHTS,
+        compare=COMPARE,
+        tables=lambda w: as_json(TABLES),
+        tasks=lambda w: as_json(TASKS),
+        out=lambda w, output: os.path.dirname(os.path.dirname(output.summary)),
     shell:
-        "python -m babydistill.report.tables {params.args} > {log} 2>&1"
+        "python -m babydistill.report.tables --blimp {input.blimp} --finetune {input.finetune}"
+        " --metrics {params.metrics} --provenance {params.provenance}"
+        " --models {params.models} --distilled {params.distilled} --wml-weights {params.wml}"
+        " --compare {params.compare} --tables-config {params.tables:q}"
+        " --finetune-tasks {params.tasks:q} --out {params.out} > {log} 2>&1"
+
+
+# The tasks a model is fine-tuned on (an ensemble is scored zero-shot only).
+CARD_TASKS = {m: list(TASKS) if m in FINETUNE_MODELS else [] for m in MODELS}
+
+
+rule model_card:
+    """The model's Hugging Face card: the README.md to upload with its model folder."""
+    input:
+        model=f"{R}/models/{{model}}",
+        blimp=lambda w: [f"{R}/eval/blimp/{s}/{w.model}.json" for s in SUITES],
+        finetune=lambda w: [
+            f"{R}/eval/finetune/{t}/{w.model}.json" for t in CARD_TASKS[w.model]
+        ],
+    output:
+        f"{R}/model_cards/{{model}}/README.md",
+    log:
+        f"{LOGS}/model_card/{{model}}.log",
+    benchmark:
+        f"{BENCH}/model_card/{{model}}.tsv"
+    conda:
+        ENV
+    resources:
+        **job_resources("model_card"),
+    shell:
+        "python -m babydistill.report.model_card --model-dir {input.model}"
+        " --blimp {input.blimp} --finetune {input.finetune} --out {output} > {log} 2>&1"

@@ -307,6 +307,17 @@ def prepare(config: dict, source: str = "config") -> dict:
     return config
 
 
+def section(config: dict, *path: str) -> dict:
+    """The config section at ``path`` (``section(config, "eval", "blimp")``) with the schema's
+    defaults filled in; an absent section gives the defaults alone. The rules read optional
+    keys here, so that a default is written only in the schema."""
+    node, value = specs.schema(), config
+    for key in path:
+        node = node["properties"][key]
+        value = (value or {}).get(key)
+    return specs.fill_defaults(node, value or {})
+
+
 def training_of(config: dict, run: dict) -> dict:
     """A run's training keys: the schema's defaults, ``training:`` over them, the run's own
     keys over that (not its seed)."""

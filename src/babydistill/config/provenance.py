@@ -1,9 +1,10 @@
 """Provenance: what produced a model directory (config spec, inputs, code version, libraries).
 
 Each stage that saves a model (pretrain, distill, ensemble) ends with
-``record_model(out, spec, stage_inputs(args))``, which writes ``DIR/provenance.json`` and
-then the model card, so every table cell can be traced back to the model directory, the
-config that made it and the git commit of the code. The CLI does the same for any folder::
+``record_model(out, spec, stage_inputs(args))``, which writes ``DIR/provenance.json``, so
+every table cell can be traced back to the model directory, the config that made it and the
+git commit of the code (rule model_card's card reads it too). The CLI does the same for
+any folder::
 
     python -m babydistill.config.provenance --model-dir DIR --spec JSON --input FILE ...
 """
@@ -96,17 +97,13 @@ def stage_inputs(args) -> list[str]:
 
 def record_model(model_dir: str | os.PathLike, spec: str | dict | None, inputs: list[str]) -> Path | None:
     """Write ``model_dir/provenance.json`` (``spec``: a dict, JSON text or @FILE; ``inputs``:
-    files or folders, digested) and then the model card, once the model directory is complete.
+    files or folders, digested), once the model directory is complete.
     Rank 0 only under torchrun (the other ranks return None). Returns the provenance path."""
     if int(os.environ.get("RANK", "0")) != 0:
         return None
-    from babydistill.report.model_card import write_card  # the card reads provenance.json: after it
-
     if isinstance(spec, str):
         spec = read_json(spec[1:]) if spec.startswith("@") else parse_json_arg(spec, "--spec")
-    path = write_provenance(model_dir, spec or {}, inputs)
-    write_card(model_dir)
-    return path
+    return write_provenance(model_dir, spec or {}, inputs)
 
 
 def write_provenance(model_dir: str | os.PathLike, spec: dict, inputs: list[str]) -> Path:

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> Path:
     setup_logging(args.log)
     out = save_ensemble(args.teacher, args.out, args.tokenizer)
     log.info("wrote %s: logit average of %d models", out, len(args.teacher))
-    record_model(args.out, {}, stage_inputs(args))  # provenance.json, then the card
+    record_model(args.out, {}, stage_inputs(args))  # provenance.json (rule model_card writes the card)
     return out
 
 

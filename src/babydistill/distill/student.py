@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None):
                     identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
                                                  args.tokenizer, *args.teacher,
                                                  *([args.cache] if args.cache else [])]))
-    record_model(args.out, args.spec, stage_inputs(args))  # provenance.json, then the card
+    record_model(args.out, args.spec, stage_inputs(args))  # provenance.json (rule model_card writes the card)
     return summary
 
 

@@ -45,7 +45,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from babydistill.eval import lm_eval_tasks
 from babydistill.common import UserError, atomic_write_text, cli, setup_logging, write_json
-from babydistill.report.model_card import refresh_after_eval
 from babydistill.eval.scorer import (
     SUITE_FORMATS,
     Pair,
@@ -339,7 +338,6 @@ def main(argv=None):
                             args.limit, args.work_dir, args.trust_remote_code, args.tasks_dir)
     write_pairs_tsv(args.pairs_out, rows)
     write_json(args.out, result)
-    refresh_after_eval(args.model, args.out)  # the model card lists the new score
     return result
 
 

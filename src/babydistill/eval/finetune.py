@@ -52,7 +52,6 @@ from typing import Any, Callable, Sequence
 import torch
 
 from babydistill.common import UserError, cli, parse_json_arg, read_json, setup_logging, write_json
-from babydistill.report.model_card import refresh_after_eval
 from babydistill.config.specs import schema, validate as validate_against_schema
 
 # Set before transformers / datasets / huggingface_hub are imported, which read them once.
@@ -582,7 +581,6 @@ def main(argv: list[str] | None = None) -> dict:
             os.environ["HF_HOME"] = before
         shutil.rmtree(job_tmp, ignore_errors=True)
     write_json(out, result)
-    refresh_after_eval(args.model, out)  # the model card lists the new score
     if not result.get("skipped"):
         log.info("%s: best %s %.4f at step %d of %d -> %s", result["task"], result["metric"],
                  result["score"], result["best_step"], result["steps"], args.out)

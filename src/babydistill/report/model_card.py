@@ -1,47 +1,42 @@
-"""Model cards: the README.md (Hugging Face card, YAML header) of every saved model directory.
+"""Model cards: the README.md (Hugging Face card, YAML header) of a saved model directory.
 
-Owns what a card says and when it is rewritten. A card tells, from the files the workflow
-already writes beside the weights (no new inputs):
+Owns what a card says. The card is the README.md to upload with the model folder to the
+Hugging Face hub (copy it in as ``README.md``); the workflow keeps it apart from the folder,
+at ``results/<run>/model_cards/<model>/README.md`` (rule model_card, after every evaluation
+of the model), so that no job rewrites another job's output. A card tells, from the model
+folder's own files and the evaluation results it is given:
 
 * what the model is (a teacher or baseline trained from scratch, a distilled student, a
   weighted-mutual-learning peer, the logit-averaged ensemble), its architecture and size;
 * the paper whose recipe it follows (from the spec's objective and ``kl_direction``);
 * the data (corpus split, tokens, tokenizer) and the full config spec (``provenance.json``);
 * training metrics (``train_summary.json``, the last ``metrics.csv`` row);
-* its evaluation results once they exist (``results/<run>/eval/blimp/<suite>/<model>.json``,
-  ``eval/finetune/<task>/<model>.json``), in the body and as the header's ``model-index``;
+* its evaluation results (``results/<run>/eval/blimp/<suite>/<model>.json``,
+  ``eval/finetune/<task>/<model>.json``: ``--blimp`` and ``--finetune``), in the body and as
+  the header's ``model-index``;
 * the provenance digest: spec sha256, code commit, input digests, library versions.
-
-Each model stage writes the card after ``provenance.json`` (``provenance.record_model``);
-each evaluation stage rewrites it after its result (``refresh_after_eval``), so the card
-lists every score that exists. Rewrites are atomic (one
-rename) and serialised by a lock on the model directory, so two evaluations of the same
-model finishing together both end up in the card. Snakemake dates directory outputs by
-their ``.snakemake_timestamp``, so a rewritten card does not make the model look new.
 
 CLI::
 
-    python -m babydistill.report.model_card --model-dir results/<run>/models/<name> [--eval-dir DIR]
+    python -m babydistill.report.model_card --model-dir results/<run>/models/<name> \
+        --blimp EVAL.json ... --finetune EVAL.json ... --out README.md
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import fcntl
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Sequence
 
 import yaml
 
-from babydistill.common import UserError, atomic_write_text, cli, setup_logging
+from babydistill.common import UserError, atomic_write_text, cli, read_json, setup_logging
 
 log = logging.getLogger("babydistill.report.model_card")
-CARD = "README.md"
 
 PAPERS = {
     "baby-llama": ("Baby Llama: knowledge distillation from an ensemble of teachers trained on a small "
@@ -90,14 +85,10 @@ def describe(spec: dict, config: dict) -> tuple[str, str]:
             f"{PAPERS['baby-llama']}; {PAPERS['babyllama-2']}")
 
 
-def eval_results(model_dir: Path, eval_dir: Path | None) -> tuple[list[dict], list[dict]]:
-    """(zero-shot suite results, fine-tuning results) of this model that exist on disk."""
-    if eval_dir is None or not eval_dir.is_dir():
-        return [], []
-    name = model_dir.name
-    zero = [r for p in sorted(eval_dir.glob(f"blimp/*/{name}.json")) if (r := _read_json(p))]
-    fine = [r for p in sorted(eval_dir.glob(f"finetune/*/{name}.json")) if (r := _read_json(p))]
-    return zero, fine
+def eval_results(paths: Sequence[str | os.PathLike]) -> list[dict]:
+    """The evaluation results in ``paths`` (each must exist), in the order of their paths
+    (``.../<suite or task>/<model>.json``: by suite or task name)."""
+    return [read_json(p) for p in sorted(paths, key=str)]
 
 
 def model_index(name: str, zero: list[dict], fine: list[dict]) -> list[dict]:
@@ -139,8 +130,10 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def render(model_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = None) -> str:
-    """The card's text for a saved model directory."""
+def render(model_dir: str | os.PathLike, blimp: Sequence[str | os.PathLike] = (),
+           finetune: Sequence[str | os.PathLike] = ()) -> str:
+    """The card's text for a saved model directory and its evaluation results (eval_blimp's
+    and finetune's JSON files)."""
     d = Path(model_dir)
     config = _read_json(d / "config.json")
     if config is None:
@@ -149,7 +142,7 @@ def render(model_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = No
     summary = _read_json(d / "train_summary.json") or {}
     spec = prov.get("spec") or {}
     name = d.name
-    zero, fine = eval_results(d, Path(eval_dir) if eval_dir else None)
+    zero, fine = eval_results(blimp), eval_results(finetune)
     what, paper = describe(spec, config)
     ensemble = config.get("model_type") == "babydistill_ensemble"
 
@@ -211,7 +204,7 @@ def render(model_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = No
 
     out += ["## Evaluation", ""]
     if not (zero or fine):
-        out += ["Not evaluated yet: the evaluation rules rewrite this card with their results.", ""]
+        out += ["Not evaluated (no evaluation results were given).", ""]
     if zero:
         out += ["Zero-shot minimal pairs (lm-eval 0.4 `multiple_choice`: the sentence with the higher "
                 "log-likelihood wins; macro accuracy over paradigms, chance 50%). "
@@ -237,48 +230,14 @@ def render(model_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = No
     return "\n".join(out)
 
 
-@contextlib.contextmanager
-def locked(model_dir: Path) -> Iterator[None]:
-    """An exclusive lock on the model directory (evaluation jobs of one model run together)."""
-    fd = os.open(model_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def default_eval_dir(model_dir: Path) -> Path:
-    """results/<run>/models/<name> -> results/<run>/eval."""
-    return model_dir.resolve().parent.parent / "eval"
-
-
-def write_card(model_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = None) -> Path:
-    """(Re)write ``model_dir/README.md`` atomically from what is on disk now."""
-    d = Path(model_dir)
-    if not d.is_dir():
-        raise UserError(f"{d}: model directory not found")
-    eval_dir = Path(eval_dir) if eval_dir else default_eval_dir(d)
-    # The card is documentation, not a new model: keep the folder's timestamps, so that
-    # Snakemake never takes a card update for a changed model and reruns what depends on it.
-    before = d.stat()
-    with locked(d):  # read the results and write the card under one lock: no lost update
-        atomic_write_text(d / CARD, render(d, eval_dir))
-        os.utime(d / CARD, ns=(before.st_atime_ns, before.st_mtime_ns))
-    os.utime(d, ns=(before.st_atime_ns, before.st_mtime_ns))
-    return d / CARD
-
-
-def refresh_after_eval(model: str | os.PathLike, out: str | os.PathLike) -> Path | None:
-    """After an evaluation stage wrote ``out``: rewrite the card of ``model`` when it is a
-    run's model directory (results/<run>/models/<name>) and ``out`` lies in that run's eval
-    directory, as in the workflow; a model elsewhere (a hub id, a folder of yours) is left
-    alone. Returns the card's path, or None."""
-    d = Path(model)
-    if not d.is_dir() or not Path(out).resolve().is_relative_to(default_eval_dir(d)):
-        return None
-    return write_card(d)
+def write_card(model_dir: str | os.PathLike, out: str | os.PathLike,
+               blimp: Sequence[str | os.PathLike] = (),
+               finetune: Sequence[str | os.PathLike] = ()) -> Path:
+    """Write the card of ``model_dir`` with these results to ``out`` (atomically)."""
+    if not Path(model_dir).is_dir():
+        raise UserError(f"{model_dir}: model directory not found")
+    atomic_write_text(out, render(model_dir, blimp, finetune))
+    return Path(out)
 
 
 @cli
@@ -286,11 +245,15 @@ def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(prog="python -m babydistill.report.model_card", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-dir", required=True, help="a saved model directory (results/<run>/models/<name>)")
-    ap.add_argument("--eval-dir", default=None, help="where eval results live (default: results/<run>/eval)")
+    ap.add_argument("--blimp", nargs="*", default=[], metavar="JSON",
+                    help="the model's zero-shot results (eval_blimp's --out files)")
+    ap.add_argument("--finetune", nargs="*", default=[], metavar="JSON",
+                    help="the model's fine-tuning results (finetune's --out files)")
+    ap.add_argument("--out", required=True, help="the card to write (README.md)")
     ap.add_argument("--log", default=None, help="also log to this file")
     args = ap.parse_args(argv)
     setup_logging(args.log)
-    path = write_card(args.model_dir, args.eval_dir)
+    path = write_card(args.model_dir, args.out, args.blimp, args.finetune)
     log.info("wrote %s", path)
     return path
 
