@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None):
                     blimp_suite=args.blimp_suite,
                     identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
                                                  args.tokenizer, *args.teacher,
-                                                 *([args.cache] if args.cache else [])]))
+                                                 *([args.cache] if args.cache else [])],
+                                          args.checkpoint_dir))
     record_model(args.out, args.spec, stage_inputs(args))  # provenance.json, then the card
     return summary
 

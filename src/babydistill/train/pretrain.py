@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                                    "vocab_size": vocab, "seq_length": spec.seq_length},
                     blimp_suite=args.blimp_suite,
                     identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
-                                                 args.tokenizer]))
+                                                 args.tokenizer], args.checkpoint_dir))
     record_model(args.out, args.spec, stage_inputs(args))  # provenance.json, then the card
     return summary
 

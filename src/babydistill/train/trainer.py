@@ -82,13 +82,16 @@ _RESUME_FREE = {"stop_after_steps", "compile", "log_every", "checkpoint_every", 
                 "eval_batch_size", "gpus", "blimp_every_epoch", "blimp_limit"}
 
 
-def run_identity(spec, inputs: Iterable[str | os.PathLike] = ()) -> str:
+def run_identity(spec, inputs: Iterable[str | os.PathLike] = (),
+                 checkpoint_dir: str | os.PathLike | None = None) -> str:
     """A digest of what a run is: its whole CLI spec (a job spec of babydistill.config.specs or its
     JSON, less the keys that may change on resumption) and its inputs' contents (see
     :func:`babydistill.train.checkpoint.run_identity`), so that a checkpoint left by a run with
-    other settings or other data is never resumed."""
+    other settings or other data is never resumed. With ``checkpoint_dir`` (the run's own),
+    the inputs' digests are cached in its ``input_digests.json``."""
     spec = spec.to_json() if hasattr(spec, "to_json") else spec
-    return checkpoint.run_identity(spec, inputs, resume_free=_RESUME_FREE)
+    cache = Path(checkpoint_dir) / checkpoint.DIGEST_CACHE if checkpoint_dir else None
+    return checkpoint.run_identity(spec, inputs, resume_free=_RESUME_FREE, cache=cache)
 
 
 class TrainingStopped(Exception):
