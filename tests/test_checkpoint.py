@@ -17,9 +17,9 @@ import torch
 from babydistill.train.checkpoint import (Checkpointer, RNGState, content_digests, load_file,
                                     save_file)
 from babydistill.common import UserError
-from babydistill.train.trainer import TrainingStopped, run_identity, train
+from babydistill.train.trainer import TrainingStopped, run_identity
 
-from test_train import SPEC, data, objective, weights
+from test_train import SPEC, data, objective, train, weights
 
 torch.set_num_threads(1)
 

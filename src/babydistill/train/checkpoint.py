@@ -2,8 +2,9 @@
 
 :class:`Checkpointer` (torchtitan's pattern): a run registers its *parts* -- anything with
 ``state_dict()`` / ``load_state_dict()`` (the model(s), the optimizer, the LR scheduler,
-the objective, the RNG states, the trainer's data position and bookkeeping) -- and the
-checkpointer saves them together in one file and restores them all. It also owns:
+the objective, the RNG states, the trainer's data position and bookkeeping, the callbacks
+by name) -- and the checkpointer saves them together in one file and restores them all. It
+also owns its cadence (:meth:`Checkpointer.due`) and:
 
 * **Safe loading.** Every file is read with ``torch.load(weights_only=True)``: only
   tensors and plain Python values (dict, list, tuple, str, int, float, bool, None) come
@@ -48,7 +49,7 @@ from babydistill.common import UserError, atomic_path, atomic_write_text, file_d
 
 log = logging.getLogger("babydistill.train.checkpoint")
 
-FORMAT = "babydistill-checkpoint-v2"
+FORMAT = "babydistill-checkpoint-v3"  # v3: the callbacks' state by name
 DIGEST_CACHE = "input_digests.json"  # in CHECKPOINT_DIR: the inputs' content digests
 
 
@@ -138,18 +139,27 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-class ModulesState:
-    """Named modules as one part: ``{name: module.state_dict()}``."""
+class NamedStates:
+    """Named parts as one part: ``{name: part.state_dict()}`` (the trainable modules, the
+    callbacks). A checkpoint holding other names belongs to another run: :meth:`mismatch`
+    says so, and :meth:`Checkpointer.restore` moves it aside."""
 
-    def __init__(self, modules: Mapping[str, torch.nn.Module]):
-        self.modules = modules
+    def __init__(self, parts: Mapping[str, Stateful], what: str = "parts"):
+        self.parts, self.what = parts, what
 
     def state_dict(self) -> dict:
-        return {n: m.state_dict() for n, m in self.modules.items()}
+        return {n: p.state_dict() for n, p in self.parts.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        for n, m in self.modules.items():
-            m.load_state_dict(state[n])
+        for n, p in self.parts.items():
+            p.load_state_dict(state[n])
+
+    def mismatch(self, state: dict) -> str | None:
+        """Why ``state`` cannot be loaded into these parts (other names), or None."""
+        if set(state) == set(self.parts):
+            return None
+        return (f"it holds the state of {self.what} {', '.join(state) or '(none)'}, this run has "
+                f"{', '.join(self.parts) or '(none)'}")
 
 
 class RNGState:
@@ -220,14 +230,17 @@ class Checkpointer:
 
     ``parts``: name -> object with ``state_dict()``/``load_state_dict()``. ``spec``: the
     train spec, stored and compared on resume (keys in ``resume_free`` may differ).
+    ``every``: its cadence, ``last.pt`` every that many steps (0 = none) besides each epoch
+    end and the last step (:meth:`due`).
     ``identity``: :func:`run_identity` of the run (None = not checked). Only the main
     process writes; every process reads. ``barrier`` is called (when given) after the
     main process moved stale files aside, so no rank reads them."""
 
     def __init__(self, directory: str | os.PathLike | None, parts: Mapping[str, Stateful], *,
                  spec: dict, identity: str | None = None, resume_free: Iterable[str] = (),
-                 main: bool = True, barrier=None):
+                 every: int = 0, main: bool = True, barrier=None):
         self.directory = Path(directory) if directory else None
+        self.every = every
         self.parts = dict(parts)
         # a babydistill.config.specs object is stored as its JSON: checkpoints hold plain data only
         self.spec = spec.to_json() if hasattr(spec, "to_json") else spec
@@ -237,6 +250,10 @@ class Checkpointer:
 
     def path(self, name: str) -> Path:
         return self.directory / name
+
+    def due(self, step: int, *, epoch_end: bool, last: bool) -> bool:
+        """Whether ``last.pt`` is written after optimizer step ``step``."""
+        return last or epoch_end or bool(self.every and step % self.every == 0)
 
     def _meta(self) -> dict:
         return {"spec": self.spec, "identity": self.identity}
@@ -314,6 +331,11 @@ class Checkpointer:
         if missing:
             raise UserError(f"{path}: no state for {', '.join(missing)}; delete the checkpoint "
                             f"directory {self.directory} to start over")
+        for name, part in self.parts.items():
+            why = part.mismatch(ck[name]) if isinstance(part, NamedStates) else None
+            if why:  # e.g. other callbacks: another run's state, never loaded into these
+                self._move_aside(f"{path.name} is another run's: {why}")
+                return False
         for name, part in self.parts.items():
             part.load_state_dict(ck[name])
         return True
