@@ -176,6 +176,26 @@ def test_stage_run_identity_caches_in_its_checkpoint_dir(tmp_path):
     assert sorted(p.name for p in f.parent.iterdir()) == ["train.bin"]
 
 
+def test_one_home_for_file_digests(tmp_path):
+    """Provenance and run identities digest files with babydistill.common's functions: a
+    file's digest is its content's SHA-256 (what sha256sum prints); a folder's covers its
+    files' names and contents."""
+    from babydistill import common
+    from babydistill.config import provenance
+
+    assert provenance.file_digest is common.file_digest
+    f = input_file(tmp_path)
+    assert common.file_digest(f) == hashlib.sha256(b"tokens v1").hexdigest()
+    d = tmp_path / "tok"
+    d.mkdir()
+    (d / "a.json").write_text("{}")
+    before = common.file_digest(d)
+    (d / "a.json").rename(d / "b.json")  # same content, another name
+    assert common.file_digest(d) != before
+    assert content_digests(d) == [(n, e["size"], e["sha256"])
+                                  for n, e in common.file_digests(d).items()]
+
+
 class Counter:
     def __init__(self):
         self.n = 0
