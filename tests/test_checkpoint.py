@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -16,9 +17,9 @@ import torch
 from babydistill.train.checkpoint import (Checkpointer, RNGState, content_digests, load_file,
                                     save_file)
 from babydistill.common import UserError
-from babydistill.train.trainer import TrainingStopped, run_identity, train
+from babydistill.train.trainer import TrainingStopped, run_identity
 
-from test_train import SPEC, data, objective, weights
+from test_train import SPEC, data, objective, train, weights
 
 torch.set_num_threads(1)
 
@@ -143,23 +144,56 @@ def test_changed_input_moves_checkpoint_aside_never_deletes(tmp_path, caplog):
 
 def test_content_digests_are_cached_by_size_and_mtime(tmp_path):
     f = input_file(tmp_path)
-    [(name, size, digest)] = content_digests(f)
-    assert (name, size) == ("train.bin", 9)
-    cache = f.parent / ".train.bin.sha256.json"
-    entry = json.loads(cache.read_text())["files"]["train.bin"]
+    cache = tmp_path / "ck" / "input_digests.json"  # the job's own checkpoint folder
+    [(name, size, digest)] = content_digests(f, cache)
+    assert (name, size, digest) == ("train.bin", 9, hashlib.sha256(b"tokens v1").hexdigest())
+    entry = json.loads(cache.read_text())[str(f)]["train.bin"]
     assert entry["sha256"] == digest
     # While size and mtime match, the cached digest is used (the file is not read again).
-    cache.write_text(json.dumps({"files": {"train.bin": {**entry, "sha256": "cached"}}}))
-    assert content_digests(f)[0][2] == "cached"
+    cache.write_text(json.dumps({str(f): {"train.bin": {**entry, "sha256": "cached"}}}))
+    assert content_digests(f, cache)[0][2] == "cached"
     os.utime(f, ns=(1, entry["mtime_ns"] + 1))  # a new mtime: recomputed from the content
-    assert content_digests(f)[0][2] == digest
-    # A directory input: one sidecar beside it; nothing is written inside it.
+    assert content_digests(f, cache)[0][2] == digest
+    # A directory input: its files by relative name, kept in the same cache file.
     d = tmp_path / "model"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "w.bin").write_bytes(b"abc")
+    assert [n for n, _, _ in content_digests(d, cache)] == ["sub/w.bin"]
+    assert set(json.loads(cache.read_text())) == {str(f), str(d)}
+    # Nothing is written beside or inside the inputs; without a cache nothing at all.
+    assert sorted(p.name for p in f.parent.iterdir()) == ["train.bin"]
+    assert sorted(str(p.relative_to(d)) for p in d.rglob("*")) == ["sub", "sub/w.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "inputs", "model"]
+    content_digests(f)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "inputs", "model"]
+
+
+def test_stage_run_identity_caches_in_its_checkpoint_dir(tmp_path):
+    f = input_file(tmp_path)
+    a = run_identity({"train": SPEC}, [f], checkpoint_dir=tmp_path / "ck")
+    assert a == run_identity({"train": SPEC}, [f])  # the cache changes no digest
+    assert (tmp_path / "ck" / "input_digests.json").is_file()
+    assert sorted(p.name for p in f.parent.iterdir()) == ["train.bin"]
+
+
+def test_one_home_for_file_digests(tmp_path):
+    """Provenance and run identities digest files with babydistill.common's functions: a
+    file's digest is its content's SHA-256 (what sha256sum prints); a folder's covers its
+    files' names and contents."""
+    from babydistill import common
+    from babydistill.config import provenance
+
+    assert provenance.file_digest is common.file_digest
+    f = input_file(tmp_path)
+    assert common.file_digest(f) == hashlib.sha256(b"tokens v1").hexdigest()
+    d = tmp_path / "tok"
     d.mkdir()
-    (d / "w.bin").write_bytes(b"abc")
-    assert [n for n, _, _ in content_digests(d)] == ["w.bin"]
-    assert sorted(p.name for p in d.iterdir()) == ["w.bin"]
-    assert (tmp_path / ".model.sha256.json").is_file()
+    (d / "a.json").write_text("{}")
+    before = common.file_digest(d)
+    (d / "a.json").rename(d / "b.json")  # same content, another name
+    assert common.file_digest(d) != before
+    assert content_digests(d) == [(n, e["size"], e["sha256"])
+                                  for n, e in common.file_digests(d).items()]
 
 
 class Counter:

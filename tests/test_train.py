@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 
 import numpy as np
@@ -14,9 +15,10 @@ from babydistill.train.checkpoint import load_file as load_checkpoint
 from babydistill.common import UserError
 from babydistill.data.chunks import EvalChunks, TrainChunks
 from babydistill.models.build import build_model
-from babydistill.train.callbacks import Callback
+from babydistill.train import trainer
+from babydistill.train.callbacks import Callback, standard_callbacks
 from babydistill.config.specs import TrainSpec
-from babydistill.train.trainer import LMObjective, Trainer, TrainingStopped, lr_factor, train
+from babydistill.train.trainer import LMObjective, Trainer, TrainingStopped, lr_factor
 
 torch.set_num_threads(1)
 
@@ -47,6 +49,15 @@ def objective(preset=LLAMA, seed=0):
 
 SPEC = {"lr": 3e-3, "epochs": 2, "batch_size": 16, "warmup_steps": 3, "log_every": 4,
         "checkpoint_every": 5, "eval_every": 8, "seed": 3}
+
+
+def train(spec, objective, train_data, eval_data, out_dir, checkpoint_dir, tokenizer_dir=None, *,
+          blimp_suite=None, callbacks=(), **kw):
+    """:func:`babydistill.train.trainer.train` given the callbacks a stage gives it: the
+    standard ones (evaluator, BLiMP curve), then ``callbacks``."""
+    return trainer.train(spec, objective, train_data, eval_data, out_dir, checkpoint_dir,
+                         tokenizer_dir, callbacks=[*standard_callbacks(spec, tokenizer_dir, blimp_suite),
+                                                   *callbacks], **kw)
 
 
 def weights(out_dir):
@@ -397,6 +408,8 @@ def test_curriculum_epochs_grow_and_resume_mid_curriculum(tmp_path):
 class Recorder(Callback):
     """Records every hook call; its count of steps is checkpointed state."""
 
+    name = "recorder"
+
     def __init__(self):
         self.calls, self.steps_seen = [], 0
 
@@ -453,6 +466,58 @@ def test_callback_state_survives_a_kill(tmp_path):
     summary = train(SPEC, objective(), tr, ev, tmp_path / "o", tmp_path / "ck", callbacks=[rec])
     assert rec.calls[0] == ("start", 10, True)  # resumed at the step-10 checkpoint
     assert summary["recorded_steps"] == summary["steps"]  # 10 restored + the steps after
+
+
+def test_checkpoint_holds_each_callbacks_state_by_name(tmp_path, caplog):
+    """{name: state_dict} per callback; a resumed run gives each its own state back by name
+    (whatever order the stage lists them in); other callbacks' checkpoint is moved aside."""
+    from babydistill.train.callbacks import BlimpCurve, EvalTracker
+
+    tr, ev = data()
+    with pytest.raises(TrainingStopped):  # SPEC: eval every 8 steps, last.pt every 5
+        train({**SPEC, "stop_after_steps": 12}, objective(), tr, ev, tmp_path / "o",
+              tmp_path / "ck", callbacks=[Recorder()])
+    ck = load_checkpoint(tmp_path / "ck" / "last.pt")
+    states = ck["callbacks"]
+    assert list(states) == ["eval", "blimp_curve", "recorder"]
+    assert states["recorder"] == {"steps_seen": 10}
+    assert states["eval"]["best"]["step"] == 8 and set(states["eval"]["last_eval"]) == {"model"}
+    assert states["blimp_curve"] == {"points": [], "seconds": 0.0}
+    assert set(ck["position"]) == {"step", "epoch", "batch", "wall_time"}
+
+    rec, evaluator = Recorder(), EvalTracker(SPEC["eval_every"])
+    t = Trainer(SPEC, objective(), tr, ev, tmp_path / "ck",
+                callbacks=[rec, BlimpCurve(None), evaluator])
+    assert list(t.callbacks) == ["recorder", "blimp_curve", "eval"] and t.evaluator is evaluator
+    assert t.resume() and t.step == 10
+    assert rec.steps_seen == 10
+    assert (evaluator.best_step, evaluator.best_loss) == (8, states["eval"]["best"]["loss"])
+    assert evaluator.last_eval == states["eval"]["last_eval"]
+
+    # Without the recorder the checkpoint is another run's: moved aside, never half-loaded.
+    caplog.set_level(logging.WARNING)
+    t = Trainer(SPEC, objective(), tr, ev, tmp_path / "ck", callbacks=standard_callbacks(SPEC))
+    assert not t.resume() and t.step == 0 and t.evaluator.best_step == -1
+    [stale] = [d for d in (tmp_path / "ck").iterdir() if d.name.startswith("stale-")]
+    assert (stale / "last.pt").is_file() and not (tmp_path / "ck" / "last.pt").exists()
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "callbacks eval, blimp_curve, recorder, this run has eval, blimp_curve" in warning
+
+    with pytest.raises(ValueError, match="name 'recorder' is taken"):
+        Trainer(SPEC, objective(), tr, ev, None, callbacks=[Recorder(), Recorder()])
+
+
+def test_the_evaluator_and_the_checkpointer_own_their_cadence():
+    from babydistill.train.callbacks import EvalTracker
+    from babydistill.train.checkpoint import Checkpointer
+
+    every4, per_epoch = EvalTracker(4), EvalTracker(0)
+    # 11 steps, an epoch end after step 6: eval_every 4 ignores epochs, 0 follows them
+    assert [s for s in range(1, 12) if every4.due(s, epoch_end=s == 6, last=s == 11)] == [4, 8, 11]
+    assert [s for s in range(1, 12) if per_epoch.due(s, epoch_end=s == 6, last=s == 11)] == [6, 11]
+    ck = Checkpointer(None, {}, spec={}, every=5)
+    assert [s for s in range(1, 13) if ck.due(s, epoch_end=s == 6, last=s == 12)] == [5, 6, 10, 12]
+    assert not Checkpointer(None, {}, spec={}).due(5, epoch_end=False, last=False)
 
 
 # ---------------------------------------------------------------------------- data parallel

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from babydistill.train import trainer as tr
+from babydistill.train.callbacks import standard_callbacks
 torch.set_num_threads(1)
 
 
@@ -107,9 +108,10 @@ def test_tensorboard_event_files_per_run(tmp_path):
     obj = tr.LMObjective(build_model({"arch": "llama", "hidden_size": 16, "num_layers": 1,
                                       "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 32,
                                       "max_position_embeddings": 16}, 64))
-    tr.train({"lr": 1e-3, "epochs": 1, "batch_size": 4, "log_every": 2, "seed": 1}, obj,
-             TrainChunks(t, 8, random_offset=False, seed=1), EvalChunks(t, 8, n_chunks=8, seed=1),
-             tmp_path / "out", tmp_path / "ck")
+    spec = {"lr": 1e-3, "epochs": 1, "batch_size": 4, "log_every": 2, "seed": 1}
+    tr.train(spec, obj, TrainChunks(t, 8, random_offset=False, seed=1),
+             EvalChunks(t, 8, n_chunks=8, seed=1), tmp_path / "out", tmp_path / "ck",
+             callbacks=standard_callbacks(spec))
     events = list((tmp_path / "ck" / "tensorboard").glob("events.out.tfevents.*"))
     assert len(events) == 1
     acc = EventAccumulator(str(events[0]))

@@ -22,7 +22,7 @@ from babydistill.data.chunks import EvalChunks, TrainChunks
 from babydistill.distill.losses import next_token_labels, wml_loss
 from babydistill.config.presets import preset_parameters
 from babydistill.models.build import build_model, count_parameters
-from babydistill.train.trainer import train
+from test_train import train  # the trainer with a stage's callbacks
 from babydistill.config.specs import DistillSpec, TrainSpec
 from babydistill.distill.wml import (WML_DEFAULTS, WMLObjective, build_wml_objective, main,
                              mirror_descent, peer_presets, val_step_size)

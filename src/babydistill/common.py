@@ -12,6 +12,7 @@ import contextlib
 import errno
 import functools
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -222,6 +223,47 @@ def parse_json_arg(text: str, name: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{name}: not valid JSON ({e.msg})") from None
+
+
+# File digests: the one home (provenance records them; run identities are built from them).
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of one file's content (what ``sha256sum`` prints), read in 16 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_digests(path: str | os.PathLike, known: dict | None = None) -> dict[str, dict]:
+    """``name -> {"size", "mtime_ns", "sha256"}`` of a file, or of every file under a
+    folder (names relative to it, sorted). A digest in ``known`` (an earlier answer the
+    caller kept) is reused while its file's size and modification time are unchanged."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    known = known if isinstance(known, dict) else {}
+    out = {}
+    for f in files:
+        name = str(f.relative_to(p)) if p.is_dir() else f.name
+        st = f.stat()
+        entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        old = known.get(name)
+        fresh = (isinstance(old, dict) and old.get("sha256")
+                 and all(old.get(k) == v for k, v in entry.items()))
+        out[name] = {**entry, "sha256": old["sha256"] if fresh else file_sha256(f)}
+    return out
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """One SHA-256 for a file (its content's) or a folder (over its files' names, sizes
+    and content digests, see :func:`file_digests`)."""
+    if not Path(path).is_dir():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for name, d in file_digests(path).items():
+        h.update(f"{name}:{d['size']}:{d['sha256']};".encode())
+    return h.hexdigest()
 
 
 def library_help(doc: str | None, module: str, runs_inside: str) -> None:

@@ -169,6 +169,20 @@ def _check_references(config: dict, source: str) -> None:
         if names.base_name(peer) in seen:
             raise UserError(f"{source}: distill.{run_name}: its peer model {peer!r} has the name of "
                             "another run; rename one of them")
+    _check_curricula(config, source)
+    for name, members in ensembles.items():
+        for m in members:
+            if m not in pretrain:
+                raise UserError(f"{source}: ensembles.{name}: {m!r} is not a pretrain run")
+        _check_unique(members, f"{source}: ensembles.{name}", "member")
+    _check_baseline_cycles(pretrain, source)
+    _check_tables(config, source)
+
+
+def _check_curricula(config: dict, source: str) -> None:
+    """Each run's curriculum buckets name corpus sources once each, and its epochs reach the
+    last bucket."""
+    pretrain, distill = config["pretrain"], config.get("distill") or {}
     sources = set(config["corpus"]["sources"])
     for section, runs in (("pretrain", pretrain), ("distill", distill)):
         for name, run in runs.items():
@@ -189,13 +203,6 @@ def _check_references(config: dict, source: str) -> None:
                 raise UserError(f"{source}: {section}.{name}.epochs: {epochs} epochs never reach "
                                 f"the last curriculum bucket (opened at epoch {last_opens + 1}); "
                                 f"use at least {last_opens + 1}")
-    for name, members in ensembles.items():
-        for m in members:
-            if m not in pretrain:
-                raise UserError(f"{source}: ensembles.{name}: {m!r} is not a pretrain run")
-        _check_unique(members, f"{source}: ensembles.{name}", "member")
-    _check_baseline_cycles(pretrain, source)
-    _check_tables(config, source)
 
 
 def _check_unique(names: list, where: str, what: str) -> None:

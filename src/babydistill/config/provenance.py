@@ -21,7 +21,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from babydistill.common import REPO_ROOT, UserError, cli, parse_json_arg, read_json, write_json
+from babydistill.common import (REPO_ROOT, UserError, cli, file_digest, parse_json_arg, read_json,
+                                write_json)
 
 LIBRARIES = ("babydistill", "torch", "transformers", "tokenizers", "lm-eval", "snakemake")
 
@@ -39,18 +40,6 @@ def git_state(repo: Path = REPO_ROOT) -> dict:
     commit = git("rev-parse", "HEAD")
     dirty = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit or "unknown", "dirty": bool(dirty) if dirty is not None else None}
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (names and contents, sorted)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def versions() -> dict:

@@ -16,19 +16,16 @@ CLI (the spec is what ``babydistill.config.distill_spec`` writes)::
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 import torch
 
-from babydistill.common import UserError, cli, read_json, setup_logging
-from babydistill.data.chunks import load_splits
-from babydistill.distill.losses import ce_loss, kd_loss, next_token_labels, topk_kd_loss
-from babydistill.config.provenance import record_model, stage_inputs
+from babydistill.common import UserError, cli
 from babydistill.config.specs import DistillSpec, KDSpec
-from babydistill.data.tokenize_split import paths_for
-from babydistill.train.trainer import Objective, run_identity, train
+from babydistill.distill.losses import ce_loss, kd_loss, next_token_labels, topk_kd_loss
+from babydistill.train import stage
+from babydistill.train.trainer import Objective
 
 log = logging.getLogger("babydistill.distill.student")
 
@@ -142,26 +139,16 @@ def build_kd_objective(spec: DistillSpec, vocab_size: int, teacher_dirs, cache_d
 
 @cli
 def main(argv: list[str] | None = None):
-    ap = argparse.ArgumentParser(prog="python -m babydistill.distill.student", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--spec", required=True, help="the variant's spec as JSON (or @FILE)")
-    ap.add_argument("--train", required=True, help="tokenized training split PREFIX")
-    ap.add_argument("--dev", required=True, help="tokenized dev split PREFIX")
-    ap.add_argument("--tokenizer", required=True, help="tokenizer directory")
-    ap.add_argument("--out", required=True, help="final model directory")
-    ap.add_argument("--checkpoint-dir", required=True)
-    ap.add_argument("--teacher", action="append", default=[], help="teacher model dir (repeat)")
-    ap.add_argument("--cache", default=None, help="teacher cache dir (teacher_cache output)")
-    ap.add_argument("--blimp-suite", default=None, metavar="DIR",
-                    help="BLiMP-format suite for per-epoch curves (with train.blimp_every_epoch)")
-    ap.add_argument("--log", default=None)
-    args = ap.parse_args(argv)
-    setup_logging(args.log)
-    spec = DistillSpec.from_json(read_json(args.spec[1:]) if args.spec.startswith("@")
-                                 else args.spec, where="--spec")
-    vocab, train_data, eval_data = load_splits(args.train, args.dev, args.tokenizer, spec)
+    ap = stage.parser("python -m babydistill.distill.student", __doc__)
+    ap.add_argument("--teacher", action="append", default=[], metavar="DIR",
+                    help="teacher model dir (repeat)")
+    ap.add_argument("--cache", default=None, metavar="DIR",
+                    help="teacher cache dir (teacher_cache output)")
+    run = stage.start(ap, argv, DistillSpec)
+    spec, args, vocab = run.spec, run.args, run.vocab
     if spec.objective == "kd":
-        objective = build_kd_objective(spec, vocab, args.teacher, args.cache, n_train_chunks=len(train_data))
+        objective = build_kd_objective(spec, vocab, args.teacher, args.cache,
+                                       n_train_chunks=len(run.train_data))
         log.info("%s: kd (%s) alpha=%g T=%g %s/%s", spec.name,
                  "cached top-k" if args.cache else f"{len(args.teacher)} live teacher(s)",
                  objective.alpha, objective.temperature, objective.direction, objective.reduction)
@@ -171,17 +158,11 @@ def main(argv: list[str] | None = None):
         from babydistill.distill.wml import build_wml_objective
 
         objective = build_wml_objective(spec, vocab, tokenizer_dir=args.tokenizer)
-    summary = train(spec.train, objective, train_data, eval_data, Path(args.out),
-                    Path(args.checkpoint_dir), args.tokenizer,
-                    extra_summary={"name": spec.name, "objective": spec.objective,
-                                   "vocab_size": vocab, "seq_length": spec.seq_length,
-                                   "cached_targets": bool(args.cache)},
-                    blimp_suite=args.blimp_suite,
-                    identity=run_identity(spec, [*paths_for(args.train), *paths_for(args.dev),
-                                                 args.tokenizer, *args.teacher,
-                                                 *([args.cache] if args.cache else [])]))
-    record_model(args.out, args.spec, stage_inputs(args))  # provenance.json (rule model_card writes the card)
-    return summary
+    return run.train(objective,
+                     extra_summary={"name": spec.name, "objective": spec.objective,
+                                    "vocab_size": vocab, "seq_length": spec.seq_length,
+                                    "cached_targets": bool(args.cache)},
+                     inputs=[*args.teacher, *([args.cache] if args.cache else [])])
 
 
 if __name__ == "__main__":

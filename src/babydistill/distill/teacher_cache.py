@@ -135,6 +135,87 @@ def _add_range(done: list[list[int]], start: int, end: int) -> list[list[int]]:
 RECORD_EVERY_S = 10.0  # how often a build records its finished chunks (a kill loses at most this)
 
 
+def _layout(n: int, seq: int, k: int, vocab: int, temperatures: Sequence[float]) -> dict:
+    """The cache's header without the caller's info: shapes, files, dtypes, temperatures."""
+    if not 1 <= k <= vocab:
+        raise UserError(f"--k: must be between 1 and the vocabulary size {vocab}, got {k}")
+    temps = sorted({float(t) for t in temperatures})
+    if not temps or min(temps) <= 0:
+        raise UserError(f"--temperature: must be positive, got {list(temperatures)}")
+    idx_dtype = np.int16 if vocab <= np.iinfo(np.int16).max else np.int32
+    idx_name = "indices.i16" if idx_dtype == np.int16 else "indices.i32"
+    return {
+        "format": FORMAT, "n_chunks": int(n), "seq_length": int(seq), "k": int(k),
+        "vocab_size": int(vocab), "offset": 0,
+        "values": {"file": "values.f16", "dtype": "float16", "what": "top-k log-probs at T=1"},
+        "indices": {"file": idx_name, "dtype": np.dtype(idx_dtype).name},
+        "rest": {_tkey(t): f"rest_T{_tkey(t)}.f32" for t in temps},
+        "temperatures": temps,
+    }
+
+
+def _file_sizes(layout: dict) -> dict[str, int]:
+    """Each data file's size in bytes once complete."""
+    rows = layout["n_chunks"] * layout["seq_length"]
+    idx = layout["indices"]
+    return {"values.f16": rows * layout["k"] * 2,
+            idx["file"]: rows * layout["k"] * np.dtype(idx["dtype"]).itemsize,
+            **{f: rows * 4 for f in layout["rest"].values()}}
+
+
+def _resumable(work: Path, key: str, layout: dict) -> list[list[int]]:
+    """The chunk ranges a partial build in ``work`` finished under the same ``key``; a
+    partial of another build (or one with files missing or cut short) is removed."""
+    done: list[list[int]] = []
+    if work.is_dir():
+        try:
+            state = json.loads((work / "progress.json").read_text())
+            if state["key"] == key:
+                done = [[int(a), int(b)] for a, b in state["done"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if done:
+            log.info("resuming %s: %d of %d chunks already cached", work,
+                     sum(b - a for a, b in done), layout["n_chunks"])
+        else:
+            shutil.rmtree(work)  # another build's (or an unrecorded) partial: start over
+    if done and any(not (work / f).is_file() or (work / f).stat().st_size != size
+                    for f, size in _file_sizes(layout).items()):
+        log.warning("%s: files missing or cut short; starting the cache over", work)
+        shutil.rmtree(work)
+        done = []
+    return done
+
+
+def _open_arrays(work: Path, layout: dict, mode: str):
+    """The memory-mapped data files: values [n, T, k], indices [n, T, k], and the rest
+    log-mass [n, T] per temperature (a dict)."""
+    n, seq, k = layout["n_chunks"], layout["seq_length"], layout["k"]
+    idx = layout["indices"]
+    values = np.memmap(work / "values.f16", dtype=np.float16, mode=mode, shape=(n, seq, k))
+    indices = np.memmap(work / idx["file"], dtype=np.dtype(idx["dtype"]), mode=mode,
+                        shape=(n, seq, k))
+    rests = {t: np.memmap(work / layout["rest"][_tkey(t)], dtype=np.float32, mode=mode,
+                          shape=(n, seq)) for t in layout["temperatures"]}
+    return values, indices, rests
+
+
+@torch.inference_mode()
+def _fill(teachers, rows: np.ndarray, k: int, values, indices, rests, start: int,
+          end: int) -> None:
+    """The teachers' top-k log-probs of chunks ``start..end`` (``rows``) and, per
+    temperature, the log-mass outside the top k, written into the arrays."""
+    ids = torch.from_numpy(rows).to(next(teachers[0].parameters()).device)
+    logp = F.log_softmax(teacher_logits(teachers, ids), dim=-1)
+    top, top_idx = logp.topk(k, dim=-1)
+    values[start:end] = top.to(torch.float16).cpu().numpy()
+    indices[start:end] = top_idx.cpu().numpy().astype(indices.dtype)
+    for t, rest in rests.items():
+        masked = logp / t
+        masked.scatter_(-1, top_idx, float("-inf"))  # in place: one V-wide pass less
+        rest[start:end] = torch.logsumexp(masked, dim=-1).cpu().numpy()
+
+
 def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
                 temperatures: Sequence[float] = DEFAULT_TEMPERATURES, batch_size: int = 32,
                 info: dict | None = None, progress: bool = True,
@@ -150,56 +231,18 @@ def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
     ``stop_after_chunks``: test hook, stop as if killed after that many new chunks."""
     n = len(chunks)
     seq = chunks.seq_length if hasattr(chunks, "seq_length") else chunks.shape[1]
-    vocab = teachers[0].config.vocab_size
-    if not 1 <= k <= vocab:
-        raise UserError(f"--k: must be between 1 and the vocabulary size {vocab}, got {k}")
-    temps = sorted({float(t) for t in temperatures})
-    if not temps or min(temps) <= 0:
-        raise UserError(f"--temperature: must be positive, got {list(temperatures)}")
-    idx_dtype = np.int16 if vocab <= np.iinfo(np.int16).max else np.int32
-    idx_name = "indices.i16" if idx_dtype == np.int16 else "indices.i32"
-    device = next(teachers[0].parameters()).device
-    layout = {
-        "format": FORMAT, "n_chunks": int(n), "seq_length": int(seq), "k": int(k),
-        "vocab_size": int(vocab), "offset": 0,
-        "values": {"file": "values.f16", "dtype": "float16", "what": "top-k log-probs at T=1"},
-        "indices": {"file": idx_name, "dtype": np.dtype(idx_dtype).name},
-        "rest": {_tkey(t): f"rest_T{_tkey(t)}.f32" for t in temps},
-        "temperatures": temps,
-    }
+    layout = _layout(n, seq, k, teachers[0].config.vocab_size, temperatures)
     header = {**layout, **(info or {})}
+    device = next(teachers[0].parameters()).device
     out = Path(out)
     work = out.parent / f".{out.name}.partial"
     for old in out.parent.glob(f".{out.name}.*.tmp"):  # left by builds before resumability
         shutil.rmtree(old, ignore_errors=True)
     key = _build_key(teachers, chunks, layout, batch_size, device)
     record = work / "progress.json"
-    done: list[list[int]] = []
-    if work.is_dir():
-        try:
-            state = json.loads(record.read_text())
-            if state["key"] == key:
-                done = [[int(a), int(b)] for a, b in state["done"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        if done:
-            log.info("resuming %s: %d of %d chunks already cached", work,
-                     sum(b - a for a, b in done), n)
-        else:
-            shutil.rmtree(work)  # another build's (or an unrecorded) partial: start over
-    sizes = {"values.f16": n * seq * k * 2, idx_name: n * seq * k * np.dtype(idx_dtype).itemsize,
-             **{f: n * seq * 4 for f in layout["rest"].values()}}
-    if done and any(not (work / f).is_file() or (work / f).stat().st_size != size
-                    for f, size in sizes.items()):
-        log.warning("%s: files missing or cut short; starting the cache over", work)
-        shutil.rmtree(work)
-        done = []
-    mode = "r+" if done else "w+"
+    done = _resumable(work, key, layout)
     work.mkdir(parents=True, exist_ok=True)
-    values = np.memmap(work / "values.f16", dtype=np.float16, mode=mode, shape=(n, seq, k))
-    indices = np.memmap(work / idx_name, dtype=idx_dtype, mode=mode, shape=(n, seq, k))
-    rests = {t: np.memmap(work / layout["rest"][_tkey(t)], dtype=np.float32, mode=mode,
-                          shape=(n, seq)) for t in temps}
+    values, indices, rests = _open_arrays(work, layout, "r+" if done else "w+")
     arrays = (values, indices, *rests.values())
 
     def save_progress() -> None:
@@ -214,16 +257,7 @@ def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
         end = min(n, start + batch_size)
         if _covered(done, start, end):
             continue
-        with torch.inference_mode():
-            ids = torch.from_numpy(_rows(chunks, start, end)).to(device)
-            logp = F.log_softmax(teacher_logits(teachers, ids), dim=-1)
-            top, top_idx = logp.topk(k, dim=-1)
-            values[start:end] = top.to(torch.float16).cpu().numpy()
-            indices[start:end] = top_idx.cpu().numpy().astype(idx_dtype)
-            for t in temps:
-                masked = logp / t
-                masked.scatter_(-1, top_idx, float("-inf"))  # in place: one V-wide pass less
-                rests[t][start:end] = torch.logsumexp(masked, dim=-1).cpu().numpy()
+        _fill(teachers, _rows(chunks, start, end), k, values, indices, rests, start, end)
         done = _add_range(done, start, end)
         new_chunks += end - start
         bar.update(end - start)

@@ -435,6 +435,71 @@ class _NoBestModelWarning(logging.Filter):
 # The fine-tuning run
 
 
+def _training_arguments(spec: dict, task: Task, output_dir: Path, dev: torch.device):
+    """The HF Trainer's settings: the papers' fine-tuning recipe (linear decay, no warm-up,
+    AdamW, no weight decay), evaluated and logged every ``eval_every`` steps, nothing saved."""
+    from transformers import TrainingArguments
+
+    bs = spec["batch_size"]
+    return TrainingArguments(
+        output_dir=str(output_dir), learning_rate=spec["lr"],
+        per_device_train_batch_size=bs, per_device_eval_batch_size=max(bs, 64),
+        num_train_epochs=spec["epochs"], lr_scheduler_type="linear", warmup_steps=0,
+        optim="adamw_torch", adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
+        weight_decay=0.0, max_grad_norm=GRAD_CLIP,
+        eval_strategy="steps", eval_steps=spec["eval_every"],
+        logging_strategy="steps", logging_steps=spec["eval_every"],
+        save_strategy="no", load_best_model_at_end=False,
+        metric_for_best_model=task.metric, greater_is_better=True,
+        seed=spec["seed"], data_seed=spec["seed"], report_to="none", disable_tqdm=True,
+        use_cpu=dev.type == "cpu", dataloader_pin_memory=False,
+        bf16=dev.type == "cuda" and torch.cuda.is_bf16_supported(),  # autocast, fp32 weights
+    )
+
+
+def _train_quietly(trainer) -> None:
+    """``trainer.train()`` without the warning that the best model is not loaded at the end."""
+    quiet = _NoBestModelWarning()
+    callback_log = logging.getLogger("transformers.trainer_callback")
+    callback_log.addFilter(quiet)
+    try:
+        trainer.train()
+    finally:
+        callback_log.removeFilter(quiet)
+
+
+def _result(base: dict, task: Task, spec: dict, state, run: dict) -> dict:
+    """The result record from the Trainer's log history: the best validation score (the
+    first of equal scores, as the Trainer picks it), the score history and the settings.
+    ``run``: what the run knew (example counts, max_length, files, device, start time)."""
+    key = f"eval_{task.metric}"
+    losses = {e["step"]: e["loss"] for e in state.log_history if "loss" in e}
+    history = [{"step": e["step"], "score": e[key], "loss": losses.get(e["step"])}
+               for e in state.log_history if key in e]
+    best = max(history, key=lambda h: h["score"])  # the first of equal scores, as the Trainer
+    return {
+        **base,
+        "score": best["score"],
+        "best_step": best["step"],
+        "n_train": run["n_train"],
+        "n_valid": run["n_valid"],
+        "steps": state.global_step,
+        "stopped_early": state.global_step < state.max_steps,
+        "history": history,
+        "hyperparameters": {
+            **spec, "max_length": run["max_length"], "schedule": "linear", "warmup_steps": 0,
+            "optimizer": "adamw", "weight_decay": 0.0, "grad_clip": GRAD_CLIP,
+            "early_stopping_threshold": EARLY_STOPPING_THRESHOLD, "max_train": run["max_train"],
+            "max_valid": run["max_valid"],
+        },
+        "num_labels": task.num_labels,
+        "train_file": str(run["train_path"]),
+        "valid_file": str(run["valid_path"]),
+        "device": run["device"],
+        "seconds": round(time.time() - run["t0"], 2),
+    }
+
+
 def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.PathLike,
              spec: dict, max_train: int | None = None, max_valid: int | None = None,
              device: str = "auto", work_dir: str | os.PathLike | None = None) -> dict:
@@ -457,8 +522,7 @@ def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.Pa
         raise UserError(f"{Path(data_dir) / (task.valid_name + '.valid.jsonl')}: validation file not found")
 
     dev = pick_device(device)
-    from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, set_seed
 
     from babydistill.common import quiet_library_bars
 
@@ -469,27 +533,13 @@ def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.Pa
     max_len = min(MAX_LENGTH, getattr(model.config, "max_position_embeddings", None)
                   or getattr(model.config, "n_positions", MAX_LENGTH))
     metric_fn = METRICS[task.metric]
-    bs = spec["batch_size"]
 
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".finetune.", dir=work_dir) as tmp:
         train_ds, valid_ds = load_splits(task, train_path, valid_path, tok, max_len,
                                          Path(tmp) / "datasets", max_train, max_valid, spec["seed"])
-        args = TrainingArguments(
-            output_dir=str(Path(tmp) / "trainer"), learning_rate=spec["lr"],
-            per_device_train_batch_size=bs, per_device_eval_batch_size=max(bs, 64),
-            num_train_epochs=spec["epochs"], lr_scheduler_type="linear", warmup_steps=0,
-            optim="adamw_torch", adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
-            weight_decay=0.0, max_grad_norm=GRAD_CLIP,
-            eval_strategy="steps", eval_steps=spec["eval_every"],
-            logging_strategy="steps", logging_steps=spec["eval_every"],
-            save_strategy="no", load_best_model_at_end=False,
-            metric_for_best_model=task.metric, greater_is_better=True,
-            seed=spec["seed"], data_seed=spec["seed"], report_to="none", disable_tqdm=True,
-            use_cpu=dev.type == "cpu", dataloader_pin_memory=False,
-            bf16=dev.type == "cuda" and torch.cuda.is_bf16_supported(),  # autocast, fp32 weights
-        )
+        args = _training_arguments(spec, task, Path(tmp) / "trainer", dev)
         trainer = Trainer(
             model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
             data_collator=DataCollatorWithPadding(tok),
@@ -500,42 +550,14 @@ def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.Pa
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         log.info("%s: %d train / %d valid examples, %d labels, %d steps max, device %s",
                  task.name, len(train_ds), len(valid_ds), task.num_labels,
-                 math.ceil(len(train_ds) / bs) * spec["epochs"], args.device)
-        quiet = _NoBestModelWarning()
-        callback_log = logging.getLogger("transformers.trainer_callback")
-        callback_log.addFilter(quiet)
-        try:
-            trainer.train()
-        finally:
-            callback_log.removeFilter(quiet)
+                 math.ceil(len(train_ds) / spec["batch_size"]) * spec["epochs"], args.device)
+        _train_quietly(trainer)
         state = trainer.state
 
-    key = f"eval_{task.metric}"
-    losses = {e["step"]: e["loss"] for e in state.log_history if "loss" in e}
-    history = [{"step": e["step"], "score": e[key], "loss": losses.get(e["step"])}
-               for e in state.log_history if key in e]
-    best = max(history, key=lambda h: h["score"])  # the first of equal scores, as the Trainer
-    return {
-        **base,
-        "score": best["score"],
-        "best_step": best["step"],
-        "n_train": len(train_ds),
-        "n_valid": len(valid_ds),
-        "steps": state.global_step,
-        "stopped_early": state.global_step < state.max_steps,
-        "history": history,
-        "hyperparameters": {
-            **spec, "max_length": max_len, "schedule": "linear", "warmup_steps": 0,
-            "optimizer": "adamw", "weight_decay": 0.0, "grad_clip": GRAD_CLIP,
-            "early_stopping_threshold": EARLY_STOPPING_THRESHOLD, "max_train": max_train,
-            "max_valid": max_valid,
-        },
-        "num_labels": task.num_labels,
-        "train_file": str(train_path),
-        "valid_file": str(valid_path),
-        "device": str(args.device),
-        "seconds": round(time.time() - t0, 2),
-    }
+    return _result(base, task, spec, state, {
+        "n_train": len(train_ds), "n_valid": len(valid_ds), "max_length": max_len,
+        "max_train": max_train, "max_valid": max_valid, "train_path": train_path,
+        "valid_path": valid_path, "device": str(args.device), "t0": t0})
 
 
 def _read_spec(text: str) -> Any:

@@ -130,22 +130,9 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def render(model_dir: str | os.PathLike, blimp: Sequence[str | os.PathLike] = (),
-           finetune: Sequence[str | os.PathLike] = ()) -> str:
-    """The card's text for a saved model directory and its evaluation results (eval_blimp's
-    and finetune's JSON files)."""
-    d = Path(model_dir)
-    config = _read_json(d / "config.json")
-    if config is None:
-        raise UserError(f"{d}: not a saved model directory (no config.json)")
-    prov = _read_json(d / "provenance.json") or {}
-    summary = _read_json(d / "train_summary.json") or {}
-    spec = prov.get("spec") or {}
-    name = d.name
-    zero, fine = eval_results(blimp), eval_results(finetune)
-    what, paper = describe(spec, config)
-    ensemble = config.get("model_type") == "babydistill_ensemble"
-
+def _card_head(name: str, config: dict, summary: dict, what: str, paper: str,
+               index: list[dict]) -> list[str]:
+    """The YAML header (with the ``model-index``), the title, what the model is, its facts."""
     header = {
         "language": ["en"],
         "license": "mit",
@@ -153,7 +140,6 @@ def render(model_dir: str | os.PathLike, blimp: Sequence[str | os.PathLike] = ()
         "pipeline_tag": "text-generation",
         "tags": ["babylm", "babydistill", "knowledge-distillation", config.get("model_type", "causal-lm")],
     }
-    index = model_index(name, zero, fine)
     if index:
         header["model-index"] = index
     out = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "", f"# {name}", "", what, ""]
@@ -163,9 +149,11 @@ def render(model_dir: str | os.PathLike, blimp: Sequence[str | os.PathLike] = ()
              f"context {ctx} tokens"]
     if params:
         facts.append("parameters " + ", ".join(f"{k} {v:,}" for k, v in params.items()))
-    out += ["- " + "; ".join(facts), f"- paper: {paper}", ""]
+    return out + ["- " + "; ".join(facts), f"- paper: {paper}", ""]
 
-    out += ["## Use", "", "```python",
+
+def _card_use(name: str, ensemble: bool) -> list[str]:
+    return ["## Use", "", "```python",
             "from transformers import AutoModelForCausalLM, AutoTokenizer",
             f"tok = AutoTokenizer.from_pretrained(\"{name}\")",
             f"model = AutoModelForCausalLM.from_pretrained(\"{name}\""
@@ -173,7 +161,8 @@ def render(model_dir: str | os.PathLike, blimp: Sequence[str | os.PathLike] = ()
             "The tokenizer (byte-level BPE, `PreTrainedTokenizerFast`) gives the same ids in "
             "transformers 4.40 to 5.x; lm-eval adds the BOS token before each sentence.", ""]
 
-    out += ["## Data", ""]
+
+def _card_data(spec: dict, summary: dict, prov: dict, config: dict, ensemble: bool) -> list[str]:
     data = [f"- trained on the BabyLM training split, tokenized and cut into "
             f"{spec.get('seq_length', summary.get('seq_length', '?'))}-token chunks; the eval loss on "
             f"{spec.get('eval_chunks', '?')} fixed dev chunks"]
@@ -185,24 +174,32 @@ def render(model_dir: str | os.PathLike, blimp: Sequence[str | os.PathLike] = ()
         members = config.get("member_sources") or []
         data = ["- the members' own training data: see the cards of "
                 + ", ".join(f"`{m}`" for m in members)]
-    out += data + [""]
+    return ["## Data", "", *data, ""]
 
-    if spec:
-        out += ["## Config spec", "", "The merged config entry this model was trained with:", "", "```json",
-                json.dumps(spec, indent=2, sort_keys=True), "```", ""]
 
-    if summary:
-        out += ["## Training", "", "| metric | value |", "|---|---|"]
-        for key in ("steps", "epochs", "tokens", "batch_size", "world_size", "best_eval_loss", "best_step",
-                    "keep", "wall_time_s", "objective", "cached_targets"):
-            if summary.get(key) is not None:
-                out.append(f"| {key} | {_fmt(summary[key])} |")
-        last = _last_metrics_row(d)
-        if last:
-            out.append("| last metrics.csv row | " + ", ".join(f"{k}={v}" for k, v in last.items() if v) + " |")
-        out.append("")
+def _card_spec(spec: dict) -> list[str]:
+    if not spec:
+        return []
+    return ["## Config spec", "", "The merged config entry this model was trained with:", "", "```json",
+            json.dumps(spec, indent=2, sort_keys=True), "```", ""]
 
-    out += ["## Evaluation", ""]
+
+def _card_training(summary: dict, model_dir: Path) -> list[str]:
+    if not summary:
+        return []
+    out = ["## Training", "", "| metric | value |", "|---|---|"]
+    for key in ("steps", "epochs", "tokens", "batch_size", "world_size", "best_eval_loss", "best_step",
+                "keep", "wall_time_s", "objective", "cached_targets"):
+        if summary.get(key) is not None:
+            out.append(f"| {key} | {_fmt(summary[key])} |")
+    last = _last_metrics_row(model_dir)
+    if last:
+        out.append("| last metrics.csv row | " + ", ".join(f"{k}={v}" for k, v in last.items() if v) + " |")
+    return out + [""]
+
+
+def _card_evaluation(zero: list[dict], fine: list[dict]) -> list[str]:
+    out = ["## Evaluation", ""]
     if not (zero or fine):
         out += ["Not evaluated (no evaluation results were given).", ""]
     if zero:
@@ -219,15 +216,44 @@ def render(model_dir: str | os.PathLike, blimp: Sequence[str | os.PathLike] = ()
         out += [f"| {r.get('task')} | {r.get('metric')} | "
                 + ("skipped" if r.get("score") is None else f"{100 * r['score']:.2f}") + " |" for r in fine]
         out.append("")
+    return out
 
-    if prov:
-        code = prov.get("code") or {}
-        out += ["## Provenance", "",
-                f"- spec sha256 `{prov.get('spec_sha256', '?')}`",
-                f"- code commit `{code.get('commit', '?')}`" + (" (uncommitted changes)" if code.get("dirty") else ""),
-                "- " + ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items() if v),
-                f"- written {prov.get('written', '?')}; every digest is in `provenance.json`", ""]
-    return "\n".join(out)
+
+def _card_provenance(prov: dict) -> list[str]:
+    if not prov:
+        return []
+    code = prov.get("code") or {}
+    return ["## Provenance", "",
+            f"- spec sha256 `{prov.get('spec_sha256', '?')}`",
+            f"- code commit `{code.get('commit', '?')}`" + (" (uncommitted changes)" if code.get("dirty") else ""),
+            "- " + ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items() if v),
+            f"- written {prov.get('written', '?')}; every digest is in `provenance.json`", ""]
+
+
+def render(model_dir: str | os.PathLike, blimp: Sequence[str | os.PathLike] = (),
+           finetune: Sequence[str | os.PathLike] = ()) -> str:
+    """The card's text for a saved model directory and its evaluation results (eval_blimp's
+    and finetune's JSON files)."""
+    d = Path(model_dir)
+    config = _read_json(d / "config.json")
+    if config is None:
+        raise UserError(f"{d}: not a saved model directory (no config.json)")
+    prov = _read_json(d / "provenance.json") or {}
+    summary = _read_json(d / "train_summary.json") or {}
+    spec = prov.get("spec") or {}
+    name = d.name
+    zero, fine = eval_results(blimp), eval_results(finetune)
+    what, paper = describe(spec, config)
+    ensemble = config.get("model_type") == "babydistill_ensemble"
+    return "\n".join([
+        *_card_head(name, config, summary, what, paper, model_index(name, zero, fine)),
+        *_card_use(name, ensemble),
+        *_card_data(spec, summary, prov, config, ensemble),
+        *_card_spec(spec),
+        *_card_training(summary, d),
+        *_card_evaluation(zero, fine),
+        *_card_provenance(prov),
+    ])
 
 
 def write_card(model_dir: str | os.PathLike, out: str | os.PathLike,

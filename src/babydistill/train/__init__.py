@@ -2,5 +2,6 @@
 the launcher for torchrun, and the pretrain stage (teachers and baselines).
 
 Stages: ``pretrain``, ``launch`` (starts a training stage on the granted GPUs).
-Library: ``trainer``, ``callbacks``, ``checkpoint``, ``metrics``.
+Library: ``trainer``, ``callbacks``, ``checkpoint``, ``metrics``, ``stage`` (what every training
+stage shares: flags, spec, data, callbacks, identity, provenance).
 """

@@ -2,8 +2,9 @@
 
 :class:`Checkpointer` (torchtitan's pattern): a run registers its *parts* -- anything with
 ``state_dict()`` / ``load_state_dict()`` (the model(s), the optimizer, the LR scheduler,
-the objective, the RNG states, the trainer's data position and bookkeeping) -- and the
-checkpointer saves them together in one file and restores them all. It also owns:
+the objective, the RNG states, the trainer's data position and bookkeeping, the callbacks
+by name) -- and the checkpointer saves them together in one file and restores them all. It
+also owns its cadence (:meth:`Checkpointer.due`) and:
 
 * **Safe loading.** Every file is read with ``torch.load(weights_only=True)``: only
   tensors and plain Python values (dict, list, tuple, str, int, float, bool, None) come
@@ -20,9 +21,9 @@ checkpointer saves them together in one file and restores them all. It also owns
 
 :func:`run_identity` digests a run's spec and its input files' *contents* (not their
 modification times, so ``touch`` or a copy without timestamps changes nothing). The
-digests are computed once and cached beside each input in a small hidden JSON file
-(``.<name>.sha256.json``), keyed by size and modification time, so a rerun does not read
-gigabytes again.
+digests are computed once and kept in the job's own ``CHECKPOINT_DIR/input_digests.json``
+(by input path, keyed by size and modification time), so a rerun does not read gigabytes
+again; nothing is written beside the inputs.
 
 Files: ``last.pt`` (everything to resume) and ``best.pt`` (the best weights), each a
 dict ``{"format", "sha256", <metadata>, <part name>: <part state>, ...}``.
@@ -44,13 +45,12 @@ from typing import Any, Iterable, Mapping, Protocol
 import numpy as np
 import torch
 
-from babydistill.common import UserError, atomic_path, atomic_write_text
+from babydistill.common import UserError, atomic_path, atomic_write_text, file_digests
 
 log = logging.getLogger("babydistill.train.checkpoint")
 
-FORMAT = "babydistill-checkpoint-v2"
-DIGEST_SUFFIX = ".sha256.json"  # the cached content digests beside an input: .<name>.sha256.json
-_CHUNK = 1 << 24
+FORMAT = "babydistill-checkpoint-v3"  # v3: the callbacks' state by name
+DIGEST_CACHE = "input_digests.json"  # in CHECKPOINT_DIR: the inputs' content digests
 
 
 # ---------------------------------------------------------------------------- digests
@@ -86,58 +86,47 @@ def _feed(h, x: Any, where: str) -> None:
                         "checkpointed safely; parts may hold only tensors and plain Python values")
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def content_digests(path: str | os.PathLike) -> list[tuple[str, int, str]]:
+def content_digests(path: str | os.PathLike,
+                    cache: str | os.PathLike | None = None) -> list[tuple[str, int, str]]:
     """``(name, size, sha256)`` of a file, or of every file under a directory (names
-    relative to it, sorted). Cached in ``.<name>.sha256.json`` beside ``path`` and reused
-    while each file's size and modification time are unchanged; a folder that cannot be
-    written just goes without the cache."""
-    p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    cache_file = p.parent / f".{p.name}{DIGEST_SUFFIX}"
-    try:
-        cached = json.loads(cache_file.read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        cached = {}
-    entries, out = {}, []
-    for f in files:
-        name = str(f.relative_to(p)) if p.is_dir() else f.name
-        st = f.stat()
-        key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        old = cached.get(name)
-        if isinstance(old, dict) and all(old.get(k) == v for k, v in key.items()) and old.get("sha256"):
-            digest = old["sha256"]
-        else:
-            digest = _file_sha256(f)
-        entries[name] = {**key, "sha256": digest}
-        out.append((name, st.st_size, digest))
-    if entries != cached:
+    relative to it, sorted; :func:`babydistill.common.file_digests`). With ``cache`` (a
+    JSON file the job owns, e.g. ``CHECKPOINT_DIR/input_digests.json``) the digests are
+    kept there under the input's path and reused while each file's size and modification
+    time are unchanged; nothing is ever written beside the input."""
+    key = str(path)
+    stored = _read_cache(cache) if cache else {}
+    digests = file_digests(path, known=stored.get(key))
+    if cache and digests != stored.get(key):
+        stored[key] = digests
         try:
-            atomic_write_text(cache_file, json.dumps({"files": entries}, indent=1) + "\n")
-        except OSError:  # a read-only input folder: no cache, the digests are still right
+            atomic_write_text(cache, json.dumps(stored, indent=1) + "\n")
+        except OSError:  # a read-only checkpoint folder: no cache, the digests are still right
             pass
-    return out
+    return [(name, d["size"], d["sha256"]) for name, d in digests.items()]
+
+
+def _read_cache(cache: str | os.PathLike) -> dict:
+    try:
+        stored = json.loads(Path(cache).read_text())
+    except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
 
 
 def run_identity(spec: dict, inputs: Iterable[str | os.PathLike] = (),
-                 resume_free: Iterable[str] = ()) -> str:
+                 resume_free: Iterable[str] = (), cache: str | os.PathLike | None = None) -> str:
     """A digest of what a run is: its whole CLI spec (less the ``train`` keys in
     ``resume_free``, which may change on resumption) and its inputs' names and contents,
-    so that a checkpoint left by a run with other settings or other data is never resumed."""
+    so that a checkpoint left by a run with other settings or other data is never resumed.
+    ``cache``: where the inputs' content digests are kept between runs (see
+    :func:`content_digests`)."""
     spec = dict(spec)
     free = set(resume_free)
     if isinstance(spec.get("train"), dict):
         spec["train"] = {k: v for k, v in spec["train"].items() if k not in free}
     h = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
     for p in map(Path, inputs):
-        for name, size, digest in content_digests(p):
+        for name, size, digest in content_digests(p, cache):
             h.update(f"{p.name}/{name}:{size}:{digest};".encode())
     return h.hexdigest()
 
@@ -150,18 +139,27 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-class ModulesState:
-    """Named modules as one part: ``{name: module.state_dict()}``."""
+class NamedStates:
+    """Named parts as one part: ``{name: part.state_dict()}`` (the trainable modules, the
+    callbacks). A checkpoint holding other names belongs to another run: :meth:`mismatch`
+    says so, and :meth:`Checkpointer.restore` moves it aside."""
 
-    def __init__(self, modules: Mapping[str, torch.nn.Module]):
-        self.modules = modules
+    def __init__(self, parts: Mapping[str, Stateful], what: str = "parts"):
+        self.parts, self.what = parts, what
 
     def state_dict(self) -> dict:
-        return {n: m.state_dict() for n, m in self.modules.items()}
+        return {n: p.state_dict() for n, p in self.parts.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        for n, m in self.modules.items():
-            m.load_state_dict(state[n])
+        for n, p in self.parts.items():
+            p.load_state_dict(state[n])
+
+    def mismatch(self, state: dict) -> str | None:
+        """Why ``state`` cannot be loaded into these parts (other names), or None."""
+        if set(state) == set(self.parts):
+            return None
+        return (f"it holds the state of {self.what} {', '.join(state) or '(none)'}, this run has "
+                f"{', '.join(self.parts) or '(none)'}")
 
 
 class RNGState:
@@ -232,14 +230,17 @@ class Checkpointer:
 
     ``parts``: name -> object with ``state_dict()``/``load_state_dict()``. ``spec``: the
     train spec, stored and compared on resume (keys in ``resume_free`` may differ).
+    ``every``: its cadence, ``last.pt`` every that many steps (0 = none) besides each epoch
+    end and the last step (:meth:`due`).
     ``identity``: :func:`run_identity` of the run (None = not checked). Only the main
     process writes; every process reads. ``barrier`` is called (when given) after the
     main process moved stale files aside, so no rank reads them."""
 
     def __init__(self, directory: str | os.PathLike | None, parts: Mapping[str, Stateful], *,
                  spec: dict, identity: str | None = None, resume_free: Iterable[str] = (),
-                 main: bool = True, barrier=None):
+                 every: int = 0, main: bool = True, barrier=None):
         self.directory = Path(directory) if directory else None
+        self.every = every
         self.parts = dict(parts)
         # a babydistill.config.specs object is stored as its JSON: checkpoints hold plain data only
         self.spec = spec.to_json() if hasattr(spec, "to_json") else spec
@@ -249,6 +250,10 @@ class Checkpointer:
 
     def path(self, name: str) -> Path:
         return self.directory / name
+
+    def due(self, step: int, *, epoch_end: bool, last: bool) -> bool:
+        """Whether ``last.pt`` is written after optimizer step ``step``."""
+        return last or epoch_end or bool(self.every and step % self.every == 0)
 
     def _meta(self) -> dict:
         return {"spec": self.spec, "identity": self.identity}
@@ -326,6 +331,11 @@ class Checkpointer:
         if missing:
             raise UserError(f"{path}: no state for {', '.join(missing)}; delete the checkpoint "
                             f"directory {self.directory} to start over")
+        for name, part in self.parts.items():
+            why = part.mismatch(ck[name]) if isinstance(part, NamedStates) else None
+            if why:  # e.g. other callbacks: another run's state, never loaded into these
+                self._move_aside(f"{path.name} is another run's: {why}")
+                return False
         for name, part in self.parts.items():
             part.load_state_dict(ck[name])
         return True

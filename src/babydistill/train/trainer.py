@@ -22,22 +22,22 @@ micro batch; gloo on CPU, nccl on CUDA; no wrapping in a single process) and a N
 stop naming the step. Its parts do the rest:
 
 * :class:`babydistill.train.checkpoint.Checkpointer` over the parts' state dicts (model(s),
-  optimizer, scheduler, objective, RNG states, data position and the callbacks' state):
-  atomic checkpoints that resume bit-for-bit, loaded without unpickling code,
-  checksummed, and moved aside, never resumed, when another run wrote them;
+  optimizer, scheduler, objective, RNG states, data position and ``{name: state}`` of the
+  callbacks): atomic checkpoints that resume bit-for-bit, loaded without unpickling code,
+  checksummed, and moved aside, never resumed, when another run wrote them. It owns its
+  cadence (``checkpoint_every``, each epoch end, the last step);
 * :class:`babydistill.train.metrics.MetricsLogger`: ``metrics.csv``, TensorBoard event files in
   ``CHECKPOINT_DIR/tensorboard/`` and the progress bar (:func:`progress_bar`);
-* callbacks (:mod:`babydistill.train.callbacks`): eval loss on the fixed eval chunks and the
-  best checkpoint by it (``EvalTracker``), the BLiMP learning curve (``BlimpCurve``),
-  and any the caller passes. Only rank 0 writes files.
+* the callbacks the stage gives it (:mod:`babydistill.train.callbacks`, kept by name; usually
+  :func:`~babydistill.train.callbacks.standard_callbacks`): the evaluator (``EvalTracker``:
+  eval loss on the fixed eval chunks at its own cadence, ``eval_every``, and the best
+  checkpoint by it), the BLiMP learning curve (``BlimpCurve``, with ``blimp_every_epoch``
+  and a suite: every trainable module scored before the first step and at each epoch end,
+  ``blimp_acc`` rows in ``metrics.csv`` and ``OUT_DIR/blimp_curve.json``) and the stage's
+  own. Only rank 0 writes files.
 
-BLiMP learning curves: with ``blimp_every_epoch: true`` and a suite directory
-(``train(..., blimp_suite=DIR)``), rank 0 scores every trainable module with the fast
-scorer (:mod:`babydistill.eval.scorer`, first ``blimp_limit`` pairs per paradigm) before the
-first step and at each epoch end (and at the last step), writing a ``blimp_acc`` row to
-``metrics.csv`` (the modules' mean macro accuracy; each module's in ``logs``) and the
-points to ``OUT_DIR/blimp_curve.json``. The points live in the checkpoint, so a resumed
-run writes the same curve and the same metrics rows.
+:meth:`Trainer.fit` reads top to bottom: an optimizer step, then the loss window is logged
+and each component asked whether it is due (the evaluator, the checkpointer).
 
 Files: ``CHECKPOINT_DIR/last.pt`` (everything to resume), ``CHECKPOINT_DIR/best.pt`` (the
 best weights, keep=best), ``CHECKPOINT_DIR/metrics.csv`` (grows as the run goes). At the
@@ -52,7 +52,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -66,8 +65,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from babydistill.train import checkpoint
-from babydistill.train.callbacks import BlimpCurve, Callback, EvalTracker
-from babydistill.train.checkpoint import Checkpointer, ModulesState, RNGState
+from babydistill.train.callbacks import Callback, EvalTracker
+from babydistill.train.checkpoint import Checkpointer, NamedStates, RNGState
 from babydistill.common import UserError, atomic_path, write_json
 from babydistill.train.metrics import METRICS_FIELDS, MetricsLogger, progress_bar, quiet_library_bars  # noqa: F401 (re-exported)
 from babydistill.config.specs import TrainSpec, defaults
@@ -82,13 +81,16 @@ _RESUME_FREE = {"stop_after_steps", "compile", "log_every", "checkpoint_every", 
                 "eval_batch_size", "gpus", "blimp_every_epoch", "blimp_limit"}
 
 
-def run_identity(spec, inputs: Iterable[str | os.PathLike] = ()) -> str:
+def run_identity(spec, inputs: Iterable[str | os.PathLike] = (),
+                 checkpoint_dir: str | os.PathLike | None = None) -> str:
     """A digest of what a run is: its whole CLI spec (a job spec of babydistill.config.specs or its
     JSON, less the keys that may change on resumption) and its inputs' contents (see
     :func:`babydistill.train.checkpoint.run_identity`), so that a checkpoint left by a run with
-    other settings or other data is never resumed."""
+    other settings or other data is never resumed. With ``checkpoint_dir`` (the run's own),
+    the inputs' digests are cached in its ``input_digests.json``."""
     spec = spec.to_json() if hasattr(spec, "to_json") else spec
-    return checkpoint.run_identity(spec, inputs, resume_free=_RESUME_FREE)
+    cache = Path(checkpoint_dir) / checkpoint.DIGEST_CACHE if checkpoint_dir else None
+    return checkpoint.run_identity(spec, inputs, resume_free=_RESUME_FREE, cache=cache)
 
 
 class TrainingStopped(Exception):
@@ -268,8 +270,7 @@ def _param_groups(modules: Iterable[torch.nn.Module], weight_decay: float) -> li
 # ---------------------------------------------------------------------------- the trainer
 
 class _Position:
-    """The trainer's data position and bookkeeping, as a checkpoint part (with the state of
-    its evaluation and BLiMP callbacks, kept here so the checkpoint layout stays one part)."""
+    """The trainer's data position and bookkeeping, as a checkpoint part."""
 
     def __init__(self, trainer: "Trainer"):
         self.trainer = trainer
@@ -277,30 +278,23 @@ class _Position:
     def state_dict(self) -> dict:
         t = self.trainer
         return {"step": t.step, "epoch": t.epoch, "batch": t.batch,
-                **t.evaluator.state_dict(),  # best, last_eval
-                "wall_time": t.wall_time + (time.time() - t._t_start),
-                "blimp": t.blimp.state_dict()}
+                "wall_time": t.wall_time + (time.time() - t._t_start)}
 
     def load_state_dict(self, s: dict) -> None:
         t = self.trainer
         t.step, t.epoch, t.batch = s["step"], s["epoch"], s["batch"]
-        t.evaluator.load_state_dict(s)
         t.wall_time = s["wall_time"]
-        t.blimp.load_state_dict(s["blimp"], step=t.step)
 
 
-class _CallbackStates:
-    """The caller's extra callbacks as one checkpoint part (only when there are any)."""
-
-    def __init__(self, callbacks: list[Callback]):
-        self.callbacks = callbacks
-
-    def state_dict(self) -> dict:
-        return {str(i): cb.state_dict() for i, cb in enumerate(self.callbacks)}
-
-    def load_state_dict(self, state: dict) -> None:
-        for i, cb in enumerate(self.callbacks):
-            cb.load_state_dict(state[str(i)])
+def _by_name(callbacks: Iterable[Callback]) -> dict[str, Callback]:
+    """The stage's callbacks keyed by their names (in the order given); names must be unique."""
+    out: dict[str, Callback] = {}
+    for cb in callbacks:
+        if not cb.name or cb.name in out:
+            raise ValueError(f"callback {type(cb).__name__}: name {cb.name!r} is "
+                             f"{'taken' if cb.name else 'empty'}; each callback needs its own")
+        out[cb.name] = cb
+    return out
 
 
 class Trainer:
@@ -309,13 +303,12 @@ class Trainer:
     Its parts: ``objective`` (modules and loss), ``optimizer`` and ``scheduler``,
     ``checkpointer`` (:class:`babydistill.train.checkpoint.Checkpointer` over every part's
     state dict), ``metrics`` (:class:`babydistill.train.metrics.MetricsLogger`: metrics.csv,
-    TensorBoard, the progress bar) and ``callbacks`` (:mod:`babydistill.train.callbacks`:
-    ``evaluator``, ``blimp``, then the caller's)."""
+    TensorBoard, the progress bar) and ``callbacks`` (:mod:`babydistill.train.callbacks`),
+    the stage's, by name; ``evaluator`` is the :class:`~babydistill.train.callbacks.EvalTracker`
+    among them (None without one: no evaluation, no best checkpoint)."""
 
     def __init__(self, spec: TrainSpec | dict, objective: Objective, train_data, eval_data=None,
                  checkpoint_dir: str | os.PathLike | None = None,
-                 blimp_suite: str | os.PathLike | None = None,
-                 tokenizer_dir: str | os.PathLike | None = None,
                  identity: str | None = None, callbacks: Iterable[Callback] = ()):
         self.spec = TrainSpec.of(spec)
         self.identity = identity  # run_identity() of the caller's spec and inputs
@@ -378,16 +371,11 @@ class Trainer:
         self._window: list[torch.Tensor] = []
         self._window_logs: dict[str, Any] = {}
 
-        # Callbacks: evaluation / best weights, the BLiMP curve, then the caller's.
-        if s.blimp_every_epoch and not blimp_suite:
-            log.warning("train.blimp_every_epoch is true but no BLiMP suite was given "
-                        "(--blimp-suite DIR): no per-epoch curve")
-        self.evaluator = EvalTracker()
-        self.blimp = BlimpCurve(blimp_suite if s.blimp_every_epoch else None, tokenizer_dir,
-                                s.blimp_limit, main=self.dist.main)
-        self.extra_callbacks = list(callbacks)
-        self.callbacks: list[Callback] = [self.evaluator, self.blimp, *self.extra_callbacks]
-        fields = METRICS_FIELDS + [f for cb in self.callbacks for f in cb.metrics_fields]
+        # The stage's callbacks, by name; the evaluator among them owns the eval cadence.
+        self.callbacks = _by_name(callbacks)
+        self.evaluator = next((cb for cb in self.callbacks.values()
+                               if isinstance(cb, EvalTracker)), None)
+        fields = METRICS_FIELDS + [f for cb in self.callbacks.values() for f in cb.metrics_fields]
         self.metrics = MetricsLogger(self.checkpoint_dir, fields, main=self.dist.main,
                                      tensorboard=s.tensorboard)
         self.checkpointer = self._make_checkpointer()
@@ -510,20 +498,18 @@ class Trainer:
     def _make_checkpointer(self) -> Checkpointer:
         """The parts a resumed run needs, each with ``state_dict``/``load_state_dict``."""
         barrier = dist.barrier if self.dist.world_size > 1 else None
-        parts = {"modules": ModulesState(self.modules), "optimizer": self.optimizer,
+        parts = {"modules": NamedStates(self.modules, "modules"), "optimizer": self.optimizer,
                  "scheduler": self.scheduler, "objective": self.objective, "rng": RNGState(),
-                 "position": _Position(self)}
-        if self.extra_callbacks:
-            parts["callbacks"] = _CallbackStates(self.extra_callbacks)
+                 "position": _Position(self),
+                 "callbacks": NamedStates(self.callbacks, "callbacks")}  # {name: state}
         return Checkpointer(self.checkpoint_dir, parts, spec=self.spec, identity=self.identity,
-                            resume_free=_RESUME_FREE, main=self.dist.main, barrier=barrier)
+                            resume_free=_RESUME_FREE, every=self.spec.checkpoint_every,
+                            main=self.dist.main, barrier=barrier)
 
-    def save_checkpoint(self) -> None:
-        self.checkpointer.save()
-
-    def save_best(self) -> None:
+    def save_best(self, loss: float) -> None:
+        """``best.pt``: the current weights, the best so far by the evaluator's ``loss``."""
         self.checkpointer.save_weights({n: m.state_dict() for n, m in self.modules.items()},
-                                       step=self.step, loss=self.evaluator.best_loss)
+                                       step=self.step, loss=loss)
 
     def resume(self) -> bool:
         """Load ``last.pt`` when it is this run's (every rank reads it). Returns whether it did."""
@@ -564,70 +550,83 @@ class Trainer:
         self._t_window = now
 
     def fit(self) -> dict:
-        s = self.spec
+        """Resume when this run's checkpoint is there, train to ``total_steps``, return the
+        summary. Each step: the optimizer step, then each component asked whether it is due
+        (:meth:`_after_step`)."""
         self._t_start = time.time()
         resumed = self.resume()
         self.metrics.open(self.step, self.total_steps, resumed)
         try:
-            for cb in self.callbacks:
+            for cb in self.callbacks.values():
                 cb.on_train_start(self, resumed)
             self._t_window = time.time()
             while self.step < self.total_steps:
-                consumed = False
-                for batch in self.train_data.batches(self.epoch, s.batch_size, self.batch,
-                                                     rank=self.dist.rank,
-                                                     world_size=self.dist.world_size):
-                    consumed = True
-                    loss, self._window_logs = self.train_step(batch)
-                    self._window.append(loss)
-                    self.batch += 1
-                    epoch_end = self.batch >= self.epoch_steps[self.epoch]
-                    if epoch_end:
-                        self.epoch, self.batch = self.epoch + 1, 0
-                    last = self.step >= self.total_steps
-                    do_eval = last or (s.eval_every and self.step % s.eval_every == 0) \
-                        or (epoch_end and not s.eval_every)
-                    do_ckpt = last or epoch_end or \
-                        (s.checkpoint_every and self.step % s.checkpoint_every == 0)
-                    if self.step % s.log_every == 0 or do_eval or do_ckpt:
-                        self._log_window()  # NaN check before anything is saved
-                    for cb in self.callbacks:
-                        cb.on_step_end(self, bool(do_eval))
-                    if epoch_end or last:  # before the checkpoint, which holds their state
-                        for cb in self.callbacks:
-                            cb.on_epoch_end(self)
-                    if do_ckpt:
-                        self.save_checkpoint()
-                    if do_eval or do_ckpt:
-                        self._t_window = time.time()  # eval/save time is not training time
-                    if s.stop_after_steps and self.step >= s.stop_after_steps:
-                        raise TrainingStopped(f"stopped after step {self.step} (test hook)")
-                    if epoch_end or last:
-                        break
-                if not consumed:
-                    raise UserError(f"train data: epoch {self.epoch} yielded no batch from "
-                                    f"batch {self.batch} (num_batches says {self.epoch_steps[self.epoch]})")
+                self._run_epoch()
         finally:
             self.metrics.close()
         self.wall_time += time.time() - self._t_start
-        ev = self.evaluator
-        summary = {
+        summary = self._summary()
+        for cb in self.callbacks.values():
+            cb.on_train_end(self, summary)
+        return summary
+
+    def _run_epoch(self) -> None:
+        """The rest of the current epoch (or of the run, when it ends mid-epoch)."""
+        consumed = False
+        for batch in self.train_data.batches(self.epoch, self.spec.batch_size, self.batch,
+                                             rank=self.dist.rank,
+                                             world_size=self.dist.world_size):
+            consumed = True
+            loss, self._window_logs = self.train_step(batch)
+            self._window.append(loss)
+            self.batch += 1
+            epoch_end = self.batch >= self.epoch_steps[self.epoch]
+            if epoch_end:
+                self.epoch, self.batch = self.epoch + 1, 0
+            self._after_step(epoch_end)
+            if epoch_end or self.step >= self.total_steps:
+                return
+        if not consumed:
+            raise UserError(f"train data: epoch {self.epoch} yielded no batch from "
+                            f"batch {self.batch} (num_batches says {self.epoch_steps[self.epoch]})")
+
+    def _after_step(self, epoch_end: bool) -> None:
+        """Log, evaluate and checkpoint when each is due, in that order: the loss window
+        (checked for NaN before anything is saved), the callbacks (the evaluator's points
+        from :meth:`EvalTracker.due`), epoch-end callbacks (before the checkpoint, which
+        holds their state), then ``last.pt`` (:meth:`Checkpointer.due`)."""
+        s, last = self.spec, self.step >= self.total_steps
+        evaluate = bool(self.evaluator and self.evaluator.due(self.step, epoch_end=epoch_end,
+                                                               last=last))
+        save = self.checkpointer.due(self.step, epoch_end=epoch_end, last=last)
+        if self.step % s.log_every == 0 or evaluate or save:
+            self._log_window()
+        for cb in self.callbacks.values():
+            cb.on_step_end(self, evaluate)
+        if epoch_end or last:
+            for cb in self.callbacks.values():
+                cb.on_epoch_end(self)
+        if save:
+            self.checkpointer.save()
+        if evaluate or save:
+            self._t_window = time.time()  # eval/save time is not training time
+        if s.stop_after_steps and self.step >= s.stop_after_steps:
+            raise TrainingStopped(f"stopped after step {self.step} (test hook)")
+
+    def _summary(self) -> dict:
+        s = self.spec
+        return {
             "steps": self.step,
             "epochs": self.epoch_at(self.step),
             "tokens": self.step * s.batch_size * self.train_data.seq_length,
             "batch_size": s.batch_size,
             "world_size": self.dist.world_size,
-            "best_eval_loss": ev.best_loss if math.isfinite(ev.best_loss) else None,
-            "best_step": ev.best_step,
-            "final_eval": ev.last_eval,
+            **(self.evaluator or EvalTracker()).summary(),  # best_eval_loss, best_step, final_eval
             "keep": s.keep,
             "wall_time_s": round(self.wall_time, 2),
             "parameters": {n: sum(p.numel() for p in m.parameters())
                            for n, m in self.modules.items()},
         }
-        for cb in self.callbacks:
-            cb.on_train_end(self, summary)
-        return summary
 
     @torch.no_grad()
     def rank_checksums(self) -> list[float]:
@@ -650,17 +649,14 @@ class Trainer:
 
 def train(spec: TrainSpec | dict, objective: Objective, train_data, eval_data, out_dir,
           checkpoint_dir, tokenizer_dir=None, extra_summary: dict | None = None,
-          blimp_suite: str | os.PathLike | None = None, identity: str | None = None,
-          callbacks: Iterable[Callback] = ()) -> dict | None:
+          identity: str | None = None, callbacks: Iterable[Callback] = ()) -> dict | None:
     """Train ``objective`` on ``train_data``; resume from ``checkpoint_dir/last.pt`` when
     present; write ``out_dir`` atomically at the end (rank 0). Returns the summary.
-    ``blimp_suite``: a BLiMP-format suite directory for the per-epoch curve (used only when
-    ``spec.blimp_every_epoch``; the tokenizer comes from ``tokenizer_dir``).
     ``identity``: :func:`run_identity` of the run; a checkpoint with another is not resumed.
-    ``callbacks``: extra :class:`babydistill.train.callbacks.Callback` s, called after the
-    trainer's own."""
-    trainer = Trainer(spec, objective, train_data, eval_data, checkpoint_dir,
-                      blimp_suite=blimp_suite, tokenizer_dir=tokenizer_dir, identity=identity,
+    ``callbacks``: the stage's :class:`babydistill.train.callbacks.Callback` s, called in
+    this order (usually :func:`babydistill.train.callbacks.standard_callbacks` first: the
+    evaluator and the BLiMP curve; without an evaluator nothing is evaluated)."""
+    trainer = Trainer(spec, objective, train_data, eval_data, checkpoint_dir, identity=identity,
                       callbacks=callbacks)
     try:
         summary = {**(extra_summary or {}), **trainer.fit()}
@@ -675,7 +671,7 @@ def train(spec: TrainSpec | dict, objective: Objective, train_data, eval_data, o
                 if trainer.metrics.path and trainer.metrics.path.is_file():
                     shutil.copy2(trainer.metrics.path, tmp / "metrics.csv")
                 write_json(tmp / "train_summary.json", summary)
-                for cb in trainer.callbacks:
+                for cb in trainer.callbacks.values():
                     cb.save(tmp)
             log.info("wrote %s (%d steps, best eval loss %s)", out_dir, summary["steps"],
                      summary["best_eval_loss"])

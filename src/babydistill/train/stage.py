@@ -1,0 +1,88 @@
+"""What every training stage does around its objective (``train.pretrain``, ``distill.student``):
+the shared flags, logging, the spec and the token splits, the callbacks, the run's identity,
+training, and ``provenance.json`` (then the model card) at the end. A stage reads::
+
+    ap = stage.parser("python -m babydistill.train.pretrain", __doc__)  # + its own flags
+    run = stage.start(ap, argv, PretrainSpec)       # parse, log, spec, load the splits
+    objective = ...                                 # from run.spec, run.vocab, run.args
+    return run.train(objective, extra_summary)      # train, then record the model
+
+The shared flags: ``--spec JSON|@FILE --train PREFIX --dev PREFIX --tokenizer DIR --out
+MODEL_DIR --checkpoint-dir DIR [--blimp-suite DIR] [--log FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from babydistill.common import read_json, setup_logging
+from babydistill.config.provenance import record_model, stage_inputs
+from babydistill.data.chunks import load_splits
+from babydistill.data.tokenize_split import paths_for
+from babydistill.train.callbacks import Callback, standard_callbacks
+from babydistill.train.trainer import Objective, run_identity, train
+
+
+def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The stage's argument parser with the flags every training stage has."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spec", required=True, help="the job's spec as JSON (or @FILE)")
+    ap.add_argument("--train", required=True, metavar="PREFIX", help="tokenized train split")
+    ap.add_argument("--dev", required=True, metavar="PREFIX", help="tokenized dev split")
+    ap.add_argument("--tokenizer", required=True, metavar="DIR", help="tokenizer directory")
+    ap.add_argument("--out", required=True, metavar="MODEL_DIR", help="final model directory")
+    ap.add_argument("--checkpoint-dir", required=True, metavar="DIR",
+                    help="last.pt, best.pt, metrics.csv while the run goes (resumed from)")
+    ap.add_argument("--blimp-suite", default=None, metavar="DIR",
+                    help="BLiMP-format suite for per-epoch curves (with train.blimp_every_epoch)")
+    ap.add_argument("--log", default=None, metavar="FILE", help="also log to this file")
+    return ap
+
+
+@dataclass
+class StageRun:
+    """A training stage's parsed arguments, spec and data; :meth:`train` does the rest."""
+
+    args: argparse.Namespace
+    spec: Any  # a babydistill.config.specs PretrainSpec or DistillSpec
+    vocab: int
+    train_data: Any
+    eval_data: Any
+
+    def train(self, objective: Objective, extra_summary: dict,
+              inputs: Iterable[str | os.PathLike] = (),
+              callbacks: Iterable[Callback] = ()) -> dict | None:
+        """Train ``objective`` with the standard callbacks (then ``callbacks``), under an
+        identity of the spec and every input (the splits, the tokenizer, ``inputs``); then
+        write ``provenance.json`` and the model card. Returns the summary."""
+        a = self.args
+        identity = run_identity(self.spec, [*paths_for(a.train), *paths_for(a.dev), a.tokenizer,
+                                            *inputs], a.checkpoint_dir)
+        summary = train(self.spec.train, objective, self.train_data, self.eval_data, a.out,
+                        a.checkpoint_dir, a.tokenizer, extra_summary=extra_summary,
+                        identity=identity,
+                        callbacks=[*standard_callbacks(self.spec.train, a.tokenizer,
+                                                       a.blimp_suite), *callbacks])
+        record_model(a.out, a.spec, stage_inputs(a))  # provenance.json, then the card
+        return summary
+
+
+def start(ap: argparse.ArgumentParser, argv: list[str] | None, spec_type) -> StageRun:
+    """Parse ``argv``, set up logging, read ``--spec`` as a ``spec_type`` and load the
+    token splits it describes."""
+    args = ap.parse_args(argv)
+    setup_logging(args.log)
+    text = read_json(args.spec[1:]) if args.spec.startswith("@") else args.spec
+    spec = spec_type.from_json(text, where="--spec")
+    vocab, train_data, eval_data = load_splits(args.train, args.dev, args.tokenizer, spec)
+    return StageRun(args, spec, vocab, train_data, eval_data)
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "train.stage", "python -m babydistill.train.pretrain and python -m babydistill.distill.student")
