@@ -3,7 +3,9 @@
 Prints, for each backend, the wall time of scoring the pairs end to end (loading the
 model from its directory included; for lm-eval also building its tasks and requests),
 pairs/second and accuracy, then the number of identical decisions and the largest
-log-likelihood difference. Each time is the best of ``--repeat`` runs.
+log-likelihood difference. Each time is the best of ``--repeat`` runs. The fast scorer is
+timed twice, under babylm-2024 (the convention lm-eval's decisions are compared in) and
+babylm-2025 (no prefix, first token unscored), and the ratio of the two is printed.
 
 Usage::
 
@@ -103,9 +105,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="blimp_bench_") as tmp:
         model_dir = Path(args.model) if args.model else random_model(Path(tmp) / "rand", pick(200))
 
-        def fast():
+        def fast(convention="babylm-2024"):
             model, tok = load_model(model_dir)
-            return score_suite(model, tok, paradigms, args.batch_size)
+            return score_suite(model, tok, paradigms, args.batch_size, convention=convention)
 
         lm_runs = []  # (limit, paradigms, seconds, summary, rows)
         for lim in lm_limits:
@@ -118,6 +120,7 @@ def main(argv=None):
             t, (summ, rows) = best_of(args.repeat, lmeval, clock)
             lm_runs.append((lim, pars, t, summ, rows))
         t_fast, (s_fast, rows_fast) = best_of(args.repeat, fast, clock)
+        t_2025, (s_2025, rows_2025) = best_of(args.repeat, lambda: fast("babylm-2025"), clock)
 
     fast_by_pair = {(r[0], r[1]): r for r in rows_fast}
     _, pars_lm, _, s_lm, rows_lm = lm_runs[-1]  # the largest lm-eval run: compare decisions
@@ -137,6 +140,9 @@ def main(argv=None):
         "fast": {"seconds": t_fast, "pairs_per_s": n / t_fast, "accuracy": s_fast["accuracy"]},
         "speedup": t_lm_all / t_fast, "compared_pairs": len(both), "identical_decisions": same,
         "max_ll_diff": diff,
+        "fast_babylm_2025": {"seconds": t_2025, "pairs_per_s": n / t_2025, "accuracy": s_2025["accuracy"],
+                             "decisions_differing_from_2024": sum(a[4] != b[4] for a, b in zip(rows_fast, rows_2025)),
+                             "time_vs_2024": t_2025 / t_fast},
     }
     print(f"{n} pairs from {len(paradigms)} paradigms, batch {args.batch_size}, {args.threads} threads")
     for p, t in points:
@@ -146,6 +152,10 @@ def main(argv=None):
     print(f"fast     {t_fast:8.2f} s on all {n} pairs ({n / t_fast:.1f} pairs/s), accuracy {s_fast['accuracy']:.4f}")
     print(f"speedup {res['speedup']:.2f}x; identical decisions {same}/{len(both)} (pairs both scored); "
           f"max |ll diff| {diff:.2e}")
+    r25 = res["fast_babylm_2025"]
+    print(f"fast     {t_2025:8.2f} s on all {n} pairs ({n / t_2025:.1f} pairs/s) under babylm-2025, accuracy "
+          f"{s_2025['accuracy']:.4f}, {r25['decisions_differing_from_2024']} decisions differ from babylm-2024; "
+          f"time babylm-2025 / babylm-2024 = {r25['time_vs_2024']:.2f}")
     if args.json:
         write_json(args.json, res)
     return res

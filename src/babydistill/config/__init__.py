@@ -109,6 +109,32 @@ def validate(config: dict, source: str = "config") -> None:
     _check_shapes(config, source)
     _check_digests(config, source)
     _check_references(config, source)
+    _check_blimp_scoring(config, source)
+
+
+TEMPERATURE_CONVENTIONS = ("babylm-2025",)  # the pipelines with a temperature scan (eval.scorer)
+
+
+def blimp_scoring(config: dict, suite: str) -> tuple[str, list[float] | None]:
+    """(convention, temperatures) suite ``suite`` is scored with: its own keys in
+    ``eval.blimp.suites.<suite>``, else ``eval.blimp``'s, else the schema's default
+    convention (``$defs/blimp_convention``) and no scan."""
+    blimp = (config.get("eval") or {}).get("blimp") or {}
+    own = (blimp.get("suites") or {}).get(suite) or {}
+    convention = (own.get("convention") or blimp.get("convention")
+                  or specs.schema()["$defs"]["blimp_convention"]["default"])
+    temperatures = own["temperatures"] if "temperatures" in own else blimp.get("temperatures")
+    return convention, temperatures
+
+
+def _check_blimp_scoring(config: dict, source: str) -> None:
+    """A temperature scan only where the suite's convention has one (babylm-2025)."""
+    for suite in ((config.get("eval") or {}).get("blimp") or {}).get("suites") or {}:
+        convention, temperatures = blimp_scoring(config, suite)
+        if temperatures and convention not in TEMPERATURE_CONVENTIONS:
+            raise UserError(f"{source}: eval.blimp.suites.{suite}: temperatures with convention "
+                            f"{convention}, which has no temperature scan; use convention "
+                            f"{' or '.join(TEMPERATURE_CONVENTIONS)} or drop temperatures")
 
 
 def _check_references(config: dict, source: str) -> None:

@@ -10,6 +10,15 @@ on the ``hf`` model with no network, and writing the summary JSON and per-pair T
 writes the same formats. :func:`independent_loglik` is a plain-transformers reference,
 one sentence at a time, used to check both backends.
 
+``--convention`` names the official pipeline whose scoring to reproduce
+(:data:`babydistill.eval.scorer.CONVENTIONS`: babylm-2023, babylm-2024, babylm-2025;
+default babylm-2024). The fast backend scores all three; lm-eval the two it can express
+(babylm-2024 as it is, babylm-2023 with ``prefix_token_id`` = EOS, sentence suites only)
+and refuses babylm-2025 in one line. ``--temperatures T ...`` (babylm-2025, fast): the
+2025 pipeline's temperature scan. The summary JSON ends with ``ties`` (also per paradigm),
+``temperature``/``temperature_scan`` after a scan, and ``convention``; the pairs TSV has a
+``convention`` column.
+
 Safety: no code from a model folder runs unless ``--trust-remote-code`` is given (the
 workflow never gives it): the logit-averaged ensemble is loaded with babydistill's own
 classes (:func:`babydistill.distill.ensemble.register_auto_classes`), whatever its folder holds.
@@ -20,6 +29,7 @@ the same for both backends.
 
     python -m babydistill.eval.blimp --model DIR --suite-dir DIR --suite NAME \
         --out results.json --pairs-out pairs.tsv [--backend lmeval|fast] [--batch-size 64] \
+        [--convention babylm-2023|babylm-2024|babylm-2025] [--temperatures T ...] \
         [--limit N] [--work-dir DIR] [--tasks-dir DIR] [--trust-remote-code]
 """
 
@@ -46,10 +56,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from babydistill.eval import lm_eval_tasks
 from babydistill.common import UserError, atomic_write_text, cli, setup_logging, write_json
 from babydistill.eval.scorer import (
+    DEFAULT_CONVENTION,
+    CONVENTIONS,
     SUITE_FORMATS,
     Pair,
     Paradigm,
     check_context,
+    check_temperatures,
+    get_convention,
     load_suite,
     max_length,
     score_suite,
@@ -58,7 +72,7 @@ from babydistill.eval.scorer import (
 
 log = logging.getLogger("babydistill.eval.blimp")
 
-TSV_HEADER = ("paradigm", "pair_id", "ll_good", "ll_bad", "correct")
+TSV_HEADER = ("paradigm", "pair_id", "ll_good", "ll_bad", "correct")  # then "convention"
 
 
 def _device() -> str:
@@ -179,14 +193,16 @@ def offline_env(work_dir: Path):
 
 def run_lmeval(model_dir: str | Path, suite: str, paradigms: Sequence[Paradigm], work_dir: str | Path,
                batch_size: int = 64, trust_remote_code: bool = False,
-               tasks_dir: str | Path | None = None) -> tuple[list[float], list[float]]:
+               tasks_dir: str | Path | None = None,
+               model_args: dict | None = None) -> tuple[list[float], list[float]]:
     """Per-pair (ll_good, ll_bad) from lm-eval's ``hf`` model, in the order of ``paradigms``.
 
     Each paradigm's pairs must be the first records of its file (as :func:`load_suite`
     gives them, with or without a limit); lm-eval gets the longest count as its limit.
     ``tasks_dir``: the run's kept task YAMLs (``python -m babydistill.eval.lm_eval_tasks``) to
     score with; without it they are written into ``work_dir/tasks``. Either way every
-    document lm-eval scores is checked against the suite's pairs.
+    document lm-eval scores is checked against the suite's pairs. ``model_args``: more
+    arguments of lm-eval's ``hf`` model (a convention's ``prefix_token_id``).
     """
     if importlib.util.find_spec("accelerate") is None:
         raise UserError("lm-eval's hf model needs the 'accelerate' package (lm_eval[hf]); "
@@ -210,7 +226,8 @@ def run_lmeval(model_dir: str | Path, suite: str, paradigms: Sequence[Paradigm],
         tm = TaskManager(include_path=str(tasks_dir), include_defaults=False)
         res = lm_eval.simple_evaluate(
             model="hf",
-            model_args={"pretrained": str(Path(model_dir).resolve()), "trust_remote_code": trust_remote_code},
+            model_args={"pretrained": str(Path(model_dir).resolve()), "trust_remote_code": trust_remote_code,
+                        **(model_args or {})},
             tasks=[group], task_manager=tm, batch_size=batch_size, device=_device(),
             limit=max(len(par.pairs) for par in paradigms), log_samples=True,
         )
@@ -254,40 +271,73 @@ def independent_loglik(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, 
     return out[0::2], out[1::2]
 
 
-def write_pairs_tsv(path: str | Path, rows) -> None:
-    lines = ["\t".join(TSV_HEADER)]
-    lines += [f"{p}\t{i}\t{g:.6f}\t{b:.6f}\t{c}" for p, i, g, b, c in rows]
+def write_pairs_tsv(path: str | Path, rows, convention: str | None = None) -> None:
+    """One line per pair; with ``convention``, a last column naming it on every line."""
+    extra = ("\t" + convention) if convention else ""
+    lines = ["\t".join(TSV_HEADER) + ("\tconvention" if convention else "")]
+    lines += [f"{p}\t{i}\t{g:.6f}\t{b:.6f}\t{c}{extra}" for p, i, g, b, c in rows]
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def lmeval_model_args(convention: str, tokenizer, paradigms: Sequence[Paradigm],
+                      encoded: list[tuple[list[int], list[int]]]) -> dict:
+    """lm-eval ``hf`` model arguments that make it score as ``convention``; a convention
+    (or suite) it cannot express is one line naming the flag and what to use instead."""
+    conv = get_convention(convention)
+    if conv.lmeval is None:
+        raise UserError(f"--convention {conv.name} --backend lmeval: lm-eval always scores a sentence "
+                        "after a prefix token and this convention has none (its first token is never "
+                        "scored); use --backend fast")
+    if not conv.lmeval_contexts and any(par.kind != "blimp" for par in paradigms):
+        raise UserError(f"--convention {conv.name} --backend lmeval: lm-eval encodes a context and its "
+                        f"target together, {conv.name} apart; score this suite with --backend fast")
+    if conv.lmeval == "default":
+        return {}
+    prefix = tokenizer.eos_token_id  # conv.lmeval == "eos"
+    if any(cont[:1] == [prefix] for _, cont in encoded):
+        # lm-eval would drop the prefix for such a sentence; the 2023 code keeps it
+        raise UserError(f"--convention {conv.name} --backend lmeval: a sentence starts with the EOS "
+                        "token, which lm-eval then drops from its context; use --backend fast")
+    return {"prefix_token_id": prefix}
 
 
 def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: str = "lmeval",
              batch_size: int = 64, limit: int | None = None, work_dir: str | Path | None = None,
-             trust_remote_code: bool = False, tasks_dir: str | Path | None = None):
-    """Score a suite with either backend; returns (result dict for the JSON, per-pair rows)."""
+             trust_remote_code: bool = False, tasks_dir: str | Path | None = None,
+             convention: str = DEFAULT_CONVENTION, temperatures: Sequence[float] | None = None):
+    """Score a suite with either backend under ``convention``; returns (result dict for the
+    JSON, per-pair rows)."""
+    conv = get_convention(convention)
+    temperatures = check_temperatures(temperatures, conv)
+    if backend not in ("fast", "lmeval"):
+        raise UserError(f"--backend {backend}: use lmeval or fast")
+    if backend == "lmeval" and temperatures is not None:
+        raise UserError("--temperatures --backend lmeval: lm-eval has no temperature scan; use --backend fast")
     paradigms = load_suite(suite_dir, limit)
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
     # one semantics for both backends: a sentence longer than the context is refused
-    encoded = check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir))
+    encoded = check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir),
+                            convention=conv)
     t0 = time.time()
     if backend == "fast":
         model, tok = load_model(model_dir, trust_remote_code)
-        summary, rows = score_suite(model, tok, paradigms, batch_size, progress=True, encoded=encoded)
-    elif backend == "lmeval":
+        summary, rows = score_suite(model, tok, paradigms, batch_size, progress=True, encoded=encoded,
+                                    convention=conv, temperatures=temperatures)
+    else:
+        model_args = lmeval_model_args(conv.name, tok, paradigms, encoded)
         tmp = None if work_dir else tempfile.mkdtemp(prefix="blimp_lmeval_")
         try:
             good, bad = run_lmeval(model_dir, suite, paradigms, work_dir or tmp, batch_size, trust_remote_code,
-                                   tasks_dir)
+                                   tasks_dir, model_args)
         finally:
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
-        summary, rows = summarize(paradigms, good, bad)
-    else:
-        raise UserError(f"--backend {backend}: use lmeval or fast")
-    log.info("%s on %s (%s): %d pairs, macro acc %.4f, %.1f s", model_dir, suite, backend,
-             summary["n_pairs"], summary["accuracy"], time.time() - t0)
+        summary, rows = summarize(paradigms, good, bad, conv)
+    log.info("%s on %s (%s, %s): %d pairs, macro acc %.4f, %d ties, %.1f s", model_dir, suite, backend,
+             conv.name, summary["n_pairs"], summary["accuracy"], summary["ties"], time.time() - t0)
     # the model's name is its directory's (the workflow names directories after models)
     result = {"model": Path(model_dir).name, "model_dir": str(model_dir), "suite": suite,
-              "backend": backend, **summary}
+              "backend": backend, **summary, "convention": conv.name}
     return result, rows
 
 
@@ -318,6 +368,12 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="summary JSON")
     ap.add_argument("--pairs-out", required=True, help="per-pair TSV")
     ap.add_argument("--backend", choices=["lmeval", "fast"], default="lmeval")
+    ap.add_argument("--convention", default=DEFAULT_CONVENTION, metavar="NAME",
+                    help=f"the official pipeline's scoring to reproduce: {', '.join(CONVENTIONS)} "
+                         f"(default {DEFAULT_CONVENTION})")
+    ap.add_argument("--temperatures", type=float, nargs="+", default=None, metavar="T",
+                    help="babylm-2025 with --backend fast: score at each temperature and report "
+                         "the best, as the 2025 pipeline's scan does")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--limit", type=int, default=None, help="first N pairs per paradigm")
     ap.add_argument("--work-dir", default=None, help="lm-eval task YAMLs and HF caches (default: a temp dir)")
@@ -335,8 +391,9 @@ def main(argv=None):
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise UserError("--batch-size and --limit must be positive")
     result, rows = evaluate(args.model, args.suite_dir, args.suite, args.backend, args.batch_size,
-                            args.limit, args.work_dir, args.trust_remote_code, args.tasks_dir)
-    write_pairs_tsv(args.pairs_out, rows)
+                            args.limit, args.work_dir, args.trust_remote_code, args.tasks_dir,
+                            args.convention, args.temperatures)
+    write_pairs_tsv(args.pairs_out, rows, result["convention"])
     write_json(args.out, result)
     return result
 

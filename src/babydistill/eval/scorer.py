@@ -3,12 +3,51 @@
 Owns: reading a suite directory (one ``<paradigm>.jsonl`` per paradigm, BLiMP's format, or
 EWoK's, whose two targets follow a context: :data:`SUITE_FORMATS`),
 the pair/paradigm/category bookkeeping and the summary both evaluation backends write,
-and :func:`score_pairs`, which scores both sentences of many pairs in one right-padded
-batch. It makes the same decision as lm-eval 0.4.13's ``hf`` model on a
-``multiple_choice`` task with an empty context: each sentence is scored as
-``log p(" " + sentence | prefix)`` where the prefix is the BOS token (EOS if none), and
-the good sentence wins ties. :func:`blimp_accuracy` is side-effect free so the training
-loop can call it once per epoch.
+the scoring conventions of the official BabyLM pipelines (:data:`CONVENTIONS`), and
+:func:`score_pairs`, which scores both sentences of many pairs in one right-padded batch.
+:func:`blimp_accuracy` is side-effect free so the training loop can call it once per epoch.
+
+A convention says which tokens a sentence is scored as and given what; the score is always
+the sum of those tokens' log-probabilities, and the pair is right when the good sentence's
+score is at least the bad one's. One :class:`Convention` per official pipeline:
+
+``babylm-2023`` (babylm/evaluation-pipeline-2023@17b38063, its lm-eval fork)
+    ``log p(" " + sentence | EOS)``: ``lm_eval/api/model.py`` ``loglikelihood`` uses
+    ``context_enc = [self.eot_token_id]`` for an empty context (l. 172) and ``eot_token_id``
+    is the tokenizer's EOS (``lm_eval/models/huggingface.py`` l. 272); the continuation is
+    ``text_target_separator + answer_choice`` = ``" " + sentence`` (``lm_eval/api/task.py``
+    l. 519), encoded without special tokens for a causal model (huggingface.py l. 253). A
+    context (EWoK, which that pipeline did not have) is encoded on its own, as there.
+    Ties: ``answer_choices_list[np.argmax(results)]`` (task.py l. 570), the first choice,
+    ``sentence_good``.
+``babylm-2024`` (lm-eval 0.4.13's ``hf`` model; the 2024 pipeline,
+    babylm/evaluation-pipeline-2024@d680c287, is a fork of it) ``log p(" " + sentence | BOS)``
+    (EOS when there is no BOS), a context encoded with the target and split after it
+    (lm-eval's ``_encode_pair``); ties to the first choice (``np.argmax``), the good sentence.
+    The default, unchanged: :func:`encode_choice`.
+``babylm-2025`` (babylm/evaluation-pipeline-2025@bf55c113, ``evaluation_pipeline/
+    sentence_zero_shot/``; the 2026 edition reuses it) the causal backend: the sentence is
+    tokenised by the tokenizer's own call, special tokens as it adds them and no prefix of
+    its own (``dataset.py`` l. 60, ``self.processor(text=sentence, return_offsets_mapping=
+    True)``); the model reads ``tokens[:-1]`` and predicts ``tokens[1:]`` (l. 420-421), so
+    the first token is never scored; of those, the tokens whose character span ends after
+    the completion's start are summed (the phrase mask, l. 82-89 and its ``[:, 1:]`` shift,
+    l. 429; BLiMP's completion is the whole sentence, ``read_files.py`` l. 108; EWoK's is
+    ``" " + target`` after ``Context1 + " "``, l. 146-148). ``compute_results.py`` sums
+    ``log_softmax(logits / temp)`` over the mask (l. 138-140) and picks
+    ``torch.max(stacked_probs, dim=1)[1]`` (l. 61), the first maximum on a tie, i.e. the
+    good sentence (label 0). A temperature scan (``run.py`` ``get_temperatures``, l. 61)
+    reports the temperature whose macro accuracy over UIDs (paradigms) is highest, the first
+    of equals (``if acc > best_acc``, l. 186), and its accuracies; :func:`score_suite` does
+    the same when given ``temperatures``.
+
+Over-long sentences: lm-eval (2023, 2024) asserts the continuation fits the model's context
+and left-truncates the context before it, so a 2023/2024 sentence is refused when its
+continuation is longer than the context; the 2025 code truncates nothing, so a 2025
+sentence is refused when the model's input (all its tokens but the last) is longer than the
+context (:func:`check_context`, the same for both backends). Log-probabilities are
+summed in float64 here (float32 in the 2025 code): decisions can differ only on pairs
+whose two sums agree to float32 rounding.
 """
 
 from __future__ import annotations
@@ -18,7 +57,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -189,36 +228,159 @@ def encode_choice(tokenizer, sentences: Sequence[str],
     return out  # type: ignore[return-value]
 
 
-def encode_pairs(tokenizer, pairs: Sequence[Pair]) -> list[tuple[list[int], list[int]]]:
-    """:func:`encode_choice` of every pair's good then bad sentence, after its context."""
-    return encode_choice(tokenizer, [s for p in pairs for s in (p.good, p.bad)],
-                         [p.context for p in pairs for _ in (0, 1)])
+def encode_eos_context(tokenizer, sentences: Sequence[str],
+                       contexts: Sequence[str] | None = None) -> list[tuple[list[int], list[int]]]:
+    """babylm-2023: (context, continuation) ids as the 2023 pipeline's lm-eval fork builds
+    them (babylm/evaluation-pipeline-2023@17b38063, lm_eval/api/model.py ``loglikelihood``).
+
+    The continuation is ``" " + sentence`` without special tokens; an empty context is the
+    EOS token, always (the fork has no check for a continuation starting with it); a
+    non-empty context is encoded on its own, apart from the continuation.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise UserError("--convention babylm-2023 scores each sentence after the EOS token, and "
+                        "this tokenizer has none; use --convention babylm-2024 or babylm-2025")
+    contexts = list(contexts) if contexts is not None else [""] * len(sentences)
+    conts = _token_ids(tokenizer, [DELIMITER + s for s in sentences])
+    with_ctx = [i for i, c in enumerate(contexts) if c]
+    ctx_ids = dict(zip(with_ctx, _token_ids(tokenizer, [contexts[i] for i in with_ctx]) if with_ctx else []))
+    out = []
+    for i, cont in enumerate(conts):
+        ctx = ctx_ids.get(i, [eos])
+        if not cont or not ctx:
+            raise ValueError("empty context or continuation after tokenization")
+        out.append((ctx, cont))
+    return out
 
 
-def encode_suite(tokenizer, paradigms: Sequence[Paradigm]) -> list[tuple[list[int], list[int]]]:
+def _ids_and_offsets(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """``tokenizer(texts, return_offsets_mapping=True)``'s ids and offsets, special tokens
+    as the tokenizer adds them; from the Rust tokenizer directly as in :func:`_token_ids`."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.truncation is not None or backend.padding is not None:
+        try:
+            enc = tokenizer(texts, return_offsets_mapping=True)
+        except NotImplementedError:
+            raise UserError("--convention babylm-2025 needs a fast tokenizer (tokenizer.json): "
+                            "it selects the scored tokens by their character offsets") from None
+        return [(list(i), [tuple(o) for o in off]) for i, off in zip(enc["input_ids"], enc["offset_mapping"])]
+    return [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=True)]
+
+
+def encode_no_prefix(tokenizer, sentences: Sequence[str],
+                     contexts: Sequence[str] | None = None) -> list[tuple[list[int], list[int]]]:
+    """babylm-2025: (unscored tokens, scored tokens) as the 2025 pipeline's causal backend
+    selects them (babylm/evaluation-pipeline-2025@bf55c113, evaluation_pipeline/
+    sentence_zero_shot/dataset.py ``process_causal_sentences`` and the causal collate).
+
+    The text is the sentence (BLiMP) or ``context + " " + target`` (EWoK, read_files.py
+    ``decode_ewok``), tokenised by the tokenizer's call (its special tokens, no prefix of
+    ours). Token ``i`` is scored when ``i >= 1`` (``tokens[1:]`` are the targets) and its
+    character span ends after the completion's start (the sentence's first character, or
+    the space before the target). The scored tokens are one run ``[a, b)``; tokens after it
+    (an EOS the tokenizer appends) are unscored and, the model being causal, dropped. A
+    sentence of one token has nothing scored: its score is 0 (the 2025 code fails on it).
+    """
+    contexts = list(contexts) if contexts is not None else [""] * len(sentences)
+    texts = [f"{c} {s}" if c else s for s, c in zip(sentences, contexts)]
+    completion = [len(s) + 1 if c else len(s) for s, c in zip(sentences, contexts)]
+    out = []
+    for text, n_chars, (ids, offsets) in zip(texts, completion, _ids_and_offsets(tokenizer, texts)):
+        if not ids:
+            raise ValueError("empty sentence after tokenization")
+        start = len(text) - n_chars + offsets[0][0]
+        scored = [i for i in range(1, len(ids)) if offsets[i][1] > start]
+        a, b = (scored[0], scored[-1] + 1) if scored else (len(ids), len(ids))
+        if scored != list(range(a, b)):
+            raise ValueError(f"the scored tokens of {text!r} are not one run")
+        out.append((ids[:a], ids[a:b]))
+    return out
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How one official BabyLM pipeline scores a sentence (see the module docstring).
+
+    ``encode``: (tokenizer, sentences, contexts) -> (context ids, scored ids) per sentence;
+    ``truncates_context``: lm-eval's over-long rule (only the scored tokens must fit the
+    model's context, the context before them is left-truncated) rather than the whole
+    input fitting; ``tie_correct``: a pair whose two scores are equal counts as right
+    (every pipeline takes the first maximum, and the first candidate is the good sentence);
+    ``temperatures``: a temperature scan is part of the pipeline; ``lmeval``: the prefix
+    lm-eval 0.4.13's ``hf`` model must be given to score this way (``"default"``: its own
+    BOS-else-EOS, ``"eos"``: ``prefix_token_id`` = EOS), None when it cannot;
+    ``lmeval_contexts``: lm-eval encodes a context (EWoK) as this convention does.
+    """
+
+    name: str
+    source: str
+    encode: Callable[..., list[tuple[list[int], list[int]]]]
+    truncates_context: bool
+    tie_correct: bool = True
+    temperatures: bool = False
+    lmeval: str | None = None
+    lmeval_contexts: bool = False
+
+
+CONVENTIONS = {c.name: c for c in (
+    Convention("babylm-2023", "babylm/evaluation-pipeline-2023@17b38063 lm_eval/api/model.py",
+               encode_eos_context, truncates_context=True, lmeval="eos"),
+    Convention("babylm-2024", "lm-eval 0.4.13 hf model (babylm/evaluation-pipeline-2024@d680c287)",
+               encode_choice, truncates_context=True, lmeval="default", lmeval_contexts=True),
+    Convention("babylm-2025", "babylm/evaluation-pipeline-2025@bf55c113 evaluation_pipeline/sentence_zero_shot",
+               encode_no_prefix, truncates_context=False, temperatures=True),
+)}
+DEFAULT_CONVENTION = "babylm-2024"
+
+
+def get_convention(name: str | Convention) -> Convention:
+    """The :class:`Convention` called ``name``; an unknown name is one line naming the flag."""
+    if isinstance(name, Convention):
+        return name
+    if name not in CONVENTIONS:
+        raise UserError(f"--convention {name}: not a scoring convention; use one of {', '.join(CONVENTIONS)}")
+    return CONVENTIONS[name]
+
+
+def encode_pairs(tokenizer, pairs: Sequence[Pair],
+                 convention: str | Convention = DEFAULT_CONVENTION) -> list[tuple[list[int], list[int]]]:
+    """The convention's encoding of every pair's good then bad sentence, after its context."""
+    return get_convention(convention).encode(tokenizer, [s for p in pairs for s in (p.good, p.bad)],
+                                             [p.context for p in pairs for _ in (0, 1)])
+
+
+def encode_suite(tokenizer, paradigms: Sequence[Paradigm],
+                 convention: str | Convention = DEFAULT_CONVENTION) -> list[tuple[list[int], list[int]]]:
     """:func:`encode_pairs` of every paradigm's pairs, paradigm by paradigm."""
-    return encode_pairs(tokenizer, [p for par in paradigms for p in par.pairs])
+    return encode_pairs(tokenizer, [p for par in paradigms for p in par.pairs], convention)
 
 
 def check_context(tokenizer, paradigms: Sequence[Paradigm], context: int, model_name: str = "the model",
-                  encoded: list[tuple[list[int], list[int]]] | None = None) -> list[tuple[list[int], list[int]]]:
+                  encoded: list[tuple[list[int], list[int]]] | None = None,
+                  convention: str | Convention = DEFAULT_CONVENTION) -> list[tuple[list[int], list[int]]]:
     """Refuse, in one line, a suite holding a sentence longer than the model's context;
     returns :func:`encode_suite`'s encodings (pass them as ``encoded`` to skip encoding).
 
-    The semantics both backends share: a sentence is scored only when its continuation
-    (the tokens of ``" " + sentence``) fits the context, so every token is predicted from
-    the whole sentence before it. lm-eval would stop on a bare AssertionError there, and
-    left-truncating (what the fast scorer would otherwise do) scores a different
-    sentence, so such a suite is refused up front, naming the paradigm and pair.
+    The semantics both backends share, per convention: a babylm-2023/2024 sentence is
+    scored only when its continuation (the tokens of ``" " + sentence``) fits the context,
+    so every token is predicted from the whole sentence before it; a babylm-2025 sentence
+    only when the model's input, all its tokens but the last, fits. lm-eval would stop on
+    a bare AssertionError there, and left-truncating (what the fast scorer would otherwise
+    do) scores a different sentence, so such a suite is refused up front, naming the
+    paradigm and pair.
     """
-    encoded = encode_suite(tokenizer, paradigms) if encoded is None else encoded
+    conv = get_convention(convention)
+    encoded = encode_suite(tokenizer, paradigms, conv) if encoded is None else encoded
     k = 0
     for par in paradigms:
         for pair in par.pairs:
             for which in ("good", "bad"):
-                n = len(encoded[k][1])
+                ctx, cont = encoded[k]
                 k += 1
-                if n > context:
+                # the sentence's tokens; the model reads them all but the last, after its context
+                n = len(cont) if conv.truncates_context else len(ctx) + len(cont)
+                if (n if conv.truncates_context else n - 1) > context:
                     raise UserError(
                         f"{par.path}: paradigm {par.name}, pair {pair.pair_id}: the {which} sentence is "
                         f"{n} tokens, longer than the {context}-token context of {model_name}; "
@@ -258,7 +420,7 @@ def _split_head(model):
 
 def score_pairs(
     model, tokenizer, pairs: Iterable[Pair | tuple[str, str]], batch_size: int = 64, progress: bool = False,
-    encoded: list[tuple[list[int], list[int]]] | None = None,
+    encoded: list[tuple[list[int], list[int]]] | None = None, convention: str | Convention = DEFAULT_CONVENTION,
 ) -> tuple[list[float], list[float]]:
     """Total log-likelihood of each good and bad sentence, many per forward pass.
 
@@ -267,14 +429,26 @@ def score_pairs(
     and its log-softmax run only at the positions that predict a continuation token
     (one fused cross-entropy), and the per-sentence sums are one ``index_add``. Runs in
     eval mode under inference_mode and restores the model's train/eval mode. ``encoded``:
-    the pairs' :func:`encode_pairs` ids, when the caller has them.
+    the pairs' :func:`encode_pairs` ids under ``convention``, when the caller has them.
     """
+    (good, bad), = score_pairs_at(model, tokenizer, pairs, (1.0,), batch_size, progress, encoded, convention)
+    return good, bad
+
+
+def score_pairs_at(
+    model, tokenizer, pairs: Iterable[Pair | tuple[str, str]], temperatures: Sequence[float] = (1.0,),
+    batch_size: int = 64, progress: bool = False, encoded: list[tuple[list[int], list[int]]] | None = None,
+    convention: str | Convention = DEFAULT_CONVENTION,
+) -> list[tuple[list[float], list[float]]]:
+    """:func:`score_pairs` at each temperature of a scan from one forward pass per batch:
+    (good, bad) per temperature, the log-probabilities of ``log_softmax(logits / t)`` as
+    the 2025 pipeline's ``compute_results.py`` takes them (t = 1 divides nothing)."""
     model = unwrap(model)
     pairs = [p if isinstance(p, Pair) else Pair(str(i), *p) for i, p in enumerate(pairs)]
     if not pairs:
-        return [], []
+        return [([], []) for _ in temperatures]
     if encoded is None:
-        encoded = encode_pairs(tokenizer, pairs)
+        encoded = encode_pairs(tokenizer, pairs, convention)
     max_len = max_length(model, tokenizer)
     unique: dict[tuple[int, ...], int] = {}  # token sequence -> its slot
     slot_of, n_cont = [], []
@@ -285,10 +459,11 @@ def score_pairs(
             n_cont.append(min(len(cont), len(seq) - 1))
         slot_of.append(unique[seq])
     seqs = list(unique)
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    # a sequence with nothing to score (a one-token babylm-2025 sentence) keeps its 0
+    order = sorted((i for i in range(len(seqs)) if n_cont[i] > 0), key=lambda i: -len(seqs[i]))
     device = _model_device(model)
     split = _split_head(model)
-    scores = torch.zeros(len(seqs), dtype=torch.float64)
+    scores = torch.zeros(len(temperatures), len(seqs), dtype=torch.float64)
     was_training = model.training
     model.eval()
     try:
@@ -316,34 +491,47 @@ def score_pairs(
                     logits = head(hidden[scored]).float()
                 else:
                     logits = model(input_ids=ids[:, :-1], attention_mask=mask).logits.float()[scored]
-                logp = -torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-                totals = torch.zeros(len(idx), dtype=torch.float64, device=device)
-                totals.index_add_(0, rows, logp.double())
-                scores[torch.tensor(idx)] = totals.cpu()
+                for k, t in enumerate(temperatures):
+                    scaled = logits if t == 1 else logits / t
+                    logp = -torch.nn.functional.cross_entropy(scaled, targets, reduction="none")
+                    totals = torch.zeros(len(idx), dtype=torch.float64, device=device)
+                    totals.index_add_(0, rows, logp.double())
+                    scores[k, torch.tensor(idx)] = totals.cpu()
     finally:
         model.train(was_training)
-    flat = scores[torch.tensor(slot_of)].tolist()
-    return flat[0::2], flat[1::2]
+    out = []
+    for k in range(len(temperatures)):
+        flat = scores[k, torch.tensor(slot_of)].tolist()
+        out.append((flat[0::2], flat[1::2]))
+    return out
 
 
-def summarize(paradigms: Sequence[Paradigm], ll_good: Sequence[float], ll_bad: Sequence[float]):
-    """Per-pair rows and the summary dict (macro/micro accuracy, per paradigm, per category).
+def summarize(paradigms: Sequence[Paradigm], ll_good: Sequence[float], ll_bad: Sequence[float],
+              convention: str | Convention = DEFAULT_CONVENTION):
+    """Per-pair rows and the summary dict (macro/micro accuracy, per paradigm, per category,
+    and the number of ties: pairs whose two scores are equal).
 
     ``ll_good``/``ll_bad`` follow the pairs of ``paradigms`` in order. A tie counts as
-    correct (lm-eval's argmax picks the first choice, the good sentence).
+    correct under every convention (each pipeline's argmax picks the first choice, the good
+    sentence: :attr:`Convention.tie_correct`).
     """
+    conv = get_convention(convention)
     n = sum(len(par.pairs) for par in paradigms)
     if n != len(ll_good) or n != len(ll_bad):
         raise ValueError(f"{n} pairs but {len(ll_good)}/{len(ll_bad)} scores")
-    rows, per, k = [], {}, 0
+    rows, per, k, all_ties = [], {}, 0, 0
     for par in paradigms:
-        correct = 0
+        correct = ties = 0
         for pair in par.pairs:
-            ok = ll_good[k] >= ll_bad[k]
+            tie = ll_good[k] == ll_bad[k]
+            ok = ll_good[k] > ll_bad[k] or (tie and conv.tie_correct)
             rows.append((par.name, pair.pair_id, float(ll_good[k]), float(ll_bad[k]), int(ok)))
             correct += ok
+            ties += tie
             k += 1
-        per[par.name] = {"acc": correct / len(par.pairs), "n": len(par.pairs), "category": par.category}
+        per[par.name] = {"acc": correct / len(par.pairs), "n": len(par.pairs), "category": par.category,
+                         "ties": ties}
+        all_ties += ties
     cats: dict[str, list[float]] = {}
     for v in per.values():
         cats.setdefault(v["category"], []).append(v["acc"])
@@ -353,30 +541,77 @@ def summarize(paradigms: Sequence[Paradigm], ll_good: Sequence[float], ll_bad: S
         "accuracy_micro": sum(r[4] for r in rows) / k,
         "paradigms": per,
         "categories": {c: sum(a) / len(a) for c, a in sorted(cats.items())},
+        "ties": all_ties,
     }
     return summary, rows
 
 
+def check_temperatures(temperatures: Sequence[float] | None, convention: str | Convention) -> list[float] | None:
+    """``temperatures`` as a list (None: no scan); one line when the convention has no scan
+    or a temperature is not positive."""
+    if temperatures is None:
+        return None
+    conv = get_convention(convention)
+    temps = [float(t) for t in temperatures]
+    if not conv.temperatures:
+        raise UserError(f"--temperatures: the {conv.name} pipeline has no temperature scan; "
+                        "drop --temperatures or use --convention babylm-2025")
+    if not temps or any(not t > 0 for t in temps):
+        raise UserError(f"--temperatures {' '.join(map(str, temps))}: give one or more temperatures > 0")
+    return temps
+
+
+def best_temperature(summaries: Sequence[dict], temperatures: Sequence[float]) -> int:
+    """Index of the temperature the 2025 pipeline reports (run.py ``main``): the highest
+    mean over paradigms (its UIDs) of ``100 * correct / total``, the first of equals."""
+    best, best_acc = 0, -1.0
+    for k, summary in enumerate(summaries):
+        accs = [100.0 * round(v["acc"] * v["n"]) / v["n"] for v in summary["paradigms"].values()]
+        acc = sum(accs) / len(accs)
+        if acc > best_acc:
+            best, best_acc = k, acc
+    return best
+
+
 def score_suite(model, tokenizer, paradigms: Sequence[Paradigm], batch_size: int = 64, progress: bool = False,
-                encoded: list[tuple[list[int], list[int]]] | None = None):
+                encoded: list[tuple[list[int], list[int]]] | None = None,
+                convention: str | Convention = DEFAULT_CONVENTION, temperatures: Sequence[float] | None = None):
     """Score every pair of ``paradigms`` in one stream of batches; returns (summary, rows).
 
     A sentence longer than the model's context is refused (:func:`check_context`);
-    ``encoded``: :func:`encode_suite`'s ids for this tokenizer, when the caller has them.
+    ``encoded``: :func:`encode_suite`'s ids for this tokenizer and convention, when the
+    caller has them. ``temperatures`` (babylm-2025 only): a scan reported as the 2025
+    pipeline reports it, the summary and rows at the best temperature
+    (:func:`best_temperature`), with ``temperature`` and ``temperature_scan`` (each
+    temperature's macro accuracy, in the order given) added.
     """
-    encoded = check_context(tokenizer, paradigms, max_length(unwrap(model), tokenizer), encoded=encoded)
+    conv = get_convention(convention)
+    temps = check_temperatures(temperatures, conv)
+    encoded = check_context(tokenizer, paradigms, max_length(unwrap(model), tokenizer), encoded=encoded,
+                            convention=conv)
     pairs = [p for par in paradigms for p in par.pairs]
-    good, bad = score_pairs(model, tokenizer, pairs, batch_size, progress=progress, encoded=encoded)
-    return summarize(paradigms, good, bad)
+    if temps is None:
+        good, bad = score_pairs(model, tokenizer, pairs, batch_size, progress=progress, encoded=encoded,
+                                convention=conv)
+        return summarize(paradigms, good, bad, conv)
+    results = [summarize(paradigms, good, bad, conv) for good, bad in
+               score_pairs_at(model, tokenizer, pairs, temps, batch_size, progress, encoded, conv)]
+    k = best_temperature([r[0] for r in results], temps)
+    summary, rows = results[k]
+    summary = {**summary, "temperature": temps[k],
+               "temperature_scan": [{"temperature": t, "accuracy": r[0]["accuracy"]} for t, r in zip(temps, results)]}
+    return summary, rows
 
 
 def blimp_accuracy(model, tokenizer, suite_dir: str | Path, batch_size: int = 64,
-                   limit: int | None = None, progress: bool = False) -> dict:
-    """BLiMP summary (accuracy, accuracy_micro, paradigms, categories) for an in-memory model.
+                   limit: int | None = None, progress: bool = False,
+                   convention: str | Convention = DEFAULT_CONVENTION) -> dict:
+    """BLiMP summary (accuracy, accuracy_micro, paradigms, categories, ties) for an in-memory model.
 
     For per-epoch curves in the training loop: no files written, model mode restored.
     """
-    summary, _ = score_suite(model, tokenizer, load_suite(suite_dir, limit), batch_size, progress)
+    summary, _ = score_suite(model, tokenizer, load_suite(suite_dir, limit), batch_size, progress,
+                             convention=convention)
     return summary
 
 
