@@ -254,7 +254,10 @@ def test_section_fills_the_schemas_defaults(demo):
     props = bdconfig.specs.schema()["properties"]
     blimp_props = props["eval"]["properties"]["blimp"]["properties"]
     blimp = bdconfig.section({"eval": {"blimp": {"batch_size": 8, "suites": {}}}}, "eval", "blimp")
-    assert blimp == {"batch_size": 8, "backend": blimp_props["backend"]["default"], "suites": {}}
+    defaults = bdconfig.section({}, "eval", "blimp")  # every default, $refs resolved
+    assert blimp == {**defaults, "batch_size": 8, "suites": {}}
+    assert defaults["convention"] == bdconfig.specs.schema()["$defs"]["blimp_convention"]["default"]
+    assert blimp["backend"] == blimp_props["backend"]["default"]
     world = bdconfig.section({}, "demo_world")
     assert world == {k: v["default"] for k, v in props["demo_world"]["properties"].items()}
     cfg = copy.deepcopy(demo)
