@@ -374,3 +374,12 @@ def test_shared_aliases_of_a_small_config_still_pass(demo):
     nan = {"x": float("nan")}
     with pytest.raises(UserError, match=r"c.yaml: a.x: nan is not a finite number"):
         specs.check_finite({"a": nan, "b": nan}, "", "c.yaml")
+
+
+def test_a_convention_lmeval_cannot_score_is_refused_at_config_time(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["eval"]["blimp"].update(convention="babylm-2025", backend="lmeval")
+    with pytest.raises(UserError, match=r"convention babylm-2025 needs eval.blimp.backend: fast"):
+        bdconfig.validate(cfg, source="demo.yaml")
+    cfg["eval"]["blimp"]["backend"] = "fast"
+    bdconfig.validate(cfg, source="demo.yaml")

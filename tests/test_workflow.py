@@ -213,3 +213,17 @@ def test_rules_are_snakefmt_clean(repo_root):
     files = [repo_root / "Snakefile", *sorted((repo_root / "workflow" / "rules").glob("*.smk"))]
     r = subprocess.run([str(snakefmt), "--check", *map(str, files)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_eval_blimp_passes_each_suites_convention(repo_root, tmp_path):
+    """The convention and the temperature scan reach the stage per suite (the config's
+    eval.blimp.suites.<s> over eval.blimp), shell-quoted."""
+    demo = yaml.safe_load((repo_root / "workflow/demo.yaml").read_text())
+    demo["eval"]["blimp"].update(backend="fast", convention="babylm-2023")
+    demo["eval"]["blimp"]["suites"]["demo"].update(convention="babylm-2025", temperatures=[0.5, 1.5])
+    cfg = tmp_path / "conv.yaml"
+    cfg.write_text(yaml.safe_dump(demo))
+    r = snakemake(repo_root, "-n", "-p", "--cores", "2", "--configfile", str(cfg), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cmds = [line for line in r.stdout.splitlines() if "babydistill.eval.blimp" in line]
+    assert cmds and all("--convention babylm-2025 --temperatures 0.5 --temperatures 1.5" in c for c in cmds)

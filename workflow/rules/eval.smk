@@ -89,12 +89,15 @@ rule eval_blimp:
         backend=BLIMP["backend"],
         batch_size=BLIMP["batch_size"],
         limit=flags("--limit", BLIMP.get("limit")),
+        convention=lambda w: bdconfig.blimp_scoring(config, w.suite)[0],
+        temperatures=lambda w: flags("--temperatures", bdconfig.blimp_scoring(config, w.suite)[1]),
     # no --trust-remote-code: ensembles load with babydistill's own classes
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.eval.blimp --model {input.model}"
         " --suite-dir {input.suite} --suite {wildcards.suite} --out {output.scores}"
         " --pairs-out {output.pairs} --backend {params.backend} --batch-size {params.batch_size}"
-        " {params.limit:q} --tasks-dir {input.tasks} > {log} 2>&1"
+        " {params.limit:q} --tasks-dir {input.tasks} --convention {params.convention}"
+        " {params.temperatures:q} > {log} 2>&1"
 
 
 rule finetune:

@@ -135,6 +135,12 @@ def _check_blimp_scoring(config: dict, source: str) -> None:
             raise UserError(f"{source}: eval.blimp.suites.{suite}: temperatures with convention "
                             f"{convention}, which has no temperature scan; use convention "
                             f"{' or '.join(TEMPERATURE_CONVENTIONS)} or drop temperatures")
+        backend = section(config, "eval", "blimp")["backend"]
+        if backend == "lmeval" and (convention == "babylm-2025" or temperatures):
+            # lm-eval cannot drop the first token's score: the fast scorer implements it
+            raise UserError(f"{source}: eval.blimp.suites.{suite}: convention {convention}"
+                            f"{' with temperatures' if temperatures else ''} needs "
+                            "eval.blimp.backend: fast (lm-eval cannot score it)")
 
 
 def _check_references(config: dict, source: str) -> None:

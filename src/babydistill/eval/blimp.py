@@ -371,7 +371,7 @@ def main(argv=None):
     ap.add_argument("--convention", default=DEFAULT_CONVENTION, metavar="NAME",
                     help=f"the official pipeline's scoring to reproduce: {', '.join(CONVENTIONS)} "
                          f"(default {DEFAULT_CONVENTION})")
-    ap.add_argument("--temperatures", type=float, nargs="+", default=None, metavar="T",
+    ap.add_argument("--temperatures", type=float, nargs="+", action="extend", default=None, metavar="T",
                     help="babylm-2025 with --backend fast: score at each temperature and report "
                          "the best, as the 2025 pipeline's scan does")
     ap.add_argument("--batch-size", type=int, default=64)
