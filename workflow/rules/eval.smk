@@ -90,7 +90,9 @@ rule eval_blimp:
         batch_size=BLIMP["batch_size"],
         limit=flags("--limit", BLIMP.get("limit")),
         convention=lambda w: bdconfig.blimp_scoring(config, w.suite)[0],
-        temperatures=lambda w: flags("--temperatures", bdconfig.blimp_scoring(config, w.suite)[1]),
+        temperatures=lambda w: flags(
+            "--temperatures", bdconfig.blimp_scoring(config, w.suite)[1]
+        ),
     # no --trust-remote-code: ensembles load with babydistill's own classes
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.eval.blimp --model {input.model}"
