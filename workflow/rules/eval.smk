@@ -67,6 +67,11 @@ rule lm_eval_tasks:
         " --suite {wildcards.suite} --out {output} {params.limit:q} > {log} 2>&1"
 
 
+# Each suite's scoring convention and temperature scan (eval.blimp, per suite over it).
+# eval_blimp passes no --trust-remote-code: ensembles load with babydistill's own classes.
+SCORING = {suite: bdconfig.blimp_scoring(config, suite) for suite in SUITES}
+
+
 rule eval_blimp:
     """Zero-shot minimal pairs: the sentence with the higher log-likelihood wins."""
     input:
@@ -89,11 +94,8 @@ rule eval_blimp:
         backend=BLIMP["backend"],
         batch_size=BLIMP["batch_size"],
         limit=flags("--limit", BLIMP.get("limit")),
-        convention=lambda w: bdconfig.blimp_scoring(config, w.suite)[0],
-        temperatures=lambda w: flags(
-            "--temperatures", bdconfig.blimp_scoring(config, w.suite)[1]
-        ),
-    # no --trust-remote-code: ensembles load with babydistill's own classes
+        convention=lambda w: SCORING[w.suite][0],
+        temperatures=lambda w: flags("--temperatures", SCORING[w.suite][1]),
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.eval.blimp --model {input.model}"
         " --suite-dir {input.suite} --suite {wildcards.suite} --out {output.scores}"
