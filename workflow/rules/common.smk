@@ -87,7 +87,25 @@ def one_of(wildcard, names):
 
 # Wildcards that mean one thing in every rule; a rule's own pattern narrows where it must
 # (one_of: the model rules, the cleaned splits).
+# The paper tables that name a BabyLM pipeline's scoring (tables.paper.<t>.convention, their
+# paper's year) have their models scored that way too on their suites, where that is not the
+# suite's own convention: (suite, convention, model) -> eval/blimp/<suite>/<convention>/<model>.json
+PAPER_SCORINGS = sorted(
+    {
+        (suite, table["convention"], model)
+        for table in ((config.get("tables") or {}).get("paper") or {}).values()
+        if table["kind"] == "zero_shot" and table.get("convention")
+        for suite in table.get("suites") or SUITES
+        if table["convention"] != bdconfig.blimp_scoring(config, suite)[0]
+        for model in MODELS
+        if bdconfig.in_table(model, table["models"])
+    }
+)
+CONVENTIONS = bdconfig.specs.schema()["$defs"]["blimp_convention"]["enum"]
+
+
 wildcard_constraints:
+    convention=alternation(CONVENTIONS),
     source=alternation(SOURCES),
     split="train|dev|select",
     suite=alternation(SUITES),

@@ -104,6 +104,24 @@ rule eval_blimp:
         " {params.temperatures:q} > {log} 2>&1"
 
 
+# A suite scored the way a paper table's pipeline scores it (PAPER_SCORINGS), when that is
+# not the suite's own convention: the same job, its files one folder down.
+use rule eval_blimp as eval_blimp_paper with:
+    output:
+        scores=f"{R}/eval/blimp/{{suite}}/{{convention}}/{{model}}.json",
+        pairs=f"{R}/eval/blimp/{{suite}}/{{convention}}/{{model}}.pairs.tsv",
+    log:
+        f"{LOGS}/eval_blimp/{{suite}}/{{convention}}/{{model}}.log",
+    benchmark:
+        f"{BENCH}/eval_blimp/{{suite}}/{{convention}}/{{model}}.tsv"
+    params:
+        backend=BLIMP["backend"],
+        batch_size=BLIMP["batch_size"],
+        limit=flags("--limit", BLIMP.get("limit")),
+        convention=lambda w: w.convention,
+        temperatures=[],
+
+
 rule finetune:
     """Fine-tune one model on one task; early stopping on the validation metric."""
     input:

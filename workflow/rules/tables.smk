@@ -30,6 +30,11 @@ TABLE_INPUTS = {
     "finetune": expand(
         f"{R}/eval/finetune/{{task}}/{{model}}.json", task=TASKS, model=FINETUNE_MODELS
     ),
+    # the paper tables' own pipelines (PAPER_SCORINGS), where a suite's is another
+    "paper_blimp": [
+        f"{R}/eval/blimp/{suite}/{convention}/{model}.json"
+        for suite, convention, model in PAPER_SCORINGS
+    ],
     "models": expand(f"{R}/models/{{model}}", model=MODELS),
     # wml_weights.csv lies inside the run's model folder (distill's directory output):
     # Snakemake can match only the folder, so the folder is the input, the file its flag
@@ -105,9 +110,9 @@ rule tables:
         out=lambda w, output: os.path.dirname(os.path.dirname(output.summary)),
     shell:
         "python -m babydistill.report.tables --blimp {input.blimp} --finetune {input.finetune}"
-        " --metrics {params.metrics} --provenance {params.provenance}"
-        " --models {params.models} --distilled {params.distilled} --wml-weights {params.wml}"
-        " --compare {params.compare} --tables-config {params.tables:q}"
+        " --metrics {params.metrics} --provenance {params.provenance} --models {params.models}"
+        " --distilled {params.distilled} --wml-weights {params.wml} --compare {params.compare}"
+        " --paper-blimp {input.paper_blimp} --tables-config {params.tables:q}"
         " --finetune-tasks {params.tasks:q} --out {params.out} > {log} 2>&1"
 
 

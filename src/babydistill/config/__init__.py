@@ -127,6 +127,14 @@ def blimp_scoring(config: dict, suite: str) -> tuple[str, list[float] | None]:
     return convention, temperatures
 
 
+def in_table(model: str, columns: list[str]) -> bool:
+    """Whether model instance ``model`` is a column of a paper table listing ``columns``: its
+    run is listed, or it is a peer of a listed WML run (tables expand a run to its peers)."""
+    base = names.base_name(model)
+    peer = names.split_peer(base)
+    return base in columns or (peer is not None and peer[0] in columns)
+
+
 def _check_blimp_scoring(config: dict, source: str) -> None:
     """A temperature scan only where the suite's convention has one (babylm-2025)."""
     for suite in ((config.get("eval") or {}).get("blimp") or {}).get("suites") or {}:

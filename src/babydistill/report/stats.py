@@ -27,6 +27,8 @@ CATEGORY_SCORES = _DEFAULTS["category_scores"]  # the default mode
 SCORE_MODES = tuple(_TABLES["category_scores"]["enum"])  # ("macro", "pooled")
 
 
+LEGACY_CONVENTION = "babylm-2024"
+
 # ------------------------------------------------------------------------------ loading
 
 
@@ -36,15 +38,30 @@ def load_blimp(files: list[str]) -> pd.DataFrame:
     for f in files:
         r = read_json(f)
         try:
+            # results written before conventions were named were scored as babylm-2024
+            convention = r.get("convention", LEGACY_CONVENTION)
             for paradigm, p in r["paradigms"].items():
                 rows.append({"model": r["model"], "suite": r["suite"],
                              "category": p.get("category") or "other", "paradigm": paradigm,
-                             "acc": float(p["acc"]), "n": int(p.get("n", 1)), "file": f})
+                             "acc": float(p["acc"]), "n": int(p.get("n", 1)), "file": f,
+                             "convention": convention, "ties": int(p.get("ties", 0))})
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{f}: not an eval_blimp result (model, suite, paradigms)") from None
     if not rows:
         raise UserError("tables: no BLiMP results given (--blimp)")
     return pd.DataFrame(rows)
+
+
+def scoring_text(blimp: pd.DataFrame) -> str:
+    """What made the zero-shot numbers, for a caption: each suite's convention and its ties
+    (pairs whose two sentences scored the same; every pipeline gives a tie to the good one)."""
+    parts = []
+    for suite, df in blimp.groupby("suite", sort=False):
+        conventions = ", ".join(dict.fromkeys(df["convention"]))
+        ties = int(df["ties"].sum())
+        pairs = int(df["n"].sum())
+        parts.append(f"{suite}: {conventions}, {ties:,} ties in {pairs:,} pairs")
+    return "Scored as the BabyLM pipelines score (" + "; ".join(parts) + ")."
 
 
 def load_finetune(files: list[str]) -> pd.DataFrame:

@@ -51,7 +51,7 @@ from babydistill.report import figures
 from babydistill.report.stats import (BOOTSTRAP_SAMPLES, CATEGORY_SCORES, SCORE_MODES, Verdict,
                                       finetune_macro, fold_seeds, instances_by_run, load_blimp,
                                       load_finetune, mean_sd, model_scores, paradigm_weights,
-                                      suite_draws, t_interval)
+                                      scoring_text, suite_draws, t_interval)
 
 MODE_TEXT = {
     "macro": "category = mean over its paradigms, suite average = mean over paradigms",
@@ -379,7 +379,11 @@ def _json_arg(text: str | None, flag: str) -> dict:
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m babydistill.report.tables", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--blimp", nargs="+", required=True, help="eval_blimp JSON files")
+    ap.add_argument("--blimp", nargs="+", required=True,
+                    help="eval_blimp JSON files, each suite scored with its own convention")
+    ap.add_argument("--paper-blimp", nargs="*", default=[],
+                    help="eval_blimp JSON files scored with another convention, for the "
+                         "tables.paper entries that name one")
     ap.add_argument("--finetune", nargs="*", default=[], help="finetune JSON files")
     ap.add_argument("--metrics", nargs="*", default=[],
                     help="NAME=PATH of each model's training metrics.csv")
@@ -407,7 +411,7 @@ def _write_tables(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
     """tables/zero_shot, finetune, summary and provenance."""
     write_table(zero_shot_table(blimp, models, mode), tables, "zero_shot",
                 f"Zero-shot accuracy (%) per suite, category and paradigm. Category scores: {mode} "
-                f"({MODE_TEXT[mode]}).")
+                f"({MODE_TEXT[mode]}). {scoring_text(blimp)}")
     write_table(finetune_table(ft, models), tables, "finetune",
                 "Fine-tuning scores (×100) on the validation sets: MCC, F1 or accuracy per task.")
     write_table(summary_table(blimp, ft, models, comparisons, mode, samples), tables, "summary",
@@ -415,7 +419,7 @@ def _write_tables(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
                 "average (×100). Student minus baseline: mean difference over seeds with the 95% "
                 "interval of a two-level paired bootstrap (seeds drawn with replacement, then "
                 "pairs within paradigms; pairs only with 1 seed); fine-tuning: a t-interval over "
-                "seeds. 'holds' when the interval excludes zero.", index=True)
+                f"seeds. 'holds' when the interval excludes zero. {scoring_text(blimp)}", index=True)
     write_table(provenance_table(models, provenance), tables, "provenance",
                 "Where each column comes from: model directory, config spec and code commit.",
                 index=True)
@@ -441,13 +445,28 @@ def _draw_figures(args: argparse.Namespace, blimp: pd.DataFrame, ft: pd.DataFram
     figures.wml_weights_figure(weights, palette, figs)
 
 
+def _as_scored(blimp: pd.DataFrame, convention: str | None, name: str) -> pd.DataFrame:
+    """The zero-shot rows of a paper table: every suite under ``convention`` (its paper's
+    pipeline; the results given by --blimp and --paper-blimp together), or each suite under
+    its own convention when the table names none."""
+    if not convention:
+        return blimp[blimp["own"]]
+    rows = blimp[blimp["convention"] == convention]
+    if rows.empty:
+        raise UserError(f"tables.paper.{name}.convention: no results scored as {convention} "
+                        "(the workflow scores the suites of such a table with it: rerun it)")
+    return rows.drop_duplicates(["model", "suite", "paradigm"])
+
+
 def _paper_table(kind: str | None, name: str, spec: dict, cfg: dict, args: argparse.Namespace,
                  blimp: pd.DataFrame, ft: pd.DataFrame, mode: str, samples: int,
                  palette: figures.Palette, figs: Path) -> tuple[pd.DataFrame, str]:
     """One table of tables.paper (and its figure, for zero_shot and finetune)."""
     if kind == "zero_shot":
+        blimp = _as_scored(blimp, spec.get("convention"), name)
         table, caption = paper_zero_shot(blimp, spec, name, spec.get("category_scores", mode),
                                          samples)
+        caption += " " + scoring_text(blimp[blimp["suite"].isin(set(table["suite"]))])
         figures.zero_shot_figure(
             blimp[blimp["model"].map(base_name).isin(table.columns)
                   & blimp["suite"].isin(set(table["suite"]))],
@@ -478,17 +497,20 @@ def main(argv: list[str] | None = None) -> None:
     if mode not in SCORE_MODES:
         raise UserError(f"tables.category_scores: {mode!r} is not one of {', '.join(SCORE_MODES)}")
     samples = int(cfg.get("bootstrap_samples", BOOTSTRAP_SAMPLES))
-    blimp = load_blimp(args.blimp)
+    own = load_blimp(args.blimp)
+    scored = pd.concat([own.assign(own=True)]
+                       + ([load_blimp(args.paper_blimp).assign(own=False)] if args.paper_blimp else []),
+                       ignore_index=True)
     ft = load_finetune(args.finetune)
     comparisons = [(base_name(s), base_name(b)) for s, b in _pairs_arg(args.compare, "--compare").items()]
     tables, figs = out / "tables", out / "figures"
     models = list(dict.fromkeys(base_name(m) for m in args.models))
     palette = figures.Palette(models)  # asked in this order: figures' colours depend on it
 
-    _write_tables(blimp, ft, models, comparisons, mode, samples, args.provenance, tables)
-    _draw_figures(args, blimp, ft, models, mode, samples, palette, figs)
+    _write_tables(own, ft, models, comparisons, mode, samples, args.provenance, tables)
+    _draw_figures(args, own, ft, models, mode, samples, palette, figs)
     for name, spec in (cfg.get("paper") or {}).items():
-        table, caption = _paper_table(spec.get("kind"), name, spec, cfg, args, blimp, ft, mode,
+        table, caption = _paper_table(spec.get("kind"), name, spec, cfg, args, scored, ft, mode,
                                       samples, palette, figs)
         write_table(table, tables / "paper", name, caption)
     print(json.dumps({"tables": str(tables), "figures": str(figs)}))
