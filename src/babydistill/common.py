@@ -217,6 +217,21 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
+def text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the non-blank lines of a UTF-8 text file (jsonl suites and
+    task files); a byte that is not UTF-8 is one line naming file:line, not a
+    UnicodeDecodeError."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{number}: not UTF-8 (byte {e.start} of the line); "
+                                "re-save the file as UTF-8") from None
+            if line.strip():
+                yield number, line
+
+
 def parse_json_arg(text: str, name: str) -> Any:
     """Parse a JSON command-line argument (rules pass config sections this way)."""
     try:

@@ -154,32 +154,10 @@ def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.Pa
     t0 = time.perf_counter()
     with atomic_path(bin_path) as tmp, open(tmp, "wb") as out:
         for path in paths:
-            lines = split_lines(read_text(path))
-            f_tokens = 0
-            # a context: a failed write closes the bar before the error line is printed
-            with tqdm(total=len(lines), desc=path.name, unit="line", disable=not progress,
-                      leave=False) as bar:
-                for start in range(0, len(lines), batch_lines):
-                    batch = lines[start:start + batch_lines]
-                    pieces = [p for line in batch for p in line_pieces(line, piece_chars)]
-                    for group in _batches(pieces, batch_lines, BATCH_CHARS):
-                        encs = encode_batch(group, add_special_tokens=False)
-                        count = sum(len(e.ids) for e in encs)
-                        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs),
-                                          dtype=dtype, count=count)
-                        out.write(ids.tobytes())
-                        f_tokens += count
-                    bar.update(len(batch))
-            out.write(np.array([eos_id], dtype=dtype).tobytes())
-            f_tokens += 1
-            files_meta.append({
-                "name": path.name,
-                "lines": len(lines),
-                # per piece: a long line's word list alone took ~10x its size in memory
-                # (a cut falls between words, so the counts add up to the line's)
-                "words": sum(len(p.split()) for line in lines for p in line_pieces(line, piece_chars)),
-                "tokens": f_tokens,
-            })
+            meta = _encode_file(path, encode_batch, out, dtype, eos_id, batch_lines,
+                                piece_chars, progress)
+            files_meta.append(meta)
+            f_tokens = meta["tokens"]
             n_tokens += f_tokens
         out.flush()
         truncated = max_tokens is not None and n_tokens > max_tokens
@@ -202,6 +180,32 @@ def tokenize_files(tokenizer_dir: str | os.PathLike, files: Iterable[str | os.Pa
         meta["truncated_from"] = n_tokens
     write_json(json_path, meta)  # last: .json present == complete
     return {**meta, "seconds": seconds}  # timing is returned, not stored: outputs stay deterministic
+
+
+def _encode_file(path: Path, encode_batch, out, dtype: np.dtype, eos_id: int, batch_lines: int,
+                 piece_chars: int, progress: bool) -> dict:
+    """Append one file's ids and its ``</s>`` to ``out``; return its metadata row."""
+    lines = split_lines(read_text(path))
+    f_tokens = f_words = 0
+    # a context: a failed write closes the bar before the error line is printed
+    with tqdm(total=len(lines), desc=path.name, unit="line", disable=not progress,
+              leave=False) as bar:
+        for start in range(0, len(lines), batch_lines):
+            batch = lines[start:start + batch_lines]
+            pieces = [p for line in batch for p in line_pieces(line, piece_chars)]
+            # words per piece: a long line's word list alone took ~10x its size in memory
+            # (a cut falls between words, so the counts add up to the line's)
+            f_words += sum(len(p.split()) for p in pieces)
+            for group in _batches(pieces, batch_lines, BATCH_CHARS):
+                encs = encode_batch(group, add_special_tokens=False)
+                count = sum(len(e.ids) for e in encs)
+                ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs),
+                                  dtype=dtype, count=count)
+                out.write(ids.tobytes())
+                f_tokens += count
+            bar.update(len(batch))
+    out.write(np.array([eos_id], dtype=dtype).tobytes())
+    return {"name": path.name, "lines": len(lines), "words": f_words, "tokens": f_tokens + 1}
 
 
 def _keep_file_starts(path: Path, dtype: np.dtype, files_meta: list[dict], keep: int) -> None:

@@ -51,7 +51,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from babydistill.common import UserError, cli, parse_json_arg, read_json, setup_logging, write_json
+from babydistill.common import (UserError, cli, parse_json_arg, read_json, setup_logging,
+                                text_lines, write_json)
 from babydistill.config.specs import schema, validate as validate_against_schema
 
 # Set before transformers / datasets / huggingface_hub are imported, which read them once.
@@ -159,22 +160,14 @@ def read_jsonl(path: str | os.PathLike, with_lines: bool = False) -> list:
     """All records of a jsonl file (with ``with_lines``: ``(line number, record)`` pairs);
     a bad line is a one-line UserError naming file:line."""
     out: list = []
-    with open(path, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise UserError(f"{path}:{i}: not UTF-8 (byte {e.start} of the line); re-save the "
-                                "file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove the line") from None
-            if not isinstance(rec, dict):
-                raise UserError(f"{path}:{i}: expected a JSON object per line")
-            out.append((i, rec) if with_lines else rec)
+    for i, line in text_lines(path):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove the line") from None
+        if not isinstance(rec, dict):
+            raise UserError(f"{path}:{i}: expected a JSON object per line")
+        out.append((i, rec) if with_lines else rec)
     return out
 
 

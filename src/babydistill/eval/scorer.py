@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from babydistill.common import UserError
+from babydistill.common import UserError, text_lines
 
 # lm-eval's default target_delimiter: every choice is scored as " " + sentence.
 DELIMITER = " "
@@ -123,23 +123,9 @@ def load_suite(suite_dir: str | Path, limit: int | None = None) -> list[Paradigm
     return [_load_paradigm(f, limit) for f in files]
 
 
-def _suite_lines(f: Path):
-    """(line number, text) of the non-blank lines of a suite file; a byte that is not UTF-8
-    is one line naming the file and line, not a UnicodeDecodeError."""
-    with open(f, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise UserError(f"{f}:{number}: not UTF-8 (byte {e.start} of the line); "
-                                "re-save the file as UTF-8") from None
-            if line.strip():
-                yield number, line
-
-
 def _load_paradigm(f: Path, limit: int | None) -> Paradigm:
     pairs, cats, kind, ids = [], Counter(), None, {}
-    for i, (number, line) in enumerate(_suite_lines(f)):
+    for i, (number, line) in enumerate(text_lines(f)):
         if limit is not None and i >= limit:
             break
         try:
