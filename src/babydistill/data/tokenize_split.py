@@ -42,8 +42,8 @@ from typing import Iterable
 import numpy as np
 from tqdm import tqdm
 
-from babydistill.common import UserError, atomic_path, cli, setup_logging, write_json
-from babydistill.data.tokenizer import BOS, EOS, PAD, file_sha256, load_backend, sorted_inputs
+from babydistill.common import UserError, atomic_path, cli, file_sha256, setup_logging, write_json
+from babydistill.data.tokenizer import BOS, EOS, PAD, load_backend, sorted_inputs
 
 log = logging.getLogger("babydistill.data.tokenize_split")
 

@@ -33,7 +33,6 @@ files are sorted by name first.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -48,7 +47,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from babydistill.common import UserError, cli, require_file, setup_logging, write_json, atomic_path
+from babydistill.common import (UserError, atomic_path, cli, file_sha256, require_file, setup_logging,
+                                write_json)
 
 log = logging.getLogger("babydistill.data.tokenizer")
 
@@ -205,14 +205,6 @@ def load_backend(tok_dir: str | os.PathLike) -> Tokenizer:
         return Tokenizer.from_file(str(d / "tokenizer.json"))
     except Exception as e:
         raise UserError(f"{d / 'tokenizer.json'}: not a valid tokenizer ({e}); re-train it") from None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @cli
