@@ -29,10 +29,10 @@ from slurm_cluster import FAST, PROFILES, cluster, scontrol_job, scontrol_jobs, 
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-GPU_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "finetune"}
+GPU_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "eval_blimp_paper", "finetune"}
 CPU_RULES = {"demo_world", "download_corpus", "download_suite", "download_glue", "clean_source",
              "clean_stats", "train_tokenizer", "tokenize_split", "ensemble", "tables",
-             "wml_peer", "lm_eval_tasks"}
+             "wml_peer", "lm_eval_tasks", "model_card"}
 RESUMED = re.compile(r"resumed from (\S+) at step (\d+)")
 
 
