@@ -328,3 +328,53 @@ def test_curriculum_bad_buckets_are_user_errors():
     with pytest.raises(UserError, match="token metadata"):
         TrainChunks(tokens, T, random_offset=False, seed=0,
                     curriculum={"buckets": [["cbt"]], "epochs_per_bucket": 3})
+
+
+# -- data.start_token ------------------------------------------------------------------
+
+BOS_ID = 10**6  # not a position of arange_tokens: every <s> is visible as such
+
+
+@pytest.mark.parametrize("random_offset", [False, "per_chunk", "per_epoch"])
+def test_start_token_leads_every_chunk_and_the_rest_tiles_the_corpus(random_offset):
+    n = 30 * (T - 1) + 4
+    ds = TrainChunks(arange_tokens(n), T, random_offset=random_offset, seed=2, start_token=BOS_ID)
+    assert ds.stride == T - 1 and len(ds) == (n - (T - 2 if random_offset else 0)) // (T - 1)
+    for e in (0, 1):
+        rows = {}
+        for b in all_rows(ds, e, 4):
+            assert b["input_ids"].shape == (4, T)
+            assert (b["input_ids"][:, 0] == BOS_ID).all()
+            body = b["input_ids"][:, 1:]
+            assert torch.equal(body, body[:, :1] + torch.arange(T - 1))  # contiguous text
+            for i, row in zip(b["chunk_index"].tolist(), body):
+                rows[i] = row
+                assert torch.equal(torch.from_numpy(ds.chunk(i, e)), torch.cat(
+                    [torch.tensor([BOS_ID]), row]))
+        if not random_offset:  # chunk i holds tokens i*(T-1) ..: no corpus token skipped
+            assert all(torch.equal(r, torch.arange(i * (T - 1), (i + 1) * (T - 1)))
+                       for i, r in rows.items())
+    ev = EvalChunks(arange_tokens(n), T, 5, seed=0, start_token=BOS_ID)
+    row = ev[0]["input_ids"]
+    assert row[0] == BOS_ID and row[1] == int(ev.indices[0]) * (T - 1) and len(row) == T
+
+
+def test_start_token_none_leaves_chunks_as_they_were():
+    a = TrainChunks(arange_tokens(20 * T), T, random_offset="per_chunk", seed=4)
+    b = TrainChunks(arange_tokens(20 * T), T, random_offset="per_chunk", seed=4, start_token=None)
+    for x, y in zip(all_rows(a, 1, 4), all_rows(b, 1, 4)):
+        assert torch.equal(x["input_ids"], y["input_ids"])
+
+
+def test_start_token_id_is_the_splits_bos(tmp_path):
+    from babydistill.data.chunks import start_token_id
+
+    write_prefix(tmp_path / "x", arange_tokens(50), vocab=100)
+    ta = TokenArray(tmp_path / "x")
+    assert start_token_id(ta, "none") is None
+    with pytest.raises(UserError, match="x.json: no bos_id for data.start_token: chunk"):
+        start_token_id(ta, "chunk")
+    ta.meta["bos_id"] = 1
+    assert start_token_id(ta, "chunk") == 1
+    with pytest.raises(UserError, match="data.start_token: 'line' is not one of none, chunk"):
+        start_token_id(ta, "line")

@@ -119,6 +119,29 @@ def test_stale_checkpoint_of_another_run_is_not_resumed(corpus, tmp_path, capfd)
     assert "resumed from" in capfd.readouterr().err
 
 
+def test_start_token_trains_on_chunks_led_by_bos(corpus, tmp_path):
+    """data.start_token: chunk: the model learns what follows <s> (the first word of a chunk),
+    which it cannot learn without; the run is another run (its own identity)."""
+    from transformers import AutoModelForCausalLM
+
+    on = pretrain.main(args(corpus, tmp_path / "on", tmp_path / "ck_on", {**spec(), "start_token": "chunk"}))
+    off = pretrain.main(args(corpus, tmp_path / "off", tmp_path / "ck_off", spec()))
+    assert on["steps"] > 10 and on["best_eval_loss"] < 0.6 * torch.log(torch.tensor(300.0)).item()
+    from babydistill.data.chunks import TrainChunks
+
+    bos = 1  # <s>
+    rows = TrainChunks(str(corpus / "dev"), 32, random_offset=False, seed=0, start_token=bos)
+    first = torch.tensor([rows.chunk(i)[1] for i in range(len(rows))])  # what follows <s>
+    nll = {}
+    for name in ("on", "off"):
+        m = AutoModelForCausalLM.from_pretrained(tmp_path / name)
+        with torch.no_grad():
+            logp = torch.log_softmax(m(input_ids=torch.full((len(first), 1), bos)).logits[:, -1], -1)
+        nll[name] = -logp[torch.arange(len(first)), first].mean().item()
+    assert nll["on"] < nll["off"] - 0.5, nll  # only the run with <s> learned its embedding
+    assert json.loads((tmp_path / "on" / "provenance.json").read_text())["spec"]["start_token"] == "chunk"
+
+
 @pytest.mark.parametrize("mutate,match", [
     (lambda s: s.pop("model"), "--spec: 'model' is a required property"),
     (lambda s: s["train"].update(lr="fast"), "--spec: train.lr: 'fast' is not valid (not of type 'number')"),

@@ -205,3 +205,25 @@ def test_the_shape_checks_live_in_one_place():
     import inspect
 
     assert "check_preset_shape" in inspect.getsource(bdconfig._check_shapes)
+
+
+def test_start_token_is_in_the_spec_only_when_on():
+    """data.start_token: a spec without one is the JSON (and run identity) of before the key
+    existed; chunk is named, changes the identity and survives the round trip."""
+    from babydistill.train.trainer import run_identity
+
+    plain = PretrainSpec.from_json(pretrain_json())
+    assert plain.start_token == "none" and "start_token" not in plain.to_json()
+    on = PretrainSpec.from_json(pretrain_json(start_token="chunk"))
+    assert on.to_json()["start_token"] == "chunk" and PretrainSpec.from_json(on.to_json()) == on
+    assert run_identity(on) != run_identity(plain)
+    kd = DistillSpec.from_json(kd_json(start_token="chunk"))
+    assert kd.start_token == "chunk" and DistillSpec.from_json(kd.to_json()) == kd
+    assert "start_token" not in DistillSpec.from_json(kd_json()).to_json()
+    one_line_error(PretrainSpec.from_json, pretrain_json(start_token="line"),
+                   r"^--spec: start_token: 'line' is not valid \(not one of")
+    cfg = bdconfig.prepare(bdconfig.load_yaml(REPO / "workflow/demo.yaml"))
+    name = bdconfig.instances(cfg, "pretrain")[0]
+    assert "start_token" not in bdconfig.pretrain_spec(cfg, name)
+    cfg["data"]["start_token"] = "chunk"
+    assert bdconfig.pretrain_spec(cfg, name)["start_token"] == "chunk"

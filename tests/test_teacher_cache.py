@@ -161,6 +161,19 @@ def test_cli_on_tokenized_split(setup, tmp_path, capsys):
     ids = torch.from_numpy(setup["train"][[5]])
     best = teacher_logits(setup["teachers"], ids).argmax(-1)
     assert torch.equal(cache.get(torch.tensor([5]), 1.0)[1][..., 0], best)
+    with pytest.raises(UserError, match="cached with data.start_token none, the run uses chunk"):
+        cache.check(temperature=1.0, seq_length=T, vocab_size=V, random_offset=False,
+                    start_token="chunk")
+    # with <s> in front of every chunk the cache holds the teachers' targets on those chunks
+    meta = json.loads((tmp_path / "train.json").read_text())
+    (tmp_path / "train.json").write_text(json.dumps({**meta, "bos_id": 1}))
+    cache_main(["--teacher", setup["teacher_dirs"][0], "--train", str(prefix), "--seq-length",
+                str(T), "--start-token", "chunk", "--k", "4", "--out", str(tmp_path / "bos")])
+    bos = TopKCache(tmp_path / "bos")
+    bos.check(temperature=1.0, seq_length=T, vocab_size=V, random_offset=False, start_token="chunk")
+    row = torch.cat([torch.tensor([[1]]), torch.from_numpy(tokens[: T - 1].astype("int64"))[None]], 1)
+    best = teacher_logits(setup["teachers"][:1], row).argmax(-1)
+    assert torch.equal(bos.get(torch.tensor([0]), 1.0)[1][..., 0], best)
     with pytest.raises(SystemExit) as e:
         cache_main(["--teacher", str(tmp_path / "nope"), "--train", str(prefix), "--out", str(tmp_path / "x")])
     assert e.value.code == 2

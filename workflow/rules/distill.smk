@@ -26,11 +26,13 @@ rule teacher_cache:
         teachers=lambda w, input: flags("--teacher", input.teachers),
         train=lambda w, input: token_prefix(input.train),
         seq_length=config["data"]["seq_length"],
+        start_token=flags("--start-token", config["data"].get("start_token")),
         k=lambda w: CACHES[w.key]["k"],
         temperature=lambda w: CACHES[w.key]["temperature"],
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.distill.teacher_cache {params.teachers:q}"
-        " --train {params.train} --seq-length {params.seq_length} --k {params.k}"
+        " --train {params.train} --seq-length {params.seq_length} {params.start_token:q}"
+        " --k {params.k}"
         " --temperature {params.temperature} --out {output} > {log} 2>&1"
 
 

@@ -374,9 +374,10 @@ def training_of(config: dict, run: dict) -> dict:
 
 
 def _data(config: dict) -> dict:
+    # a key the config leaves out gets the schema's default, filled in by babydistill.config.specs
     return {"seq_length": config["data"]["seq_length"],
-            **({"eval_chunks": config["data"]["eval_chunks"]} if "eval_chunks" in config["data"]
-               else {})}  # else the schema's default, filled in by babydistill.config.specs
+            **{k: config["data"][k] for k in ("eval_chunks", "start_token")
+               if config["data"].get(k, "none") != "none"}}  # no start token: the spec names none
 
 
 def instances(config: dict, section: str) -> list[str]:

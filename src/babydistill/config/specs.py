@@ -372,6 +372,14 @@ _KD_FIELDS = [f.name for f in dataclasses.fields(KDSpec)]
 _WML_FIELDS = [f.name for f in dataclasses.fields(WMLSpec)]
 
 
+def _without_default_start(out: dict) -> dict:
+    """A spec without a start token names none: the run identity (a digest of the spec) of
+    every run made before ``data.start_token`` existed stays what it was."""
+    if out.get("start_token") == "none":
+        del out["start_token"]
+    return out
+
+
 @dataclass(frozen=True)
 class PretrainSpec(_Spec):
     """``python -m babydistill.train.pretrain --spec``: one preset trained from scratch."""
@@ -381,6 +389,10 @@ class PretrainSpec(_Spec):
     train: TrainSpec
     seq_length: int
     eval_chunks: int
+    start_token: str = "none"
+
+    def to_json(self) -> dict:
+        return _without_default_start(super().to_json())
 
     @classmethod
     def from_json(cls, data: Any, where: str = "--spec") -> "PretrainSpec":
@@ -388,7 +400,8 @@ class PretrainSpec(_Spec):
         model = ModelPreset(**d["model"])
         check_preset_shape(model, f"{where}: model", d["seq_length"])
         return cls(name=d["name"], model=model, train=TrainSpec._of(d["train"]),
-                   seq_length=d["seq_length"], eval_chunks=d["eval_chunks"])
+                   seq_length=d["seq_length"], eval_chunks=d["eval_chunks"],
+                   start_token=d["start_token"])
 
 
 @dataclass(frozen=True)
@@ -401,6 +414,7 @@ class DistillSpec(_Spec):
     train: TrainSpec
     seq_length: int
     eval_chunks: int
+    start_token: str = "none"
     kd: KDSpec | None = None
     student: ModelPreset | None = None
     student_preset: str | None = None
@@ -408,7 +422,9 @@ class DistillSpec(_Spec):
 
     def to_json(self) -> dict:
         out = {"name": self.name, "objective": self.objective, "train": self.train.to_json(),
-               "seq_length": self.seq_length, "eval_chunks": self.eval_chunks}
+               "seq_length": self.seq_length, "eval_chunks": self.eval_chunks,
+               "start_token": self.start_token}
+        out = _without_default_start(out)
         if self.kd is not None:
             out.update(self.kd.to_json())
             out["student"] = self.student.to_json()
@@ -423,7 +439,7 @@ class DistillSpec(_Spec):
         d = _parse(data, "distill_spec", where)
         seq = d["seq_length"]
         common = dict(name=d["name"], objective=d["objective"], train=TrainSpec._of(d["train"]),
-                      seq_length=seq, eval_chunks=d["eval_chunks"])
+                      seq_length=seq, eval_chunks=d["eval_chunks"], start_token=d["start_token"])
         if d["objective"] == "kd":
             student = ModelPreset(**d["student"])
             check_preset_shape(student, f"{where}: student", seq)

@@ -20,6 +20,12 @@ becomes batches of fixed-length sequences:
   from, read from the token counts per file in PREFIX.json (``files``); the number of
   batches then depends on the epoch (``num_batches(batch_size, epoch)``).
 * :class:`EvalChunks`: fixed chunks (offset 0), a fixed seeded subset of them.
+* ``start_token`` (config ``data.start_token: chunk``): every chunk, train and eval, is
+  ``<s>`` followed by ``seq_length - 1`` corpus tokens, and the chunks tile the corpus by
+  that stride, so no token is skipped. Position 0 is never a target (the model shifts), so
+  ``<s>`` is only ever conditioned on: it gets a trained embedding, which BOS-prefixed
+  scoring (the babylm-2023/2024 conventions) then conditions every sentence on. Off
+  (``none``) in the papers' configs: their code adds none.
 * :func:`load_splits`: both splits of a run, checked against each other and the tokenizer,
   as its TrainChunks and EvalChunks (what the pretrain and distill stages start from).
 
@@ -113,12 +119,22 @@ def _as_array(tokens) -> tuple[np.ndarray, str]:
 class _Chunks:
     """Shared batching: a subclass says which chunk starts each epoch has, in which order."""
 
-    def __init__(self, tokens, seq_length: int):
+    def __init__(self, tokens, seq_length: int, start_token: int | None = None):
         self.tokens, self.name = _as_array(tokens)
-        if seq_length < 1:
-            raise UserError(f"data.seq_length: {seq_length} must be >= 1")
+        if seq_length < 1 + (start_token is not None):
+            raise UserError(f"data.seq_length: {seq_length} must be >= {1 + (start_token is not None)}")
         self.seq_length = seq_length
-        self._span = np.arange(seq_length)
+        self.start_token = None if start_token is None else int(start_token)
+        # corpus tokens per chunk: the start token takes one of the seq_length positions
+        self.stride = seq_length - (self.start_token is not None)
+        self._span = np.arange(self.stride)
+
+    def _with_start(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of corpus tokens (int64), with the start token in front when there is one."""
+        if self.start_token is None:
+            return ids
+        head = np.full(ids.shape[:-1] + (1,), self.start_token, dtype=np.int64)
+        return np.concatenate([head, ids], axis=-1)
 
     # -- what a subclass defines -------------------------------------------------------
     def offsets(self, epoch: int, indices: np.ndarray) -> np.ndarray | int:
@@ -135,8 +151,8 @@ class _Chunks:
     def chunk(self, index: int, epoch: int = 0) -> np.ndarray:
         """The tokens of chunk ``index`` in ``epoch`` (int64)."""
         offset = np.asarray(self.offsets(epoch, np.array([int(index)]))).reshape(-1)[0]
-        start = int(offset) + int(index) * self.seq_length
-        return np.asarray(self.tokens[start:start + self.seq_length], dtype=np.int64)
+        start = int(offset) + int(index) * self.stride
+        return self._with_start(np.asarray(self.tokens[start:start + self.stride], dtype=np.int64))
 
     def epoch_size(self, epoch: int) -> int:
         """Chunks served in ``epoch`` (all of them unless a subclass narrows it)."""
@@ -168,9 +184,10 @@ class _Chunks:
             idx = np.array_split(idx, world_size)[rank]  # equal parts for a full batch
             if len(idx) == 0:
                 continue
-            starts = self.offsets(epoch, idx) + idx * self.seq_length
+            starts = self.offsets(epoch, idx) + idx * self.stride
             # Fancy indexing on the memmap reads just these rows.
-            ids = np.asarray(self.tokens[starts[:, None] + self._span], dtype=np.int64)
+            ids = self._with_start(np.asarray(self.tokens[starts[:, None] + self._span],
+                                              dtype=np.int64))
             yield {
                 "input_ids": torch.from_numpy(ids),
                 "chunk_index": torch.from_numpy(idx.astype(np.int64)),
@@ -190,14 +207,15 @@ class TrainChunks(_Chunks):
     drop_last = True  # a short last batch would change the step size (and split unevenly over ranks)
 
     def __init__(self, tokens, seq_length: int, *, random_offset, seed: int,
-                 curriculum: dict | None = None, files: Sequence[dict] | None = None):
-        super().__init__(tokens, seq_length)
+                 curriculum: dict | None = None, files: Sequence[dict] | None = None,
+                 start_token: int | None = None):
+        super().__init__(tokens, seq_length, start_token)
         self.random_offset = offset_mode(random_offset)
         self.seed = int(seed)
         self.epoch = 0
         self._epoch_offsets: tuple[int | None, np.ndarray | None] = (None, None)
-        max_offset = seq_length - 1 if self.random_offset else 0
-        self.n_chunks = max(0, (len(self.tokens) - max_offset) // seq_length)
+        max_offset = self.stride - 1 if self.random_offset else 0
+        self.n_chunks = max(0, (len(self.tokens) - max_offset) // self.stride)
         if self.n_chunks == 0:
             raise UserError(f"{self.name}: {len(self.tokens)} tokens give no chunk of "
                             f"data.seq_length={seq_length}; use more data or a shorter seq_length")
@@ -221,7 +239,7 @@ class TrainChunks(_Chunks):
         if counts.sum() != len(self.tokens):
             raise UserError(f"{self.name}: per-file token counts sum to {counts.sum()}, not "
                             f"{len(self.tokens)}; re-run tokenize_split")
-        starts = np.arange(self.n_chunks, dtype=np.int64) * self.seq_length
+        starts = np.arange(self.n_chunks, dtype=np.int64) * self.stride
         file_of_chunk = np.searchsorted(np.cumsum(counts), starts, side="right")
         return np.array(names, dtype=object)[file_of_chunk]
 
@@ -273,10 +291,10 @@ class TrainChunks(_Chunks):
         if not self.random_offset:
             return 0
         if self.random_offset == "per_epoch":
-            return int(self._rng(epoch, 0).integers(0, self.seq_length))
+            return int(self._rng(epoch, 0).integers(0, self.stride))
         if self._epoch_offsets[0] != epoch:  # drawn once per epoch, not once per batch
             self._epoch_offsets = (epoch, self._rng(epoch, 2).integers(
-                0, self.seq_length, size=self.n_chunks))
+                0, self.stride, size=self.n_chunks))
         every = self._epoch_offsets[1]
         return every if indices is None else every[np.asarray(indices, dtype=np.int64)]
 
@@ -307,9 +325,10 @@ class EvalChunks(_Chunks):
     """Fixed eval chunks (offset 0): a seeded random subset of ``n_chunks`` of them
     (all when there are fewer), served in index order, the same every epoch."""
 
-    def __init__(self, tokens, seq_length: int, n_chunks: int, seed: int):
-        super().__init__(tokens, seq_length)
-        total = len(self.tokens) // seq_length
+    def __init__(self, tokens, seq_length: int, n_chunks: int, seed: int,
+                 start_token: int | None = None):
+        super().__init__(tokens, seq_length, start_token)
+        total = len(self.tokens) // self.stride
         if total == 0:
             raise UserError(f"{self.name}: {len(self.tokens)} tokens give no chunk of "
                             f"data.seq_length={seq_length}; use more data or a shorter seq_length")
@@ -352,6 +371,23 @@ def tokenizer_vocab_size(tokenizer_dir: str) -> int:
         raise UserError(f"{p}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
 
 
+START_TOKENS = ("none", "chunk")  # data.start_token
+
+
+def start_token_id(tokens: "TokenArray", start_token: str) -> int | None:
+    """The id ``data.start_token`` puts at the start of every chunk (None for ``none``):
+    the split's ``<s>`` (``bos_id`` in PREFIX.json)."""
+    if start_token not in START_TOKENS:
+        raise UserError(f"data.start_token: {start_token!r} is not one of {', '.join(START_TOKENS)}")
+    if start_token == "none":
+        return None
+    bos = (tokens.meta or {}).get("bos_id")
+    if bos is None:
+        raise UserError(f"{tokens.prefix}.json: no bos_id for data.start_token: chunk; re-run "
+                        "tokenize_split with a tokenizer that has <s>")
+    return int(bos)
+
+
 def load_splits(train_prefix: str, dev_prefix: str, tokenizer_dir: str, spec):
     """The token arrays of both splits, checked against each other and the tokenizer, as the
     training chunks and the fixed eval chunks of a parsed job spec (babydistill.config.specs
@@ -366,9 +402,11 @@ def load_splits(train_prefix: str, dev_prefix: str, tokenizer_dir: str, spec):
         raise UserError(f"{tokenizer_dir}: {tok_vocab} tokens but {train_prefix} was tokenized "
                         f"with {vocab}; re-run tokenize_split with this tokenizer")
     t = spec.train
+    start = start_token_id(train_tokens, spec.start_token)
     train_data = TrainChunks(train_tokens, spec.seq_length, random_offset=t.random_offset,
-                             seed=t.seed, curriculum=t.curriculum)
-    eval_data = EvalChunks(dev_tokens, spec.seq_length, spec.eval_chunks, seed=t.seed)
+                             seed=t.seed, curriculum=t.curriculum, start_token=start)
+    eval_data = EvalChunks(dev_tokens, spec.seq_length, spec.eval_chunks, seed=t.seed,
+                           start_token=start)
     return vocab, train_data, eval_data
 
 

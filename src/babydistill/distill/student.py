@@ -123,6 +123,7 @@ def build_kd_objective(spec: DistillSpec, vocab_size: int, teacher_dirs, cache_d
 
         cache = TopKCache(cache_dir)
         cache.check(temperature=float(kd.temperature), seq_length=spec.seq_length,
+                    start_token=spec.start_token,
                     vocab_size=vocab_size, random_offset=bool(spec.train.random_offset),
                     n_chunks=n_train_chunks)
         return CachedKDObjective(student, cache, kd)

@@ -81,11 +81,14 @@ def teacher_logits(teachers, input_ids: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def fixed_chunks(prefix: str | os.PathLike, seq_length: int):
-    """The training split cut at offset 0 (babydistill.data.chunks.TrainChunks without random offsets)."""
-    from babydistill.data.chunks import TrainChunks
+def fixed_chunks(prefix: str | os.PathLike, seq_length: int, start_token: str = "none"):
+    """The training split cut at offset 0 (babydistill.data.chunks.TrainChunks without random
+    offsets), with ``<s>`` in front of every chunk for ``start_token="chunk"``."""
+    from babydistill.data.chunks import TokenArray, TrainChunks, start_token_id
 
-    return TrainChunks(prefix, seq_length, random_offset=False, seed=0)
+    tokens = TokenArray(prefix)
+    return TrainChunks(tokens, seq_length, random_offset=False, seed=0,
+                       start_token=start_token_id(tokens, start_token))
 
 
 def _rows(chunks, start: int, end: int) -> np.ndarray:
@@ -299,9 +302,13 @@ class TopKCache:
         self._rest: dict[str, np.memmap] = {}
 
     def check(self, *, temperature: float, seq_length: int, vocab_size: int,
-              random_offset: bool, n_chunks: int | None = None) -> None:
+              random_offset: bool, n_chunks: int | None = None, start_token: str = "none") -> None:
         """One-line errors when this cache cannot serve a run."""
         where = f"{self.path}"
+        cached_start = self.header.get("start_token", "none")
+        if start_token != cached_start:
+            raise UserError(f"{where}: cached with data.start_token {cached_start}, the run uses "
+                            f"{start_token}; rebuild it with --start-token {start_token}")
         if random_offset:
             raise UserError(
                 f"{where}: the teacher cache stores targets for the fixed chunks (offset 0); "
@@ -345,6 +352,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--teacher", action="append", required=True, help="teacher model dir (repeat)")
     ap.add_argument("--train", required=True, help="tokenized training split PREFIX (PREFIX.bin/.json)")
     ap.add_argument("--seq-length", type=int, default=128)
+    ap.add_argument("--start-token", choices=["none", "chunk"], default="none",
+                    help="chunk: <s> starts every chunk, as data.start_token (default none)")
     ap.add_argument("--k", type=int, default=64)
     ap.add_argument("--out", required=True, help="cache directory to write")
     ap.add_argument("--batch-size", type=int, default=32)
@@ -358,13 +367,15 @@ def main(argv: list[str] | None = None) -> dict:
         raise UserError("--seq-length must be >= 2 and --batch-size >= 1")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teachers = load_teachers(args.teacher, device)
-    chunks = fixed_chunks(args.train, args.seq_length)
+    chunks = fixed_chunks(args.train, args.seq_length, args.start_token)
     log.info("caching top-%d targets of %d teacher(s) over %d chunks of %d tokens",
              args.k, len(teachers), len(chunks), args.seq_length)
     header = build_cache(
         teachers, chunks, args.out, k=args.k, batch_size=args.batch_size,
         temperatures=args.temperature or DEFAULT_TEMPERATURES,
-        info={"teachers": [str(t) for t in args.teacher], "train": str(args.train)},
+        info={"teachers": [str(t) for t in args.teacher], "train": str(args.train),
+              # named only when on: a cache without a start token stays byte for byte as before
+              **({"start_token": args.start_token} if args.start_token != "none" else {})},
     )
     log.info("wrote %s (%d chunks x %d positions x top-%d)", args.out, header["n_chunks"],
              header["seq_length"], header["k"])
