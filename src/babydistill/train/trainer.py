@@ -501,7 +501,8 @@ class Trainer:
         parts = {"modules": NamedStates(self.modules, "modules"), "optimizer": self.optimizer,
                  "scheduler": self.scheduler, "objective": self.objective, "rng": RNGState(),
                  "position": _Position(self),
-                 "callbacks": NamedStates(self.callbacks, "callbacks")}  # {name: state}
+                 "callbacks": NamedStates({n: c for n, c in self.callbacks.items() if c.stateful},
+                                          "callbacks")}  # {name: state}
         return Checkpointer(self.checkpoint_dir, parts, spec=self.spec, identity=self.identity,
                             resume_free=_RESUME_FREE, every=self.spec.checkpoint_every,
                             main=self.dist.main, barrier=barrier)
