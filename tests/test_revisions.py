@@ -148,3 +148,63 @@ def test_sigkill_keeps_written_revisions_and_writes_none_twice(corpus, tmp_path)
     a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+STUDENT = {"arch": "llama", "hidden_size": 16, "num_layers": 1, "num_heads": 2,
+           "intermediate_size": 32, "max_position_embeddings": 64}
+
+
+def distill(corpus, d: Path, s: dict, *extra):  # noqa: F811
+    from babydistill.distill.student import main
+
+    main(["--spec", json.dumps(s), "--train", str(corpus / "train"), "--dev", str(corpus / "dev"),
+          "--tokenizer", str(corpus / "tok"), "--out", str(d / "m"), "--checkpoint-dir",
+          str(d / "ck"), *extra])
+    return json.loads((d / "m" / "train_summary.json").read_text())
+
+
+def kd_spec(**over):
+    return {"name": "s", "objective": "kd", "student": STUDENT, "alpha": 0.5, "temperature": 2.0,
+            "kl_direction": "forward", "kl_reduction": "batchmean", "seq_length": 32,
+            "eval_chunks": 8, "train": {"lr": 1e-2, "batch_size": 8, "epochs": 1,
+                                        "warmup_steps": 0, "random_offset": False,
+                                        "tensorboard": False, "seed": 3}, **over}
+
+
+def test_a_students_ledger_holds_its_teachers_live_or_cached(corpus, runs, tmp_path):  # noqa: F811
+    from babydistill.distill.teacher_cache import main as cache_main
+
+    d, teacher_summary, _ = runs
+    teacher = d / "with" / "m"
+    live = distill(corpus, tmp_path / "live", kd_spec(), "--teacher", str(teacher))
+    cache = tmp_path / "cache"
+    cache_main(["--teacher", str(teacher), "--train", str(corpus / "train"), "--seq-length", "32",
+                "--k", "8", "--out", str(cache), "--temperature", "2"])
+    cached = distill(corpus, tmp_path / "cached", kd_spec(cache={"k": 8}), "--cache", str(cache))
+    t = teacher_summary["ledger"]
+    for s in (live, cached):
+        led = s["ledger"]
+        assert led["ancillary"] == {"m": t}
+        assert led["epochs"] == 1.0 and led["words_seen"] > 0
+        assert led["total_words_seen"] == led["words_seen"] + t["total_words_seen"]
+
+
+def test_a_wml_peer_carries_the_runs_ledger_and_its_revisions(corpus, tmp_path):  # noqa: F811
+    from babydistill.distill.wml import export_peer
+
+    s = {"name": "w", "objective": "wml", "reference": {**STUDENT, "hidden_size": 32},
+         "num_peers": 2, "peers": None, "alpha": 0.5, "use_bilevel": True,
+         "weight_update_frequency": 3, "num_batches": 4, "seq_length": 32, "eval_chunks": 8,
+         "train": kd_spec()["train"]}
+    run_summary = distill(corpus, tmp_path, s, *at_words([1000, 2000]))
+    assert sorted(p.name for p in (tmp_path / "m" / "revisions").iterdir()) == ["chck_1K", "chck_2K"]
+    peer = export_peer(tmp_path / "m", 2, tmp_path / "w-peer2")
+    summary = json.loads((peer / "train_summary.json").read_text())
+    assert summary["ledger"] == run_summary["ledger"] and summary["peer"] == 2
+    for name in ("chck_1K", "chck_2K"):
+        rev = tmp_path / "m" / "revisions" / name
+        assert ((peer / "revisions" / name / "model.safetensors").read_bytes()
+                == (rev / "peers" / "2" / "model.safetensors").read_bytes())
+        show = subprocess.run(["git", "--git-dir", str(peer / "hub.git"), "show",
+                               f"{name}:revision.json"], capture_output=True, text=True, check=True)
+        assert json.loads(show.stdout)["revision"] == name
