@@ -1,4 +1,5 @@
-"""What the training loop does besides training, as callbacks: evaluation, the BLiMP curve.
+"""What the training loop does besides training, as callbacks: evaluation, the BLiMP curve,
+the words-seen ledger and the revisions by words seen.
 
 A stage builds its callbacks (usually :func:`standard_callbacks`: an :class:`EvalTracker`
 and a :class:`BlimpCurve`, then any of its own) and gives them to
@@ -29,6 +30,13 @@ data position (so a resumed run writes the same rows and points). Callbacks repo
   scores every trainable module with the fast scorer before the first step and at each
   epoch end: a ``blimp_acc`` row (the modules' mean macro accuracy; each module's in
   ``logs``) and the points of ``OUT_DIR/blimp_curve.json``.
+* :class:`WordsSeen` (``words``): words seen, tokens seen and epochs (and the teachers'
+  ledgers) as ``ledger`` in ``train_summary.json``.
+* :class:`Revisions` (``revisions``): a model folder at the step crossing each count of
+  ``checkpoints.at_words``, then ``OUT_DIR/revisions/`` and ``OUT_DIR/hub.git``.
+
+A callback with ``stateful = False`` (the last two) is left out of the checkpoint: adding
+one keeps a run's ``last.pt`` resumable.
 """
 
 from __future__ import annotations
@@ -359,8 +367,9 @@ class Revisions(Callback):
         from babydistill.train.hub import REVISIONS, write_hub_repo
 
         done = [w for w in self.at_words if (self.dir / self.names[w] / "revision.json").is_file()]
-        for w in done:
-            shutil.copytree(self.dir / self.names[w], Path(out_dir) / REVISIONS / self.names[w])
+        for w in done:  # hard links: a revision's files are never rewritten in place
+            shutil.copytree(self.dir / self.names[w], Path(out_dir) / REVISIONS / self.names[w],
+                            copy_function=_link_or_copy)
         missing = [self.names[w] for w in self.at_words if w not in done]
         if missing:
             log.warning("checkpoints.at_words: the run ended before %s (%d words seen)",
@@ -369,6 +378,15 @@ class Revisions(Callback):
                  for w in done]
         write_hub_repo(out_dir, [(i["revision"], f"{i['revision']}: step {i['step']}, "
                                   f"{i['words_seen']} words seen") for i in infos])
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        import shutil
+
+        shutil.copy2(src, dst)
 
 
 def standard_callbacks(spec: TrainSpec | dict, tokenizer_dir=None,

@@ -67,7 +67,8 @@ def write_hub_repo(model_dir: str | os.PathLike, revisions: list[tuple[str, str]
     folder of ``model_dir/revisions``) as branches, then ``main``, the model folder itself."""
     model_dir = Path(model_dir)
     repo = model_dir / HUB
-    git(["init", "--quiet", "--bare", "--initial-branch=main", str(repo)])
+    # no template: no sample hooks or description, only what the branches need
+    git(["init", "--quiet", "--bare", "--template=", "--initial-branch=main", str(repo)])
     parent = None
     for name, message in revisions:
         parent = _commit(repo, model_dir / REVISIONS / name, name, message, parent)
