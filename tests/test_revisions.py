@@ -208,3 +208,12 @@ def test_a_wml_peer_carries_the_runs_ledger_and_its_revisions(corpus, tmp_path):
         show = subprocess.run(["git", "--git-dir", str(peer / "hub.git"), "show",
                                f"{name}:revision.json"], capture_output=True, text=True, check=True)
         assert json.loads(show.stdout)["revision"] == name
+
+
+def test_an_ensemble_copies_its_members_without_their_revisions(runs, tmp_path):
+    from babydistill.distill.ensemble import save_ensemble
+
+    d, _, _ = runs
+    out = save_ensemble([d / "with" / "m", d / "without" / "m"], tmp_path / "ens")
+    assert (out / "member0" / "model.safetensors").is_file()
+    assert not (out / "member0" / "revisions").exists() and not (out / "member0" / "hub.git").exists()
