@@ -383,3 +383,72 @@ def test_a_convention_lmeval_cannot_score_is_refused_at_config_time(demo):
         bdconfig.validate(cfg, source="demo.yaml")
     cfg["eval"]["blimp"]["backend"] = "fast"
     bdconfig.validate(cfg, source="demo.yaml")
+
+
+# ---------------------------------------------------------------- challenge: and at_words
+
+def test_strict_small_names_the_curriculum_runs_15_epochs_in_one_line(tmp_path, paper):
+    held = {**copy.deepcopy(paper), "challenge": "strict-small-2026"}
+    f = tmp_path / "config.yaml"
+    f.write_text(yaml.safe_dump(held))
+    r = subprocess.run([sys.executable, "-m", "babydistill.config", str(f)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {f}: challenge strict-small-2026: ")
+    assert "pretrain.llama-58M-curriculum trains 15 epochs, the rules allow 10 (150M words seen)" \
+        in lines[0]
+    assert "(and 4 more:" in lines[0]
+    r = subprocess.run([sys.executable, "-m", "babydistill.config", str(f), "--words"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    outside = [ln for ln in r.stdout.splitlines() if ln.startswith("outside")]
+    assert len(outside) == 5
+    # Baby Llama: 6 epochs + its teachers' 4 and 6, over 10M words
+    assert ("outside strict-small-2026: distill.baby-llama-58M sees 160M words with its "
+            "teachers' (llama-360M, gpt2-705M), over the 100M cap") in outside
+
+
+def test_the_paper_config_sits_outside_the_rules_but_checks_none(paper):
+    assert paper["challenge"] is None
+    bdconfig.validate(copy.deepcopy(paper))
+    found = bdconfig.challenge.violations({**copy.deepcopy(paper), "challenge": "strict-2026"})
+    # strict: a 1B words-seen cap over the 10M-word split; only the 15 epochs break it
+    assert found == ["pretrain.llama-58M-curriculum trains 15 epochs, the rules allow 10 "
+                     "(150M words seen)"]
+
+
+def test_word_budget_counts_teachers_and_the_data(demo):
+    c = {**copy.deepcopy(demo), "challenge": "strict-small-2026"}
+    bdconfig.validate(copy.deepcopy(c))  # the demo keeps the rules
+    plan = bdconfig.challenge.planned_words(c)
+    words = demo["demo_world"]["words"]
+    kd = plan["distill.student-tiny-kd-ensemble"]
+    assert kd["own"] == kd["epochs"] * words
+    assert kd["total"] == kd["own"] + sum(plan[f"pretrain.{t}"]["own"] for t in kd["teachers"])
+    big = copy.deepcopy(c)
+    big["demo_world"]["words"] = 20_000_000
+    with pytest.raises(UserError, match=r"over the 100M cap"):
+        bdconfig.validate(big)
+    data = copy.deepcopy(c)
+    data["corpus"] = {**data["corpus"], "demo_world": False, "train_split": "train_100M"}
+    assert bdconfig.challenge.violations(data)[-1] == (
+        "the training data holds 100M words (corpus.train_split train_100M), over the 10M budget")
+
+
+def test_at_words_defaults_to_the_challenges_schedule(demo):
+    c = copy.deepcopy(demo)
+    assert bdconfig.challenge.at_words(c) == [50_000, 100_000, 200_000]
+    del c["checkpoints"]
+    assert bdconfig.challenge.at_words(c) == []
+    c["challenge"] = "strict-small-2026"
+    assert bdconfig.challenge.at_words(c) == bdconfig.challenge.schedule("strict-small-2026")
+    c["checkpoints"] = {"at_words": "strict-2026"}
+    assert len(bdconfig.challenge.at_words(c)) == 28
+    c["checkpoints"] = {"at_words": [1500]}
+    with pytest.raises(UserError, match="checkpoints.at_words"):
+        bdconfig.validate(c)
+    c["challenge"] = "strict-tiny"
+    c["checkpoints"] = {"at_words": [2000]}
+    with pytest.raises(UserError, match="challenge: 'strict-tiny' is not valid"):
+        bdconfig.validate(c)

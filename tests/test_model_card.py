@@ -107,3 +107,22 @@ def test_pretrained_model_missing_dir_and_missing_result(run, tmp_path, capsys):
     with pytest.raises(SystemExit):
         model_card.main(["--model-dir", str(run), "--blimp", str(tmp_path / "gone.json"), "--out", str(out)])
     assert "gone.json" in capsys.readouterr().err
+
+
+def test_card_shows_the_words_seen_ledger_with_teachers(run, tmp_path):
+    teacher = {"words_seen": 50_000, "tokens_seen": 56_000, "epochs": 2.0, "data_words": 25_000,
+               "ancillary": {}, "total_words_seen": 50_000}
+    summary = json.loads((run / "train_summary.json").read_text())
+    summary["ledger"] = {"word_count": "whitespace words", "words_seen": 2_730,
+                         "tokens_seen": 3_072, "epochs": 2.0, "data_words": 1_365,
+                         "ancillary": {"t-a": teacher}, "total_words_seen": 52_730}
+    (run / "train_summary.json").write_text(json.dumps(summary))
+    _, body = split_card(model_card.render(run))
+    section = body.split("## Words seen", 1)[1].split("\n## ", 1)[0]
+    assert "| this model | 2,730 | 3,072 | 2 | 1,365 |" in section
+    assert "| t-a | 50,000 | 56,000 | 2 | 25,000 |" in section
+    assert "Total words seen, teachers included: 52,730." in section
+
+
+def test_card_of_a_model_without_a_ledger_has_no_words_section(run):
+    assert "## Words seen" not in model_card.render(run)

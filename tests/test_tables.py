@@ -388,6 +388,8 @@ def test_cli_writes_tables_and_figures(results):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
         assert (out / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
     assert not (out / "figures" / "wml_weights.png").exists()  # no WML run wrote weights
+    # no train_summary.json beside the metrics: an empty budget, held to strict-small for reference
+    assert "strict-small-2026, for reference" in (out / "tables" / "budget.md").read_text()
 
 
 def test_missing_pairs_file_is_one_line(results, tmp_path):
@@ -559,3 +561,30 @@ def test_figures_and_stats_do_not_import_tables():
         assert "babydistill.report.tables" not in imported, mod.__name__
         assert not any(n.module == "babydistill.report" and any(a.name == "tables" for a in n.names)
                        for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)), mod.__name__
+
+
+def test_budget_table_holds_ledgers_to_the_challenge(tmp_path):
+    def model(name, words, epochs, ancillary=None):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "metrics.csv").write_text("step,loss\n")
+        extra = sum(a["total_words_seen"] for a in (ancillary or {}).values())
+        (d / "train_summary.json").write_text(json.dumps({"ledger": {
+            "words_seen": words, "tokens_seen": words + 100, "epochs": epochs,
+            "data_words": 10_000_000, "ancillary": ancillary or {},
+            "total_words_seen": words + extra}}))
+        return f"{name}={d / 'metrics.csv'}"
+
+    teacher = {"words_seen": 60_000_000, "epochs": 6.0, "total_words_seen": 60_000_000}
+    items = [model("student", 60_000_000, 6.0, {"teacher": teacher}),
+             model("teacher", 60_000_000, 6.0), model("long", 150_000_000, 15.0),
+             "old=/nonexistent/metrics.csv"]
+    table = tables.budget_table(["teacher", "student", "long"], items, "strict-small-2026")
+    assert list(table.index) == ["teacher", "student", "long"]
+    assert table.loc["student", "teachers' words"] == "60,000,000"
+    assert table.loc["student", "total words"] == "120,000,000"
+    assert table.loc["student", "of cap (%)"] == "120.00"
+    assert list(table["within"]) == ["yes", "no", "no"]
+    strict = tables.budget_table(["teacher", "student", "long"], items, "strict-2026")
+    assert list(strict["within"]) == ["yes", "yes", "no"]  # long: 15 epochs
+    assert strict.loc["student", "cap"] == "1,000,000,000"

@@ -46,6 +46,9 @@ ENSEMBLES = list(config.get("ensembles") or {})
 # Each peer of a wml run is a model of its own: <run>-peer<i> -> (run, i)
 WML_PEERS = bdconfig.wml_peers(config)
 MODELS = bdconfig.model_names(config)
+# Revisions by words seen (checkpoints.at_words, else the challenge's schedule), written
+# inside each training rule's model folder (revisions/, hub.git): "" = none
+AT_WORDS = ",".join(str(w) for w in bdconfig.challenge.at_words(config))
 # The logit-averaged ensemble is scored zero-shot only: it has no single network to fine-tune.
 FINETUNE_MODELS = PRETRAIN + DISTILL + list(WML_PEERS)
 SUITES = bdconfig.section(config, "eval", "blimp").get("suites") or {}

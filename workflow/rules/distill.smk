@@ -59,12 +59,13 @@ rule distill:
         blimp=lambda w, input: flags("--blimp-suite", input.blimp_suite),
         teachers=lambda w: flags("--teacher", LIVE_TEACHERS[w.name]),
         cache=lambda w, input: flags("--cache", input.cache),
+        at_words=AT_WORDS,
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.train.launch --gpus {resources.gpu}"
         " -- babydistill.distill.student --spec {params.spec:q} --train {params.train}"
         " --dev {params.dev} --tokenizer {input.tokenizer} --out {output}"
         " --checkpoint-dir {params.checkpoints} {params.blimp:q} {params.teachers:q}"
-        " {params.cache:q} > {log} 2>&1"
+        " {params.cache:q} --at-words {params.at_words:q} > {log} 2>&1"
 
 
 rule wml_peer:

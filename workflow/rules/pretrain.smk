@@ -22,8 +22,10 @@ rule pretrain:
         dev=lambda w, input: token_prefix(input.dev),
         checkpoints=f"{R}/checkpoints/{{name}}",
         blimp=lambda w, input: flags("--blimp-suite", input.blimp_suite),
+        at_words=AT_WORDS,
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.train.launch --gpus {resources.gpu}"
         " -- babydistill.train.pretrain --spec {params.spec:q} --train {params.train}"
         " --dev {params.dev} --tokenizer {input.tokenizer} --out {output}"
-        " --checkpoint-dir {params.checkpoints} {params.blimp:q} > {log} 2>&1"
+        " --checkpoint-dir {params.checkpoints} {params.blimp:q} --at-words {params.at_words:q}"
+        " > {log} 2>&1"

@@ -18,6 +18,8 @@ WML = [
 METRICS = [f"{m}={R}/models/{m}/metrics.csv" for m in MODELS]
 PROVENANCE = [f"{m}={R}/models/{m}/provenance.json" for m in MODELS]
 WML_WEIGHTS = [f"{n}={R}/models/{n}/wml_weights.csv" for n in WML]
+# --tables-config: the tables: section, and the challenge the budget table holds models to
+TABLES_CLI = {**TABLES, "challenge": config.get("challenge")}
 # STUDENT=BASELINE pairs of the tables' verdicts
 COMPARE = [
     f"{n}={b}" for n in PRETRAIN + DISTILL if (b := bdconfig.baseline_of(config, n))
@@ -48,6 +50,7 @@ REPORT = {
         ("zero_shot", "zero_shot", "Tables"),
         ("finetune", "finetune", "Tables"),
         ("provenance", "provenance", "Tables"),
+        ("budget", "budget", "Tables"),
         ("paper", "paper_table", "Paper tables"),
         ("paper_figures", "paper_figure", "Paper tables"),
         ("zero_shot_figure", "zero_shot_figure", "Figures"),
@@ -67,7 +70,7 @@ TABLE_OUTPUTS = {
     "markdown": f"{T}/summary.md",
     **{
         f"{n}_html": report(f"{T}/{n}.html", **REPORT[n])
-        for n in ("summary", "zero_shot", "finetune", "provenance")
+        for n in ("summary", "zero_shot", "finetune", "provenance", "budget")
     },
     "paper": report(
         expand(f"{T}/paper/{{name}}.html", name=PAPER_TABLES), **REPORT["paper"]
@@ -85,7 +88,7 @@ TABLE_OUTPUTS = {
 
 
 rule tables:
-    """The zero-shot, fine-tuning, summary, provenance and papers' tables, and figures."""
+    """The zero-shot, fine-tuning, summary, provenance, budget and papers' tables, figures."""
     input:
         **TABLE_INPUTS,
     output:
@@ -105,7 +108,7 @@ rule tables:
         distilled=DISTILL,
         wml=WML_WEIGHTS,
         compare=COMPARE,
-        tables=lambda w: as_json(TABLES),
+        tables=lambda w: as_json(TABLES_CLI),
         tasks=lambda w: as_json(TASKS),
         out=lambda w, output: os.path.dirname(os.path.dirname(output.summary)),
     shell:

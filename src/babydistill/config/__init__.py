@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from babydistill.config import names, specs
+from babydistill.config import challenge, names, specs
 from babydistill.common import PACKAGE_DIR, REPO_ROOT, UserError, cli, in_checkout
 from babydistill.config.presets import preset_parameters  # exact and torch-free: cheap at Snakefile parse time
 from babydistill.config.names import split_instance  # re-exported: callers name instances here too
@@ -110,6 +110,7 @@ def validate(config: dict, source: str = "config") -> None:
     _check_digests(config, source)
     _check_references(config, source)
     _check_blimp_scoring(config, source)
+    challenge.check(config, source)  # last: the rules, on a config known to be well formed
 
 
 TEMPERATURE_CONVENTIONS = ("babylm-2025",)  # the pipelines with a temperature scan (eval.scorer)
@@ -523,11 +524,26 @@ def ensemble_members(config: dict, name: str) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m babydistill.config", description=__doc__)
     ap.add_argument("configfile", nargs="?", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--words", action="store_true",
+                    help="list every run's epochs and words seen (teachers' included) against "
+                         "the config's challenge (or --challenge) instead of stopping at the first "
+                         "run outside its rules")
+    ap.add_argument("--challenge", choices=sorted(challenge.CHALLENGES), default=None,
+                    help="with --words: hold the config to this track")
     args = ap.parse_args(argv)
-    cfg = prepare(load_yaml(args.configfile), source=args.configfile)
+    raw = load_yaml(args.configfile)
+    if args.words:
+        track = args.challenge or raw.get("challenge")
+        if not track:
+            raise UserError(f"{args.configfile}: no challenge: key; pass --challenge NAME")
+        cfg = prepare({**raw, "challenge": None}, source=args.configfile)
+        print("\n".join(challenge.report(cfg, track)))
+        return
+    cfg = prepare(raw, source=args.configfile)
     print(f"{args.configfile}: valid (run {cfg['run']!r}: {len(cfg['pretrain'])} pretrain runs, "
           f"{len(cfg.get('distill') or {})} distillation variants, "
-          f"{len(cfg.get('ensembles') or {})} ensembles)")
+          f"{len(cfg.get('ensembles') or {})} ensembles)"
+          + (f"; within {cfg['challenge']}" if cfg.get("challenge") else ""))
 
 
 if __name__ == "__main__":

@@ -220,19 +220,21 @@ class TrainChunks(_Chunks):
             raise UserError(f"{self.name}: {len(self.tokens)} tokens give no chunk of "
                             f"data.seq_length={seq_length}; use more data or a shorter seq_length")
         self.curriculum = None
+        if files is None:
+            meta = getattr(tokens, "meta", None) or (
+                TokenArray(tokens).meta if isinstance(tokens, (str, Path)) else None)
+            files = (meta or {}).get("files")
+        self.files = files  # tokenize_split's per-file counts (None for a bare array)
         if curriculum:
-            if files is None:
-                meta = getattr(tokens, "meta", None) or (
-                    TokenArray(tokens).meta if isinstance(tokens, (str, Path)) else None)
-                files = (meta or {}).get("files")
             self._set_curriculum(curriculum, files)
 
     # -- curriculum ----------------------------------------------------------------------
-    def chunk_sources(self, files: Sequence[dict]) -> np.ndarray:
-        """The source name of every chunk: the file holding its offset-0 first token."""
+    def _file_of_chunk(self, files: Sequence[dict], key: str = "tokens") -> np.ndarray:
+        """The index in ``files`` of every chunk's file: the one holding its offset-0 first
+        token (``key`` must be in every row)."""
         try:
             counts = np.array([int(f["tokens"]) for f in files], dtype=np.int64)
-            names = [source_of_file(f["name"]) for f in files]
+            [f[key] for f in files]  # noqa: B018 (a missing key is a one-line error here)
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{self.name}: token metadata lacks per-file counts ({e}); re-run "
                             "tokenize_split") from None
@@ -240,8 +242,32 @@ class TrainChunks(_Chunks):
             raise UserError(f"{self.name}: per-file token counts sum to {counts.sum()}, not "
                             f"{len(self.tokens)}; re-run tokenize_split")
         starts = np.arange(self.n_chunks, dtype=np.int64) * self.stride
-        file_of_chunk = np.searchsorted(np.cumsum(counts), starts, side="right")
-        return np.array(names, dtype=object)[file_of_chunk]
+        return np.searchsorted(np.cumsum(counts), starts, side="right")
+
+    def chunk_sources(self, files: Sequence[dict]) -> np.ndarray:
+        """The source name of every chunk: the file holding its offset-0 first token."""
+        names = [source_of_file(f["name"]) for f in files]
+        return np.array(names, dtype=object)[self._file_of_chunk(files)]
+
+    def data_words(self) -> int | None:
+        """Whitespace words of the split (tokenize_split's per-file ``words``), or None."""
+        if not self.files or any("words" not in f for f in self.files):
+            return None
+        return sum(int(f["words"]) for f in self.files)
+
+    def batch_words(self, epoch: int, batch_size: int) -> np.ndarray | None:
+        """Words in each global batch of ``epoch``: per chunk, its tokens x the words per
+        token of its file (the per-file counts; whitespace words cannot be placed in token
+        space exactly), summed over the batch. None without per-file word counts. Draws
+        from the epoch's own generators only, never the global RNG."""
+        if self.data_words() is None:
+            return None
+        if getattr(self, "_words_per_token", None) is None:
+            ratio = np.array([int(f["words"]) / max(int(f["tokens"]), 1) for f in self.files])
+            self._words_per_token = ratio[self._file_of_chunk(self.files, "words")]
+        n = self.num_batches(batch_size, epoch)
+        per_chunk = self._words_per_token[self.order(epoch)[:n * batch_size]] * self.stride
+        return per_chunk.reshape(n, batch_size).sum(axis=1)
 
     def _set_curriculum(self, curriculum: dict, files) -> None:
         # Shape and defaults come from the schema (specs.TrainSpec); what only the data can

@@ -61,9 +61,11 @@ def save_ensemble(member_dirs, out, tokenizer_dir=None) -> Path:
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for i, d in enumerate(member_dirs):
-            # Copy the saved files as they are (weights bit-identical, no reload needed).
+            # Copy the saved files as they are (weights bit-identical, no reload needed); not
+            # the member's revisions and their hub repository (train.callbacks.Revisions).
             shutil.copytree(d, tmp / f"member{i}",
-                            ignore=shutil.ignore_patterns("*.pt", "metrics.csv", "tensorboard", "README.md"))
+                            ignore=shutil.ignore_patterns("*.pt", "metrics.csv", "tensorboard",
+                                                          "README.md", "revisions", "hub.git"))
         for f in tok_src.iterdir():
             if f.is_file() and ("token" in f.name or f.name in ("vocab.json", "merges.txt")):
                 shutil.copy2(f, tmp / f.name)

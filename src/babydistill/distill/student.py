@@ -163,7 +163,20 @@ def main(argv: list[str] | None = None):
                      extra_summary={"name": spec.name, "objective": spec.objective,
                                     "vocab_size": vocab, "seq_length": spec.seq_length,
                                     "cached_targets": bool(args.cache)},
-                     inputs=[*args.teacher, *([args.cache] if args.cache else [])])
+                     inputs=[*args.teacher, *([args.cache] if args.cache else [])],
+                     ancillary=teacher_ledgers(args.teacher, args.cache))
+
+
+def teacher_ledgers(teacher_dirs, cache_dir=None) -> dict[str, dict]:
+    """The words-seen ledgers of a student's teachers, by folder name: the live ``--teacher``
+    folders, or the teachers a ``--cache`` was built from (its header.json names them).
+    Their training counts toward the student's words (the BabyLM rules on ancillary models)."""
+    from babydistill.common import read_json
+
+    dirs = list(teacher_dirs or [])
+    if cache_dir and not dirs:
+        dirs = read_json(Path(cache_dir) / "header.json").get("teachers") or []
+    return {Path(d).name: stage.ledger_of(d) for d in dirs}
 
 
 if __name__ == "__main__":

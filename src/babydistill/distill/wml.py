@@ -380,8 +380,35 @@ def export_peer(run_dir: Path, peer: int, out: Path) -> Path:
                 w.writeheader()
                 w.writerows(rows)
         spec = {"wml_run": run_dir.name, "peer": peer}
+        _export_peer_ledger(run_dir, peer, tmp)
         write_json(tmp / "provenance.json", record(Path(out), spec, [str(src)]))
     return Path(out)
+
+
+def _export_peer_ledger(run_dir: Path, peer: int, tmp: Path) -> None:
+    """The run's words-seen ledger (every peer sees every batch) as the peer's
+    ``train_summary.json``, and the peer's part of each of the run's revisions as its own
+    ``revisions/`` and ``hub.git`` (train.hub)."""
+    from babydistill.common import read_json
+    from babydistill.train.hub import REVISIONS, write_hub_repo
+
+    summary = run_dir / "train_summary.json"
+    if summary.is_file():
+        run = read_json(summary)
+        write_json(tmp / "train_summary.json",
+                   {"name": tmp.name, "wml_run": run_dir.name, "peer": peer,
+                    **{k: run[k] for k in ("steps", "epochs", "tokens", "ledger") if k in run}})
+    revs = sorted((run_dir / REVISIONS).glob("*/revision.json"),
+                  key=lambda f: read_json(f)["at_words"])
+    if not revs:
+        return
+    for info in revs:
+        dest = tmp / REVISIONS / info.parent.name
+        shutil.copytree(info.parent / "peers" / str(peer), dest)
+        for f in ("revision.json", "README.md"):
+            shutil.copy2(info.parent / f, dest / f)
+    write_hub_repo(tmp, [(f.parent.name, f"{f.parent.name}: step {read_json(f)['step']}, "
+                          f"{read_json(f)['words_seen']} words seen") for f in revs])
 
 
 @cli

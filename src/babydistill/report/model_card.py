@@ -177,6 +177,28 @@ def _card_data(spec: dict, summary: dict, prov: dict, config: dict, ensemble: bo
     return ["## Data", "", *data, ""]
 
 
+def _card_ledger(summary: dict) -> list[str]:
+    """The words-seen ledger: this model's words, tokens and epochs, each ancillary model's
+    (teachers, a teacher cache's teachers) and the total the BabyLM rules count."""
+    led = summary.get("ledger")
+    if not led:
+        return []
+    out = ["## Words seen", "",
+           f"Whitespace words, as the BabyLM data statistics count them ({led.get('word_count')}). "
+           "The BabyLM rules count the training data of ancillary models (teachers) toward a "
+           "model's budget: the total adds theirs.", "",
+           "| model | words seen | tokens seen | epochs | data words |", "|---|---|---|---|---|"]
+    def n(x) -> str:
+        return "–" if x is None else f"{x:,}" if isinstance(x, int) else _fmt(x)
+
+    rows = [("this model", led), *sorted((led.get("ancillary") or {}).items())]
+    for name, r in rows:
+        out.append(f"| {name} | {n(r.get('words_seen'))} | {n(r.get('tokens_seen'))} | "
+                   f"{n(r.get('epochs'))} | {n(r.get('data_words'))} |")
+    out += ["", f"Total words seen, teachers included: {n(led.get('total_words_seen'))}.", ""]
+    return out
+
+
 def _card_spec(spec: dict) -> list[str]:
     if not spec:
         return []
@@ -249,6 +271,7 @@ def render(model_dir: str | os.PathLike, blimp: Sequence[str | os.PathLike] = ()
         *_card_head(name, config, summary, what, paper, model_index(name, zero, fine)),
         *_card_use(name, ensemble),
         *_card_data(spec, summary, prov, config, ensemble),
+        *_card_ledger(summary),
         *_card_spec(spec),
         *_card_training(summary, d),
         *_card_evaluation(zero, fine),

@@ -9,6 +9,8 @@ beside the BLiMP ones), and writes, under ``--out``:
 - ``tables/summary``: the suite averages and the fine-tuning macro average per model, and, for
   each distilled student with a baseline, the difference with its 95% interval (see below);
 - ``tables/provenance``: model directory, config spec digest and code commit per model;
+- ``tables/budget``: per model, its words-seen ledger (own and teachers' words, epochs) against
+  a BabyLM challenge's rules (``--challenge``, else ``--tables-config``'s ``challenge``);
 - ``tables/paper/<name>``: each table of config ``tables.paper`` laid out as the papers print it
   (``kind: zero_shot`` Table 1, ``finetune`` Table 2 with the unstable-task dagger,
   ``hyperparameters`` Table 3 rendered from ``eval.finetune.tasks``);
@@ -46,6 +48,7 @@ from pathlib import Path
 import pandas as pd
 
 from babydistill.common import UserError, atomic_write_text, cli, read_json, setup_logging
+from babydistill.config import challenge
 from babydistill.config.names import base_name, seed_label, split_peer
 from babydistill.report import figures
 from babydistill.report.stats import (BOOTSTRAP_SAMPLES, CATEGORY_SCORES, SCORE_MODES, Verdict,
@@ -133,6 +136,52 @@ def summary_table(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
     return rows.fillna("")
 
 
+def _in_model_order(df: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    order = {m: i for i, m in enumerate(models)}  # seeds of a model after one another
+    rank = df["model"].map(lambda m: order.get(base_name(m), len(order)))
+    df = df.assign(_rank=rank).sort_values(["_rank", "model"], kind="stable")
+    return df.drop(columns="_rank").set_index("model")
+
+
+BUDGET_COLUMNS = ["epochs", "words seen", "teachers' words", "total words", "data words",
+                  "cap", "of cap (%)", "within"]
+
+
+def _budget_row(name: str, led: dict, rules: dict, cap: int) -> dict:
+    own, total = led.get("words_seen"), led.get("total_words_seen")
+    teachers = led.get("ancillary") or {}
+    epochs = [float(led.get("epochs") or 0)] + [float(t.get("epochs") or 0) for t in teachers.values()]
+    within = ("" if total is None else
+              "yes" if total <= cap and max(epochs) <= rules["max_epochs"] else "no")
+    return {"model": name, "epochs": _fmt_num(led.get("epochs")), "words seen": _fmt_num(own),
+            "teachers' words": _fmt_num(None if total is None or own is None else total - own),
+            "total words": _fmt_num(total), "data words": _fmt_num(led.get("data_words")),
+            "cap": f"{cap:,}", "of cap (%)": "" if total is None else f"{100 * total / cap:.2f}",
+            "within": within}
+
+
+def _fmt_num(x) -> str:
+    if x is None:
+        return ""
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
+def budget_table(models: list[str], metrics: list[str], challenge_name: str) -> pd.DataFrame:
+    """model -> its words-seen ledger (``train_summary.json`` beside each ``--metrics``
+    file): epochs, words seen, its teachers' words and the total, against ``challenge_name``'s
+    words-seen cap (10 epochs x the data budget; babydistill.config.challenge). "within":
+    the total under the cap and no epoch count (its own, its teachers') over 10."""
+    rules, cap = challenge.CHALLENGES[challenge_name], challenge.words_cap(challenge_name)
+    rows = []
+    for item in metrics:
+        name, path = item.split("=", 1)
+        summary = Path(path).parent / "train_summary.json"
+        led = read_json(summary).get("ledger") if summary.is_file() else None
+        if led:
+            rows.append(_budget_row(name, led, rules, cap))
+    return _in_model_order(pd.DataFrame(rows, columns=["model", *BUDGET_COLUMNS]), models)
+
+
 def provenance_table(models: list[str], provenance: list[str]) -> pd.DataFrame:
     """model -> directory, config spec digest, git commit (from each provenance.json)."""
     rows = []
@@ -146,10 +195,7 @@ def provenance_table(models: list[str], provenance: list[str]) -> pd.DataFrame:
                      "spec_sha256": p.get("spec_sha256", "")[:12],
                      "commit": (code.get("commit") or "")[:12] + (" (dirty)" if code.get("dirty") else "")})
     df = pd.DataFrame(rows, columns=["model", "model_dir", "spec_sha256", "commit"])
-    order = {m: i for i, m in enumerate(models)}  # seeds of a model after one another
-    rank = df["model"].map(lambda m: order.get(base_name(m), len(order)))
-    df = df.assign(_rank=rank).sort_values(["_rank", "model"], kind="stable")
-    return df.drop(columns="_rank").set_index("model")
+    return _in_model_order(df, models)
 
 
 # ------------------------------------------------------------------------- paper tables
@@ -386,7 +432,8 @@ def _parser() -> argparse.ArgumentParser:
                          "tables.paper entries that name one")
     ap.add_argument("--finetune", nargs="*", default=[], help="finetune JSON files")
     ap.add_argument("--metrics", nargs="*", default=[],
-                    help="NAME=PATH of each model's training metrics.csv")
+                    help="NAME=PATH of each model's training metrics.csv (the train_summary.json "
+                         "beside it gives the budget table)")
     ap.add_argument("--distilled", nargs="*", default=[],
                     help="models trained with a distillation objective (KD, WML): their train "
                          "loss gets its own panel")
@@ -401,6 +448,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="the config's tables: section as JSON (category_scores, paper tables)")
     ap.add_argument("--finetune-tasks", default=None,
                     help="the config's eval.finetune.tasks as JSON (for hyperparameter tables)")
+    ap.add_argument("--challenge", default=None, metavar="NAME",
+                    help="the BabyLM track the budget table holds the models to (default: "
+                         "--tables-config's challenge, the config's challenge:; none: "
+                         "strict-small-2026, for reference)")
     ap.add_argument("--out", required=True, help="folder for tables/ and figures/")
     return ap
 
@@ -423,6 +474,19 @@ def _write_tables(blimp: pd.DataFrame, ft: pd.DataFrame, models: list[str],
     write_table(provenance_table(models, provenance), tables, "provenance",
                 "Where each column comes from: model directory, config spec and code commit.",
                 index=True)
+
+
+def _write_budget(models: list[str], metrics: list[str], name: str, tables: Path) -> None:
+    """tables/budget: every trained model's ledger against a challenge's rules."""
+    track = name or "strict-small-2026"
+    held = f"the config's challenge {track}" if name else \
+        f"{track}, for reference (the config names no challenge)"
+    write_table(budget_table(models, metrics, track), tables, "budget",
+                f"Words seen (whitespace words, as the BabyLM data statistics count them) and "
+                f"epochs per model; a student's total adds its teachers' training words (the "
+                f"rules count ancillary models' data). Held to {held}: at most "
+                f"{challenge.CHALLENGES[track]['max_epochs']} epochs and "
+                f"{challenge.words_cap(track):,} words seen in all.", index=True)
 
 
 def _draw_figures(args: argparse.Namespace, blimp: pd.DataFrame, ft: pd.DataFrame,
@@ -508,6 +572,10 @@ def main(argv: list[str] | None = None) -> None:
     palette = figures.Palette(models)  # asked in this order: figures' colours depend on it
 
     _write_tables(own, ft, models, comparisons, mode, samples, args.provenance, tables)
+    track = args.challenge or cfg.get("challenge") or ""
+    if track and track not in challenge.CHALLENGES:
+        raise UserError(f"--challenge: {track!r} is not one of {', '.join(challenge.CHALLENGES)}")
+    _write_budget(models, args.metrics, track, tables)
     _draw_figures(args, own, ft, models, mode, samples, palette, figs)
     for name, spec in (cfg.get("paper") or {}).items():
         table, caption = _paper_table(spec.get("kind"), name, spec, cfg, args, scored, ft, mode,

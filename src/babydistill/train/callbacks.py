@@ -1,4 +1,5 @@
-"""What the training loop does besides training, as callbacks: evaluation, the BLiMP curve.
+"""What the training loop does besides training, as callbacks: evaluation, the BLiMP curve,
+the words-seen ledger and the revisions by words seen.
 
 A stage builds its callbacks (usually :func:`standard_callbacks`: an :class:`EvalTracker`
 and a :class:`BlimpCurve`, then any of its own) and gives them to
@@ -29,6 +30,13 @@ data position (so a resumed run writes the same rows and points). Callbacks repo
   scores every trainable module with the fast scorer before the first step and at each
   epoch end: a ``blimp_acc`` row (the modules' mean macro accuracy; each module's in
   ``logs``) and the points of ``OUT_DIR/blimp_curve.json``.
+* :class:`WordsSeen` (``words``): words seen, tokens seen and epochs (and the teachers'
+  ledgers) as ``ledger`` in ``train_summary.json``.
+* :class:`Revisions` (``revisions``): a model folder at the step crossing each count of
+  ``checkpoints.at_words``, then ``OUT_DIR/revisions/`` and ``OUT_DIR/hub.git``.
+
+A callback with ``stateful = False`` (the last two) is left out of the checkpoint: adding
+one keeps a run's ``last.pt`` resumable.
 """
 
 from __future__ import annotations
@@ -60,6 +68,9 @@ class Callback:
 
     name: str = ""
     metrics_fields: list[str] = []  # extra metrics.csv columns this callback writes
+    # False: nothing to checkpoint (what it knows follows from the step or lies on disk), so
+    # adding or dropping it leaves a run's last.pt resumable
+    stateful: bool = True
 
     def on_train_start(self, trainer: "Trainer", resumed: bool) -> None:
         pass
@@ -218,18 +229,183 @@ class BlimpCurve(Callback):
         self.points, self.seconds = state["points"], state["seconds"]
 
 
+class WordsSeen(Callback):
+    """The words-seen ledger (``words``): whitespace words, as the BabyLM data statistics
+    count them (``data.tokenize_split``'s per-file counts). Words at step ``s`` are a pure
+    function of the data order (:meth:`babydistill.data.chunks.TrainChunks.batch_words`:
+    each chunk's tokens x its file's words per token, summed over the batches done), so
+    nothing is checkpointed and a resumed run counts the same. ``ancillary``: the ledgers
+    of the models whose training counts toward this one's budget (a student's teachers,
+    its teacher cache's), by name; their words are added to ``total_words_seen``."""
+
+    name = "words"
+    stateful = False
+
+    def __init__(self, ancillary: dict[str, dict] | None = None) -> None:
+        self.ancillary = dict(ancillary or {})
+        self.cumulative = None  # words seen after step i+1, as a float array
+
+    def on_train_start(self, trainer: "Trainer", resumed: bool) -> None:
+        import numpy as np
+
+        data, bs = trainer.train_data, trainer.spec.batch_size
+        per_epoch = [data.batch_words(e, bs) if hasattr(data, "batch_words") else None
+                     for e in range(len(trainer.epoch_steps))]
+        if any(w is None for w in per_epoch):
+            return  # no per-file word counts (a bare token array): tokens only
+        self.cumulative = np.cumsum(np.concatenate(per_epoch))[:trainer.total_steps]
+
+    def words_at(self, step: int) -> int | None:
+        """Words seen after ``step`` optimizer steps (None without word counts)."""
+        if self.cumulative is None:
+            return None
+        return int(round(float(self.cumulative[step - 1]))) if step > 0 else 0
+
+    def ledger(self, trainer: "Trainer") -> dict:
+        data = trainer.train_data
+        own = self.words_at(trainer.step)
+        data_words = data.data_words() if hasattr(data, "data_words") else None
+        extra = sum(int(a.get("total_words_seen") or 0) for a in self.ancillary.values())
+        return {"word_count": "whitespace words (len(line.split())); per chunk its tokens x "
+                              "its file's words/tokens",
+                "words_seen": own,
+                "tokens_seen": trainer.step * trainer.spec.batch_size * data.stride,
+                "epochs": trainer.epoch_at(trainer.step),
+                "data_words": data_words, "data_tokens": len(data.tokens),
+                "ancillary": self.ancillary,
+                "total_words_seen": None if own is None else own + extra}
+
+    def on_train_end(self, trainer: "Trainer", summary: dict) -> None:
+        summary["ledger"] = self.ledger(trainer)
+
+
+class Revisions(Callback):
+    """Checkpoints by words seen (``revisions``): at the step that crosses each of
+    ``at_words``, a full model folder ``CHECKPOINT_DIR/revisions/chck_<N>M`` (the
+    objective's saved model(s) with the current weights, the tokenizer, ``revision.json``
+    and a short ``README.md``), written atomically on rank 0; at the end they are copied to
+    ``OUT_DIR/revisions/`` and ``OUT_DIR/hub.git`` gets a branch each plus ``main``
+    (:mod:`babydistill.train.hub`).
+
+    It reads weights and writes files only: no RNG is drawn and no training state changes,
+    so a run's final weights are the same with or without revisions. A revision on disk is
+    its own record (nothing is checkpointed): one written by this run (its
+    ``revision.json`` holds the run identity) is kept and never written again -- a resumed
+    run replays the steps after ``last.pt`` bit for bit and skips it -- and one of another
+    run is removed at the start."""
+
+    name = "revisions"
+    stateful = False
+
+    def __init__(self, at_words, words: WordsSeen, tokenizer_dir=None, *,
+                 main: bool | None = None) -> None:
+        from babydistill.config.challenge import revision_name
+
+        self.at_words = sorted(set(int(w) for w in at_words or ()))
+        self.names = {w: revision_name(w) for w in self.at_words}
+        self.words, self.tokenizer_dir = words, tokenizer_dir
+        if main is None:
+            main = int(os.environ.get("RANK", "0")) == 0
+        self.active = bool(self.at_words) and main
+        self.dir: Path | None = None
+        self.written: list[int] = []
+
+    def on_train_start(self, trainer: "Trainer", resumed: bool) -> None:
+        if not self.active:
+            return
+        if trainer.checkpoint_dir is None or self.words.cumulative is None:
+            raise UserError("checkpoints.at_words: revisions need a checkpoint directory and "
+                            "the train split's word counts (PREFIX.json from tokenize_split)")
+        self.dir = trainer.checkpoint_dir / "revisions"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for d in sorted(self.dir.iterdir()):
+            info = d / "revision.json"
+            mine = info.is_file() and json.loads(info.read_text()).get("identity") == trainer.identity
+            if not mine and d.is_dir():
+                log.warning("%s: a revision of another run; removed", d)
+                import shutil
+
+                shutil.rmtree(d)
+
+    def on_step_end(self, trainer: "Trainer", evaluate: bool) -> None:
+        if not self.active:
+            return
+        before, now = self.words.words_at(trainer.step - 1), self.words.words_at(trainer.step)
+        for w in self.at_words:
+            if before < w <= now:
+                self._write(trainer, w, now)
+
+    def _write(self, trainer: "Trainer", w: int, now: int) -> None:
+        from babydistill.common import atomic_path
+        from babydistill.train.trainer import copy_tokenizer
+
+        dest = self.dir / self.names[w]
+        if (dest / "revision.json").is_file():
+            return  # written before a kill: the replayed step is the same step
+        with atomic_path(dest) as tmp:
+            tmp.mkdir()
+            states = {n: m.state_dict() for n, m in trainer.modules.items()}
+            trainer.objective.save(tmp, states)  # the current weights, loaded onto themselves
+            copy_tokenizer(self.tokenizer_dir, tmp)
+            info = {"revision": self.names[w], "at_words": w, "words_seen": now,
+                    "step": trainer.step, "epochs": trainer.epoch_at(trainer.step),
+                    "tokens_seen": trainer.step * trainer.spec.batch_size
+                    * trainer.train_data.stride, "identity": trainer.identity}
+            (tmp / "README.md").write_text(
+                f"# {self.names[w]}\n\nAn intermediate checkpoint: the weights after step "
+                f"{info['step']} ({info['epochs']} epochs), {now:,} words seen "
+                f"(whitespace words; {info['tokens_seen']:,} tokens), the first step at or past "
+                f"{w:,}. The final model's card holds the whole ledger.\n")
+            write_json(tmp / "revision.json", info)  # last: present == complete
+        log.info("step %d: revision %s (%d words seen)", trainer.step, self.names[w], now)
+
+    def save(self, out_dir: Path) -> None:
+        if not self.active:
+            return
+        import shutil
+
+        from babydistill.train.hub import REVISIONS, write_hub_repo
+
+        done = [w for w in self.at_words if (self.dir / self.names[w] / "revision.json").is_file()]
+        for w in done:  # hard links: a revision's files are never rewritten in place
+            shutil.copytree(self.dir / self.names[w], Path(out_dir) / REVISIONS / self.names[w],
+                            copy_function=_link_or_copy)
+        missing = [self.names[w] for w in self.at_words if w not in done]
+        if missing:
+            log.warning("checkpoints.at_words: the run ended before %s (%d words seen)",
+                        ", ".join(missing), self.words.words_at(self.words.cumulative.size))
+        infos = [json.loads((self.dir / self.names[w] / "revision.json").read_text())
+                 for w in done]
+        write_hub_repo(out_dir, [(i["revision"], f"{i['revision']}: step {i['step']}, "
+                                  f"{i['words_seen']} words seen") for i in infos])
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        import shutil
+
+        shutil.copy2(src, dst)
+
+
 def standard_callbacks(spec: TrainSpec | dict, tokenizer_dir=None,
-                       blimp_suite: str | Path | None = None) -> list[Callback]:
+                       blimp_suite: str | Path | None = None, at_words=(),
+                       ancillary: dict[str, dict] | None = None) -> list[Callback]:
     """The callbacks every training stage gives the trainer, from its train spec: the
-    evaluator (``eval_every``) and the BLiMP curve (on with ``blimp_every_epoch`` and a
-    suite; always present, so that turning it on or off keeps a run resumable)."""
+    evaluator (``eval_every``), the BLiMP curve (on with ``blimp_every_epoch`` and a
+    suite; always present, so that turning it on or off keeps a run resumable), the
+    words-seen ledger (with the ``ancillary`` models' ledgers) and the revisions at
+    ``at_words`` (neither checkpointed: ``stateful`` is False)."""
     spec = TrainSpec.of(spec)
     if spec.blimp_every_epoch and not blimp_suite:
         log.warning("train.blimp_every_epoch is true but no BLiMP suite was given "
                     "(--blimp-suite DIR): no per-epoch curve")
+    words = WordsSeen(ancillary)
     return [EvalTracker(spec.eval_every),
             BlimpCurve(blimp_suite if spec.blimp_every_epoch else None, tokenizer_dir,
-                       spec.blimp_limit)]
+                       spec.blimp_limit),
+            words, Revisions(at_words, words, tokenizer_dir)]
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ training, and ``provenance.json`` (then the model card) at the end. A stage read
     return run.train(objective, extra_summary)      # train, then record the model
 
 The shared flags: ``--spec JSON|@FILE --train PREFIX --dev PREFIX --tokenizer DIR --out
-MODEL_DIR --checkpoint-dir DIR [--blimp-suite DIR] [--log FILE]``.
+MODEL_DIR --checkpoint-dir DIR [--blimp-suite DIR] [--at-words N,N,...] [--log FILE]``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 from babydistill.common import read_json, setup_logging
@@ -39,8 +40,25 @@ def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
                     help="last.pt, best.pt, metrics.csv while the run goes (resumed from)")
     ap.add_argument("--blimp-suite", default=None, metavar="DIR",
                     help="BLiMP-format suite for per-epoch curves (with train.blimp_every_epoch)")
+    ap.add_argument("--at-words", default="", metavar="N,N,...", type=_word_counts,
+                    help="write a revision (models/<model>/revisions/chck_<N>M, a branch of "
+                         "hub.git) at the step crossing each count of words seen")
     ap.add_argument("--log", default=None, metavar="FILE", help="also log to this file")
     return ap
+
+
+def _word_counts(text: str) -> list[int]:
+    try:
+        return sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give word counts like 1000000,2000000")
+
+
+def ledger_of(model_dir: str | os.PathLike) -> dict:
+    """The words-seen ledger in a trained model folder's ``train_summary.json`` (``{}`` for
+    a folder trained before ledgers, or from outside the workflow)."""
+    path = Path(model_dir) / "train_summary.json"
+    return (read_json(path).get("ledger") or {}) if path.is_file() else {}
 
 
 @dataclass
@@ -55,10 +73,13 @@ class StageRun:
 
     def train(self, objective: Objective, extra_summary: dict,
               inputs: Iterable[str | os.PathLike] = (),
-              callbacks: Iterable[Callback] = ()) -> dict | None:
+              callbacks: Iterable[Callback] = (),
+              ancillary: dict[str, dict] | None = None) -> dict | None:
         """Train ``objective`` with the standard callbacks (then ``callbacks``), under an
         identity of the spec and every input (the splits, the tokenizer, ``inputs``); then
-        write ``provenance.json`` and the model card. Returns the summary."""
+        write ``provenance.json`` and the model card. ``ancillary``: the ledgers of the
+        models whose training counts toward this one's words (teachers). Returns the
+        summary."""
         a = self.args
         identity = run_identity(self.spec, [*paths_for(a.train), *paths_for(a.dev), a.tokenizer,
                                             *inputs], a.checkpoint_dir)
@@ -66,7 +87,8 @@ class StageRun:
                         a.checkpoint_dir, a.tokenizer, extra_summary=extra_summary,
                         identity=identity,
                         callbacks=[*standard_callbacks(self.spec.train, a.tokenizer,
-                                                       a.blimp_suite), *callbacks])
+                                                       a.blimp_suite, a.at_words, ancillary),
+                                   *callbacks])
         record_model(a.out, a.spec, stage_inputs(a))  # provenance.json, then the card
         return summary
 

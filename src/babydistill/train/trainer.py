@@ -501,7 +501,8 @@ class Trainer:
         parts = {"modules": NamedStates(self.modules, "modules"), "optimizer": self.optimizer,
                  "scheduler": self.scheduler, "objective": self.objective, "rng": RNGState(),
                  "position": _Position(self),
-                 "callbacks": NamedStates(self.callbacks, "callbacks")}  # {name: state}
+                 "callbacks": NamedStates({n: c for n, c in self.callbacks.items() if c.stateful},
+                                          "callbacks")}  # {name: state}
         return Checkpointer(self.checkpoint_dir, parts, spec=self.spec, identity=self.identity,
                             resume_free=_RESUME_FREE, every=self.spec.checkpoint_every,
                             main=self.dist.main, barrier=barrier)
@@ -618,7 +619,7 @@ class Trainer:
         return {
             "steps": self.step,
             "epochs": self.epoch_at(self.step),
-            "tokens": self.step * s.batch_size * self.train_data.seq_length,
+            "tokens": self.step * s.batch_size * self.train_data.stride,  # corpus tokens (not <s>)
             "batch_size": s.batch_size,
             "world_size": self.dist.world_size,
             **(self.evaluator or EvalTracker()).summary(),  # best_eval_loss, best_step, final_eval
