@@ -230,7 +230,7 @@ def test_sigkill_then_rerun_matches_uninterrupted(corpus, tmp_path):
     assert not (tmp_path / "run").exists()  # killed before the end
     r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert f"resumed from {last} at step {step}" in r.stderr
+    assert f"resumed from step {step} of {last}" in r.stderr
     a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)

@@ -40,11 +40,16 @@ def in_checkout() -> bool:
 
 
 class UserError(Exception):
-    """An error the user can fix (bad input file, bad config key); printed as one line."""
+    """An error the user can fix (bad input file, bad config key); printed as one line.
+    ``exit_code``: the process's exit status under :func:`cli` (a subclass may say another,
+    e.g. a preempted trainer's 143)."""
+
+    exit_code = 2
 
 
 def cli(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a stage's ``main`` so user errors print one line and exit 2."""
+    """Wrap a stage's ``main`` so user errors print one line and exit 2 (or the
+    error's own ``exit_code``)."""
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> Any:
@@ -52,7 +57,7 @@ def cli(main: Callable[..., Any]) -> Callable[..., Any]:
             return main(argv)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(e.exit_code) from None
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
