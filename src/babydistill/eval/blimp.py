@@ -55,6 +55,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from babydistill.eval import lm_eval_tasks
 from babydistill.common import UserError, atomic_write_text, cli, setup_logging, write_json
+from babydistill.models.build import check_weights
 from babydistill.eval.scorer import (
     DEFAULT_CONVENTION,
     CONVENTIONS,
@@ -131,9 +132,10 @@ def load_model(model_dir: str | Path, trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM
 
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
+    check_weights(model_dir, getattr(cfg, "vocab_size", None), len(tok))
     try:
         model = AutoModelForCausalLM.from_pretrained(Path(model_dir), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise UserError(f"{model_dir}: cannot load the model weights ({_reason(e)})") from None
     return model.to(_device()).eval(), tok
 
@@ -315,6 +317,7 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
         raise UserError("--temperatures --backend lmeval: lm-eval has no temperature scan; use --backend fast")
     paradigms = load_suite(suite_dir, limit)
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
+    check_weights(model_dir, getattr(cfg, "vocab_size", None), len(tok))  # before either backend
     # one semantics for both backends: a sentence longer than the context is refused
     encoded = check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir),
                             convention=conv)
