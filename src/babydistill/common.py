@@ -152,23 +152,36 @@ def exclusive(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
     ``flock`` on :func:`lock_path`: the kernel releases it when the holder exits, however it
     dies, so it is never stale; a second process gets one line naming the holder's PID and
     host. flock works on local filesystems and on NFS (Linux emulates it with fcntl locks).
+    The holder deletes the lock file when the block ends (so finished outputs leave nothing
+    beside them; a process killed leaves an unlocked one, reused next time); a process that
+    locked a file just deleted so sees it is no longer the path's and tries again.
     """
     import fcntl
 
     lock = lock_path(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
             raise UserError(f"{path}: {holder} is writing this {what} now; wait for it to end "
                             f"(or stop it), then run again") from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break  # locked the file that is at the path now
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder deleted it as we locked it: lock the new one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield lock
     finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()  # while still holding it: no one else can hold this file now
         os.close(fd)  # releases the lock
 
 
