@@ -415,3 +415,24 @@ def test_model_folder_that_cannot_be_scored_is_one_line(backend, kind, match, ti
     assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
     assert re.search(match, err[0]), err[0]
     assert not marker.exists() and not (tmp_path / f"{backend}.json").exists()
+
+
+def test_lmeval_scratch_of_a_killed_scoring_is_removed_next_time(tmp_path, monkeypatch):
+    """Issue 27 #10: a killed lm-eval scoring left a blimp_lmeval_* folder in the system
+    temp directory forever; the next scoring removes those of dead processes (only)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from babydistill.common import _HOST
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    killed = tmp_path / f".blimp_lmeval.{_HOST}.{dead}.abc.tmp"
+    live = tmp_path / f".blimp_lmeval.{_HOST}.{os.getppid()}.def.tmp"  # a running scoring's
+    for d in (killed, live):
+        (d / "tasks").mkdir(parents=True)
+    mine = eval_blimp.lmeval_scratch()
+    assert not killed.exists() and live.is_dir()
+    assert os.path.dirname(mine) == str(tmp_path) and f".{os.getpid()}." in mine

@@ -136,6 +136,15 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def temp_beside(path: str | os.PathLike) -> Path:
+    """A new temporary folder beside ``path`` (``.<name>.<host>.<pid>.*.tmp``), after
+    removing those killed writers left there (:func:`remove_stale_temps`)."""
+    path = Path(path)
+    remove_stale_temps(path)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp",
+                                 dir=path.parent))
+
+
 def lock_path(path: str | os.PathLike) -> Path:
     """The lock file of an output: ``.<name>.lock`` beside it (outside the output itself, so
     a finished output holds nothing but its own files)."""
@@ -195,9 +204,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp",
-                                dir=path.parent))
+    tmp = temp_beside(path)
     target = tmp / path.name
     try:
         try:

@@ -54,7 +54,8 @@ from tqdm import tqdm
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from babydistill.eval import lm_eval_tasks
-from babydistill.common import UserError, atomic_write_text, cli, setup_logging, write_json
+from babydistill.common import (UserError, atomic_write_text, cli, setup_logging, temp_beside,
+                                write_json)
 from babydistill.models.build import check_weights
 from babydistill.eval.scorer import (
     DEFAULT_CONVENTION,
@@ -303,6 +304,13 @@ def lmeval_model_args(convention: str, tokenizer, paradigms: Sequence[Paradigm],
     return {"prefix_token_id": prefix}
 
 
+def lmeval_scratch() -> str:
+    """A scratch folder for lm-eval in the system temp directory, named
+    ``.blimp_lmeval.<host>.<pid>.*.tmp``; those that killed scorings of this host left are
+    removed first (:func:`babydistill.common.temp_beside`)."""
+    return str(temp_beside(Path(tempfile.gettempdir()) / "blimp_lmeval"))
+
+
 def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: str = "lmeval",
              batch_size: int = 64, limit: int | None = None, work_dir: str | Path | None = None,
              trust_remote_code: bool = False, tasks_dir: str | Path | None = None,
@@ -328,7 +336,7 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
                                     convention=conv, temperatures=temperatures)
     else:
         model_args = lmeval_model_args(conv.name, tok, paradigms, encoded)
-        tmp = None if work_dir else tempfile.mkdtemp(prefix="blimp_lmeval_")
+        tmp = None if work_dir else lmeval_scratch()
         try:
             good, bad = run_lmeval(model_dir, suite, paradigms, work_dir or tmp, batch_size, trust_remote_code,
                                    tasks_dir, model_args)
