@@ -39,6 +39,14 @@ stop naming the step. Its parts do the rest:
 :meth:`Trainer.fit` reads top to bottom: an optimizer step, then the loss window is logged
 and each component asked whether it is due (the evaluator, the checkpointer).
 
+One run per folder: :func:`train` holds :func:`babydistill.common.exclusive` on the
+checkpoint folder and the output for the whole run (a second trainer given either stops with
+one line naming the first). Preemption: while training, SIGTERM or SIGUSR1 (what SLURM sends
+before preempting or before the time limit, see workflow/profiles/slurm) stops the loop at
+the next step boundary with ``last.pt`` written and :class:`Preempted` (one line, exit
+status 143); a rerun logs ``resumed from step N of ...`` or ``no checkpoint: starting at
+step 0``. ``best.pt`` becomes the model only when it is this run's (its identity).
+
 Files: ``CHECKPOINT_DIR/last.pt`` (everything to resume), ``CHECKPOINT_DIR/best.pt`` (the
 best weights, keep=best), ``CHECKPOINT_DIR/metrics.csv`` (grows as the run goes). At the
 end ``OUT_DIR`` appears in one rename holding the model(s) (``objective.save``), the
@@ -612,10 +620,10 @@ class Trainer:
         resumed = self.resume()
         self.metrics.open(self.step, self.total_steps, resumed)
         try:
-            for cb in self.callbacks.values():
-                cb.on_train_start(self, resumed)
-            self._t_window = time.time()
-            with _catch_preemption(self._signals):
+            with _catch_preemption(self._signals):  # a signal now stops at the next step
+                for cb in self.callbacks.values():
+                    cb.on_train_start(self, resumed)
+                self._t_window = time.time()
                 while self.step < self.total_steps:
                     self._run_epoch()
         finally:
