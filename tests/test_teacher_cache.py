@@ -309,8 +309,21 @@ def test_incomplete_cache_is_refused_saying_what_to_delete(setup, tmp_path):
     header_only = tmp_path / "h"  # what the orphan and its rerun left
     header_only.mkdir()
     (header_only / "header.json").write_text((out / "header.json").read_text())
-    with pytest.raises(UserError, match=r"h: incomplete teacher cache \(no readable manifest"):
+    with pytest.raises(UserError, match=r"h/values\.f16: incomplete teacher cache \(missing"):
         TopKCache(header_only)
+    (header_only / "header.json").unlink()
+    with pytest.raises(UserError, match=r"h: incomplete teacher cache \(no manifest\.json, no "
+                                        r"readable header\.json"):
+        TopKCache(header_only)
+    # a whole cache built before manifests is still read (checked by its header's sizes)
+    build_cache(setup["teachers"], setup["train"], tmp_path / "old", k=4, temperatures=[1.0],
+                progress=False)
+    (tmp_path / "old" / "manifest.json").unlink()
+    assert TopKCache(tmp_path / "old").n_chunks == len(setup["train"])
+    with open(tmp_path / "old" / "rest_T1.f32", "r+b") as f:
+        f.truncate(8)
+    with pytest.raises(UserError, match=r"rest_T1\.f32: incomplete teacher cache \(8 bytes"):
+        TopKCache(tmp_path / "old")
 
 
 def test_cache_on_a_full_disk_is_one_line_before_any_write(setup, small_fs):

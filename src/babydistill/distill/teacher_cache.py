@@ -13,7 +13,8 @@ tokens ``[i*T, (i+1)*T)``) and the cache stores, for every position of every chu
 * ``manifest.json``: every other file's name and size, written LAST; the whole directory
   is then renamed into place atomically. :class:`TopKCache` checks it on opening, so a cache
   left incomplete (by a build that another overwrote, or by hand) is refused in one line
-  saying what to delete, never read as targets.
+  saying what to delete, never read as targets. A cache built before manifests is checked
+  by the sizes its header gives.
 
 One build at a time: a build holds :func:`babydistill.common.exclusive` on its output for
 its whole run, so a second one (a rerun while an orphaned job still builds) stops with one
@@ -238,6 +239,8 @@ def check_complete(path: Path) -> None:
     try:
         manifest = json.loads((path / MANIFEST).read_text())
         files = dict(manifest["files"])
+    except FileNotFoundError:
+        files = _legacy_files(path, again)
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{path}: incomplete teacher cache (no readable {MANIFEST}: its build "
                         f"was interrupted or overwritten); {again}") from None
@@ -247,6 +250,21 @@ def check_complete(path: Path) -> None:
             have = f"{p.stat().st_size} bytes" if p.is_file() else "missing"
             raise UserError(f"{p}: incomplete teacher cache ({have}, its {MANIFEST} says "
                             f"{size} bytes); {again}")
+
+
+def _legacy_files(path: Path, again: str) -> dict[str, int]:
+    """The files a cache built before manifests must hold (by its header's layout): such a
+    cache is still read when every data file has its full size; a folder without a
+    header is not a cache at all."""
+    try:
+        header = json.loads((path / "header.json").read_text())
+        files = {"header.json": (path / "header.json").stat().st_size, **_file_sizes(header)}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path}: incomplete teacher cache (no {MANIFEST}, no readable "
+                        f"header.json: its build was interrupted or overwritten); {again}") from None
+    log.warning("%s: no %s (built before manifests); checked by its header's sizes", path,
+                MANIFEST)
+    return files
 
 
 def _open_arrays(work: Path, layout: dict, mode: str):
