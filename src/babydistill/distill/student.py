@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
@@ -25,6 +26,7 @@ from babydistill.common import UserError, cli
 from babydistill.config.specs import DistillSpec, KDSpec
 from babydistill.distill.losses import ce_loss, kd_loss, next_token_labels, topk_kd_loss
 from babydistill.train import stage
+from babydistill.train.callbacks import Callback
 from babydistill.train.trainer import Objective
 
 log = logging.getLogger("babydistill.distill.student")
@@ -137,8 +139,9 @@ def build_kd_objective(spec: DistillSpec, vocab_size: int, teacher_dirs, cache_d
     return KDObjective(student, teachers, kd)
 
 
-@cli
-def main(argv: list[str] | None = None):
+def run_stage(argv: list[str] | None = None, callbacks: Iterable[Callback] = ()) -> dict | None:
+    """The stage, with ``callbacks`` after the standard ones (a sweep trial's pruning
+    reporter); exceptions propagate (:func:`main` makes user errors one line)."""
     ap = stage.parser("python -m babydistill.distill.student", __doc__)
     ap.add_argument("--teacher", action="append", default=[], metavar="DIR",
                     help="teacher model dir (repeat)")
@@ -162,7 +165,13 @@ def main(argv: list[str] | None = None):
                      extra_summary={"name": spec.name, "objective": spec.objective,
                                     "vocab_size": vocab, "seq_length": spec.seq_length,
                                     "cached_targets": bool(args.cache)},
-                     inputs=[*args.teacher, *([args.cache] if args.cache else [])])
+                     inputs=[*args.teacher, *([args.cache] if args.cache else [])],
+                     callbacks=callbacks)
+
+
+@cli
+def main(argv: list[str] | None = None):
+    return run_stage(argv)
 
 
 if __name__ == "__main__":
