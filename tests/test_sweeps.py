@@ -122,3 +122,147 @@ def test_shipped_paper_sweep_is_babyllama2s_space():
     assert (spec["sampler"], spec["pruner"], spec["min_resource"], spec["reduction_factor"]) == \
         ("tpe", "hyperband", 1, 2)
     assert spec["direction"] == "minimize" and spec["objective"] == "eval_loss"
+
+
+# -------------------------------------------------------------------------- running
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A real tokenizer and tokenized splits, built by the project's stages (tiny)."""
+    d = tmp_path_factory.mktemp("corpus")
+    words = "the cat sat on a mat . a dog ran to the park and the bird sang".split()
+    lines = [" ".join(words[(i * 3) % 7:][: 5 + i % 7]) for i in range(300)]
+    (d / "train.txt").write_text("\n".join(lines) + "\n")
+    (d / "dev.txt").write_text("\n".join(lines[::7]) + "\n")
+    save_tokenizer(train_tokenizer([d / "train.txt"], vocab_size=280, min_frequency=2), d / "tok")
+    for split in ("train", "dev"):
+        tokenize_files(d / "tok", [d / f"{split}.txt"], d / split, progress=False)
+    return d
+
+
+def worker_argv(corpus, spec, study, i, out):
+    return ["--spec", json.dumps(spec), "--study-dir", str(study), "--worker", str(i),
+            "--out", str(out), "--train", str(corpus / "train"), "--dev", str(corpus / "dev"),
+            "--tokenizer", str(corpus / "tok")]
+
+
+def study_of(spec, study_dir):
+    from babydistill.sweep import study as sstudy
+
+    return sstudy.open_study(spec, study_dir)
+
+
+def finished(study):
+    return [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+def test_one_worker_sweep_is_deterministic_and_a_rerun_continues(corpus, tmp_path):
+    """Three trials trained by the real stage; the same seed gives the same trials; a rerun
+    with more trials adds only the missing ones; results write the table and best run."""
+    from babydistill.sweep import results, worker
+
+    spec = spec_for(trials=3)
+    runs = []
+    for name in ("a", "b"):
+        out = worker.main(worker_argv(corpus, spec, tmp_path / name, 0, tmp_path / f"{name}.json"))
+        assert [t["number"] for t in out["trials"]] == [0, 1, 2]
+        runs.append([(t.params, t.value, t.state.name) for t in study_of(spec, tmp_path / name).get_trials()])
+    assert runs[0] == runs[1] and len(runs[0]) == 3
+    assert len({json.dumps(p, sort_keys=True) for p, _, _ in runs[0]}) == 3
+    # each trial trained with its own parameters, and reported its evaluations
+    s = study_of(spec, tmp_path / "a")
+    t0 = s.get_trials()[0]
+    summary = json.loads((tmp_path / "a" / "trials" / "0000" / "model" / "train_summary.json").read_text())
+    if t0.state.name == "COMPLETE":
+        assert t0.value == pytest.approx(summary["best_eval_loss"])
+        assert len(t0.intermediate_values) == 2  # one evaluation per epoch
+    assert not list((tmp_path / "a" / "trials" / "0000" / "checkpoints").glob("*.pt"))
+    # a rerun of a complete study runs nothing; with one more trial, runs exactly one
+    again = worker.main(worker_argv(corpus, spec, tmp_path / "a", 0, tmp_path / "again.json"))
+    assert again["trials"] == []
+    more = worker.main(worker_argv(corpus, {**spec, "trials": 4}, tmp_path / "a", 0, tmp_path / "m.json"))
+    assert [t["number"] for t in more["trials"]] == [3]
+    # another space on the same study folder is refused
+    with pytest.raises(SystemExit):
+        worker.main(worker_argv(corpus, {**spec, "seed": 4}, tmp_path / "a", 0, tmp_path / "x.json"))
+    best = results.write_results({**spec, "trials": 4}, tmp_path / "a", tmp_path / "res")
+    table = (tmp_path / "res" / "trials.csv").read_text().splitlines()
+    assert table[0].split(",")[:6] == ["trial", "state", "pruned", "lr", "lr_scheduler_type",
+                                       "one_minus_adam_beta2"]
+    assert len(table) == 5 and {"trials.md", "trials.tex", "best.yaml"} <= {p.name for p in (tmp_path / "res").iterdir()}
+    complete = [t for t in study_of(spec, tmp_path / "a").get_trials() if t.state.name == "COMPLETE"]
+    assert best["value"] == min(t.value for t in complete)
+    snippet = bdconfig.yaml.safe_load((tmp_path / "res" / "best.yaml").read_text())
+    keys = snippet["pretrain"]["student-tiny-nodistill-best"]
+    assert keys["lr"] == best["params"]["lr"] and keys["schedule"] == best["params"]["lr_scheduler_type"]
+    assert keys["betas"][1] == pytest.approx(1 - best["params"]["one_minus_adam_beta2"])
+
+
+def _wait(what, until, procs, timeout=120.0):
+    deadline = time.time() + timeout
+    while not until():
+        for p in procs:
+            if p.poll() is not None and p.returncode != 0:
+                raise AssertionError(f"a worker died while waiting for {what}: "
+                                     f"{p.stderr.read().decode()[-2000:]}")
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_killed_worker_trial_is_retried_by_the_other(corpus, tmp_path):
+    """Two worker processes share a study; one is SIGKILLed mid-trial. The other fails the
+    trial once its heartbeat stops, runs it again with the same parameters, and the study
+    ends with exactly the requested finished trials, none twice."""
+    spec = spec_for(trials=3, workers=2)
+    study_dir = tmp_path / "study"
+    cmd = [sys.executable, "-m", "babydistill.sweep.worker"]
+
+    def start(i, **env):
+        return subprocess.Popen([*cmd, *worker_argv(corpus, spec, study_dir, i, tmp_path / f"w{i}.json")],
+                                env={**ENV, **env}, cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+
+    doomed = start(0, BABYDISTILL_SWEEP_TEST_HOLD="600")  # holds after its trial's first report
+    procs = [doomed]
+    try:
+        _wait("the first report", lambda: (study_dir / "journal.log").exists() and any(
+            t.intermediate_values for t in study_of(spec, study_dir).get_trials()), procs)
+        survivor = start(1)
+        procs.append(survivor)
+        _wait("the survivor's trials", lambda: len(finished(study_of(spec, study_dir))) == 2, procs)
+        assert doomed.poll() is None  # still inside trial 0, its heartbeat going
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+        assert survivor.wait(timeout=120) == 0, survivor.stderr.read().decode()[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    trials = study_of(spec, study_dir).get_trials()
+    done = finished(study_of(spec, study_dir))
+    assert len(done) == 3 and [t.state.name for t in trials].count("FAIL") == 1
+    killed = next(t for t in trials if t.state.name == "FAIL")
+    retry = next(t for t in done if t.system_attrs.get("failed_trial") == killed.number)
+    assert killed.number == 0 and retry.params == killed.params
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 3  # no trial twice
+    out = json.loads((tmp_path / "w1.json").read_text())
+    assert sorted(t["number"] for t in out["trials"]) == [1, 2, 3]
+    assert not (tmp_path / "w0.json").exists()
+
+
+def test_dry_run_has_one_gpu_job_per_worker_under_the_slurm_profile(tmp_path):
+    """config.yaml's BabyLlama-2 sweep: its workers are N jobs of one GPU each on the GPU
+    partition, each with a log and a benchmark, then one results job."""
+    from test_workflow import dry_run_jobs, snakemake
+
+    r = snakemake(REPO, "-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
+                  "sweeps", "--configfile", str(REPO / "config.yaml"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = dry_run_jobs(r.stdout)
+    workers = [j for j in jobs if j["rule"] == "sweep_worker"]
+    assert sorted(j["wildcards"] for j in workers) == \
+        [f"sweep=smollama-345M, worker={i}" for i in range(4)]
+    for j in workers:
+        assert j["resources"]["gpu"] == "1" and j.get("log") and j.get("benchmark"), j
+    assert [j["rule"] for j in jobs].count("sweep_results") == 1

@@ -172,6 +172,11 @@ def check(config: dict, source: str) -> None:
         run = config[section][base.split("@")[0]]
         for key, entry in sweep["space"].items():
             check_entry(key, entry, objective, f"{where}.space")
+            target = PARAMS[key].target.split(".")
+            if target[0] == "train" and target[1] in (sweep.get("train") or {}):
+                raise UserError(f"{where}.space.{key}: sets train.{target[1]}, which "
+                                f"sweeps.{name}.train fixes; drop one of them")
+        _fixed_train(config, name, f"{where}.train")
         if "k" in sweep["space"] and not run.get("cache"):
             raise UserError(f"{where}.space.k: base run {base} distills from live teachers; k "
                             "is the top-k of a teacher cache (give the base run cache: {k: ..})")
@@ -180,6 +185,16 @@ def check(config: dict, source: str) -> None:
             if suite not in suites:
                 raise UserError(f"{where}.suite: {suite!r} is not in eval.blimp.suites "
                                 f"(known: {', '.join(suites) or 'none'})")
+
+
+def _fixed_train(config: dict, name: str, where: str) -> dict:
+    """The base run's training keys with the sweep's ``train:`` over them, checked."""
+    from babydistill.config import specs, training_of
+
+    section, base, _ = base_of(config, name)
+    train = training_of(config, config[section][base.split("@")[0]])
+    fixed = config["sweeps"][name].get("train") or {}
+    return specs.TrainSpec.from_json({**train, **fixed}, where=where).to_json()
 
 
 def sweep_spec(config: dict, name: str) -> dict:
@@ -191,6 +206,7 @@ def sweep_spec(config: dict, name: str) -> dict:
     sweep = specs.fill_defaults({"$ref": "#/$defs/sweep"}, config["sweeps"][name])
     kind, base, objective = base_of(config, name)
     stage = pretrain_spec(config, base) if kind == "pretrain" else distill_spec(config, base)
+    stage["train"].update(sweep["train"])  # every trial's fixed keys (checked by check())
     space = {k: check_entry(k, v, objective, f"sweeps.{name}.space")
              for k, v in sweep["space"].items()}
     suite = convention = temperatures = None
@@ -265,3 +281,10 @@ def as_run_keys(stage: dict, objective: str, params: dict[str, Any],
         else:
             out[head] = spec[head]
     return out
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "config.sweeps", "python -m babydistill.config (the checks) and "
+                 "babydistill.sweep.worker (the spec)")

@@ -45,7 +45,8 @@ def trials_frame(study, spec: dict) -> pd.DataFrame:
         rows.append({"trial": t.number, "state": t.state.name,
                      "pruned": "yes" if t.state.name == "PRUNED" else "no",
                      **{k: _cell(t.params.get(k)) for k in spec["space"]},
-                     spec["objective"]: _cell(t.value),
+                     # a pruned trial has no result (Optuna keeps its last report as a value)
+                     spec["objective"]: _cell(t.value if t.state.name == "COMPLETE" else None),
                      "evals": len(steps), "last_eval_loss": _cell(sign * last if last is not None else None),
                      "retry_of": _cell(t.system_attrs.get("failed_trial")),
                      "failure": t.user_attrs.get("failure", "")})

@@ -60,7 +60,8 @@ class TrialReporter(Callback):
         self.trial.report(self.sign * self.last, self.evals)
         if os.environ.get(HOLD_ENV) and self.evals == 1:
             time.sleep(float(os.environ[HOLD_ENV]))
-        if self.trial.should_prune():
+        # the last evaluation is the trial's result: nothing left to save by stopping it
+        if trainer.step < trainer.total_steps and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after evaluation {self.evals} "
                                      f"(eval loss {self.last:.4f})")
 
