@@ -86,6 +86,12 @@ def test_bad_base_objective_and_schema_keys():
     with pytest.raises(UserError, match=r"sweeps\.s\.suite: 'nope' is not in eval\.blimp\.suites"):
         bdconfig.prepare(demo_with({"base": "student-tiny-nodistill", "space": SPACE,
                                     "objective": "blimp", "suite": "nope"}))
+    with pytest.raises(UserError, match=r"sweeps\.s\.train: .*epoch"):
+        bdconfig.prepare(demo_with({"base": "student-tiny-nodistill", "space": SPACE,
+                                    "train": {"epoch": 1}}))
+    with pytest.raises(UserError, match=r"sweeps\.s\.space\.lr: sets train\.lr, which sweeps\.s\.train fixes"):
+        bdconfig.prepare(demo_with({"base": "student-tiny-nodistill", "space": SPACE,
+                                    "train": {"lr": 1e-3}}))
     with pytest.raises(UserError, match=r"sweeps\.s.*trails"):
         bdconfig.prepare(demo_with({"base": "student-tiny-nodistill", "space": SPACE, "trails": 4}))
 
@@ -202,26 +208,29 @@ def test_one_worker_sweep_is_deterministic_and_a_rerun_continues(corpus, tmp_pat
 def _wait(what, until, procs, timeout=120.0):
     deadline = time.time() + timeout
     while not until():
-        for p in procs:
+        for p, log in procs:
             if p.poll() is not None and p.returncode != 0:
                 raise AssertionError(f"a worker died while waiting for {what}: "
-                                     f"{p.stderr.read().decode()[-2000:]}")
+                                     f"{log.read_text()[-2000:]}")
         assert time.time() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
 
 
 def test_killed_worker_trial_is_retried_by_the_other(corpus, tmp_path):
     """Two worker processes share a study; one is SIGKILLed mid-trial. The other fails the
-    trial once its heartbeat stops, runs it again with the same parameters, and the study
-    ends with exactly the requested finished trials, none twice."""
+    trial once its heartbeat stops, runs it again with the same parameters from the killed
+    attempt's checkpoint, and the study ends with the requested finished trials, none twice."""
     spec = spec_for(trials=3, workers=2)
+    spec["stage"]["train"]["checkpoint_every"] = 3  # a checkpoint before the first evaluation
     study_dir = tmp_path / "study"
     cmd = [sys.executable, "-m", "babydistill.sweep.worker"]
 
     def start(i, **env):
-        return subprocess.Popen([*cmd, *worker_argv(corpus, spec, study_dir, i, tmp_path / f"w{i}.json")],
-                                env={**ENV, **env}, cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        log = tmp_path / f"w{i}.log"
+        p = subprocess.Popen([*cmd, *worker_argv(corpus, spec, study_dir, i, tmp_path / f"w{i}.json")],
+                             env={**ENV, **env}, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=log.open("w"))
+        return p, log
 
     doomed = start(0, BABYDISTILL_SWEEP_TEST_HOLD="600")  # holds after its trial's first report
     procs = [doomed]
@@ -231,12 +240,12 @@ def test_killed_worker_trial_is_retried_by_the_other(corpus, tmp_path):
         survivor = start(1)
         procs.append(survivor)
         _wait("the survivor's trials", lambda: len(finished(study_of(spec, study_dir))) == 2, procs)
-        assert doomed.poll() is None  # still inside trial 0, its heartbeat going
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait()
-        assert survivor.wait(timeout=120) == 0, survivor.stderr.read().decode()[-3000:]
+        assert doomed[0].poll() is None  # still inside trial 0, its heartbeat going
+        doomed[0].send_signal(signal.SIGKILL)
+        doomed[0].wait()
+        assert survivor[0].wait(timeout=120) == 0, survivor[1].read_text()[-3000:]
     finally:
-        for p in procs:
+        for p, _ in procs:
             if p.poll() is None:
                 p.kill()
     trials = study_of(spec, study_dir).get_trials()
@@ -249,6 +258,8 @@ def test_killed_worker_trial_is_retried_by_the_other(corpus, tmp_path):
     out = json.loads((tmp_path / "w1.json").read_text())
     assert sorted(t["number"] for t in out["trials"]) == [1, 2, 3]
     assert not (tmp_path / "w0.json").exists()
+    ckpt = study_dir / "trials" / "0000" / "checkpoints" / "last.pt"
+    assert f"resumed from {ckpt}" in survivor[1].read_text()  # the killed attempt's checkpoint
 
 
 def test_dry_run_has_one_gpu_job_per_worker_under_the_slurm_profile(tmp_path):
