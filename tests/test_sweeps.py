@@ -277,3 +277,23 @@ def test_dry_run_has_one_gpu_job_per_worker_under_the_slurm_profile(tmp_path):
     for j in workers:
         assert j["resources"]["gpu"] == "1" and j.get("log") and j.get("benchmark"), j
     assert [j["rule"] for j in jobs].count("sweep_results") == 1
+
+
+def test_worker_and_results_refuse_a_bad_spec_in_one_line(tmp_path, capsys):
+    from babydistill.sweep import results, worker
+
+    bad = {**spec_for(), "space": {"learning_rate": {}}}
+    for argv, match in [
+        (["--spec", "{}"], "--spec: not a sweep spec (missing name, base"),
+        (["--spec", "{"], "--spec: not valid JSON"),
+        (["--spec", json.dumps(bad)], "--spec: space: unknown or no hyperparameters (learning_rate)"),
+    ]:
+        with pytest.raises(SystemExit):
+            worker.main([*argv, "--study-dir", str(tmp_path), "--worker", "0", "--out", "o.json",
+                         "--train", "t", "--dev", "d", "--tokenizer", "k"])
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1, err
+    with pytest.raises(SystemExit):  # a study with no completed trial has no best one
+        results.main(["--spec", json.dumps(spec_for()), "--study-dir", str(tmp_path / "s"),
+                      "--out-dir", str(tmp_path / "r")])
+    assert "no trial completed" in capsys.readouterr().err

@@ -228,6 +228,39 @@ def sweep_spec(config: dict, name: str) -> dict:
             "max_micro_batch_size": sweep.get("max_micro_batch_size")}
 
 
+SPEC_KEYS = ("name", "base", "section", "objective_kind", "stage", "space", "objective",
+             "direction", "suite", "convention", "temperatures", "blimp_limit",
+             "blimp_batch_size", "sampler", "pruner", "min_resource", "reduction_factor",
+             "trials", "workers", "seed", "max_retries", "heartbeat_seconds",
+             "max_micro_batch_size")
+
+
+def read_spec(text: str, where: str = "--spec") -> dict:
+    """A worker spec from the command line (JSON, or @FILE), checked: every key
+    :func:`sweep_spec` writes, a space of known names, a base job spec that parses."""
+    from pathlib import Path
+
+    from babydistill.common import parse_json_arg
+    from babydistill.config.specs import DistillSpec, PretrainSpec
+
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise UserError(f"{where}: {path}: file not found")
+        text = path.read_text(encoding="utf-8")
+    spec = parse_json_arg(text, where)
+    missing = [k for k in SPEC_KEYS if not isinstance(spec, dict) or k not in spec]
+    if missing:
+        raise UserError(f"{where}: not a sweep spec (missing {', '.join(missing)}); it is "
+                        "what babydistill.config.sweep_spec(config, name) writes")
+    unknown = [k for k in spec["space"] if k not in PARAMS]
+    if unknown or not spec["space"]:
+        raise UserError(f"{where}: space: unknown or no hyperparameters ({', '.join(unknown)})")
+    kind = PretrainSpec if spec["section"] == "pretrain" else DistillSpec
+    kind.from_json(spec["stage"], where=f"{where}: stage")
+    return spec
+
+
 def apply(stage: dict, objective: str, params: dict[str, Any], name: str,
           max_micro_batch_size: int | None = None) -> dict:
     """The base run's job spec with a trial's ``params`` (names of :data:`PARAMS`) set, and

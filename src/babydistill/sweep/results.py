@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from babydistill.common import UserError, atomic_write_text, cli, read_json, setup_logging, write_json
+from babydistill.common import UserError, atomic_write_text, cli, setup_logging, write_json
 from babydistill.config import sweeps
 from babydistill.report.tables import write_table
 from babydistill.sweep import study as sstudy
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--log", default=None, metavar="FILE")
     args = ap.parse_args(argv)
     setup_logging(args.log)
-    spec = read_json(args.spec[1:]) if args.spec.startswith("@") else json.loads(args.spec)
+    spec = sweeps.read_spec(args.spec)
     best = write_results(spec, args.study_dir, args.out_dir)
     print(best_yaml(best), end="")
     return best

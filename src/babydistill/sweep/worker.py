@@ -226,7 +226,7 @@ def run_worker(spec: dict, study_dir: str | os.PathLike, args) -> list[dict]:
 def main(argv: list[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
     setup_logging(args.log)
-    spec = read_json(args.spec[1:]) if args.spec.startswith("@") else json.loads(args.spec)
+    spec = sweeps.read_spec(args.spec)
     if spec["objective"] == "blimp" and not args.objective_suite:
         raise UserError("--objective-suite: objective blimp needs the suite's folder")
     t0 = time.time()
