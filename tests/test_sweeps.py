@@ -196,7 +196,11 @@ def test_one_worker_sweep_is_deterministic_and_a_rerun_continues(corpus, tmp_pat
     table = (tmp_path / "res" / "trials.csv").read_text().splitlines()
     assert table[0].split(",")[:6] == ["trial", "state", "pruned", "lr", "lr_scheduler_type",
                                        "one_minus_adam_beta2"]
-    assert len(table) == 5 and {"trials.md", "trials.tex", "best.yaml"} <= {p.name for p in (tmp_path / "res").iterdir()}
+    written = {p.name for p in (tmp_path / "res").iterdir()}
+    assert len(table) == 5 and {"trials.md", "trials.tex", "best.yaml", "parallel_coordinates.png",
+                                "parallel_coordinates.pdf", "importances.csv"} <= written
+    importance = (tmp_path / "res" / "importances.csv").read_text().splitlines()
+    assert sorted(r.split(",")[0] for r in importance[1:]) == sorted(SPACE)
     complete = [t for t in study_of(spec, tmp_path / "a").get_trials() if t.state.name == "COMPLETE"]
     assert best["value"] == min(t.value for t in complete)
     snippet = bdconfig.yaml.safe_load((tmp_path / "res" / "best.yaml").read_text())

@@ -38,14 +38,16 @@ rule sweep_worker:
 
 
 rule sweep_results:
-    """A sweep's trials table (every parameter, the objective, pruned or not) and its best
-    trial as the keys of a run."""
+    """A sweep's trials table (every parameter, the objective, pruned or not), its
+    parallel-coordinates figure and importances, and its best trial as a run's keys."""
     input:
         lambda w: expand(
             f"{R}/sweeps/{w.sweep}/workers/{{i}}.json", i=SWEEP_WORKERS[w.sweep]
         ),
     output:
         multiext(f"{SWEEP_DIR}/trials", ".csv", ".md", ".tex", ".html"),
+        multiext(f"{SWEEP_DIR}/importances", ".csv", ".md", ".tex", ".html"),
+        multiext(f"{SWEEP_DIR}/parallel_coordinates", ".png", ".pdf"),
         best=f"{SWEEP_DIR}/best.yaml",
         best_json=f"{SWEEP_DIR}/best.json",
     log:

@@ -7,6 +7,8 @@ Writes, into ``--out-dir`` (``results/<run>/sweeps/<name>/``):
 * ``trials.{csv,md,tex,html}``: one row per trial: its state, pruned or not, every
   parameter as sampled (BabyLlama-2's names), the objective, the evaluations it reported
   and the last eval loss, the trial it retries and why it failed;
+* ``parallel_coordinates.{png,pdf}`` and ``importances.{csv,md,tex,html}``
+  (:mod:`babydistill.sweep.figures`);
 * ``best.json`` and ``best.yaml``: the best completed trial, its parameters and the run keys
   they set (``config.sweeps.as_run_keys``), as a config snippet to copy into a run.
 """
@@ -24,7 +26,7 @@ import yaml
 from babydistill.common import UserError, atomic_write_text, cli, setup_logging, write_json
 from babydistill.config import sweeps
 from babydistill.report.tables import write_table
-from babydistill.sweep import study as sstudy
+from babydistill.sweep import figures, study as sstudy
 
 
 def _cell(value) -> str:
@@ -93,6 +95,10 @@ def write_results(spec: dict, study_dir: str | Path, out_dir: str | Path) -> dic
                f"({best['finished']} finished), {spec['objective']} "
                f"({spec['direction']}d); best trial {best['trial']}")
     write_table(df, out, "trials", caption)
+    write_table(figures.importances(study, spec), out, "importances",
+                f"Sweep {spec['name']}: fANOVA importance of each parameter for "
+                f"{spec['objective']} (completed trials; none below two)")
+    figures.parallel_coordinates(study, spec, out, "parallel_coordinates")
     write_json(out / "best.json", best)
     atomic_write_text(out / "best.yaml", best_yaml(best))
     return best
