@@ -301,3 +301,14 @@ def test_worker_and_results_refuse_a_bad_spec_in_one_line(tmp_path, capsys):
         results.main(["--spec", json.dumps(spec_for()), "--study-dir", str(tmp_path / "s"),
                       "--out-dir", str(tmp_path / "r")])
     assert "no trial completed" in capsys.readouterr().err
+
+
+def test_which_trial_failures_count_as_results():
+    """A diverged loss or an out-of-memory batch is the trial's result (done, not retried);
+    any other error is the run's fault (the worker stops with it)."""
+    from babydistill.sweep.worker import _failure
+
+    assert _failure(UserError("training diverged: loss is nan at step 3")) == "diverged"
+    assert _failure(torch.OutOfMemoryError("CUDA out of memory")) == "out of memory"
+    assert _failure(UserError("--train: not found")) is None
+    assert _failure(RuntimeError("boom")) is None

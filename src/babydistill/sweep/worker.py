@@ -192,11 +192,15 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, args,
         if reason is None:
             raise
         log.warning("trial %d failed (%s): %s", trial.number, reason, e)
-        return "FAIL"
-    study.tell(trial, value)
-    _drop_checkpoints(tdir)
-    log.info("trial %d: %s %.5g", trial.number, spec["objective"], value)
-    return "COMPLETE"
+    else:
+        study.tell(trial, value)
+        _drop_checkpoints(tdir)
+        log.info("trial %d: %s %.5g", trial.number, spec["objective"], value)
+        return "COMPLETE"
+    # past the except block, which held the failed trial's frames (and their tensors)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the next trial gets the memory an out-of-memory one held
+    return "FAIL"
 
 
 def _drop_checkpoints(tdir: Path) -> None:
