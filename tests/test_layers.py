@@ -16,7 +16,7 @@ import babydistill
 
 PKG = Path(babydistill.__file__).resolve().parent
 # bottom to top; "common" is layer 0, the package's own __init__/__main__ sit above all
-LAYERS = ["common", "config", "data", "models", "eval", "train", "distill", "report"]
+LAYERS = ["common", "config", "data", "models", "eval", "train", "distill", "report", "sweep"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 
 

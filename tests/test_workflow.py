@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-MODEL_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "finetune"}
+MODEL_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "finetune", "sweep_worker"}
 
 
 def snakemake(repo_root, *args, cwd=None):

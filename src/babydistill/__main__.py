@@ -24,6 +24,8 @@ STAGES = {  # rule -> module
     "finetune": "babydistill.eval.finetune",
     "model_card": "babydistill.report.model_card",
     "tables": "babydistill.report.tables",
+    "sweep_worker": "babydistill.sweep.worker",
+    "sweep_results": "babydistill.sweep.results",
     "(config check)": "babydistill.config",
 }
 
