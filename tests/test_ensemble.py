@@ -162,3 +162,21 @@ def test_ensemble_model_card(members, tmp_path):
     assert "logit-averaged ensemble of 2 teachers (m0, m1)" in text and "trust_remote_code=True" in text
     assert prov["spec_sha256"] in text
     assert not (out / "member0" / "README.md").exists()  # no stale member cards inside
+
+
+def test_tokenizer_loads_without_a_prompt_in_a_fresh_process(members, tmp_path):
+    """transformers 5's AutoTokenizer reads config.json first; the ensemble's auto_map makes a
+    plain call ask whether to run the folder's code. trust_remote_code=False asks nothing and
+    gives the members' tokenizer (the README says so)."""
+    out = tmp_path / "ens"
+    ensemble_main(["--teacher", str(members[0]), "--teacher", str(members[1]), "--out", str(out)])
+    code = ("import sys\nfrom transformers import AutoTokenizer\n"
+            f"t = AutoTokenizer.from_pretrained({str(out)!r}, trust_remote_code=False)\n"
+            f"m = AutoTokenizer.from_pretrained({str(members[0])!r})\n"
+            "s = 'w3 w7 w12'\nprint(t(s)['input_ids'] == m(s)['input_ids'], t(s)['input_ids'])\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       stdin=subprocess.DEVNULL, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("True [3, 7, 12]"), r.stdout
+    assert "[y/N]" not in r.stdout + r.stderr

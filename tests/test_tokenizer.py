@@ -152,3 +152,23 @@ def test_saved_config_loads_in_any_transformers_and_fits_the_model(tok_dir, tmp_
     cfg = json.loads((model_dir / "tokenizer_config.json").read_text())
     assert cfg["tokenizer_class"] == "PreTrainedTokenizerFast" and cfg["model_max_length"] == 64
     assert "backend" not in cfg
+
+
+def test_model_folder_tokenizer_stores_merges_as_strings_with_the_same_ids(tmp_path):
+    """tokenizers 0.19 (transformers 4.40-4.44) reads only "a b" merges; ours wrote pairs."""
+    corpus = make_corpus(tmp_path / "c", n_files=2, lines=60)
+    tok_dir = T.save_tokenizer(T.train_tokenizer(corpus, 300, 2), tmp_path / "tok")
+    pairs = json.loads((tok_dir / "tokenizer.json").read_text())["model"]["merges"]
+    assert isinstance(pairs[0], list)  # what tokenizers >= 0.20 writes
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 64}))
+    T.copy_for_model(tok_dir, model)
+    merges = json.loads((model / "tokenizer.json").read_text(encoding="utf-8"))["model"]["merges"]
+    assert merges == [f"{a} {b}" for a, b in pairs]
+    text = [" ".join(p.read_text().split()[:40]) for p in corpus] + ["naïve café — ok?"]
+    assert [e.ids for e in T.load_backend(model).encode_batch(text)] == \
+        [e.ids for e in T.load_backend(tok_dir).encode_batch(text)]
+    before = (model / "tokenizer.json").read_bytes()
+    T.portable_merges(model / "tokenizer.json")  # already strings: left as it is
+    assert (model / "tokenizer.json").read_bytes() == before

@@ -1,9 +1,11 @@
-"""The saved tokenizer loads in the transformers the BabyLM 2025 evaluation pipeline pins
-(4.51.3, with its own tokenizers pin) and gives the same ids as ours on real BLiMP sentences.
+"""A model folder's tokenizer loads in every transformers the README claims and gives the same
+ids as ours on real BLiMP sentences: the lower boundary, 4.40.2 (tokenizers 0.19, which
+refuses merges stored as pairs), and 4.51.3 (what the BabyLM 2025 evaluation pipeline pins);
+the upper end is the transformers 5 this project runs on.
 
-A throw-away venv (no torch: tokenizers and transformers only) is built once and kept in
-pytest's cache directory (``.pytest_cache``), so later runs reuse it; the test skips with
-the reason when pip cannot reach the package registry.
+A throw-away venv per version (no torch: tokenizers and transformers only) is built once and
+kept in pytest's cache directory (``.pytest_cache``), so later runs reuse it; the test skips
+with the reason when pip cannot reach the package registry.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from babydistill.data import tokenizer as T
-OLD_TRANSFORMERS = "4.51.3"
+OLD_TRANSFORMERS = ["4.40.2", "4.51.3"]  # the claimed lower boundary; the 2025 pipeline's pin
 
 # Runs inside the old venv: loads the folder with AutoTokenizer and encodes as lm-eval does.
 ENCODE = r"""
@@ -40,28 +42,29 @@ def _pip(python: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(python), "-m", "pip", *args], capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=OLD_TRANSFORMERS)
 def old_transformers_python(request, tmp_path_factory) -> Path:
-    """A venv with transformers==4.51.3 and its tokenizers pin, built once and cached (in
+    """A venv with that transformers and its tokenizers pin, built once and cached (in
     pytest's cache; in a temp dir when the cache plugin is off, ``-p no:cacheprovider``)."""
-    name = f"venv-transformers-{OLD_TRANSFORMERS}"
+    version = request.param
+    name = f"venv-transformers-{version}"
     cache = getattr(request.config, "cache", None)
     root = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
     python = root / "bin" / "python"
     done = root / "installed.ok"
     if done.is_file() and python.is_file():
-        return python
+        return python, version
     venv.EnvBuilder(with_pip=True, clear=True).create(root)
-    res = _pip(python, "install", "--quiet", f"transformers=={OLD_TRANSFORMERS}")
+    res = _pip(python, "install", "--quiet", f"transformers=={version}")
     if res.returncode != 0:
         tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["(no output)"]
         reachable = _pip(python, "download", "--no-deps", "--quiet", "-d", str(root / "probe"),
                          "packaging").returncode == 0
         if not reachable:
-            pytest.skip(f"pip cannot reach the package registry to install transformers=={OLD_TRANSFORMERS}: {tail[0]}")
-        pytest.fail(f"pip install transformers=={OLD_TRANSFORMERS} failed: {res.stderr[-2000:]}")
+            pytest.skip(f"pip cannot reach the package registry to install transformers=={version}: {tail[0]}")
+        pytest.fail(f"pip install transformers=={version} failed: {res.stderr[-2000:]}")
     done.write_text("ok\n")
-    return python
+    return python, version
 
 
 @pytest.fixture(scope="module")
@@ -90,18 +93,19 @@ def model_tokenizer_dir(shared_subdir, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_transformers_4_51_gives_our_ids_on_blimp(old_transformers_python, blimp_sentences,
+def test_older_transformers_give_our_ids_on_blimp(old_transformers_python, blimp_sentences,
                                                   model_tokenizer_dir, tmp_path):
     from transformers import AutoTokenizer
 
     script, sent_file, out_file = tmp_path / "encode.py", tmp_path / "sentences.json", tmp_path / "ids.json"
     script.write_text(ENCODE)
     sent_file.write_text(json.dumps(blimp_sentences))
-    res = subprocess.run([str(old_transformers_python), str(script), str(model_tokenizer_dir), str(sent_file),
+    python, version = old_transformers_python
+    res = subprocess.run([str(python), str(script), str(model_tokenizer_dir), str(sent_file),
                           str(out_file)], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     old = json.loads(out_file.read_text())
-    assert old["version"] == OLD_TRANSFORMERS and old["class"] == "PreTrainedTokenizerFast"
+    assert old["version"] == version and old["class"] == "PreTrainedTokenizerFast"
 
     ours = AutoTokenizer.from_pretrained(str(model_tokenizer_dir))
     backend = T.load_backend(model_tokenizer_dir)

@@ -21,6 +21,12 @@ Owns the tokenizer recipe and its on-disk form:
   prefix space of the first word (``The`` instead of ``ĠThe``).
 * ``model_max_length`` is the model's context: :func:`fit_to_model` sets it when the
   files are copied next to a saved model (the tokenizer stage itself knows no model).
+* A model folder's ``tokenizer.json`` stores its merges as ``"a b"`` strings
+  (:func:`portable_merges`), the form tokenizers < 0.20 reads: tokenizers >= 0.20 writes
+  ``["a", "b"]`` pairs, which tokenizers 0.19 (transformers 4.40 .. 4.44) refuses ("data did
+  not match any variant of untagged enum ModelWrapper"); every later version reads both with
+  the same ids (tests/test_tokenizer_compat.py, transformers 4.40.2 and 4.51.3 against ours).
+  A byte-level token never holds a space, so the string form is unambiguous.
 
 CLI::
 
@@ -47,8 +53,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from babydistill.common import (UserError, atomic_path, cli, file_sha256, require_file, setup_logging,
-                                write_json)
+from babydistill.common import (UserError, atomic_path, atomic_write_text, cli, file_sha256,
+                                require_file, setup_logging, write_json)
 
 log = logging.getLogger("babydistill.data.tokenizer")
 
@@ -155,6 +161,7 @@ def fit_to_model(model_dir: str | os.PathLike, model_max_length: int | None = No
     model's context (from its config.json unless given), so callers that truncate to the
     tokenizer's limit (lm-eval, pipelines) never feed more positions than the model has."""
     d = Path(model_dir)
+    portable_merges(d / "tokenizer.json")
     cfg_path = d / "tokenizer_config.json"
     ctx = model_max_length or model_context(d)
     if not cfg_path.is_file() or not ctx:
@@ -165,6 +172,25 @@ def fit_to_model(model_dir: str | os.PathLike, model_max_length: int | None = No
         cfg.pop("backend", None)
     cfg["model_max_length"] = int(ctx)
     write_json(cfg_path, cfg)
+
+
+def portable_merges(path: str | os.PathLike) -> None:
+    """Rewrite a BPE ``tokenizer.json``'s merges from ``["a", "b"]`` pairs to ``"a b"``
+    strings, the form every tokenizers version reads (see the module docstring); a file that
+    already has strings, or a merge whose tokens hold a space, is left as it is."""
+    p = Path(path)
+    if not p.is_file():
+        return
+    data = json.loads(p.read_text(encoding="utf-8"))
+    merges = (data.get("model") or {}).get("merges")
+    if not merges or not isinstance(merges[0], list):
+        return
+    if any(" " in a or " " in b for a, b in merges):
+        log.warning("%s: a merge holds a space; kept as pairs (tokenizers < 0.20 cannot read it)", p)
+        return
+    data["model"]["merges"] = [f"{a} {b}" for a, b in merges]
+    # as tokenizers writes it (no ASCII escapes), so the file stays readable and small
+    atomic_write_text(p, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 def copy_for_model(tok_dir: str | os.PathLike, model_dir: str | os.PathLike,
