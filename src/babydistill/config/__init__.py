@@ -516,6 +516,24 @@ def model_names(config: dict) -> list[str]:
             *(config.get("ensembles") or {})]
 
 
+def trained_models(config: dict) -> list[str]:
+    """The models a training stage wrote (each with its ledger and revisions): teachers and
+    baselines, distilled variants and WML peers, not the ensembles."""
+    return [*instances(config, "pretrain"), *instances(config, "distill"), *wml_peers(config)]
+
+
+def model_roles(config: dict) -> dict[str, str]:
+    """Each trained model's role in the learning curves: ``teacher`` (a pretrain model that a
+    distillation run or an ensemble learns from), ``baseline`` (any other pretrain model,
+    curriculum runs included: nothing is distilled into them), ``student`` (distilled
+    variants and WML peers)."""
+    teachers = {t for d in instances(config, "distill") for t in teachers_of(config, d)}
+    teachers |= {m for e in config.get("ensembles") or {} for m in ensemble_members(config, e)}
+    pretrain = instances(config, "pretrain")
+    return {m: ("student" if m not in pretrain else "teacher" if m in teachers else "baseline")
+            for m in trained_models(config)}
+
+
 def ensemble_members(config: dict, name: str) -> list[str]:
     return [instance_of(config, m) for m in config["ensembles"][name]]
 
