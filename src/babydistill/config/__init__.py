@@ -110,6 +110,7 @@ def validate(config: dict, source: str = "config") -> None:
     _check_digests(config, source)
     _check_references(config, source)
     _check_blimp_scoring(config, source)
+    _check_export(config, source)
     challenge.check(config, source)  # last: the rules, on a config known to be well formed
 
 
@@ -150,6 +151,21 @@ def _check_blimp_scoring(config: dict, source: str) -> None:
             raise UserError(f"{source}: eval.blimp.suites.{suite}: convention {convention}"
                             f"{' with temperatures' if temperatures else ''} needs "
                             "eval.blimp.backend: fast (lm-eval cannot score it)")
+
+
+def _check_export(config: dict, source: str) -> None:
+    """export.models names trained models (an ensemble has no checkpoints to export)."""
+    trained = trained_models(config)
+    for m in (config.get("export") or {}).get("models") or []:
+        if m not in trained:
+            raise UserError(f"{source}: export.models: {m!r} is not a trained model "
+                            f"(one of {', '.join(trained)})")
+
+
+def export_track(config: dict) -> str:
+    """The official collation's track of the export: export.track, else the challenge's."""
+    track = (config.get("export") or {}).get("track")
+    return track or challenge.TRACKS.get(config.get("challenge"), "strict-small")
 
 
 def _check_references(config: dict, source: str) -> None:
