@@ -179,10 +179,8 @@ def exported(result, model_dir, suites, tmp_path_factory):
                                       name, "--out", str(d / f"{name}.json"), "--pairs-out",
                                       str(d / f"{name}.tsv"), "--backend", "fast",
                                       "--convention", "babylm-2025"])
-    from babydistill import export as entry  # the CLI name
-
     results_dir = d / "results"
-    entry.main(["--revisions", str(path), "--suite", *(f"{k}={v}" for k, v in suites.items()),
+    export.main(["--revisions", str(path), "--suite", *(f"{k}={v}" for k, v in suites.items()),
                 "--dataset", "mini=blimp", "ewok_mini=ewok",
                 "--full", *(f"{k}={d / f'{k}.tsv'}" for k in suites), "--out",
                 str(results_dir / "student-x")])

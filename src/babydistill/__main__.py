@@ -21,9 +21,12 @@ STAGES = {  # rule -> module
     "ensemble": "babydistill.distill.ensemble",
     "lm_eval_tasks": "babydistill.eval.lm_eval_tasks",
     "eval_blimp": "babydistill.eval.blimp",
+    "eval_revisions": "babydistill.eval.revisions",
     "finetune": "babydistill.eval.finetune",
     "model_card": "babydistill.report.model_card",
     "tables": "babydistill.report.tables",
+    "learning_curves": "babydistill.report.learning_curves",
+    "export (snakemake exports)": "babydistill.export (babydistill.report.export)",
     "(config check)": "babydistill.config",
 }
 

@@ -1,8 +1,11 @@
-"""``python -m babydistill.export``: the official BabyLM results layout for one model and its
-revisions; an entry above the layers, as the issue names it, that runs
-:mod:`babydistill.report.export` (which owns the code and documents the layout)."""
+"""The official BabyLM 2025 results layout for one model and its revisions (rule export).
 
-from babydistill.report.export import main
+``python -m babydistill.export``, the issue's name for it: an entry above the layers that runs
+:mod:`babydistill.report.export`, which owns the code and documents the layout.
+"""
+
+import babydistill.report.export as stage
 
 if __name__ == "__main__":
-    main()
+    stage.PROG = "python -m babydistill.export"
+    stage.main()

@@ -1,5 +1,7 @@
-"""The official BabyLM 2025 results layout for one model and its revisions (rule ``export``;
-``python -m babydistill.export`` runs this module).
+"""The official BabyLM 2025 results layout for one model and its revisions (rule export).
+
+``python -m babydistill.export`` runs this module (an entry above the layers, the issue's
+name for it).
 
 Owns: turning this project's evaluation outputs -- the per-checkpoint fast evaluation
 (:mod:`babydistill.eval.revisions`) and the final model's full zero-shot scores (the
@@ -69,6 +71,7 @@ FULL_FILES = ("blimp/blimp_filtered", "blimp/supplement_filtered", "ewok/ewok_fi
 GLUE = ("boolq", "mnli", "mrpc", "multirc", "qqp", "rte", "wsc")
 TRACKS = {"strict-small": "strict-small-2026", "strict": "strict-2026"}
 MAIN = "main"
+PROG = "python -m babydistill.report.export"  # the babydistill.export entry sets its own
 
 
 def completion(pair, kind: str, good: bool) -> str:
@@ -191,7 +194,7 @@ def _named(items: list[str] | None, flag: str) -> dict[str, str]:
 
 @cli
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m babydistill.export", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     ap.add_argument("--revisions", required=True, help="the model's eval_revisions JSON")
     ap.add_argument("--suite", nargs="+", required=True, metavar="NAME=DIR", help="each suite's folder")
     ap.add_argument("--dataset", nargs="+", required=True, metavar="NAME=DATASET",
