@@ -46,9 +46,18 @@ def curve_rows(results: list[dict], roles: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def words_label(x: float) -> str:
+    """50K, 1M, 1.5M: a tick's words seen as the revision names count them."""
+    if x >= 1e6:
+        return f"{x / 1e6:g}M"
+    return f"{x / 1e3:g}K" if x >= 1e3 else f"{x:g}"
+
+
 def learning_curves_figure(df: pd.DataFrame, models: list[str], palette: Palette, out: Path) -> None:
     """Panels of accuracy against words seen: a row per suite, a column per role present."""
     plt = _plt()
+    from matplotlib import ticker
+
     suites = [c for c in df.columns if c not in ("model", "role", "revision", "words_seen",
                                                  "words_with_teachers", "step", "epochs")]
     roles = [r for r in ROLES if (df["role"] == r).any()] or [""]
@@ -65,12 +74,16 @@ def learning_curves_figure(df: pd.DataFrame, models: list[str], palette: Palette
                             color=palette(model), label=model)
             ax.axhline(50, color="grey", lw=0.8, ls="--")
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1, 2, 5)))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: words_label(x)))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())  # 3x10^5 labels collide
             ax.grid(alpha=0.3)
             ax.set_title(f"{suite}: {role}s" if role else suite, fontsize=10)
             ax.set(xlabel="words seen", ylabel="accuracy (%)" if j == 0 else None)
             handles, labels = ax.get_legend_handles_labels()
-            if handles:
-                ax.legend(handles, labels, fontsize=7, loc="lower right", frameon=False)
+            if handles and i == len(suites) - 1:  # below the last row, clear of the data
+                ax.legend(handles, labels, fontsize=7, loc="upper center", ncol=2,
+                          bbox_to_anchor=(0.5, -0.3), frameon=False)
     fig.tight_layout()
     save_figure(fig, out, "learning_curves")
     plt.close(fig)
