@@ -21,12 +21,19 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+
+
+rule sweeps:
+    """Every sweep of config sweeps: its trials table and best trial."""
+    input:
+        [f"{R}/sweeps/{s}/best.yaml" for s in SWEEPS],
 
 
 rule paper_tables:

@@ -52,6 +52,12 @@ def smoke_config(base: dict, overlay: dict) -> dict:
                 run["epochs"] = max(run.get("epochs", 1), len(cur["buckets"]))
             if run.get("objective") == "wml":
                 run["weight_update_frequency"] = 1  # one mirror-descent step on the peer weights too
+    # Each sweep: two trials on one worker, its batch sizes within the tiny budget's
+    for sweep in (cfg.get("sweeps") or {}).values():
+        b = budget.get("batch_size", 2)
+        sweep.update(trials=2, workers=1, max_micro_batch_size=b)
+        if "batch_size" in sweep["space"]:
+            sweep["space"]["batch_size"] = {"low": b, "high": 2 * b}
     # Like the tasks below, only the overlay's suites: the others' data (EWoK, gated) is not
     # on this machine, and a deep merge alone could not drop them.
     suites = ((overlay.get("eval") or {}).get("blimp") or {}).get("suites")

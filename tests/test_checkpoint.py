@@ -236,3 +236,19 @@ def test_a_part_that_cannot_be_loaded_safely_fails_at_save(tmp_path):
     save_file(tmp_path / "y.pt", {"ok": [1, 2.5, None, "s", {"t": torch.ones(2)}], "inf": float("inf")})
     got = load_file(tmp_path / "y.pt")
     assert got["ok"][:4] == [1, 2.5, None, "s"] and got["inf"] == float("inf")
+
+
+def test_checkpoint_on_a_full_disk_is_one_line_and_the_last_good_one_stays(small_fs):
+    """Issue 27 #5: torch.save on a full disk raised an opaque RuntimeError ("unexpected
+    pos ...") traceback. Now: one line naming the file, what is free and what was needed;
+    the checkpoint written before is untouched."""
+    from babydistill.train.checkpoint import load_file, save_file
+
+    path = small_fs / "ck" / "last.pt"
+    save_file(path, {"weights": torch.arange(1000.0)})  # fits in 2 MiB
+    with pytest.raises(UserError, match=rf"^{path}: no space left on the device \(\d+ MiB free, "
+                                        r"4 MiB needed\); free some space .* completed outputs "
+                                        r"are kept$"):
+        save_file(path, {"weights": torch.zeros(3 << 18)})  # 3 MiB
+    assert torch.equal(load_file(path)["weights"], torch.arange(1000.0))
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left

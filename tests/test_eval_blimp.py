@@ -7,6 +7,7 @@ and TSV agree, and bad input ends in one line.
 from __future__ import annotations
 
 import json
+import re
 import os
 import time
 
@@ -360,3 +361,78 @@ def test_lmeval_log_file_has_no_progress_bar_redraws(tiny_llama, tmp_path):
     text = log.read_text()
     assert r.returncode == 0, text
     assert "\r" not in text and "it/s]" not in text and len(text) < 20_000
+
+
+class _Evil:
+    """A pickle whose loading would run code: touch a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _broken_model(kind, tiny_llama, d, marker=None):
+    import shutil
+
+    shutil.copytree(tiny_llama, d)
+    cfg = json.loads((d / "config.json").read_text())
+    if kind in ("vocab_bigger", "vocab_smaller"):
+        cfg["vocab_size"] += 50 if kind == "vocab_bigger" else -50
+        (d / "config.json").write_text(json.dumps(cfg))
+    elif kind == "tokenizer_bigger":
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        tok.add_tokens([f"zzq{i}" for i in range(64)])
+        tok.save(str(d / "tokenizer.json"))
+    elif kind == "pickle":
+        (d / "model.safetensors").unlink()
+        torch.save({"model.embed_tokens.weight": _Evil(marker)}, d / "pytorch_model.bin")
+    return d
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind,match", [
+    ("vocab_bigger", r"/m/config\.json: vocab_size 370, but the weights' embedding has 320 rows"),
+    ("vocab_smaller", r"/m/config\.json: vocab_size 270, but the weights' embedding has 320 rows"),
+    ("tokenizer_bigger", r"/m: the tokenizer has \d+ tokens but the model's embedding only 320 rows"),
+    ("pickle", r"/m/pytorch_model\.bin: it holds objects that only unpickling code could build; "
+               r"refused, nothing was run"),
+])
+def test_model_folder_that_cannot_be_scored_is_one_line(backend, kind, match, tiny_llama,
+                                                        tmp_path, capsys):
+    """Issue 27 #7: a config.json disagreeing with the weights (RuntimeError from
+    transformers), a tokenizer larger than the embedding (IndexError, or scores from rows
+    that do not exist), a crafted pytorch_model.bin (an UnpicklingError traceback)."""
+    marker = tmp_path / "PWNED"
+    model = _broken_model(kind, tiny_llama, tmp_path / "m", marker)
+    suite, _ = make_known_suite(tmp_path / "suite")
+    with pytest.raises(SystemExit) as e:
+        eval_blimp.main(eval_args(model, suite, tmp_path, backend))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert re.search(match, err[0]), err[0]
+    assert not marker.exists() and not (tmp_path / f"{backend}.json").exists()
+
+
+def test_lmeval_scratch_of_a_killed_scoring_is_removed_next_time(tmp_path, monkeypatch):
+    """Issue 27 #10: a killed lm-eval scoring left a blimp_lmeval_* folder in the system
+    temp directory forever; the next scoring removes those of dead processes (only)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from babydistill.common import _HOST
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    killed = tmp_path / f".blimp_lmeval.{_HOST}.{dead}.abc.tmp"
+    live = tmp_path / f".blimp_lmeval.{_HOST}.{os.getppid()}.def.tmp"  # a running scoring's
+    for d in (killed, live):
+        (d / "tasks").mkdir(parents=True)
+    mine = eval_blimp.lmeval_scratch()
+    assert not killed.exists() and live.is_dir()
+    assert os.path.dirname(mine) == str(tmp_path) and f".{os.getpid()}." in mine

@@ -400,3 +400,43 @@ def test_bad_glue_data_is_one_line(tiny_models, tmp_path, capsys, case, match):
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith("error: ") and re.search(match, err[-1]), err
     assert not (tmp_path / "out" / "cola.json").exists()
+
+
+@pytest.mark.parametrize("kind,match", [
+    ("vocab", r"/m/config\.json: vocab_size \d+, but the weights' embedding has \d+ rows"),
+    ("tokenizer", r"/m: the tokenizer has \d+ tokens but the model's embedding only \d+ rows"),
+    ("pickle", r"/m/pytorch_model\.bin: it holds objects that only unpickling code could build"),
+])
+def test_model_folder_that_cannot_be_finetuned_is_one_line(tiny_models, tmp_path, capsys, kind,
+                                                           match):
+    """Issue 27 #7 for finetuning: the same checks as eval_blimp, before the classifier is
+    built (a RuntimeError, an IndexError or an UnpicklingError traceback before)."""
+    import shutil
+
+    d = shutil.copytree(tiny_models["llama"], tmp_path / "m")
+    if kind == "vocab":
+        cfg = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({**cfg, "vocab_size": cfg["vocab_size"] + 8}))
+    elif kind == "tokenizer":
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        tok.add_tokens([f"zzq{i}" for i in range(600)])
+        tok.save(str(d / "tokenizer.json"))
+    else:
+        (d / "model.safetensors").unlink()
+        torch.save({"w": _Evil(tmp_path / "PWNED")}, d / "pytorch_model.bin")
+    data = _synthetic(tmp_path, n_train=8, n_valid=4)
+    with pytest.raises(SystemExit) as e:
+        _cli(tmp_path, d, "cola", data)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err[-1].startswith("error: ") and re.search(match, err[-1]), err
+    assert "Traceback" not in "\n".join(err) and not (tmp_path / "PWNED").exists()
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

@@ -16,7 +16,7 @@ import babydistill
 
 PKG = Path(babydistill.__file__).resolve().parent
 # bottom to top; "common" is layer 0, the package's own __init__/__main__ sit above all
-LAYERS = ["common", "config", "data", "models", "eval", "train", "distill", "report"]
+LAYERS = ["common", "config", "data", "models", "eval", "train", "distill", "report", "sweep"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 # entries above the layers, like __main__: `python -m babydistill.export` (issue 22's CLI
 # name) runs babydistill.report.export and holds no code of its own

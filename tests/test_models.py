@@ -109,3 +109,21 @@ def test_count_cli(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--count", "nope"])
     assert e.value.code == 2 and "models.nope: no such preset" in capsys.readouterr().err
+
+
+def test_teachers_whose_config_disagrees_with_their_weights_are_one_line(tmp_path):
+    """Issue 27 #7 for teacher_cache and distill (load_teachers): a config.json vocab_size
+    that is not the embedding's was a RuntimeError traceback from transformers."""
+    import json
+
+    from babydistill.models.build import load_teachers
+
+    preset = {"arch": "gpt2", "hidden_size": 8, "num_layers": 1, "num_heads": 2,
+              "max_position_embeddings": 16}
+    build_model(preset, 50).save_pretrained(tmp_path / "t")
+    assert load_teachers([tmp_path / "t"])[0].config.vocab_size == 50
+    cfg = json.loads((tmp_path / "t" / "config.json").read_text())
+    (tmp_path / "t" / "config.json").write_text(json.dumps({**cfg, "vocab_size": 60}))
+    with pytest.raises(UserError, match=r"t/config\.json: vocab_size 60, but the weights' "
+                                        r"embedding has 50 rows"):
+        load_teachers([tmp_path / "t"])

@@ -38,6 +38,9 @@ def test_smoke_config_covers_every_run_at_full_size_with_tiny_budgets(tmp_path):
                     continue  # a curriculum run gets an epoch per bucket
                 assert train[k] == v, (section, name, k)
     assert cfg["distill"]["wml-58M-4peers"]["weight_update_frequency"] == 1
+    for sweep in cfg["sweeps"].values():  # two trials, batches within the budget
+        assert (sweep["trials"], sweep["workers"]) == (2, 1)
+        assert sweep["space"]["batch_size"]["high"] <= 2 * budget["batch_size"]
     # only the overlay's fine-tuning tasks, each the paper's entry with the overlay's changes
     tasks = cfg["eval"]["finetune"]["tasks"]
     assert set(tasks) == set(overlay["eval"]["finetune"]["tasks"])

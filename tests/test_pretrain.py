@@ -253,7 +253,7 @@ def test_sigkill_then_rerun_matches_uninterrupted(corpus, tmp_path):
     assert not (tmp_path / "run").exists()  # killed before the end
     r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert f"resumed from {last} at step {step}" in r.stderr
+    assert f"resumed from step {step} of {last}" in r.stderr
     a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
@@ -278,3 +278,71 @@ def test_real_data_demo_preset_learns(shared_subdir, tmp_path):
     print("real-data eval losses:", [round(e, 3) for e in evals], summary["wall_time_s"], "s")
     assert len(evals) >= 3 and evals[-1] < evals[0] - 1.0
     assert summary["best_eval_loss"] == pytest.approx(min(evals))
+
+
+def _start(corpus, out, ck, s):
+    """A real pretrain process; returns it once it has written its first checkpoint (the
+    run is then mid-training, past its lock)."""
+    cmd = [PYTHON, "-m", "babydistill.train.pretrain", *args(corpus, out, ck, s)]
+    p = subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.time() + 120
+    while not (ck / "last.pt").exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    assert p.poll() is None, p.communicate()[1][-3000:]
+    return p, cmd
+
+
+@pytest.mark.slow
+def test_second_trainer_on_one_checkpoint_dir_is_refused(corpus, tmp_path):
+    """Issue 27 #1/#2 with real processes: a trainer still running (an orphaned job) and a
+    second one given the same --checkpoint-dir (another lr): the second stops with one line
+    naming the holder, and touches nothing of the first's."""
+    import socket
+
+    ck = tmp_path / "ck"
+    first, _ = _start(corpus, tmp_path / "a", ck, spec(epochs=200, checkpoint_every=2))
+    try:
+        second = subprocess.run(
+            [PYTHON, "-m", "babydistill.train.pretrain",
+             *args(corpus, tmp_path / "b", ck, spec(lr=0.3))],
+            env=ENV, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first run ended before the second was refused"
+    finally:
+        first.kill()
+        first.wait()
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and lines[-1].startswith("error: "), second.stderr[-3000:]
+    assert "Traceback" not in second.stderr
+    assert f"PID {first.pid} on {socket.gethostname()} is writing" in lines[-1]
+    assert str(ck) in lines[-1]
+    assert not (tmp_path / "b").exists() and not list(ck.glob("stale-*"))
+    assert load_checkpoint(ck / "last.pt")["spec"]["lr"] == 3e-3  # still the first run's
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_a_rerun_resumes_to_the_same_weights(corpus, tmp_path):
+    """Issue 27 #3: SIGTERM (what SLURM sends before preempting) mid-run: a checkpoint at
+    the next step, one line, exit 143; the rerun says where it resumed and ends with the
+    weights of an uninterrupted run."""
+    s = spec(epochs=8, checkpoint_every=100)  # the periodic checkpoint alone would lose steps
+    total = pretrain.main(args(corpus, tmp_path / "ref", tmp_path / "c_ref", s))["steps"]
+    ck = tmp_path / "ck"
+    s_first = {**s, "train": {**s["train"], "checkpoint_every": 2}}  # resume-free: same run
+    p, _ = _start(corpus, tmp_path / "run", ck, s_first)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert p.returncode == 143, err[-3000:]
+    assert "no checkpoint: starting at step 0" in err and "Traceback" not in err
+    step = load_checkpoint(ck / "last.pt")["position"]["step"]
+    assert lines[-1] == (f"error: SIGTERM at step {step} of {total}: checkpointed to "
+                         f"{ck / 'last.pt'}; run again to resume from step {step}")
+    assert 2 <= step < total and not (tmp_path / "run").exists()
+    r = subprocess.run([PYTHON, "-m", "babydistill.train.pretrain",
+                        *args(corpus, tmp_path / "run", ck, s)],
+                       env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resumed from step {step} of {ck / 'last.pt'}" in r.stderr
+    a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -89,3 +89,21 @@ def test_slurm_profile_partition_expressions(monkeypatch, env, want):
 
     assert evaluate(cfg["set-resources"]["pretrain"]["slurm_partition"]) == want
     assert evaluate(cfg["default-resources"]["slurm_partition"]) == env.get("BABYDISTILL_PARTITION", "")
+
+
+def test_slurm_profile_asks_for_sigterm_before_the_time_limit_for_training():
+    """Issue 27 #3: the training rules' sbatch line carries --signal=TERM@120 (SIGTERM to
+    the job's steps 120 s before the limit; the trainer checkpoints and exits 143); the
+    executor plugin accepts it in slurm_extra (it refuses the options it manages)."""
+    import re
+
+    from snakemake.resources import Resource
+    from snakemake_executor_plugin_slurm.validation import get_forbidden_slurm_options
+
+    cfg = yaml.safe_load((PROFILES / "slurm" / "config.yaml").read_text())
+    for rule in ("pretrain", "distill"):
+        extra = Resource.cli_evaluator("slurm_extra", cfg["set-resources"][rule]["slurm_extra"],
+                                       wildcards={}, input=[], attempt=1, async_run=None)
+        assert extra == "--signal=TERM@120"
+        assert not [name for pattern, name in get_forbidden_slurm_options().items()
+                    if re.search(pattern, extra)]

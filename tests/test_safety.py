@@ -142,6 +142,7 @@ def test_a_second_process_meets_the_lock_in_one_line(tmp_path):
     with exclusive(out) as lock:  # the kernel dropped the dead holder's lock
         assert lock.read_text().startswith(f"PID {os.getpid()} ")
     assert not out.exists()  # the lock lives beside the output, never in it
+    assert not lock.exists()  # and goes when released: nothing is left beside the output
 
 
 def test_a_full_disk_is_one_line_naming_the_path(tmp_path, capsys):

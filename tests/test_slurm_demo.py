@@ -3,11 +3,13 @@
 One module-scoped scenario, several checks on it:
   1. the reference: the ``demo_small`` fixture's uninterrupted local run;
   2. SLURM run 1 (``--profile workflow/profiles/slurm --retries 0``): the first pretrain job
-     to write ``checkpoints/<model>/last.pt`` is ``scancel``led (preemption); the others go
-     on (``keep-going``) and Snakemake ends failed;
-  3. SLURM run 2, the same command again (``rerun-incomplete``): the cancelled model resumes
-     from its checkpoint and the DAG finishes.
-Then: every job was one sbatch job (COMPLETED; the cancelled one CANCELLED), GPU rules asked
+     to write ``checkpoints/<model>/last.pt`` is sent SIGTERM (``scancel --signal=TERM``, what
+     SLURM sends before a preemption or the time limit): the trainer checkpoints at its next
+     step and exits 143, the job FAILED; the others go on (``keep-going``) and Snakemake
+     ends failed;
+  3. SLURM run 2, the same command again (``rerun-incomplete``): the preempted model resumes
+     from the step it reached and the DAG finishes.
+Then: every job was one sbatch job (COMPLETED; the preempted one FAILED first), GPU rules asked
 for a GPU and CPU rules did not, and the tables and evaluation accuracies equal the local run's.
 Skips like tests/test_slurm.py when SLURM cannot run here.
 """
@@ -29,11 +31,13 @@ from slurm_cluster import FAST, PROFILES, cluster, scontrol_job, scontrol_jobs, 
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-GPU_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "eval_blimp_paper", "finetune"}
+GPU_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "eval_blimp_paper", "finetune",
+             "sweep_worker"}
 CPU_RULES = {"demo_world", "download_corpus", "download_suite", "download_glue", "clean_source",
              "clean_stats", "train_tokenizer", "tokenize_split", "ensemble", "tables",
-             "wml_peer", "lm_eval_tasks", "model_card"}
-RESUMED = re.compile(r"resumed from (\S+) at step (\d+)")
+             "wml_peer", "lm_eval_tasks", "model_card", "sweep_results"}
+RESUMED = re.compile(r"resumed from step (\d+) of (\S+)")
+PREEMPTED = re.compile(r"^error: SIGTERM at step (\d+) of \d+: checkpointed to (\S+); ", re.M)
 
 
 def _slurm_cmd(workdir: Path) -> list[str]:
@@ -56,7 +60,7 @@ def scenario(cluster, demo_small, tmp_path_factory):
     env.pop("BABYDISTILL_ACCOUNT", None)
     times = {}
 
-    # Run 1: the first pretrain job to checkpoint is cancelled, as a preemption would.
+    # Run 1: the first pretrain job to checkpoint gets SIGTERM, as before a preemption.
     t = time.time()
     with open(base / "run1.log", "w") as log:
         proc = subprocess.Popen(_slurm_cmd(slurm), stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -71,9 +75,9 @@ def scenario(cluster, demo_small, tmp_path_factory):
             assert proc.poll() is None and ckpt, "snakemake ended before any pretrain checkpoint"
             model = ckpt.parent.name
             cancelled = squeue_jobs(slurm)[f"rule_pretrain_wildcards_{model}"]
-            subprocess.run(["scancel", cancelled], check=True)
-            step_at_cancel = load_checkpoint(ckpt)["position"]["step"]
+            subprocess.run(["scancel", "--signal=TERM", cancelled], check=True)
             rc1 = proc.wait(timeout=1800)  # the rest of the DAG (~70 jobs) through sbatch
+            step_at_cancel = load_checkpoint(ckpt)["position"]["step"]  # the step it reached
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -109,15 +113,20 @@ def _rule(job: dict[str, str]) -> str:
 
 def test_preempted_pretrain_resumes_from_its_checkpoint(scenario):
     assert scenario["rc1"] != 0  # run 1 lost a job (--retries 0)
-    assert scontrol_job(scenario["cancelled"])["JobState"] == "CANCELLED"
+    assert scontrol_job(scenario["cancelled"])["JobState"] == "FAILED"  # the trainer's exit 143
     assert scenario["step_at_cancel"] > 0
-    assert "resumed from" not in scenario["run1_train_log"]  # run 1 started from scratch
+    run1 = scenario["run1_train_log"]
+    assert "resumed from" not in run1 and "no checkpoint: starting at step 0" in run1
+    preempted = PREEMPTED.findall(run1)  # its one line: checkpointed at the step it reached
+    assert len(preempted) == 1 and "Traceback" not in run1, run1[-2000:]
+    assert int(preempted[0][0]) == scenario["step_at_cancel"]
+    assert Path(preempted[0][1]).parent.name == scenario["model"]
     log = (scenario["slurm"] / "results" / "logs" / RUN / "pretrain" / f"{scenario['model']}.log").read_text()
     resumed = RESUMED.findall(log)
     assert len(resumed) == 1, log[-2000:]
-    path, step = resumed[0]
+    step, path = resumed[0]
     assert Path(path).parent.name == scenario["model"] and Path(path).name == "last.pt"
-    assert int(step) >= scenario["step_at_cancel"]
+    assert int(step) == scenario["step_at_cancel"]  # from the step SIGTERM reached
     # Only the cancelled job was redone in run 2: every other pretrain log says no resume.
     for other in (scenario["results"].parent / "logs" / RUN / "pretrain").glob("*.log"):
         if other.stem != scenario["model"]:
@@ -137,7 +146,7 @@ def test_every_job_went_through_sbatch_with_the_right_gpus(scenario):
     for comment, js in by_comment.items():
         states = sorted(j["JobState"] for j in js)
         if comment == cancelled_comment:
-            assert states == ["CANCELLED", "COMPLETED"], comment
+            assert states == ["COMPLETED", "FAILED"], comment
         else:
             assert states == ["COMPLETED"], (comment, states)
     rules = {_rule(j) for j in jobs}

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,7 +216,7 @@ def test_killed_build_resumes_to_the_same_bytes(setup, tmp_path, caplog):
     assert sorted(p.name for p in out.iterdir()) == ref_files
     for name in ref_files:
         assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "ref"]  # no temporaries
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "ref"]  # no temporaries, no locks
 
 
 def test_partial_build_of_other_settings_is_discarded(setup, tmp_path):
@@ -225,3 +231,123 @@ def test_partial_build_of_other_settings_is_discarded(setup, tmp_path):
                 progress=False)
     for name in ("values.f16", "indices.i16"):
         assert (tmp_path / "c" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+
+
+def _tokenized(setup, tmp_path) -> Path:
+    tokens = setup["train"].reshape(-1).astype("<u2")
+    prefix = tmp_path / "train"
+    tokens.tofile(str(prefix) + ".bin")
+    (tmp_path / "train.json").write_text(json.dumps(
+        {"dtype": "uint16", "n_tokens": int(tokens.size), "vocab_size": V, "eos_id": 2}))
+    return prefix
+
+
+# The teacher_cache CLI whose first teacher waits (a forward hook) until the file $GO
+# exists, so the build is still running when a second one starts: an orphaned job and its
+# rerun.
+SLOW_BUILD = """
+import os, sys, time
+import babydistill.distill.teacher_cache as tc
+load = tc.load_teachers
+def wait(*_):
+    deadline = time.time() + 120
+    while not os.path.exists(os.environ["GO"]) and time.time() < deadline:
+        time.sleep(0.05)
+def slow(*a, **kw):
+    teachers = load(*a, **kw)
+    teachers[0].register_forward_hook(wait)
+    return teachers
+tc.load_teachers = slow
+tc.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_orphaned_build_and_a_rerun_keep_the_cache_whole(setup, tmp_path):
+    """Issue 27 #1 with real processes: a build still running (its Snakemake was killed)
+    and a rerun of the same output. Before: both grew in one .partial folder, the second
+    renamed a header-only folder over the first's 78 MB. Now the rerun stops with one line
+    naming the builder, and the first build ends complete, equal to an undisturbed one."""
+    prefix = _tokenized(setup, tmp_path)
+    argv = ["--teacher", setup["teacher_dirs"][0], "--teacher", setup["teacher_dirs"][1],
+            "--train", str(prefix), "--seq-length", str(T), "--k", "4", "--batch-size", "8"]
+    cache_main([*argv, "--out", str(tmp_path / "ref")])
+    out = tmp_path / "cache"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GO": str(tmp_path / "go")}
+    first = subprocess.Popen([sys.executable, "-c", SLOW_BUILD, *argv, "--out", str(out)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / ".cache.lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None and not (
+            lock.is_file() and lock.read_text().startswith("PID")):
+        time.sleep(0.05)
+    try:
+        second = subprocess.run([sys.executable, "-m", "babydistill.distill.teacher_cache",
+                                 *argv, "--out", str(out)], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert first.poll() is None, "the first build ended before the rerun started"
+    finally:
+        (tmp_path / "go").touch()
+        _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-3000:]
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-3000:]
+    assert lines[-1] == (f"error: {out}: PID {first.pid} on {socket.gethostname()} is writing "
+                         "this teacher cache now; wait for it to end (or stop it), then run "
+                         "again")
+    names = sorted(p.name for p in (tmp_path / "ref").iterdir())
+    assert sorted(p.name for p in out.iterdir()) == names and "manifest.json" in names
+    for name in names:
+        assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+    assert TopKCache(out).n_chunks == len(setup["train"])
+
+
+def test_incomplete_cache_is_refused_saying_what_to_delete(setup, tmp_path):
+    """Issue 27 #1: the reader (distill) met a header-only folder with a FileNotFoundError
+    traceback. The manifest, written last, is checked on opening."""
+    out = tmp_path / "c"
+    build_cache(setup["teachers"], setup["train"], out, k=4, temperatures=[1.0], progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["files"] == {p.name: p.stat().st_size for p in out.iterdir()
+                                 if p.name != "manifest.json"}
+    assert manifest["files"]["values.f16"] == len(setup["train"]) * T * 4 * 2
+    delete = rf"delete {out} and build it again"
+    with open(out / "values.f16", "r+b") as f:  # cut short
+        f.truncate(100)
+    with pytest.raises(UserError, match=rf"values\.f16: incomplete teacher cache \(100 bytes.*{delete}"):
+        TopKCache(out)
+    (out / "values.f16").unlink()
+    with pytest.raises(UserError, match=rf"values\.f16: incomplete teacher cache \(missing.*{delete}"):
+        TopKCache(out)
+    header_only = tmp_path / "h"  # what the orphan and its rerun left
+    header_only.mkdir()
+    (header_only / "header.json").write_text((out / "header.json").read_text())
+    with pytest.raises(UserError, match=r"h/values\.f16: incomplete teacher cache \(missing"):
+        TopKCache(header_only)
+    (header_only / "header.json").unlink()
+    with pytest.raises(UserError, match=r"h: incomplete teacher cache \(no manifest\.json, no "
+                                        r"readable header\.json"):
+        TopKCache(header_only)
+    # a whole cache built before manifests is still read (checked by its header's sizes)
+    build_cache(setup["teachers"], setup["train"], tmp_path / "old", k=4, temperatures=[1.0],
+                progress=False)
+    (tmp_path / "old" / "manifest.json").unlink()
+    assert TopKCache(tmp_path / "old").n_chunks == len(setup["train"])
+    with open(tmp_path / "old" / "rest_T1.f32", "r+b") as f:
+        f.truncate(8)
+    with pytest.raises(UserError, match=r"rest_T1\.f32: incomplete teacher cache \(8 bytes"):
+        TopKCache(tmp_path / "old")
+
+
+def test_cache_on_a_full_disk_is_one_line_before_any_write(setup, small_fs):
+    """Issue 27 #5: the memory map written past the free space died by SIGBUS. The space is
+    reserved first (fallocate); not enough is one line naming the output and the need."""
+    train = np.tile(setup["train"], (4, 1))  # 1024 chunks x 16 x k=48: ~3 MB of values
+    out = small_fs / "cache"
+    with pytest.raises(UserError, match=rf"{out}: no space left on the device \(.* MiB free, "
+                                        r"\d+ MiB needed\)"):
+        build_cache(setup["teachers"], train, out, k=V, temperatures=[1.0], progress=False)
+    assert not out.exists() and not (small_fs / ".cache.partial").exists()  # space given back
+    build_cache(setup["teachers"], setup["train"][:32], out, k=4, temperatures=[1.0],
+                progress=False)  # a cache that fits is built
+    assert TopKCache(out).n_chunks == 32

@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import math
+import re
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from babydistill.train.checkpoint import load_file as load_checkpoint
 from babydistill.common import UserError
 from babydistill.data.chunks import EvalChunks, TrainChunks
 from babydistill.models.build import build_model
-from babydistill.train import trainer
+from babydistill.train import checkpoint, trainer
 from babydistill.train.callbacks import Callback, standard_callbacks
 from babydistill.config.specs import TrainSpec
 from babydistill.train.trainer import LMObjective, Trainer, TrainingStopped, lr_factor
@@ -556,3 +557,43 @@ def test_objectives_call_their_wrapped_modules_in_loss_only():
         obj.loss(batch)
         assert all(s.calls == 1 for s in spies), type(obj).__name__
         assert obj.modules() == bare
+
+
+@pytest.mark.parametrize("bad_step,holds", [
+    (7, r"kept in \S+ck: last\.pt \(step 5\)$"),  # after the checkpoint of step 5
+    (2, r"\S+ck holds no checkpoint yet .*a rerun starts at step 0$"),  # before any
+])
+def test_divergence_line_says_what_the_folder_holds(tmp_path, bad_step, holds):
+    """Issue 27 #6: the line named a 'last good checkpoint' in a folder that held none."""
+    tr, ev = data()
+    obj = NaNAt(build_model(LLAMA, VOCAB), bad_step=bad_step)
+    with pytest.raises(UserError, match=rf"loss is nan at step {bad_step}\b") as e:
+        train(SPEC, obj, tr, ev, tmp_path / "out", tmp_path / "ck")
+    assert re.search(holds, str(e.value)), str(e.value)
+    assert (tmp_path / "ck" / "last.pt").is_file() == (bad_step == 7)
+
+
+class ForeignBest(Callback):
+    """Another run writes best.pt into this run's folder before the export (what a second
+    trainer sharing --checkpoint-dir did before the lock)."""
+
+    name = "foreign_best"
+
+    def on_train_end(self, trainer, summary) -> None:
+        weights = {n: {k: torch.zeros_like(v) for k, v in m.state_dict().items()}
+                   for n, m in trainer.modules.items()}
+        checkpoint.save_file(trainer.checkpoint_dir / "best.pt",
+                             {"identity": "another run", "step": 1, "loss": 0.0,
+                              "modules": weights})
+
+
+def test_foreign_best_checkpoint_is_refused_never_exported(tmp_path):
+    """Issue 27 #2: the final step re-read best.pt without asking whose it was."""
+    tr, ev = data()
+    with pytest.raises(UserError, match=r"best\.pt: written by another run .* not exported"):
+        train(SPEC, objective(), tr, ev, tmp_path / "out", tmp_path / "ck",
+              identity="this run", callbacks=[ForeignBest()])
+    assert not (tmp_path / "out").exists()
+    # the same run without the intruder exports its own best.pt
+    train(SPEC, objective(), tr, ev, tmp_path / "out", tmp_path / "ck2", identity="this run")
+    assert (tmp_path / "out" / "model.safetensors").is_file()

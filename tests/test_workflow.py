@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-MODEL_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "eval_revisions", "finetune"}
+MODEL_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "eval_revisions", "finetune",
+               "sweep_worker"}
 
 
 def snakemake(repo_root, *args, cwd=None):

@@ -27,6 +27,8 @@ STAGES = {  # rule -> module
     "tables": "babydistill.report.tables",
     "learning_curves": "babydistill.report.learning_curves",
     "export (snakemake exports)": "babydistill.export (babydistill.report.export)",
+    "sweep_worker": "babydistill.sweep.worker",
+    "sweep_results": "babydistill.sweep.results",
     "(config check)": "babydistill.config",
 }
 

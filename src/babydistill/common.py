@@ -40,11 +40,16 @@ def in_checkout() -> bool:
 
 
 class UserError(Exception):
-    """An error the user can fix (bad input file, bad config key); printed as one line."""
+    """An error the user can fix (bad input file, bad config key); printed as one line.
+    ``exit_code``: the process's exit status under :func:`cli` (a subclass may say another,
+    e.g. a preempted trainer's 143)."""
+
+    exit_code = 2
 
 
 def cli(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a stage's ``main`` so user errors print one line and exit 2."""
+    """Wrap a stage's ``main`` so user errors print one line and exit 2 (or the
+    error's own ``exit_code``)."""
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> Any:
@@ -52,7 +57,7 @@ def cli(main: Callable[..., Any]) -> Callable[..., Any]:
             return main(argv)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(e.exit_code) from None
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -131,6 +136,15 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def temp_beside(path: str | os.PathLike) -> Path:
+    """A new temporary folder beside ``path`` (``.<name>.<host>.<pid>.*.tmp``), after
+    removing those killed writers left there (:func:`remove_stale_temps`)."""
+    path = Path(path)
+    remove_stale_temps(path)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp",
+                                 dir=path.parent))
+
+
 def lock_path(path: str | os.PathLike) -> Path:
     """The lock file of an output: ``.<name>.lock`` beside it (outside the output itself, so
     a finished output holds nothing but its own files)."""
@@ -147,23 +161,36 @@ def exclusive(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
     ``flock`` on :func:`lock_path`: the kernel releases it when the holder exits, however it
     dies, so it is never stale; a second process gets one line naming the holder's PID and
     host. flock works on local filesystems and on NFS (Linux emulates it with fcntl locks).
+    The holder deletes the lock file when the block ends (so finished outputs leave nothing
+    beside them; a process killed leaves an unlocked one, reused next time); a process that
+    locked a file just deleted so sees it is no longer the path's and tries again.
     """
     import fcntl
 
     lock = lock_path(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
             raise UserError(f"{path}: {holder} is writing this {what} now; wait for it to end "
                             f"(or stop it), then run again") from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break  # locked the file that is at the path now
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder deleted it as we locked it: lock the new one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield lock
     finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()  # while still holding it: no one else can hold this file now
         os.close(fd)  # releases the lock
 
 
@@ -177,9 +204,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp",
-                                dir=path.parent))
+    tmp = temp_beside(path)
     target = tmp / path.name
     try:
         try:

@@ -6,6 +6,7 @@
 
 import json
 import re
+import types
 
 from snakemake.exceptions import WorkflowError
 
@@ -107,6 +108,9 @@ PAPER_SCORINGS = sorted(
     }
 )
 CONVENTIONS = bdconfig.specs.schema()["$defs"]["blimp_convention"]["enum"]
+# Hyperparameter sweeps: each one's worker spec, and its workers' indices.
+SWEEPS = {n: bdconfig.sweep_spec(config, n) for n in config.get("sweeps") or {}}
+SWEEP_WORKERS = {n: list(range(s["workers"])) for n, s in SWEEPS.items()}
 
 
 wildcard_constraints:
@@ -118,6 +122,8 @@ wildcard_constraints:
     model=alternation(MODELS),
     key=alternation(CACHES),
     peer=alternation(WML_PEERS),
+    sweep=alternation(SWEEPS),
+    worker=r"\d+",
 
 
 def as_json(obj):
@@ -213,6 +219,28 @@ def training_inputs(section):
     return inputs
 
 
+def sweep_inputs(w):
+    """input: of sweep_worker: its base run's training inputs (teachers too, for a trial
+    with its own teacher cache), and objective blimp's suite."""
+    spec = SWEEPS[w.sweep]
+    files = training_inputs(spec["section"])(types.SimpleNamespace(name=spec["base"]))
+    if spec["objective"] == "blimp":
+        files["objective_suite"] = f"{R}/data/suites/{spec['suite']}"
+    return files
+
+
+def sweep_size(sweep, key):
+    """mem_mb of a sweep worker (its base run's), or its runtime: the base run's times the
+    trials a worker runs, times the longest num_epochs of the space over the base's."""
+    spec = SWEEPS[sweep]
+    base = bdconfig.job_resources(config, spec["section"], spec["base"])
+    if key != "runtime":
+        return base[key]
+    epochs = spec["space"].get("num_epochs", {}).get("high", 0)
+    longer = max(1.0, epochs / spec["stage"]["train"]["epochs"])
+    return int(base[key] * longer * -(-spec["trials"] // spec["workers"]))
+
+
 def all_targets():
     """The targets of rule all, every model with its evaluations and card, the corpus
     statistics and the tables."""
@@ -234,6 +262,7 @@ def all_targets():
     if SUITES:  # every checkpoint's fast evaluation and the learning curves
         targets += [f"{R}/eval/revisions/{m}.json" for m in TRAINED]
         targets.append(f"{R}/figures/learning_curves.png")
+    targets += [f"{R}/sweeps/{s}/best.yaml" for s in SWEEPS]
     return targets
 
 
@@ -259,6 +288,7 @@ RESOURCES = {
     "ensemble": (0, 4000, 10),
     "tables": (0, 4000, 30),
     "model_card": (0, 1000, 10),
+    "sweep_results": (0, 2000, 10),
 }
 
 
@@ -268,6 +298,12 @@ def job_resources(rule_name):
     """
     if rule_name in RESOURCES:
         return dict(zip(("gpu", "mem_mb", "runtime"), RESOURCES[rule_name]))
+    if rule_name == "sweep_worker":  # one GPU each: --resources gpu=N runs N at once
+        return {
+            "gpu": 1,
+            "mem_mb": lambda w: sweep_size(w.sweep, "mem_mb"),
+            "runtime": lambda w: sweep_size(w.sweep, "runtime"),
+        }
     section = "pretrain" if rule_name == "pretrain" else "distill"
 
     def model(w):  # the model whose training config sizes the job

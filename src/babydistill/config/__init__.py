@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from babydistill.config import challenge, names, specs
+from babydistill.config import challenge, names, specs, sweeps
 from babydistill.common import PACKAGE_DIR, REPO_ROOT, UserError, cli, in_checkout
 from babydistill.config.presets import preset_parameters  # exact and torch-free: cheap at Snakefile parse time
 from babydistill.config.names import split_instance  # re-exported: callers name instances here too
@@ -111,6 +111,7 @@ def validate(config: dict, source: str = "config") -> None:
     _check_references(config, source)
     _check_blimp_scoring(config, source)
     _check_export(config, source)
+    sweeps.check(config, source)
     challenge.check(config, source)  # last: the rules, on a config known to be well formed
 
 
@@ -548,6 +549,11 @@ def model_roles(config: dict) -> dict[str, str]:
     pretrain = instances(config, "pretrain")
     return {m: ("student" if m not in pretrain else "teacher" if m in teachers else "baseline")
             for m in trained_models(config)}
+
+
+def sweep_spec(config: dict, name: str) -> dict:
+    """The spec of sweep ``name``'s workers: :func:`babydistill.config.sweeps.sweep_spec`."""
+    return sweeps.sweep_spec(config, name)
 
 
 def ensemble_members(config: dict, name: str) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
@@ -25,6 +26,7 @@ from babydistill.common import UserError, cli
 from babydistill.config.specs import DistillSpec, KDSpec
 from babydistill.distill.losses import ce_loss, kd_loss, next_token_labels, topk_kd_loss
 from babydistill.train import stage
+from babydistill.train.callbacks import Callback
 from babydistill.train.trainer import Objective
 
 log = logging.getLogger("babydistill.distill.student")
@@ -138,8 +140,9 @@ def build_kd_objective(spec: DistillSpec, vocab_size: int, teacher_dirs, cache_d
     return KDObjective(student, teachers, kd)
 
 
-@cli
-def main(argv: list[str] | None = None):
+def run_stage(argv: list[str] | None = None, callbacks: Iterable[Callback] = ()) -> dict | None:
+    """The stage, with ``callbacks`` after the standard ones (a sweep trial's pruning
+    reporter); exceptions propagate (:func:`main` makes user errors one line)."""
     ap = stage.parser("python -m babydistill.distill.student", __doc__)
     ap.add_argument("--teacher", action="append", default=[], metavar="DIR",
                     help="teacher model dir (repeat)")
@@ -164,7 +167,8 @@ def main(argv: list[str] | None = None):
                                     "vocab_size": vocab, "seq_length": spec.seq_length,
                                     "cached_targets": bool(args.cache)},
                      inputs=[*args.teacher, *([args.cache] if args.cache else [])],
-                     ancillary=teacher_ledgers(args.teacher, args.cache))
+                     ancillary=teacher_ledgers(args.teacher, args.cache),
+                     callbacks=callbacks)
 
 
 def teacher_ledgers(teacher_dirs, cache_dir=None) -> dict[str, dict]:
@@ -177,6 +181,11 @@ def teacher_ledgers(teacher_dirs, cache_dir=None) -> dict[str, dict]:
     if cache_dir and not dirs:
         dirs = read_json(Path(cache_dir) / "header.json").get("teachers") or []
     return {Path(d).name: stage.ledger_of(d) for d in dirs}
+
+
+@cli
+def main(argv: list[str] | None = None):
+    return run_stage(argv)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,18 @@ tokens ``[i*T, (i+1)*T)``) and the cache stores, for every position of every chu
 * ``indices.i16`` or ``indices.i32`` [N, T, k]: their token ids (int16 when vocab <= 32767);
 * ``rest_T<t>.f32`` [N, T] float32, one per stored temperature ``t``: the remainder bucket,
   ``logsumexp`` over the tokens NOT kept of ``logp / t`` (-inf when k = V).
-* ``header.json``: shapes, dtypes, temperatures, teachers; written last, the whole
-  directory is renamed into place atomically.
+* ``header.json``: shapes, dtypes, temperatures, teachers;
+* ``manifest.json``: every other file's name and size, written LAST; the whole directory
+  is then renamed into place atomically. :class:`TopKCache` checks it on opening, so a cache
+  left incomplete (by a build that another overwrote, or by hand) is refused in one line
+  saying what to delete, never read as targets. A cache built before manifests is checked
+  by the sizes its header gives.
+
+One build at a time: a build holds :func:`babydistill.common.exclusive` on its output for
+its whole run, so a second one (a rerun while an orphaned job still builds) stops with one
+line naming the first's PID and host instead of sharing its ``.partial`` folder. The data
+files' space is reserved (``posix_fallocate``) before any is written: a full disk is one
+line at the start, not a SIGBUS inside the memory map.
 
 The build is resumable: it grows in ``.<out>.partial`` beside the output and records the
 finished chunk ranges there (``progress.json``); a build killed and started again skips
@@ -33,6 +43,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import logging
@@ -47,12 +58,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from babydistill.common import UserError, cli, read_json, setup_logging, write_json
+from babydistill.common import (UserError, cli, disk_full_message, exclusive, read_json,
+                                setup_logging, write_json)
 from babydistill.models.build import load_teachers
 
 log = logging.getLogger("babydistill.distill.teacher_cache")
 
 FORMAT = "babydistill-topk-v1"
+MANIFEST = "manifest.json"  # written last: its files and sizes, checked by TopKCache
 DEFAULT_TEMPERATURES = (1.0, 2.0)  # the papers' values; pass --temperature for others
 
 
@@ -190,6 +203,73 @@ def _resumable(work: Path, key: str, layout: dict) -> list[list[int]]:
     return done
 
 
+def _reserve(work: Path, layout: dict, out: Path, fresh: bool) -> None:
+    """Allocate every data file at its full size before anything is written (a memory map
+    written past a full disk dies by SIGBUS, with no word); one line when it does not fit.
+    A filesystem without ``fallocate`` gets plain (sparse) files, as before."""
+    sizes = _file_sizes(layout)
+    for name, size in sizes.items():
+        fd = os.open(work / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as e:
+            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                os.ftruncate(fd, max(size, os.fstat(fd).st_size))
+                continue
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            os.close(fd)
+            fd = -1
+            if fresh:  # give the space back: nothing was cached yet
+                shutil.rmtree(work, ignore_errors=True)
+            raise UserError(disk_full_message(e, out, sum(sizes.values()))) from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _write_manifest(work: Path) -> None:
+    """``manifest.json``: every file of the finished cache and its size; written last."""
+    files = {p.name: p.stat().st_size for p in sorted(work.iterdir()) if p.name != MANIFEST}
+    write_json(work / MANIFEST, {"format": FORMAT, "files": files})
+
+
+def check_complete(path: Path) -> None:
+    """One line when the cache at ``path`` is not a complete build (no manifest, a file
+    missing or of another size than the manifest says)."""
+    again = (f"delete {path} and build it again (python -m babydistill.distill.teacher_cache, "
+             "or rerun the workflow: the teacher_cache rule rebuilds it)")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        files = dict(manifest["files"])
+    except FileNotFoundError:
+        files = _legacy_files(path, again)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path}: incomplete teacher cache (no readable {MANIFEST}: its build "
+                        f"was interrupted or overwritten); {again}") from None
+    for name, size in files.items():
+        p = path / name
+        if not p.is_file() or p.stat().st_size != size:
+            have = f"{p.stat().st_size} bytes" if p.is_file() else "missing"
+            raise UserError(f"{p}: incomplete teacher cache ({have}, its {MANIFEST} says "
+                            f"{size} bytes); {again}")
+
+
+def _legacy_files(path: Path, again: str) -> dict[str, int]:
+    """The files a cache built before manifests must hold (by its header's layout): such a
+    cache is still read when every data file has its full size; a folder without a
+    header is not a cache at all."""
+    try:
+        header = json.loads((path / "header.json").read_text())
+        files = {"header.json": (path / "header.json").stat().st_size, **_file_sizes(header)}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path}: incomplete teacher cache (no {MANIFEST}, no readable "
+                        f"header.json: its build was interrupted or overwritten); {again}") from None
+    log.warning("%s: no %s (built before manifests); checked by its header's sizes", path,
+                MANIFEST)
+    return files
+
+
 def _open_arrays(work: Path, layout: dict, mode: str):
     """The memory-mapped data files: values [n, T, k], indices [n, T, k], and the rest
     log-mass [n, T] per temperature (a dict)."""
@@ -232,6 +312,16 @@ def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
     same bytes as an uninterrupted one. A partial build of other teachers, tokens or
     settings is discarded. At the end the partial directory is renamed onto ``out``.
     ``stop_after_chunks``: test hook, stop as if killed after that many new chunks."""
+    with exclusive(out, "teacher cache"):  # a second build stops here, one line
+        return _build_cache(teachers, chunks, Path(out), k=k, temperatures=temperatures,
+                            batch_size=batch_size, info=info, progress=progress,
+                            stop_after_chunks=stop_after_chunks)
+
+
+def _build_cache(teachers, chunks, out: Path, *, k: int, temperatures: Sequence[float],
+                 batch_size: int, info: dict | None, progress: bool,
+                 stop_after_chunks: int | None) -> dict:
+    """:func:`build_cache` under its lock."""
     n = len(chunks)
     seq = chunks.seq_length if hasattr(chunks, "seq_length") else chunks.shape[1]
     layout = _layout(n, seq, k, teachers[0].config.vocab_size, temperatures)
@@ -245,7 +335,8 @@ def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
     record = work / "progress.json"
     done = _resumable(work, key, layout)
     work.mkdir(parents=True, exist_ok=True)
-    values, indices, rests = _open_arrays(work, layout, "r+" if done else "w+")
+    _reserve(work, layout, out, fresh=not done)
+    values, indices, rests = _open_arrays(work, layout, "r+")
     arrays = (values, indices, *rests.values())
 
     def save_progress() -> None:
@@ -276,7 +367,8 @@ def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
         arr.flush()
     del values, indices, rests, arrays
     record.unlink(missing_ok=True)
-    write_json(work / "header.json", header)  # last: header present == complete
+    write_json(work / "header.json", header)
+    _write_manifest(work)  # last: a manifest present (and matching) == complete
     if out.is_dir() and not out.is_symlink():
         shutil.rmtree(out)
     os.replace(work, out)
@@ -288,6 +380,7 @@ class TopKCache:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        check_complete(self.path)
         h = read_json(self.path / "header.json")
         if h.get("format") != FORMAT:
             raise UserError(f"{self.path}/header.json: format {h.get('format')!r}, expected {FORMAT}; rebuild the cache")

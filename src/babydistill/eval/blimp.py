@@ -54,7 +54,9 @@ from tqdm import tqdm
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from babydistill.eval import lm_eval_tasks
-from babydistill.common import UserError, atomic_write_text, cli, setup_logging, write_json
+from babydistill.common import (UserError, atomic_write_text, cli, setup_logging, temp_beside,
+                                write_json)
+from babydistill.models.build import check_weights
 from babydistill.eval.scorer import (
     DEFAULT_CONVENTION,
     CONVENTIONS,
@@ -131,9 +133,10 @@ def load_model(model_dir: str | Path, trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM
 
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
+    check_weights(model_dir, getattr(cfg, "vocab_size", None), len(tok))
     try:
         model = AutoModelForCausalLM.from_pretrained(Path(model_dir), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise UserError(f"{model_dir}: cannot load the model weights ({_reason(e)})") from None
     return model.to(_device()).eval(), tok
 
@@ -301,6 +304,13 @@ def lmeval_model_args(convention: str, tokenizer, paradigms: Sequence[Paradigm],
     return {"prefix_token_id": prefix}
 
 
+def lmeval_scratch() -> str:
+    """A scratch folder for lm-eval in the system temp directory, named
+    ``.blimp_lmeval.<host>.<pid>.*.tmp``; those that killed scorings of this host left are
+    removed first (:func:`babydistill.common.temp_beside`)."""
+    return str(temp_beside(Path(tempfile.gettempdir()) / "blimp_lmeval"))
+
+
 def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: str = "lmeval",
              batch_size: int = 64, limit: int | None = None, work_dir: str | Path | None = None,
              trust_remote_code: bool = False, tasks_dir: str | Path | None = None,
@@ -315,6 +325,7 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
         raise UserError("--temperatures --backend lmeval: lm-eval has no temperature scan; use --backend fast")
     paradigms = load_suite(suite_dir, limit)
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
+    check_weights(model_dir, getattr(cfg, "vocab_size", None), len(tok))  # before either backend
     # one semantics for both backends: a sentence longer than the context is refused
     encoded = check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir),
                             convention=conv)
@@ -325,7 +336,7 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
                                     convention=conv, temperatures=temperatures)
     else:
         model_args = lmeval_model_args(conv.name, tok, paradigms, encoded)
-        tmp = None if work_dir else tempfile.mkdtemp(prefix="blimp_lmeval_")
+        tmp = None if work_dir else lmeval_scratch()
         try:
             good, bad = run_lmeval(model_dir, suite, paradigms, work_dir or tmp, batch_size, trust_remote_code,
                                    tasks_dir, model_args)

@@ -320,6 +320,13 @@ def load_model(model_dir: str | os.PathLike, num_labels: int):
     if tok.pad_token_id is None:  # fall back on eos so batches can be padded
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
+    from babydistill.models.build import check_weights
+
+    try:
+        vocab = json.loads((model_dir / "config.json").read_text()).get("vocab_size")
+    except (OSError, ValueError, AttributeError):
+        raise UserError(f"{model_dir}/config.json: not a JSON object; save the model again") from None
+    check_weights(model_dir, vocab, len(tok))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "score.weight newly initialized" warning is expected
     try:
@@ -327,7 +334,7 @@ def load_model(model_dir: str | os.PathLike, num_labels: int):
             model_dir, num_labels=num_labels, pad_token_id=tok.pad_token_id,
             dtype=torch.float32, local_files_only=True,
         )
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
         raise UserError(f"{model_dir}: cannot load as a sequence classifier ({str(e).splitlines()[0]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)

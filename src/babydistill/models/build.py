@@ -17,10 +17,16 @@ GPT-2 705M ran with; LLaMA's attention dropout defaults to 0. Short runs learn f
 Embeddings: LLaMA presets are untied and GPT-2 presets tied unless the preset says
 otherwise; this is what makes the papers' sizes come out (vocab 16000): llama-58M
 58,343,936; llama-360M 359,973,888; gpt2-705M 704,732,160; smollama-345M 345,355,200.
+
+Saved folders are checked before a model is built from them (:func:`check_weights`): a
+``pytorch_model.bin`` only unpickling code could read, an embedding whose rows are not
+``config.json``'s ``vocab_size``, or a tokenizer with more tokens than the embedding has
+rows is one line, not a traceback from transformers (or scores from wrong rows).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -80,6 +86,73 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+_EMBEDDINGS = ("embed_tokens.weight", "wte.weight")  # LLaMA's, GPT-2's input embedding
+
+
+def _weight_shapes(d: Path) -> dict[str, tuple] | None:
+    """Tensor name -> shape of a saved folder's weights, read without building the model
+    (safetensors headers, or ``pytorch_model.bin`` through ``weights_only``); None when the
+    folder has no top-level weights (the ensemble keeps its members' in sub-folders)."""
+    for index, single in (("model.safetensors.index.json", "model.safetensors"),
+                          ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+        if (d / index).is_file():
+            files = sorted(set(json.loads((d / index).read_text())["weight_map"].values()))
+        elif (d / single).is_file():
+            files = [single]
+        else:
+            continue
+        shapes: dict[str, tuple] = {}
+        for f in files:
+            shapes.update(_file_shapes(d / f))
+        return shapes
+    return None
+
+
+def _file_shapes(path: Path) -> dict[str, tuple]:
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as e:  # noqa: BLE001 -- a damaged file, whatever the library says
+            raise UserError(f"{path}: not readable as safetensors ({type(e).__name__}); "
+                            "save the model again") from None
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 -- an UnpicklingError, or not a torch file at all
+        why = ("it holds objects that only unpickling code could build; refused, nothing was run"
+               if "weights_only" in str(e) or "weights only" in str(e).lower()
+               else f"unreadable ({type(e).__name__})")
+        raise UserError(f"{path}: {why}; use a folder saved with save_pretrained "
+                        "(model.safetensors)") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a state dict of tensors; save the model again")
+    return {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
+
+
+def check_weights(model_dir: str | os.PathLike, vocab_size: int | None = None,
+                  tokenizer_size: int | None = None) -> None:
+    """One line when a saved folder's weights cannot serve its ``config.json``
+    (``vocab_size``) or its tokenizer (``tokenizer_size`` = ``len(tokenizer)``): see the
+    module docstring."""
+    d = Path(model_dir)
+    shapes = _weight_shapes(d)
+    rows = next((shape[0] for k, shape in (shapes or {}).items() if k.endswith(_EMBEDDINGS)),
+                None)
+    if rows is None:
+        return
+    if vocab_size is not None and rows != vocab_size:
+        raise UserError(f"{d}/config.json: vocab_size {vocab_size}, but the weights' embedding "
+                        f"has {rows} rows; use the config.json saved with these weights")
+    if tokenizer_size is not None and tokenizer_size > rows:
+        raise UserError(f"{d}: the tokenizer has {tokenizer_size} tokens but the model's "
+                        f"embedding only {rows} rows (ids from {rows} on have none); use the "
+                        "tokenizer the model was trained with")
+
+
 def load_teachers(dirs: Sequence[str | os.PathLike], device: torch.device | str = "cpu") -> list:
     """Saved models (teachers) in eval mode without gradients; all must share one vocabulary."""
     from transformers import AutoModelForCausalLM
@@ -90,6 +163,7 @@ def load_teachers(dirs: Sequence[str | os.PathLike], device: torch.device | str 
     for d in dirs:
         if not (Path(d) / "config.json").is_file():
             raise UserError(f"{d}: not a saved model directory (no config.json); train the teacher first")
+        check_weights(d, json.loads((Path(d) / "config.json").read_text()).get("vocab_size"))
         m = AutoModelForCausalLM.from_pretrained(d).to(device).eval()
         m.requires_grad_(False)
         models.append(m)

@@ -31,6 +31,7 @@ dict ``{"format", "sha256", <metadata>, <part name>: <part state>, ...}``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from collections import OrderedDict
 import json
@@ -45,7 +46,8 @@ from typing import Any, Iterable, Mapping, Protocol
 import numpy as np
 import torch
 
-from babydistill.common import UserError, atomic_path, atomic_write_text, file_digests
+from babydistill.common import (UserError, atomic_path, atomic_write_text, disk_full_message,
+                                file_digests)
 
 log = logging.getLogger("babydistill.train.checkpoint")
 
@@ -189,12 +191,34 @@ class RNGState:
 
 # ---------------------------------------------------------------------------- files
 
+def _nbytes(x: Any) -> int:
+    """The tensor bytes in a nested state (about the size of its file)."""
+    if isinstance(x, torch.Tensor):
+        return x.nelement() * x.element_size()
+    if isinstance(x, dict):
+        return sum(_nbytes(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return sum(_nbytes(v) for v in x)
+    return 0
+
+
 def save_file(path: str | os.PathLike, state: dict) -> None:
-    """Write ``state`` (tensors and plain values) with its checksum, atomically."""
+    """Write ``state`` (tensors and plain values) with its checksum, atomically. On a full
+    disk: one line naming the path and the space needed; the previous file stays."""
     body = {"format": FORMAT, **state}
     body["sha256"] = state_digest(body, str(path))
     with atomic_path(path) as tmp:
-        torch.save(body, tmp)
+        try:
+            torch.save(body, tmp)
+        except RuntimeError as e:
+            # torch's zip writer reports a failed write ("unexpected pos ...") with no errno:
+            # when the disk has no room for the file, that is what happened.
+            tmp.unlink(missing_ok=True)
+            need = _nbytes(body) + (1 << 20)
+            if shutil.disk_usage(tmp.parent).free >= need:
+                raise
+            full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            raise UserError(disk_full_message(full, path, need)) from None
 
 
 def load_file(path: str | os.PathLike) -> dict:
@@ -272,11 +296,19 @@ class Checkpointer:
         save_file(self.path("best.pt"), {"identity": self.identity, **info, "modules": modules})
 
     def load_weights(self) -> dict | None:
-        """``best.pt``'s modules (verified), or None when there is none."""
+        """``best.pt``'s modules (verified), or None when there is none. A ``best.pt`` of
+        another run (another identity: a second trainer given this folder) is refused in one
+        line, never exported as this run's model."""
         path = self.directory and self.path("best.pt")
         if not path or not path.is_file():
             return None
-        return load_file(path)["modules"]
+        ck = load_file(path)
+        if self.identity is not None and ck.get("identity") != self.identity:
+            raise UserError(f"{path}: written by another run (another spec or other inputs), "
+                            f"not this one; it is not exported as this run's model. Give each "
+                            f"run its own checkpoint folder, delete {self.directory} and run "
+                            f"again")
+        return ck["modules"]
 
     def _move_aside(self, why: str) -> None:
         """Move this directory's checkpoint files to ``stale-<UTC time>/``; warn where."""

@@ -13,17 +13,21 @@ metrics.csv + train_summary.json) appears atomically at the end. Run it under
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 
 from babydistill.common import cli
 from babydistill.config.specs import PretrainSpec
 from babydistill.models.build import build_model
 from babydistill.train import stage
+from babydistill.train.callbacks import Callback
 from babydistill.train.trainer import LMObjective
 
 
-@cli
-def main(argv: list[str] | None = None) -> dict | None:
+def run_stage(argv: list[str] | None = None, callbacks: Iterable[Callback] = ()) -> dict | None:
+    """The stage, with ``callbacks`` after the standard ones (a sweep trial's pruning
+    reporter); exceptions propagate (:func:`main` makes user errors one line)."""
     run = stage.start(stage.parser("python -m babydistill.train.pretrain", __doc__), argv,
                       PretrainSpec)
     spec = run.spec
@@ -31,7 +35,13 @@ def main(argv: list[str] | None = None) -> dict | None:
     model = build_model(spec.model, run.vocab, name="spec.model")
     return run.train(LMObjective(model, name=spec.name),
                      extra_summary={"name": spec.name, "model": spec.model.to_json(),
-                                    "vocab_size": run.vocab, "seq_length": spec.seq_length})
+                                    "vocab_size": run.vocab, "seq_length": spec.seq_length},
+                     callbacks=callbacks)
+
+
+@cli
+def main(argv: list[str] | None = None) -> dict | None:
+    return run_stage(argv)
 
 
 if __name__ == "__main__":

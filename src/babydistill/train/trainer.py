@@ -39,6 +39,14 @@ stop naming the step. Its parts do the rest:
 :meth:`Trainer.fit` reads top to bottom: an optimizer step, then the loss window is logged
 and each component asked whether it is due (the evaluator, the checkpointer).
 
+One run per folder: :func:`train` holds :func:`babydistill.common.exclusive` on the
+checkpoint folder and the output for the whole run (a second trainer given either stops with
+one line naming the first). Preemption: while training, SIGTERM or SIGUSR1 (what SLURM sends
+before preempting or before the time limit, see workflow/profiles/slurm) stops the loop at
+the next step boundary with ``last.pt`` written and :class:`Preempted` (one line, exit
+status 143); a rerun logs ``resumed from step N of ...`` or ``no checkpoint: starting at
+step 0``. ``best.pt`` becomes the model only when it is this run's (its identity).
+
 Files: ``CHECKPOINT_DIR/last.pt`` (everything to resume), ``CHECKPOINT_DIR/best.pt`` (the
 best weights, keep=best), ``CHECKPOINT_DIR/metrics.csv`` (grows as the run goes). At the
 end ``OUT_DIR`` appears in one rename holding the model(s) (``objective.save``), the
@@ -55,6 +63,8 @@ import logging
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -67,7 +77,7 @@ from torch.nn.parallel import DistributedDataParallel
 from babydistill.train import checkpoint
 from babydistill.train.callbacks import Callback, EvalTracker
 from babydistill.train.checkpoint import Checkpointer, NamedStates, RNGState
-from babydistill.common import UserError, atomic_path, write_json
+from babydistill.common import UserError, atomic_path, exclusive, write_json
 from babydistill.train.metrics import METRICS_FIELDS, MetricsLogger, progress_bar, quiet_library_bars  # noqa: F401 (re-exported)
 from babydistill.config.specs import TrainSpec, defaults
 
@@ -95,6 +105,39 @@ def run_identity(spec, inputs: Iterable[str | os.PathLike] = (),
 
 class TrainingStopped(Exception):
     """Raised by the ``stop_after_steps`` test hook: the run ends as if killed."""
+
+
+class Preempted(UserError):
+    """SIGTERM (or SIGUSR1) reached the trainer, which checkpointed at the next step
+    boundary; exit status 143 (128 + SIGTERM), what SLURM and Snakemake see of a run that
+    was stopped and can resume."""
+
+    exit_code = 143
+
+
+# What SLURM sends before a preemption or the time limit (workflow/profiles/slurm asks for
+# SIGTERM 120 s ahead with --signal); SIGUSR1 is what other sites' profiles often ask for.
+PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def _catch_preemption(flag: list):
+    """While training, a preemption signal only sets ``flag`` (the loop checkpoints and
+    stops at the next step boundary); the previous handlers come back afterwards. Only the
+    main thread can install handlers: elsewhere signals keep their default action."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum, _frame):
+        flag.append(signal.Signals(signum).name)
+
+    old = {sig: signal.signal(sig, note) for sig in PREEMPT_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------------------- the spec
@@ -370,6 +413,7 @@ class Trainer:
         self.tokens_per_step = 0
         self._window: list[torch.Tensor] = []
         self._window_logs: dict[str, Any] = {}
+        self._signals: list[str] = []  # preemption signals received (see _catch_preemption)
 
         # The stage's callbacks, by name; the evaluator among them owns the eval cadence.
         self.callbacks = _by_name(callbacks)
@@ -515,10 +559,30 @@ class Trainer:
     def resume(self) -> bool:
         """Load ``last.pt`` when it is this run's (every rank reads it). Returns whether it did."""
         if not self.checkpointer.restore():
+            if self.checkpoint_dir and self.dist.main:
+                log.info("no checkpoint: starting at step 0 (%s)", self.checkpoint_dir)
             return False
-        log.info("resumed from %s at step %d (epoch %d, batch %d)",
-                 self.checkpointer.path("last.pt"), self.step, self.epoch, self.batch)
+        log.info("resumed from step %d of %s (epoch %d, batch %d)", self.step,
+                 self.checkpointer.path("last.pt"), self.epoch, self.batch)
         return True
+
+    def _kept(self) -> str:
+        """What the checkpoint folder holds now, for a run that stops (divergence)."""
+        found = []
+        for name in ("last.pt", "best.pt"):
+            path = self.checkpointer.path(name)
+            if path.is_file():
+                try:
+                    ck = checkpoint.load_file(path)
+                except UserError:
+                    found.append(f"{name} (unreadable)")
+                    continue
+                step = (ck.get("position") or {}).get("step", ck.get("step"))
+                found.append(f"{name} (step {step})")
+        if not found:
+            return (f"{self.checkpoint_dir} holds no checkpoint yet (it diverged before the "
+                    "first one): a rerun starts at step 0")
+        return f"the last good checkpoint is kept in {self.checkpoint_dir}: {', '.join(found)}"
 
     # -- the loop --------------------------------------------------------------------
     def _log_window(self) -> None:
@@ -534,8 +598,7 @@ class Trainer:
         bad = (~torch.isfinite(losses)).nonzero()
         if len(bad):
             i = int(bad[0])
-            where = (f"; the last good checkpoint is kept in {self.checkpoint_dir}"
-                     if self.checkpoint_dir else "")
+            where = f"; {self._kept()}" if self.checkpoint_dir else ""
             raise UserError(f"training diverged: loss is {losses[i].item()} at step {first + i}"
                             f" (epoch {self.epoch}); lower lr or check the data{where}")
         now = time.time()
@@ -558,11 +621,12 @@ class Trainer:
         resumed = self.resume()
         self.metrics.open(self.step, self.total_steps, resumed)
         try:
-            for cb in self.callbacks.values():
-                cb.on_train_start(self, resumed)
-            self._t_window = time.time()
-            while self.step < self.total_steps:
-                self._run_epoch()
+            with _catch_preemption(self._signals):  # a signal now stops at the next step
+                for cb in self.callbacks.values():
+                    cb.on_train_start(self, resumed)
+                self._t_window = time.time()
+                while self.step < self.total_steps:
+                    self._run_epoch()
         finally:
             self.metrics.close()
         self.wall_time += time.time() - self._t_start
@@ -611,8 +675,31 @@ class Trainer:
             self.checkpointer.save()
         if evaluate or save:
             self._t_window = time.time()  # eval/save time is not training time
+        if self._preempted() and not last:
+            self._stop_preempted(save)
         if s.stop_after_steps and self.step >= s.stop_after_steps:
             raise TrainingStopped(f"stopped after step {self.step} (test hook)")
+
+    def _preempted(self) -> bool:
+        """Whether a preemption signal arrived (on any rank: all stop at the same step)."""
+        if self.dist.world_size == 1:
+            return bool(self._signals)
+        flag = torch.tensor([float(bool(self._signals))], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _stop_preempted(self, saved: bool) -> None:
+        """Checkpoint this step (unless just done) and stop with one line (exit 143)."""
+        if not self.checkpoint_dir:
+            raise Preempted(f"{'/'.join(self._signals) or 'a signal'} at step {self.step}: "
+                            "stopped; no --checkpoint-dir, so a rerun starts at step 0")
+        if not saved:
+            self._log_window()
+            self.checkpointer.save()
+        raise Preempted(f"{'/'.join(self._signals) or 'SIGTERM on another rank'} at step "
+                        f"{self.step} of {self.total_steps}: checkpointed to "
+                        f"{self.checkpointer.path('last.pt')}; run again to resume from "
+                        f"step {self.step}")
 
     def _summary(self) -> dict:
         s = self.spec
@@ -657,6 +744,21 @@ def train(spec: TrainSpec | dict, objective: Objective, train_data, eval_data, o
     ``callbacks``: the stage's :class:`babydistill.train.callbacks.Callback` s, called in
     this order (usually :func:`babydistill.train.callbacks.standard_callbacks` first: the
     evaluator and the BLiMP curve; without an evaluator nothing is evaluated)."""
+    with contextlib.ExitStack() as locks:
+        if int(os.environ.get("RANK", "0")) == 0:  # one lock per run, held by rank 0
+            # a second trainer on this checkpoint folder or output (an orphaned job and its
+            # rerun, two runs given one --checkpoint-dir) stops here with one line
+            for folder in (checkpoint_dir, out_dir):
+                if folder:
+                    locks.enter_context(exclusive(folder, "run's checkpoint folder"
+                                                  if folder == checkpoint_dir else "model"))
+        return _train(spec, objective, train_data, eval_data, out_dir, checkpoint_dir,
+                      tokenizer_dir, extra_summary, identity, callbacks)
+
+
+def _train(spec, objective, train_data, eval_data, out_dir, checkpoint_dir, tokenizer_dir,
+           extra_summary, identity, callbacks) -> dict | None:
+    """:func:`train` under its locks."""
     trainer = Trainer(spec, objective, train_data, eval_data, checkpoint_dir, identity=identity,
                       callbacks=callbacks)
     try:

@@ -1,0 +1,314 @@
+"""Hyperparameter sweeps (config sweeps:, babydistill.sweep): the space's checks, a tiny study
+run through the real training stage, determinism, a killed worker's retried trial, results."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from babydistill import config as bdconfig
+from babydistill.common import UserError
+from babydistill.config import sweeps
+from babydistill.data.tokenize_split import tokenize_files
+from babydistill.data.tokenizer import save_tokenizer, train_tokenizer
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+       "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO / "src")}
+DEMO = bdconfig.load_yaml(REPO / "workflow" / "demo.yaml")
+
+# a model and run small enough that one trial trains in well under a second
+MODEL = {"arch": "llama", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "num_kv_heads": 2,
+         "intermediate_size": 32, "max_position_embeddings": 32}
+TRAIN = {"epochs": 2, "batch_size": 16, "warmup_steps": 2, "checkpoint_every": 0, "log_every": 5,
+         "tensorboard": False, "random_offset": False, "seed": 7}
+SPACE = {"lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True},
+         "lr_scheduler_type": {"choices": ["linear", "cosine"]},
+         "one_minus_adam_beta2": {"low": 1.0e-3, "high": 1.0e-1, "log": True}}
+
+
+def demo_with(sweep: dict) -> dict:
+    cfg = copy.deepcopy(DEMO)
+    cfg["sweeps"] = {"s": sweep}
+    return cfg
+
+
+def spec_for(trials=3, workers=1, **extra) -> dict:
+    """The workers' spec of a sweep of the demo's student baseline, its stage shrunk."""
+    cfg = bdconfig.prepare(demo_with({"base": "student-tiny-nodistill", "space": SPACE,
+                                      "trials": trials, "workers": workers, "seed": 3,
+                                      "heartbeat_seconds": 0.5, **extra}))
+    spec = bdconfig.sweep_spec(cfg, "s")
+    spec["stage"].update(model=MODEL, seq_length=16, eval_chunks=8)
+    spec["stage"]["train"].update(TRAIN)
+    return spec
+
+
+# -------------------------------------------------------------------------- the space
+
+
+@pytest.mark.parametrize("space, match", [
+    ({"learning_rate": {"low": 1e-4, "high": 1e-3}}, r"space\.learning_rate: unknown hyperparameter"),
+    ({"lr": {"low": 1e-3, "high": 1e-3}}, r"space\.lr: low 0\.001 >= high 0\.001 is an empty range"),
+    ({"lr": {"low": 1e-2, "high": 1e-3}}, r"space\.lr: .* an inverted range"),
+    ({"weight_decay": {"low": 0, "high": 1, "log": True}}, r"space\.weight_decay: log scale .* needs low > 0"),
+    ({"lr_scheduler_type": {"choices": ["cosine"]}}, r"space\.lr_scheduler_type\.choices: .*two or more"),
+    ({"batch_size": {"choices": [32, 32]}}, r"space\.batch_size\.choices: .*distinct"),
+    ({"batch_size": {"low": 8, "high": 64.5}}, r"space\.batch_size\.high: 64\.5 is not an integer"),
+    ({"attention_dropout": {"low": 0, "high": 1}}, r"space\.attention_dropout\.high: 1 is outside \[0, 1\)"),
+    ({"lr_scheduler_type": {"choices": ["cosine", "step"]}}, r"choices\[1\]: 'step' is not one of"),
+    ({"kl_direction": {"choices": ["forward", "reverse"]}}, r"space\.kl_direction: does not apply to a pretrain run"),
+    ({"lr": {"low": 1e-4}}, r"space\.lr: give low and high"),
+])
+def test_bad_space_is_one_line_naming_the_key(space, match):
+    with pytest.raises(UserError, match=match) as e:
+        bdconfig.prepare(demo_with({"base": "student-tiny-nodistill", "space": space}), source="c.yaml")
+    assert "\n" not in str(e.value) and str(e.value).startswith("c.yaml: sweeps.s")
+
+
+def test_bad_base_objective_and_schema_keys():
+    with pytest.raises(UserError, match=r"sweeps\.s\.base: 'nope' is not a pretrain or distill run"):
+        bdconfig.prepare(demo_with({"base": "nope", "space": SPACE}))
+    with pytest.raises(UserError, match=r"sweeps\.s\.space\.k: base run student-tiny-kd-ensemble "
+                                        r"distills from live teachers"):
+        bdconfig.prepare(demo_with({"base": "student-tiny-kd-ensemble",
+                                    "space": {"k": {"low": 8, "high": 64}}}))
+    with pytest.raises(UserError, match=r"sweeps\.s\.suite: 'nope' is not in eval\.blimp\.suites"):
+        bdconfig.prepare(demo_with({"base": "student-tiny-nodistill", "space": SPACE,
+                                    "objective": "blimp", "suite": "nope"}))
+    with pytest.raises(UserError, match=r"sweeps\.s\.train: .*epoch"):
+        bdconfig.prepare(demo_with({"base": "student-tiny-nodistill", "space": SPACE,
+                                    "train": {"epoch": 1}}))
+    with pytest.raises(UserError, match=r"sweeps\.s\.space\.lr: sets train\.lr, which sweeps\.s\.train fixes"):
+        bdconfig.prepare(demo_with({"base": "student-tiny-nodistill", "space": SPACE,
+                                    "train": {"lr": 1e-3}}))
+    with pytest.raises(UserError, match=r"sweeps\.s.*trails"):
+        bdconfig.prepare(demo_with({"base": "student-tiny-nodistill", "space": SPACE, "trails": 4}))
+
+
+def test_trial_params_set_the_run_keys():
+    """BabyLlama-2's names reach the job spec's keys (one_minus_* as 1 - v); distillation keys too."""
+    cfg = bdconfig.prepare(demo_with({"base": "student-tiny-kd-topk", "space": {
+        "alpha": {"low": 0.1, "high": 0.9}, "temperature": {"low": 1, "high": 4},
+        "kl_direction": {"choices": ["forward", "reverse"]}, "k": {"low": 16, "high": 256, "log": True},
+        "one_minus_adam_beta1": {"low": 0.01, "high": 1, "log": True},
+        "attention_dropout": {"low": 0, "high": 0.5}, "num_epochs": {"low": 1, "high": 4}}}))
+    spec = bdconfig.sweep_spec(cfg, "s")
+    assert spec["space"]["k"] == {"type": "int", "low": 16, "high": 256, "log": True}
+    params = {"alpha": 0.3, "temperature": 1.5, "kl_direction": "reverse", "k": 32,
+              "one_minus_adam_beta1": 0.05, "attention_dropout": 0.2, "num_epochs": 3}
+    stage = sweeps.apply(spec["stage"], "kd", params, "t1")
+    parsed = bdconfig.specs.DistillSpec.from_json(stage)
+    assert (parsed.kd.alpha, parsed.kd.temperature, parsed.kd.kl_direction, parsed.kd.top_k) == \
+        (0.3, 1.5, "reverse", 32)
+    assert parsed.train.betas == (0.95, 0.999) and parsed.train.epochs == 3
+    assert parsed.student.dropout == 0.2 and parsed.name == "t1"
+    assert spec["stage"]["alpha"] == 0.5  # the base spec is untouched
+    keys = sweeps.as_run_keys(spec["stage"], "kd", params)
+    assert keys["betas"] == [0.95, 0.999] and keys["cache"] == {"k": 32} and keys["dropout"] == 0.2
+
+
+def test_shipped_paper_sweep_is_babyllama2s_space():
+    cfg = bdconfig.prepare(bdconfig.load_yaml(REPO / "config.yaml"))
+    spec = bdconfig.sweep_spec(cfg, "smollama-345M")
+    assert set(spec["space"]) == {"batch_size", "num_epochs", "lr", "one_minus_adam_beta1",
+                                  "one_minus_adam_beta2", "adam_epsilon", "lr_scheduler_type",
+                                  "weight_decay", "max_grad_norm", "num_warmup_steps",
+                                  "attention_dropout"}
+    assert (spec["sampler"], spec["pruner"], spec["min_resource"], spec["reduction_factor"]) == \
+        ("tpe", "hyperband", 1, 2)
+    assert spec["direction"] == "minimize" and spec["objective"] == "eval_loss"
+
+
+# -------------------------------------------------------------------------- running
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A real tokenizer and tokenized splits, built by the project's stages (tiny)."""
+    d = tmp_path_factory.mktemp("corpus")
+    words = "the cat sat on a mat . a dog ran to the park and the bird sang".split()
+    lines = [" ".join(words[(i * 3) % 7:][: 5 + i % 7]) for i in range(300)]
+    (d / "train.txt").write_text("\n".join(lines) + "\n")
+    (d / "dev.txt").write_text("\n".join(lines[::7]) + "\n")
+    save_tokenizer(train_tokenizer([d / "train.txt"], vocab_size=280, min_frequency=2), d / "tok")
+    for split in ("train", "dev"):
+        tokenize_files(d / "tok", [d / f"{split}.txt"], d / split, progress=False)
+    return d
+
+
+def worker_argv(corpus, spec, study, i, out):
+    return ["--spec", json.dumps(spec), "--study-dir", str(study), "--worker", str(i),
+            "--out", str(out), "--train", str(corpus / "train"), "--dev", str(corpus / "dev"),
+            "--tokenizer", str(corpus / "tok")]
+
+
+def study_of(spec, study_dir):
+    from babydistill.sweep import study as sstudy
+
+    return sstudy.open_study(spec, study_dir)
+
+
+def finished(study):
+    return [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+def test_one_worker_sweep_is_deterministic_and_a_rerun_continues(corpus, tmp_path):
+    """Three trials trained by the real stage; the same seed gives the same trials; a rerun
+    with more trials adds only the missing ones; results write the table and best run."""
+    from babydistill.sweep import results, worker
+
+    spec = spec_for(trials=3)
+    runs = []
+    for name in ("a", "b"):
+        out = worker.main(worker_argv(corpus, spec, tmp_path / name, 0, tmp_path / f"{name}.json"))
+        assert [t["number"] for t in out["trials"]] == [0, 1, 2]
+        runs.append([(t.params, t.value, t.state.name) for t in study_of(spec, tmp_path / name).get_trials()])
+    assert runs[0] == runs[1] and len(runs[0]) == 3
+    assert len({json.dumps(p, sort_keys=True) for p, _, _ in runs[0]}) == 3
+    # each trial trained with its own parameters, and reported its evaluations
+    s = study_of(spec, tmp_path / "a")
+    t0 = s.get_trials()[0]
+    summary = json.loads((tmp_path / "a" / "trials" / "0000" / "model" / "train_summary.json").read_text())
+    if t0.state.name == "COMPLETE":
+        assert t0.value == pytest.approx(summary["best_eval_loss"])
+        assert len(t0.intermediate_values) == 2  # one evaluation per epoch
+    assert not list((tmp_path / "a" / "trials" / "0000" / "checkpoints").glob("*.pt"))
+    # a rerun of a complete study runs nothing; with one more trial, runs exactly one
+    again = worker.main(worker_argv(corpus, spec, tmp_path / "a", 0, tmp_path / "again.json"))
+    assert again["trials"] == []
+    more = worker.main(worker_argv(corpus, {**spec, "trials": 4}, tmp_path / "a", 0, tmp_path / "m.json"))
+    assert [t["number"] for t in more["trials"]] == [3]
+    # another space on the same study folder is refused
+    with pytest.raises(SystemExit):
+        worker.main(worker_argv(corpus, {**spec, "seed": 4}, tmp_path / "a", 0, tmp_path / "x.json"))
+    best = results.write_results({**spec, "trials": 4}, tmp_path / "a", tmp_path / "res")
+    table = (tmp_path / "res" / "trials.csv").read_text().splitlines()
+    assert table[0].split(",")[:6] == ["trial", "state", "pruned", "lr", "lr_scheduler_type",
+                                       "one_minus_adam_beta2"]
+    written = {p.name for p in (tmp_path / "res").iterdir()}
+    assert len(table) == 5 and {"trials.md", "trials.tex", "best.yaml", "parallel_coordinates.png",
+                                "parallel_coordinates.pdf", "importances.csv"} <= written
+    importance = (tmp_path / "res" / "importances.csv").read_text().splitlines()
+    assert sorted(r.split(",")[0] for r in importance[1:]) == sorted(SPACE)
+    complete = [t for t in study_of(spec, tmp_path / "a").get_trials() if t.state.name == "COMPLETE"]
+    assert best["value"] == min(t.value for t in complete)
+    snippet = bdconfig.yaml.safe_load((tmp_path / "res" / "best.yaml").read_text())
+    keys = snippet["pretrain"]["student-tiny-nodistill-best"]
+    assert keys["lr"] == best["params"]["lr"] and keys["schedule"] == best["params"]["lr_scheduler_type"]
+    assert keys["betas"][1] == pytest.approx(1 - best["params"]["one_minus_adam_beta2"])
+
+
+def _wait(what, until, procs, timeout=120.0):
+    deadline = time.time() + timeout
+    while not until():
+        for p, log in procs:
+            if p.poll() is not None and p.returncode != 0:
+                raise AssertionError(f"a worker died while waiting for {what}: "
+                                     f"{log.read_text()[-2000:]}")
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_killed_worker_trial_is_retried_by_the_other(corpus, tmp_path):
+    """Two worker processes share a study; one is SIGKILLed mid-trial. The other fails the
+    trial once its heartbeat stops, runs it again with the same parameters from the killed
+    attempt's checkpoint, and the study ends with the requested finished trials, none twice."""
+    spec = spec_for(trials=3, workers=2)
+    spec["stage"]["train"]["checkpoint_every"] = 3  # a checkpoint before the first evaluation
+    study_dir = tmp_path / "study"
+    cmd = [sys.executable, "-m", "babydistill.sweep.worker"]
+
+    def start(i, **env):
+        log = tmp_path / f"w{i}.log"
+        p = subprocess.Popen([*cmd, *worker_argv(corpus, spec, study_dir, i, tmp_path / f"w{i}.json")],
+                             env={**ENV, **env}, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=log.open("w"))
+        return p, log
+
+    doomed = start(0, BABYDISTILL_SWEEP_TEST_HOLD="600")  # holds after its trial's first report
+    procs = [doomed]
+    try:
+        _wait("the first report", lambda: (study_dir / "journal.log").exists() and any(
+            t.intermediate_values for t in study_of(spec, study_dir).get_trials()), procs)
+        survivor = start(1)
+        procs.append(survivor)
+        _wait("the survivor's trials", lambda: len(finished(study_of(spec, study_dir))) == 2, procs)
+        assert doomed[0].poll() is None  # still inside trial 0, its heartbeat going
+        doomed[0].send_signal(signal.SIGKILL)
+        doomed[0].wait()
+        assert survivor[0].wait(timeout=120) == 0, survivor[1].read_text()[-3000:]
+    finally:
+        for p, _ in procs:
+            if p.poll() is None:
+                p.kill()
+    trials = study_of(spec, study_dir).get_trials()
+    done = finished(study_of(spec, study_dir))
+    assert len(done) == 3 and [t.state.name for t in trials].count("FAIL") == 1
+    killed = next(t for t in trials if t.state.name == "FAIL")
+    retry = next(t for t in done if t.system_attrs.get("failed_trial") == killed.number)
+    assert killed.number == 0 and retry.params == killed.params
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 3  # no trial twice
+    out = json.loads((tmp_path / "w1.json").read_text())
+    assert sorted(t["number"] for t in out["trials"]) == [1, 2, 3]
+    assert not (tmp_path / "w0.json").exists()
+    ckpt = study_dir / "trials" / "0000" / "checkpoints" / "last.pt"
+    assert f"resumed from {ckpt}" in survivor[1].read_text()  # the killed attempt's checkpoint
+
+
+def test_dry_run_has_one_gpu_job_per_worker_under_the_slurm_profile(tmp_path):
+    """config.yaml's BabyLlama-2 sweep: its workers are N jobs of one GPU each on the GPU
+    partition, each with a log and a benchmark, then one results job."""
+    from test_workflow import dry_run_jobs, snakemake
+
+    r = snakemake(REPO, "-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
+                  "sweeps", "--configfile", str(REPO / "config.yaml"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = dry_run_jobs(r.stdout)
+    workers = [j for j in jobs if j["rule"] == "sweep_worker"]
+    assert sorted(j["wildcards"] for j in workers) == \
+        [f"sweep=smollama-345M, worker={i}" for i in range(4)]
+    for j in workers:
+        assert j["resources"]["gpu"] == "1" and j.get("log") and j.get("benchmark"), j
+    assert [j["rule"] for j in jobs].count("sweep_results") == 1
+
+
+def test_worker_and_results_refuse_a_bad_spec_in_one_line(tmp_path, capsys):
+    from babydistill.sweep import results, worker
+
+    bad = {**spec_for(), "space": {"learning_rate": {}}}
+    for argv, match in [
+        (["--spec", "{}"], "--spec: not a sweep spec (missing name, base"),
+        (["--spec", "{"], "--spec: not valid JSON"),
+        (["--spec", json.dumps(bad)], "--spec: space: unknown or no hyperparameters (learning_rate)"),
+    ]:
+        with pytest.raises(SystemExit):
+            worker.main([*argv, "--study-dir", str(tmp_path), "--worker", "0", "--out", "o.json",
+                         "--train", "t", "--dev", "d", "--tokenizer", "k"])
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1, err
+    with pytest.raises(SystemExit):  # a study with no completed trial has no best one
+        results.main(["--spec", json.dumps(spec_for()), "--study-dir", str(tmp_path / "s"),
+                      "--out-dir", str(tmp_path / "r")])
+    assert "no trial completed" in capsys.readouterr().err
+
+
+def test_which_trial_failures_count_as_results():
+    """A diverged loss or an out-of-memory batch is the trial's result (done, not retried);
+    any other error is the run's fault (the worker stops with it)."""
+    from babydistill.sweep.worker import _failure
+
+    assert _failure(UserError("training diverged: loss is nan at step 3")) == "diverged"
+    assert _failure(torch.OutOfMemoryError("CUDA out of memory")) == "out of memory"
+    assert _failure(UserError("--train: not found")) is None
+    assert _failure(RuntimeError("boom")) is None
