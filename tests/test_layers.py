@@ -18,6 +18,9 @@ PKG = Path(babydistill.__file__).resolve().parent
 # bottom to top; "common" is layer 0, the package's own __init__/__main__ sit above all
 LAYERS = ["common", "config", "data", "models", "eval", "train", "distill", "report", "sweep"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
+# entries above the layers, like __main__: `python -m babydistill.export` (issue 22's CLI
+# name) runs babydistill.report.export and holds no code of its own
+ENTRIES = {"export"}
 
 
 def layer_of(module: str) -> str | None:
@@ -25,7 +28,7 @@ def layer_of(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] != "babydistill":
         return None
-    if len(parts) == 1:
+    if len(parts) == 1 or parts[1] in ENTRIES:
         return None
     return parts[1] if parts[1] in RANK else None
 
@@ -85,6 +88,10 @@ def violations() -> list[str]:
         if own is None:  # babydistill/__init__.py, __main__.py: the top, may list anything
             continue
         for line, mod in imports_of(path):
+            if mod.split(".")[:2] in (["babydistill", e] for e in ENTRIES):
+                bad.append(f"{path.relative_to(PKG.parent)}:{line}: layer {own} imports the "
+                           f"entry {mod} (above every layer)")
+                continue
             other = layer_of(mod)
             if other is not None and RANK[other] > RANK[own]:
                 bad.append(f"{path.relative_to(PKG.parent)}:{line}: layer {own} imports {mod} "
@@ -95,8 +102,17 @@ def violations() -> list[str]:
 def test_every_subpackage_is_a_layer():
     subpackages = {p.parent.name for p in PKG.glob("*/__init__.py")}
     assert subpackages == set(LAYERS) - {"common"}
-    flat = {p.stem for p in PKG.glob("*.py")} - {"__init__", "__main__"}
+    flat = {p.stem for p in PKG.glob("*.py")} - {"__init__", "__main__"} - ENTRIES
     assert flat == {"common"}, f"modules outside the layers: {sorted(flat - {'common'})}"
+
+
+def test_an_entry_only_runs_a_stage():
+    """An entry above the layers is a shim: one import of a stage's main, nothing else."""
+    for name in ENTRIES:
+        tree = ast.parse((PKG / f"{name}.py").read_text(encoding="utf-8"))
+        defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        assert not defs, f"babydistill/{name}.py defines {[d.name for d in defs]}"
+        assert [m for _, m in imports_of(PKG / f"{name}.py")] == [f"babydistill.report.{name}"]
 
 
 def test_no_module_imports_a_higher_layer():

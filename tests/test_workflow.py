@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-MODEL_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "finetune", "sweep_worker"}
+MODEL_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "eval_revisions", "finetune",
+               "sweep_worker"}
 
 
 def snakemake(repo_root, *args, cwd=None):
@@ -48,6 +49,31 @@ def test_demo_dry_run_plans_the_whole_dag(repo_root, tmp_path):
     assert counts["finetune"] == n_trained * len(demo["eval"]["finetune"]["tasks"])
     assert counts["tables"] == 1
     assert counts["model_card"] == n_models  # one card per model, after its evaluations
+    # every trained model's checkpoints on the fast subsets, and one learning-curve report
+    assert counts["eval_revisions"] == n_trained and counts["learning_curves"] == 1
+    assert "export" not in counts  # a submission step: snakemake exports
+
+
+def test_exports_dry_run_exports_every_trained_model_from_its_evaluations(repo_root, tmp_path):
+    r = snakemake(repo_root, "exports", "-n", "--cores", "2", "--configfile",
+                  str(repo_root / "workflow/demo.yaml"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    demo = yaml.safe_load((repo_root / "workflow/demo.yaml").read_text())
+    n_peers = sum(r.get("num_peers", 0) for r in demo["distill"].values() if r["objective"] == "wml")
+    n_trained = len(demo["pretrain"]) + len(demo["distill"]) + n_peers
+    counts = job_counts(r.stdout)
+    assert counts["export"] == counts["eval_revisions"] == n_trained
+    jobs = [j for j in dry_run_jobs(r.stdout) if j["rule"] == "export"]
+    for job in jobs:  # its inputs: the model's fast results and its full eval_blimp pairs
+        model = job["output"].rsplit("/", 1)[1]
+        assert job["output"] == f"results/demo/export/results/{model}"
+        assert f"results/demo/eval/revisions/{model}.json" in job["input"]
+        assert f"results/demo/eval/blimp/demo/{model}.pairs.tsv" in job["input"]
+    one = snakemake(repo_root, "exports", "-n", "--cores", "2", "--configfile",
+                    str(repo_root / "workflow/demo.yaml"), "--config",
+                    "export={models: [student-tiny-kd-topk]}", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert job_counts(one.stdout)["export"] == 1
 
 
 def test_paper_dry_run(repo_root, tmp_path):

@@ -52,6 +52,8 @@ MODELS = bdconfig.model_names(config)
 AT_WORDS = ",".join(str(w) for w in bdconfig.challenge.at_words(config))
 # The logit-averaged ensemble is scored zero-shot only: it has no single network to fine-tune.
 FINETUNE_MODELS = PRETRAIN + DISTILL + list(WML_PEERS)
+# The models a training stage wrote, each with its ledger and revisions/ (eval_revisions)
+TRAINED = bdconfig.trained_models(config)
 SUITES = bdconfig.section(config, "eval", "blimp").get("suites") or {}
 FINETUNE = bdconfig.section(config, "eval", "finetune")
 TASKS = FINETUNE.get("tasks") or {}
@@ -257,6 +259,9 @@ def all_targets():
     for task in TASKS:
         targets += [f"{R}/eval/finetune/{task}/{m}.json" for m in FINETUNE_MODELS]
     targets += [f"{R}/model_cards/{m}/README.md" for m in MODELS]
+    if SUITES:  # every checkpoint's fast evaluation and the learning curves
+        targets += [f"{R}/eval/revisions/{m}.json" for m in TRAINED]
+        targets.append(f"{R}/figures/learning_curves.png")
     targets += [f"{R}/sweeps/{s}/best.yaml" for s in SWEEPS]
     return targets
 
@@ -275,6 +280,9 @@ RESOURCES = {
     "download_glue": (0, 1000, 30),
     "lm_eval_tasks": (0, 1000, 10),
     "eval_blimp": (1, 8000, 120),
+    "eval_revisions": (1, 8000, 120),
+    "learning_curves": (0, 2000, 10),
+    "export": (0, 2000, 10),
     "finetune": (1, 8000, 240),
     "wml_peer": (0, 1000, 10),
     "ensemble": (0, 4000, 10),

@@ -122,6 +122,39 @@ use rule eval_blimp as eval_blimp_paper with:
         temperatures=[],
 
 
+# The fast evaluation of every checkpoint (eval.revisions): each suite's fast subset, the
+# first N pairs per paradigm (eval.revisions.limit, else its official dataset's fast size)
+REVISIONS = bdconfig.section(config, "eval", "revisions")
+FAST_LIMITS = [f"{s}={bdconfig.challenge.fast_limit(config, s)}" for s in SUITES]
+
+
+rule eval_revisions:
+    """A trained model's revisions/chck_<N> and its final weights (main) on the fast subsets."""
+    input:
+        model=f"{R}/models/{{model}}",
+        suites=expand(f"{R}/data/suites/{{suite}}", suite=SUITES),
+    output:
+        f"{R}/eval/revisions/{one_of('model', TRAINED)}.json",
+    log:
+        f"{LOGS}/eval_revisions/{{model}}.log",
+    benchmark:
+        f"{BENCH}/eval_revisions/{{model}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        **job_resources("eval_revisions"),
+    params:
+        suites=[f"{s}={R}/data/suites/{s}" for s in SUITES],
+        limits=FAST_LIMITS,
+        convention=REVISIONS["convention"],
+        batch_size=BLIMP["batch_size"],
+    shell:
+        "OMP_NUM_THREADS={threads} python -m babydistill.eval.revisions --model {input.model}"
+        " --suite {params.suites:q} --limit {params.limits:q} --convention {params.convention}"
+        " --batch-size {params.batch_size} --out {output} > {log} 2>&1"
+
+
 rule finetune:
     """Fine-tune one model on one task; early stopping on the validation metric."""
     input:

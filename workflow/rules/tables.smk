@@ -56,6 +56,8 @@ REPORT = {
         ("zero_shot_figure", "zero_shot_figure", "Figures"),
         ("finetune_figure", "finetune_figure", "Figures"),
         ("curves", "curves", "Figures"),
+        ("learning_curves", "learning_curves", "Tables"),
+        ("learning_curves_figure", "learning_curves_figure", "Figures"),
     ]
 }
 
@@ -144,3 +146,77 @@ rule model_card:
     shell:
         "python -m babydistill.report.model_card --model-dir {input.model}"
         " --blimp {input.blimp} --finetune {input.finetune} --out {output} > {log} 2>&1"
+
+
+# The learning curves: every trained model's checkpoints by words seen, roles side by side
+LEARNING_CURVES = {
+    **{ext: f"{T}/learning_curves.{ext}" for ext in ("csv", "md", "tex")},
+    "html": report(f"{T}/learning_curves.html", **REPORT["learning_curves"]),
+    "png": report(f"{F}/learning_curves.png", **REPORT["learning_curves_figure"]),
+    "pdf": f"{F}/learning_curves.pdf",
+}
+
+
+rule learning_curves:
+    """Accuracy by words seen of every checkpoint: teachers, baselines, students side by side."""
+    input:
+        expand(f"{R}/eval/revisions/{{model}}.json", model=TRAINED),
+    output:
+        **LEARNING_CURVES,
+    log:
+        f"{LOGS}/learning_curves.log",
+    benchmark:
+        f"{BENCH}/learning_curves.tsv"
+    conda:
+        ENV
+    resources:
+        **job_resources("learning_curves"),
+    params:
+        models=TRAINED,
+        roles=lambda w: as_json(bdconfig.model_roles(config)),
+        tables=lambda w, output: os.path.dirname(output.csv),
+        figures=lambda w, output: os.path.dirname(output.png),
+    shell:
+        "python -m babydistill.report.learning_curves --revisions {input} --models {params.models}"
+        " --roles {params.roles:q} --tables {params.tables} --figures {params.figures} > {log} 2>&1"
+
+
+# The official results layout (export:): a model's revisions' fast predictions and its final
+# model's full ones (eval_blimp's pairs), each suite as the official dataset it stands for
+EXPORT = bdconfig.section(config, "export")
+EXPORT_MODELS = EXPORT["models"] or TRAINED
+DATASETS = [f"{s}={bdconfig.challenge.official_dataset(config, s)}" for s in SUITES]
+
+
+rule export:
+    """One model's folder of the official results directory (python -m babydistill.export)."""
+    input:
+        revisions=f"{R}/eval/revisions/{{model}}.json",
+        suites=expand(f"{R}/data/suites/{{suite}}", suite=SUITES),
+        full=lambda w: [f"{R}/eval/blimp/{s}/{w.model}.pairs.tsv" for s in SUITES],
+    output:
+        directory(f"{R}/export/results/{one_of('model', TRAINED)}"),
+    log:
+        f"{LOGS}/export/{{model}}.log",
+    benchmark:
+        f"{BENCH}/export/{{model}}.tsv"
+    conda:
+        ENV
+    resources:
+        **job_resources("export"),
+    params:
+        suites=[f"{s}={R}/data/suites/{s}" for s in SUITES],
+        datasets=DATASETS,
+        full=lambda w: [f"{s}={R}/eval/blimp/{s}/{w.model}.pairs.tsv" for s in SUITES],
+        full_limit=flags("--full-limit", BLIMP.get("limit")),
+        track=bdconfig.export_track(config),
+    shell:
+        "python -m babydistill.export --revisions {input.revisions} --suite {params.suites:q}"
+        " --dataset {params.datasets:q} --full {params.full:q} {params.full_limit:q}"
+        " --track {params.track} --out {output} > {log} 2>&1"
+
+
+rule exports:
+    """The export of every model of export.models (default: every trained model)."""
+    input:
+        expand(f"{R}/export/results/{{model}}", model=EXPORT_MODELS),

@@ -110,6 +110,7 @@ def validate(config: dict, source: str = "config") -> None:
     _check_digests(config, source)
     _check_references(config, source)
     _check_blimp_scoring(config, source)
+    _check_export(config, source)
     sweeps.check(config, source)
     challenge.check(config, source)  # last: the rules, on a config known to be well formed
 
@@ -151,6 +152,21 @@ def _check_blimp_scoring(config: dict, source: str) -> None:
             raise UserError(f"{source}: eval.blimp.suites.{suite}: convention {convention}"
                             f"{' with temperatures' if temperatures else ''} needs "
                             "eval.blimp.backend: fast (lm-eval cannot score it)")
+
+
+def _check_export(config: dict, source: str) -> None:
+    """export.models names trained models (an ensemble has no checkpoints to export)."""
+    trained = trained_models(config)
+    for m in (config.get("export") or {}).get("models") or []:
+        if m not in trained:
+            raise UserError(f"{source}: export.models: {m!r} is not a trained model "
+                            f"(one of {', '.join(trained)})")
+
+
+def export_track(config: dict) -> str:
+    """The official collation's track of the export: export.track, else the challenge's."""
+    track = (config.get("export") or {}).get("track")
+    return track or challenge.TRACKS.get(config.get("challenge"), "strict-small")
 
 
 def _check_references(config: dict, source: str) -> None:
@@ -515,6 +531,24 @@ def model_names(config: dict) -> list[str]:
     runs, ensembles."""
     return [*instances(config, "pretrain"), *instances(config, "distill"), *wml_peers(config),
             *(config.get("ensembles") or {})]
+
+
+def trained_models(config: dict) -> list[str]:
+    """The models a training stage wrote (each with its ledger and revisions): teachers and
+    baselines, distilled variants and WML peers, not the ensembles."""
+    return [*instances(config, "pretrain"), *instances(config, "distill"), *wml_peers(config)]
+
+
+def model_roles(config: dict) -> dict[str, str]:
+    """Each trained model's role in the learning curves: ``teacher`` (a pretrain model that a
+    distillation run or an ensemble learns from), ``baseline`` (any other pretrain model,
+    curriculum runs included: nothing is distilled into them), ``student`` (distilled
+    variants and WML peers)."""
+    teachers = {t for d in instances(config, "distill") for t in teachers_of(config, d)}
+    teachers |= {m for e in config.get("ensembles") or {} for m in ensemble_members(config, e)}
+    pretrain = instances(config, "pretrain")
+    return {m: ("student" if m not in pretrain else "teacher" if m in teachers else "baseline")
+            for m in trained_models(config)}
 
 
 def sweep_spec(config: dict, name: str) -> dict:

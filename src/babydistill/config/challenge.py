@@ -27,6 +27,14 @@ The schedule and names follow the official collation, babylm/evaluation-pipeline
 ``evaluation_pipeline/collate_preds.py`` @591121d (``STRICT_SMALL_FAST_REVISIONS``: chck_1M
 .. chck_9M, chck_10M .. chck_100M; ``OTHER_FAST_REVISIONS``: then chck_100M .. chck_1000M).
 Counts below a million, for small runs, are named in thousands: ``chck_50K``.
+
+The fast evaluation (:data:`FAST_SIZES`, :func:`official_dataset`, :func:`fast_limit`): the
+same collate_preds.py asserts that every paradigm (UID) of a revision's fast predictions holds
+``BLIMP_FAST_SIZE`` = 200 pairs (BLiMP), ``SUPPLEMENT_FAST_SIZE`` = 50 (the supplement) and
+``EWOK_FAST_SIZE`` = 100 (EWoK) (``FAST_SIZES``, ``_check_size``). The subsets themselves are
+files on OSF (``evaluation_data/fast_eval/{blimp,supplement,ewok}_fast``), not code: here a
+suite's fast subset is the first N pairs of each paradigm file, which is the whole file for
+the official fast folders.
 """
 
 from __future__ import annotations
@@ -43,6 +51,30 @@ CHALLENGES: dict[str, dict[str, int]] = {
     "strict-small-2026": {"data_words": 10 * M, "max_epochs": EPOCH_CAP},
     "strict-2026": {"data_words": 100 * M, "max_epochs": EPOCH_CAP},
 }
+
+
+# pairs per paradigm of the official fast subsets (collate_preds.py @591121d, FAST_SIZES)
+FAST_SIZES = {"blimp": 200, "supplement": 50, "ewok": 100}
+# the official collation's --track of each challenge (its revision list: strict-small's ends
+# at chck_100M)
+TRACKS = {"strict-small-2026": "strict-small", "strict-2026": "strict"}
+
+
+def official_dataset(config: dict, suite: str) -> str:
+    """The BabyLM 2025 dataset suite ``suite`` stands for (``eval.blimp.suites.<suite>.
+    official``), else guessed from its name: *supplement*, *ewok*, else blimp."""
+    own = (((config.get("eval") or {}).get("blimp") or {}).get("suites") or {}).get(suite) or {}
+    if own.get("official"):
+        return own["official"]
+    name = suite.lower()
+    return "supplement" if "supplement" in name else "ewok" if "ewok" in name else "blimp"
+
+
+def fast_limit(config: dict, suite: str) -> int:
+    """Pairs per paradigm of suite ``suite`` in the fast evaluation: ``eval.revisions.limit``,
+    else the official fast size of its dataset."""
+    limit = (((config.get("eval") or {}).get("revisions") or {}).get("limit"))
+    return int(limit) if limit else FAST_SIZES[official_dataset(config, suite)]
 
 
 def words_cap(challenge: str) -> int:
