@@ -32,10 +32,10 @@ from slurm_cluster import FAST, PROFILES, cluster, scontrol_job, scontrol_jobs, 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 GPU_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "eval_blimp_paper", "finetune",
-             "sweep_worker"}
+             "sweep_worker", "eval_revisions"}
 CPU_RULES = {"demo_world", "download_corpus", "download_suite", "download_glue", "clean_source",
              "clean_stats", "train_tokenizer", "tokenize_split", "ensemble", "tables",
-             "wml_peer", "lm_eval_tasks", "model_card", "sweep_results"}
+             "wml_peer", "lm_eval_tasks", "model_card", "sweep_results", "learning_curves"}
 RESUMED = re.compile(r"resumed from step (\d+) of (\S+)")
 PREEMPTED = re.compile(r"^error: SIGTERM at step (\d+) of \d+: checkpointed to (\S+); ", re.M)
 
