@@ -41,18 +41,22 @@ def spec(**train):
             "eval_chunks": 16}
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A real tokenizer dir and tokenized train/dev splits, built by the project's stages."""
-    d = tmp_path_factory.mktemp("corpus")
+def tiny_corpus(d: Path, n_lines: int = 700, vocab_size: int = 300) -> Path:
+    """A real tokenizer dir (``d/tok``) and tokenized train/dev splits (``d/train``,
+    ``d/dev``) of a repetitive toy text, built by the project's stages."""
     words = "the cat sat on a mat . a dog ran to the park and the bird sang".split()
-    lines = [" ".join(words[(i * 3) % 7:][: 5 + i % 7]) for i in range(700)]
+    lines = [" ".join(words[(i * 3) % 7:][: 5 + i % 7]) for i in range(n_lines)]
     (d / "train.txt").write_text("\n".join(lines) + "\n")
     (d / "dev.txt").write_text("\n".join(lines[::7]) + "\n")
-    save_tokenizer(train_tokenizer([d / "train.txt"], vocab_size=300, min_frequency=2), d / "tok")
+    save_tokenizer(train_tokenizer([d / "train.txt"], vocab_size=vocab_size, min_frequency=2), d / "tok")
     for split in ("train", "dev"):
         tokenize_files(d / "tok", [d / f"{split}.txt"], d / split, progress=False)
     return d
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def args(corpus, out, ck, s):

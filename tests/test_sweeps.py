@@ -19,8 +19,7 @@ import torch
 from babydistill import config as bdconfig
 from babydistill.common import UserError
 from babydistill.config import sweeps
-from babydistill.data.tokenize_split import tokenize_files
-from babydistill.data.tokenizer import save_tokenizer, train_tokenizer
+from test_pretrain import tiny_corpus
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -137,15 +136,7 @@ def test_shipped_paper_sweep_is_babyllama2s_space():
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """A real tokenizer and tokenized splits, built by the project's stages (tiny)."""
-    d = tmp_path_factory.mktemp("corpus")
-    words = "the cat sat on a mat . a dog ran to the park and the bird sang".split()
-    lines = [" ".join(words[(i * 3) % 7:][: 5 + i % 7]) for i in range(300)]
-    (d / "train.txt").write_text("\n".join(lines) + "\n")
-    (d / "dev.txt").write_text("\n".join(lines[::7]) + "\n")
-    save_tokenizer(train_tokenizer([d / "train.txt"], vocab_size=280, min_frequency=2), d / "tok")
-    for split in ("train", "dev"):
-        tokenize_files(d / "tok", [d / f"{split}.txt"], d / split, progress=False)
-    return d
+    return tiny_corpus(tmp_path_factory.mktemp("corpus"), n_lines=300, vocab_size=280)
 
 
 def worker_argv(corpus, spec, study, i, out):

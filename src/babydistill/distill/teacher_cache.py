@@ -60,6 +60,7 @@ from tqdm import tqdm
 
 from babydistill.common import (UserError, cli, disk_full_message, exclusive, read_json,
                                 setup_logging, write_json)
+from babydistill.data.chunks import START_TOKENS
 from babydistill.models.build import load_teachers
 
 log = logging.getLogger("babydistill.distill.teacher_cache")
@@ -445,7 +446,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--teacher", action="append", required=True, help="teacher model dir (repeat)")
     ap.add_argument("--train", required=True, help="tokenized training split PREFIX (PREFIX.bin/.json)")
     ap.add_argument("--seq-length", type=int, default=128)
-    ap.add_argument("--start-token", choices=["none", "chunk"], default="none",
+    ap.add_argument("--start-token", choices=START_TOKENS, default="none",
                     help="chunk: <s> starts every chunk, as data.start_token (default none)")
     ap.add_argument("--k", type=int, default=64)
     ap.add_argument("--out", required=True, help="cache directory to write")
