@@ -225,6 +225,7 @@ class TrainChunks(_Chunks):
                 TokenArray(tokens).meta if isinstance(tokens, (str, Path)) else None)
             files = (meta or {}).get("files")
         self.files = files  # tokenize_split's per-file counts (None for a bare array)
+        self._words_per_token: np.ndarray | None = None  # per chunk, built on first use
         if curriculum:
             self._set_curriculum(curriculum, files)
 
@@ -262,7 +263,7 @@ class TrainChunks(_Chunks):
         from the epoch's own generators only, never the global RNG."""
         if self.data_words() is None:
             return None
-        if getattr(self, "_words_per_token", None) is None:
+        if self._words_per_token is None:
             ratio = np.array([int(f["words"]) / max(int(f["tokens"]), 1) for f in self.files])
             self._words_per_token = ratio[self._file_of_chunk(self.files, "words")]
         n = self.num_batches(batch_size, epoch)
