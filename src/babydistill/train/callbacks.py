@@ -269,7 +269,7 @@ class WordsSeen(Callback):
         return {"word_count": "whitespace words (len(line.split())); per chunk its tokens x "
                               "its file's words/tokens",
                 "words_seen": own,
-                "tokens_seen": trainer.step * trainer.spec.batch_size * data.stride,
+                "tokens_seen": trainer.tokens_at(trainer.step),
                 "epochs": trainer.epoch_at(trainer.step),
                 "data_words": data_words, "data_tokens": len(data.tokens),
                 "ancillary": self.ancillary,
@@ -349,8 +349,7 @@ class Revisions(Callback):
             copy_tokenizer(self.tokenizer_dir, tmp)
             info = {"revision": self.names[w], "at_words": w, "words_seen": now,
                     "step": trainer.step, "epochs": trainer.epoch_at(trainer.step),
-                    "tokens_seen": trainer.step * trainer.spec.batch_size
-                    * trainer.train_data.stride, "identity": trainer.identity}
+                    "tokens_seen": trainer.tokens_at(trainer.step), "identity": trainer.identity}
             (tmp / "README.md").write_text(
                 f"# {self.names[w]}\n\nAn intermediate checkpoint: the weights after step "
                 f"{info['step']} ({info['epochs']} epochs), {now:,} words seen "

@@ -446,6 +446,10 @@ class Trainer:
             raise UserError(f"{type(self.objective).__name__}.wrap left {', '.join(missing)} "
                             "unwrapped: its gradients would not be averaged over processes")
 
+    def tokens_at(self, step: int) -> int:
+        """Corpus tokens seen after ``step`` optimizer steps (a start token is not one)."""
+        return step * self.spec.batch_size * self.train_data.stride
+
     def epoch_at(self, step: int) -> float:
         """Epochs done after ``step`` optimizer steps (fractional)."""
         for e, n in enumerate(self.epoch_steps):
@@ -706,7 +710,7 @@ class Trainer:
         return {
             "steps": self.step,
             "epochs": self.epoch_at(self.step),
-            "tokens": self.step * s.batch_size * self.train_data.stride,  # corpus tokens (not <s>)
+            "tokens": self.tokens_at(self.step),
             "batch_size": s.batch_size,
             "world_size": self.dist.world_size,
             **(self.evaluator or EvalTracker()).summary(),  # best_eval_loss, best_step, final_eval
