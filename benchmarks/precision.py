@@ -16,9 +16,16 @@ On a CPU without native bf16 instructions autocast still runs, slowly: the ratio
 
     python benchmarks/precision.py [--presets llama-58M llama-tiny] [--batch-size 8]
         [--seq-length 128] [--rounds 3] [--threads N] [--json OUT]
+        [--score-models DIR ... --score-suites DIR ... [--convention NAME]]
+
+``--score-models`` / ``--score-suites`` also score each trained model folder on each suite
+folder with the fast BLiMP scorer in fp32 and in bf16 (``--precision`` of
+``babydistill.eval.blimp``), and report the time ratio, the decisions that differ and both
+macro accuracies, per suite.
 
 ``--json OUT`` writes ``{"train_step_speedup": {preset: x}, "forward_speedup": {preset: x},
-"topk_overlap": {...}, "kl_per_token": {...}, "decisions_differ": {...}, "native_bf16": bool}``.
+"topk_overlap": {...}, "kl_per_token": {...}, "decisions_differ": {...}, "native_bf16": bool}``,
+and with scoring, ``"scorer": [{"model", "suite", "speedup", "pairs", "decisions_differ", ...}]``.
 """
 
 from __future__ import annotations
@@ -131,6 +138,26 @@ def forward_agreement(preset: dict, args, device, sync) -> dict:
             "pairs": int(dec["ref"].numel())}
 
 
+def scorer_agreement(model_dir: str, suite_dir: str, convention: str) -> dict:
+    """One trained model on one suite: the fast scorer in fp32 and in bf16, side by side."""
+    from babydistill.eval.blimp import load_model
+    from babydistill.eval.scorer import load_suite, score_suite
+
+    model, tok = load_model(model_dir)
+    paradigms = load_suite(suite_dir)
+    res, correct = {}, {}
+    for p in ("fp32", "bf16", "fp32", "bf16"):  # twice each, interleaved: the second counts
+        t = time.perf_counter()
+        summary, rows = score_suite(model, tok, paradigms, 64, convention=convention, precision=p)
+        res[p] = (time.perf_counter() - t, summary["accuracy"])
+        correct[p] = [r[4] for r in rows]
+    return {"model": Path(model_dir).name, "suite": Path(suite_dir).name, "convention": convention,
+            "pairs": len(correct["fp32"]), "speedup": res["fp32"][0] / res["bf16"][0],
+            "seconds": {p: v[0] for p, v in res.items()},
+            "accuracy": {p: v[1] for p, v in res.items()},
+            "decisions_differ": sum(a != b for a, b in zip(correct["fp32"], correct["bf16"]))}
+
+
 @cli
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__,
@@ -145,6 +172,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     ap.add_argument("--k", type=int, default=64, help="top-k of the teacher cache")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--score-models", nargs="*", default=[], help="trained model folders to score")
+    ap.add_argument("--score-suites", nargs="*", default=[], help="suite folders of <paradigm>.jsonl")
+    ap.add_argument("--convention", default="babylm-2025", help="scoring convention (default babylm-2025)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     if args.threads:
@@ -172,6 +202,17 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:<14}{tr['params']:>12,}{tr['step_s']['fp32']:>13.3f}{tr['step_s']['bf16']:>13.3f}"
               f"{tr['speedup']:>8.2f}x{fw['speedup']:>7.2f}x{fw['topk_overlap']:>12.4f}"
               f"{fw['kl_per_token']:>11.2e}{fw['decisions_differ']:>13.1%} ({fw['pairs']})")
+    if args.score_models:
+        res["scorer"] = []
+        print(f"\n{'model':<28}{'suite':<22}{'pairs':>8}{'fp32 s':>9}{'bf16 s':>9}{'x':>7}"
+              f"{'acc fp32':>10}{'acc bf16':>10}{'decisions differ':>18}")
+    for model_dir in args.score_models:
+        for suite_dir in args.score_suites:
+            r = scorer_agreement(model_dir, suite_dir, args.convention)
+            res["scorer"].append(r)
+            print(f"{r['model']:<28}{r['suite']:<22}{r['pairs']:>8}{r['seconds']['fp32']:>9.1f}"
+                  f"{r['seconds']['bf16']:>9.1f}{r['speedup']:>6.2f}x{100 * r['accuracy']['fp32']:>10.2f}"
+                  f"{100 * r['accuracy']['bf16']:>10.2f}{r['decisions_differ']:>18}")
     if args.json:
         write_json(args.json, res)
     return res

@@ -319,3 +319,28 @@ def test_blank_lines_do_not_shift_the_line_numbers(tmp_path):
     (d / "p.jsonl").write_text(json.dumps(GOOD) + "\n\n\n" + json.dumps({**GOOD, "sentence_bad": ""}) + "\n")
     with pytest.raises(UserError, match=r"p.jsonl:4: sentence_bad is empty"):
         load_suite(d)
+
+
+def test_bf16_scoring_runs_under_autocast_and_stays_close_to_fp32(tiny_llama, blimp_slice, tmp_path):
+    pairs = _pairs(blimp_slice)
+    model, tok = eval_blimp.load_model(tiny_llama)
+    good, bad = score_pairs(model, tok, pairs, batch_size=16)
+    low_good, low_bad = score_pairs(model, tok, pairs, batch_size=16, precision="bf16")
+    diffs = [abs(a - b) for a, b in zip(good + bad, low_good + low_bad)]
+    # bf16 rounds the forward (so the scores move) but sums in fp32/fp64 (so not far)
+    assert max(diffs) > 0 and max(diffs) < 0.05 * max(abs(a) for a in good + bad)
+    assert next(model.parameters()).dtype == torch.float32  # autocast casts nothing in place
+    suite, _ = make_known_suite(tmp_path / "suite")
+    args = ["--model", str(tiny_llama), "--suite-dir", str(suite), "--suite", "known",
+            "--out", str(tmp_path / "r.json"), "--pairs-out", str(tmp_path / "p.tsv")]
+    out = eval_blimp.main(args + ["--backend", "fast", "--precision", "bf16"])
+    assert out["precision"] == "bf16"
+    assert eval_blimp.main(args + ["--backend", "fast"])["precision"] == "fp32"
+
+
+def test_bf16_is_refused_for_lmeval_and_unknown_precisions_in_one_line(tiny_llama, blimp_slice, tmp_path):
+    with pytest.raises(UserError, match="--precision bf16 --backend lmeval"):
+        eval_blimp.evaluate(tiny_llama, blimp_slice, "blimp", backend="lmeval", precision="bf16")
+    model, tok = eval_blimp.load_model(tiny_llama)
+    with pytest.raises(UserError, match="--precision fp16: use fp32 or bf16"):
+        score_pairs(model, tok, _pairs(blimp_slice)[:2], precision="fp16")

@@ -16,8 +16,9 @@ default babylm-2024). The fast backend scores all three; lm-eval the two it can 
 (babylm-2024 as it is, babylm-2023 with ``prefix_token_id`` = EOS, sentence suites only)
 and refuses babylm-2025 in one line. ``--temperatures T ...`` (babylm-2025, fast): the
 2025 pipeline's temperature scan. The summary JSON ends with ``ties`` (also per paradigm),
-``temperature``/``temperature_scan`` after a scan, and ``convention``; the pairs TSV has a
-``convention`` column.
+``temperature``/``temperature_scan`` after a scan, ``convention`` and ``precision``; the pairs
+TSV has a ``convention`` column. ``--precision bf16`` (fast backend) runs the forward under bf16
+autocast, faster where the hardware has bf16; the default fp32 reproduces the official pipelines.
 
 Safety: no code from a model folder runs unless ``--trust-remote-code`` is given (the
 workflow never gives it): the logit-averaged ensemble is loaded with babydistill's own
@@ -60,6 +61,7 @@ from babydistill.models.build import check_weights
 from babydistill.eval.scorer import (
     DEFAULT_CONVENTION,
     CONVENTIONS,
+    PRECISIONS,
     SUITE_FORMATS,
     Pair,
     Paradigm,
@@ -314,10 +316,16 @@ def lmeval_scratch() -> str:
 def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: str = "lmeval",
              batch_size: int = 64, limit: int | None = None, work_dir: str | Path | None = None,
              trust_remote_code: bool = False, tasks_dir: str | Path | None = None,
-             convention: str = DEFAULT_CONVENTION, temperatures: Sequence[float] | None = None):
+             convention: str = DEFAULT_CONVENTION, temperatures: Sequence[float] | None = None,
+             precision: str = "fp32"):
     """Score a suite with either backend under ``convention``; returns (result dict for the
-    JSON, per-pair rows)."""
+    JSON, per-pair rows). ``precision`` bf16 is the fast backend's (the default fp32 is the
+    official pipelines')."""
     conv = get_convention(convention)
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision}: use fp32 or bf16")
+    if backend == "lmeval" and precision != "fp32":
+        raise UserError(f"--precision {precision} --backend lmeval: lm-eval scores in fp32 here; use --backend fast")
     temperatures = check_temperatures(temperatures, conv)
     if backend not in ("fast", "lmeval"):
         raise UserError(f"--backend {backend}: use lmeval or fast")
@@ -333,7 +341,7 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
     if backend == "fast":
         model, tok = load_model(model_dir, trust_remote_code)
         summary, rows = score_suite(model, tok, paradigms, batch_size, progress=True, encoded=encoded,
-                                    convention=conv, temperatures=temperatures)
+                                    convention=conv, temperatures=temperatures, precision=precision)
     else:
         model_args = lmeval_model_args(conv.name, tok, paradigms, encoded)
         tmp = None if work_dir else lmeval_scratch()
@@ -348,7 +356,7 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
              conv.name, summary["n_pairs"], summary["accuracy"], summary["ties"], time.time() - t0)
     # the model's name is its directory's (the workflow names directories after models)
     result = {"model": Path(model_dir).name, "model_dir": str(model_dir), "suite": suite,
-              "backend": backend, **summary, "convention": conv.name}
+              "backend": backend, "precision": precision, **summary, "convention": conv.name}
     return result, rows
 
 
@@ -385,6 +393,8 @@ def main(argv=None):
     ap.add_argument("--temperatures", type=float, nargs="+", action="extend", default=None, metavar="T",
                     help="babylm-2025 with --backend fast: score at each temperature and report "
                          "the best, as the 2025 pipeline's scan does")
+    ap.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                    help="fast backend: fp32 (default, the official pipelines' numbers) or bf16 autocast")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--limit", type=int, default=None, help="first N pairs per paradigm")
     ap.add_argument("--work-dir", default=None, help="lm-eval task YAMLs and HF caches (default: a temp dir)")
@@ -403,7 +413,7 @@ def main(argv=None):
         raise UserError("--batch-size and --limit must be positive")
     result, rows = evaluate(args.model, args.suite_dir, args.suite, args.backend, args.batch_size,
                             args.limit, args.work_dir, args.trust_remote_code, args.tasks_dir,
-                            args.convention, args.temperatures)
+                            args.convention, args.temperatures, args.precision)
     write_pairs_tsv(args.pairs_out, rows, result["convention"])
     write_json(args.out, result)
     return result

@@ -52,6 +52,8 @@ whose two sums agree to float32 rounding.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
 from collections import Counter
@@ -404,9 +406,24 @@ def _split_head(model):
     return body, head
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast_for(precision: str, device: torch.device):
+    """A context factory: nothing for ``fp32``, bf16 autocast on ``device`` for ``bf16`` (the
+    forward's matmuls in bf16; what is summed stays fp32/fp64). A BLiMP decision can flip when
+    bf16 moves a pair's margin: docs/scale.md measures how many."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision}: use fp32 or bf16")
+    if precision == "fp32":
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
+
+
 def score_pairs(
     model, tokenizer, pairs: Iterable[Pair | tuple[str, str]], batch_size: int = 64, progress: bool = False,
     encoded: list[tuple[list[int], list[int]]] | None = None, convention: str | Convention = DEFAULT_CONVENTION,
+    precision: str = "fp32",
 ) -> tuple[list[float], list[float]]:
     """Total log-likelihood of each good and bad sentence, many per forward pass.
 
@@ -416,15 +433,17 @@ def score_pairs(
     (one fused cross-entropy), and the per-sentence sums are one ``index_add``. Runs in
     eval mode under inference_mode and restores the model's train/eval mode. ``encoded``:
     the pairs' :func:`encode_pairs` ids under ``convention``, when the caller has them.
+    ``precision``: ``fp32`` (the official pipelines' numbers) or ``bf16`` (:func:`autocast_for`).
     """
-    (good, bad), = score_pairs_at(model, tokenizer, pairs, (1.0,), batch_size, progress, encoded, convention)
+    (good, bad), = score_pairs_at(model, tokenizer, pairs, (1.0,), batch_size, progress, encoded, convention,
+                                  precision)
     return good, bad
 
 
 def score_pairs_at(
     model, tokenizer, pairs: Iterable[Pair | tuple[str, str]], temperatures: Sequence[float] = (1.0,),
     batch_size: int = 64, progress: bool = False, encoded: list[tuple[list[int], list[int]]] | None = None,
-    convention: str | Convention = DEFAULT_CONVENTION,
+    convention: str | Convention = DEFAULT_CONVENTION, precision: str = "fp32",
 ) -> list[tuple[list[float], list[float]]]:
     """:func:`score_pairs` at each temperature of a scan from one forward pass per batch:
     (good, bad) per temperature, the log-probabilities of ``log_softmax(logits / t)`` as
@@ -448,6 +467,7 @@ def score_pairs_at(
     # a sequence with nothing to score (a one-token babylm-2025 sentence) keeps its 0
     order = sorted((i for i in range(len(seqs)) if n_cont[i] > 0), key=lambda i: -len(seqs[i]))
     device = _model_device(model)
+    autocast = autocast_for(precision, device)
     split = _split_head(model)
     scores = torch.zeros(len(temperatures), len(seqs), dtype=torch.float64)
     was_training = model.training
@@ -471,12 +491,13 @@ def score_pairs_at(
                 mask = (torch.arange(width - 1, device=device)[None, :] < lengths_t[:, None] - 1).long()
                 targets = ids[:, 1:][scored]
                 rows = torch.arange(len(idx), device=device)[:, None].expand_as(scored)[scored]
-                if split is not None:
-                    body, head = split
-                    hidden = body(input_ids=ids[:, :-1], attention_mask=mask, use_cache=False)[0]
-                    logits = head(hidden[scored]).float()
-                else:
-                    logits = model(input_ids=ids[:, :-1], attention_mask=mask).logits.float()[scored]
+                with autocast():  # the log-softmax below runs in fp32 either way
+                    if split is not None:
+                        body, head = split
+                        hidden = body(input_ids=ids[:, :-1], attention_mask=mask, use_cache=False)[0]
+                        logits = head(hidden[scored]).float()
+                    else:
+                        logits = model(input_ids=ids[:, :-1], attention_mask=mask).logits.float()[scored]
                 for k, t in enumerate(temperatures):
                     scaled = logits if t == 1 else logits / t
                     logp = -torch.nn.functional.cross_entropy(scaled, targets, reduction="none")
@@ -561,7 +582,8 @@ def best_temperature(summaries: Sequence[dict], temperatures: Sequence[float]) -
 
 def score_suite(model, tokenizer, paradigms: Sequence[Paradigm], batch_size: int = 64, progress: bool = False,
                 encoded: list[tuple[list[int], list[int]]] | None = None,
-                convention: str | Convention = DEFAULT_CONVENTION, temperatures: Sequence[float] | None = None):
+                convention: str | Convention = DEFAULT_CONVENTION, temperatures: Sequence[float] | None = None,
+                precision: str = "fp32"):
     """Score every pair of ``paradigms`` in one stream of batches; returns (summary, rows).
 
     A sentence longer than the model's context is refused (:func:`check_context`);
@@ -578,10 +600,10 @@ def score_suite(model, tokenizer, paradigms: Sequence[Paradigm], batch_size: int
     pairs = [p for par in paradigms for p in par.pairs]
     if temps is None:
         good, bad = score_pairs(model, tokenizer, pairs, batch_size, progress=progress, encoded=encoded,
-                                convention=conv)
+                                convention=conv, precision=precision)
         return summarize(paradigms, good, bad, conv)
     results = [summarize(paradigms, good, bad, conv) for good, bad in
-               score_pairs_at(model, tokenizer, pairs, temps, batch_size, progress, encoded, conv)]
+               score_pairs_at(model, tokenizer, pairs, temps, batch_size, progress, encoded, conv, precision)]
     k = best_temperature([r[0] for r in results], temps)
     summary, rows = results[k]
     summary = {**summary, "temperature": temps[k],
