@@ -42,6 +42,7 @@ import torch
 from babydistill.common import UserError, cli, write_json
 from babydistill.config import DEFAULT_CONFIG, load_yaml
 from babydistill.data.chunks import TrainChunks
+from babydistill.eval.scorer import autocast_for
 from babydistill.models.build import build_model, count_parameters
 from babydistill.train.trainer import LMObjective, Trainer
 
@@ -113,9 +114,7 @@ def forward_agreement(preset: dict, args, device, sync) -> dict:
     ids = torch.randint(3, args.vocab_size, (args.batch_size, args.seq_length), device=device)
 
     def logprobs(bf16: bool) -> torch.Tensor:
-        ctx = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
-               else torch.autocast(device.type, enabled=False))
-        with torch.inference_mode(), ctx:
+        with torch.inference_mode(), autocast_for("bf16" if bf16 else "fp32", device)():
             logits = model(ids).logits
         return torch.log_softmax(logits.float(), -1)
 

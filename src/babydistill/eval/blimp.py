@@ -66,6 +66,7 @@ from babydistill.eval.scorer import (
     Pair,
     Paradigm,
     check_context,
+    check_precision,
     check_temperatures,
     get_convention,
     load_suite,
@@ -322,8 +323,7 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
     JSON, per-pair rows). ``precision`` bf16 is the fast backend's (the default fp32 is the
     official pipelines')."""
     conv = get_convention(convention)
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision {precision}: use fp32 or bf16")
+    check_precision(precision)  # before the model loads
     if backend == "lmeval" and precision != "fp32":
         raise UserError(f"--precision {precision} --backend lmeval: lm-eval scores in fp32 here; use --backend fast")
     temperatures = check_temperatures(temperatures, conv)

@@ -409,12 +409,17 @@ def _split_head(model):
 PRECISIONS = ("fp32", "bf16")
 
 
+def check_precision(precision: str) -> None:
+    """A scoring precision the scorer knows, or one line."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision}: use fp32 or bf16")
+
+
 def autocast_for(precision: str, device: torch.device):
     """A context factory: nothing for ``fp32``, bf16 autocast on ``device`` for ``bf16`` (the
     forward's matmuls in bf16; what is summed stays fp32/fp64). A BLiMP decision can flip when
     bf16 moves a pair's margin: docs/scale.md measures how many."""
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision {precision}: use fp32 or bf16")
+    check_precision(precision)
     if precision == "fp32":
         return contextlib.nullcontext
     return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
