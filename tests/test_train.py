@@ -484,7 +484,7 @@ def test_checkpoint_holds_each_callbacks_state_by_name(tmp_path, caplog):
     assert states["recorder"] == {"steps_seen": 10}
     assert states["eval"]["best"]["step"] == 8 and set(states["eval"]["last_eval"]) == {"model"}
     assert states["blimp_curve"] == {"points": [], "seconds": 0.0}
-    assert set(ck["position"]) == {"step", "epoch", "batch", "wall_time"}
+    assert set(ck["position"]) == {"step", "epoch", "batch", "wall_time", "precision"}
 
     rec, evaluator = Recorder(), EvalTracker(SPEC["eval_every"])
     t = Trainer(SPEC, objective(), tr, ev, tmp_path / "ck",

@@ -77,7 +77,7 @@ from torch.nn.parallel import DistributedDataParallel
 from babydistill.train import checkpoint
 from babydistill.train.callbacks import Callback, EvalTracker
 from babydistill.train.checkpoint import Checkpointer, NamedStates, RNGState
-from babydistill.common import UserError, atomic_path, exclusive, write_json
+from babydistill.common import UserError, atomic_path, exclusive, resolve_precision, write_json
 from babydistill.train.metrics import METRICS_FIELDS, MetricsLogger, progress_bar, quiet_library_bars  # noqa: F401 (re-exported)
 from babydistill.config.specs import TrainSpec, defaults
 
@@ -321,12 +321,19 @@ class _Position:
     def state_dict(self) -> dict:
         t = self.trainer
         return {"step": t.step, "epoch": t.epoch, "batch": t.batch,
-                "wall_time": t.wall_time + (time.time() - t._t_start)}
+                "wall_time": t.wall_time + (time.time() - t._t_start), "precision": t.precision}
 
     def load_state_dict(self, s: dict) -> None:
         t = self.trainer
         t.step, t.epoch, t.batch = s["step"], s["epoch"], s["batch"]
         t.wall_time = s["wall_time"]
+        # `auto` resolved on the machine that started the run: a resumption elsewhere (a CPU
+        # without native bf16, a GPU) keeps it, so that one run is never half fp32, half bf16
+        started = s.get("precision", t.precision)
+        if started != t.precision:
+            log.warning("resuming in %s, the precision this run started with (here %s resolves "
+                        "to %s)", started, t.spec.precision, t.precision)
+            t.set_precision(started)
 
 
 def _by_name(callbacks: Iterable[Callback]) -> dict[str, Callback]:
@@ -398,9 +405,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, s.schedule, s.warmup_steps,
                                          self.total_steps)
 
-        bf16 = s.precision == "bf16" or (s.precision == "auto" and cuda)
-        self.autocast = (functools.partial(torch.autocast, self.device.type, dtype=torch.bfloat16)
-                         if bf16 else contextlib.nullcontext)
+        self.set_precision(resolve_precision(s.precision, self.device.type))
         if s.compile and cuda:
             for m in self.modules.values():
                 m.compile()  # in place: state_dict keys and the objective's references unchanged
@@ -543,6 +548,13 @@ class Trainer:
         return {k: v / rows for k, v in sorted(sums.items())} if rows else {}
 
     # -- checkpoints -----------------------------------------------------------------
+    def set_precision(self, precision: str) -> None:
+        """The forward's precision: ``bf16`` autocast (weights, optimizer state and losses stay
+        fp32) or ``fp32``; the resolved one is in the checkpoint and ``train_summary.json``."""
+        self.precision = precision
+        self.autocast = (functools.partial(torch.autocast, self.device.type, dtype=torch.bfloat16)
+                         if precision == "bf16" else contextlib.nullcontext)
+
     def _make_checkpointer(self) -> Checkpointer:
         """The parts a resumed run needs, each with ``state_dict``/``load_state_dict``."""
         barrier = dist.barrier if self.dist.world_size > 1 else None
@@ -715,6 +727,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             **(self.evaluator or EvalTracker()).summary(),  # best_eval_loss, best_step, final_eval
             "keep": s.keep,
+            "precision": self.precision,
             "wall_time_s": round(self.wall_time, 2),
             "parameters": {n: sum(p.numel() for p in m.parameters())
                            for n, m in self.modules.items()},
