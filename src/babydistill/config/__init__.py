@@ -106,6 +106,7 @@ def validate(config: dict, source: str = "config") -> None:
     err = specs.worst_error(errors)
     if err is not None:
         raise UserError(f"{source}: {specs.describe(err)}")
+    sweeps.expand_best(config, source)  # sweep:<name>:best -> run <name>-best, before the checks
     _check_shapes(config, source)
     _check_digests(config, source)
     _check_references(config, source)
@@ -554,6 +555,19 @@ def model_roles(config: dict) -> dict[str, str]:
 def sweep_spec(config: dict, name: str) -> dict:
     """The spec of sweep ``name``'s workers: :func:`babydistill.config.sweeps.sweep_spec`."""
     return sweeps.sweep_spec(config, name)
+
+
+def sweep_best_models(config: dict) -> dict[str, dict]:
+    """Each instance of a sweep's best run (``sweep:<name>:best``) -> ``{"sweep", "section"}``:
+    the models rule sweep_best trains instead of rule pretrain / distill."""
+    out = {}
+    for section in ("pretrain", "distill"):
+        for name, run in (config.get(section) or {}).items():
+            if run.get("sweep_best"):
+                seeds = run.get("seeds") or [None]
+                out.update({names.instance(name, s): {"sweep": run["sweep_best"], "section": section}
+                            for s in seeds})
+    return out
 
 
 def ensemble_members(config: dict, name: str) -> list[str]:
