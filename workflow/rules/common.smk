@@ -112,7 +112,7 @@ CONVENTIONS = bdconfig.specs.schema()["$defs"]["blimp_convention"]["enum"]
 SWEEPS = {n: bdconfig.sweep_spec(config, n) for n in config.get("sweeps") or {}}
 SWEEP_WORKERS = {n: list(range(s["workers"])) for n, s in SWEEPS.items()}
 # The best trial of a sweep the config names (sweep:<name>:best), retrained with its base run's
-# seeds by rule sweep_best: instance -> {sweep, section}; rules pretrain / distill train the rest.
+# seeds (the sweep_best jobs; pretrain and distill train the rest): instance -> {sweep, section}
 SWEEP_BEST = bdconfig.sweep_best_models(config)
 PRETRAIN_RUNS = [n for n in PRETRAIN if n not in SWEEP_BEST]
 DISTILL_RUNS = [n for n in DISTILL if n not in SWEEP_BEST]
@@ -255,6 +255,19 @@ def sweep_best_args(w, input):
     ]
 
 
+def sweep_best_size(name, key):
+    """mem_mb of a best run's job (its base run's), or its runtime: the base run's times the
+    longest num_epochs of the sweep's space over the base's (best.json is not read yet).
+    """
+    best = SWEEP_BEST[name]
+    base = bdconfig.job_resources(config, best["section"], name)
+    if key != "runtime":
+        return base[key]
+    spec = SWEEPS[best["sweep"]]
+    epochs = spec["space"].get("num_epochs", {}).get("high", 0)
+    return int(base[key] * max(1.0, epochs / sweep_best_spec(name)["train"]["epochs"]))
+
+
 def sweep_best_spec(name):
     """The job spec of a best run's instance before best.json is applied: its base run's."""
     section = SWEEP_BEST[name]["section"]
@@ -331,16 +344,13 @@ def job_resources(rule_name):
     """
     if rule_name in RESOURCES:
         return dict(zip(("gpu", "mem_mb", "runtime"), RESOURCES[rule_name]))
-    if rule_name == "sweep_best":  # sized as its base run (the trial's epochs aside)
-
-        def best(key):
-            section = lambda w: SWEEP_BEST[w.name]["section"]
-            return lambda w: bdconfig.job_resources(config, section(w), w.name)[key]
-
+    if rule_name == "sweep_best":
         return {
-            "gpu": lambda w: bdconfig.gpus(config, SWEEP_BEST[w.name]["section"], w.name),
-            "mem_mb": best("mem_mb"),
-            "runtime": best("runtime"),
+            "gpu": lambda w: bdconfig.gpus(
+                config, SWEEP_BEST[w.name]["section"], w.name
+            ),
+            "mem_mb": lambda w: sweep_best_size(w.name, "mem_mb"),
+            "runtime": lambda w: sweep_best_size(w.name, "runtime"),
         }
     if rule_name == "sweep_worker":  # one GPU each: --resources gpu=N runs N at once
         return {
