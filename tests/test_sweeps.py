@@ -337,8 +337,11 @@ def test_best_reference_is_the_base_run_retrained_with_its_seeds():
     # the sweep itself still searches its base run, not the best run
     assert bdconfig.sweep_spec(cfg, "s")["base"] == "student-tiny-nodistill@1"
     again = copy.deepcopy(cfg)
-    bdconfig.validate(again)  # a prepared config validates as it is
+    bdconfig.prepare(again)  # a prepared config prepares as it is
     assert again == cfg
+    raw = demo_with_best()
+    bdconfig.validate(raw)  # validate checks, and leaves the config as written
+    assert raw == demo_with_best()
 
 
 @pytest.mark.parametrize("refs, match", [

@@ -13,7 +13,7 @@ import yaml
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 MODEL_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "eval_revisions", "finetune",
-               "sweep_worker"}
+               "sweep_worker", "sweep_best"}
 
 
 def snakemake(repo_root, *args, cwd=None):

@@ -106,7 +106,9 @@ def validate(config: dict, source: str = "config") -> None:
     err = specs.worst_error(errors)
     if err is not None:
         raise UserError(f"{source}: {specs.describe(err)}")
-    sweeps.expand_best(config, source)  # sweep:<name>:best -> run <name>-best, before the checks
+    # the checks see sweep:<name>:best as run <name>-best (prepare() rewrites it in place)
+    config = copy.deepcopy(config)
+    sweeps.expand_best(config, source)
     _check_shapes(config, source)
     _check_digests(config, source)
     _check_references(config, source)
@@ -363,13 +365,15 @@ def prepare(config: dict, source: str = "config") -> dict:
 
     A config that names no ``run`` is a set of overrides (``--config key=value``) on top of
     config.yaml; a full config (config.yaml, workflow/demo.yaml) stands alone, so the demo
-    never inherits the paper's runs.
+    never inherits the paper's runs. Each ``sweep:<name>:best`` becomes the run ``<name>-best``
+    (``config.sweeps.expand_best``).
     """
     if "run" not in config:
         merged = deep_merge(load_yaml(DEFAULT_CONFIG), config)
         config.clear()
         config.update(merged)
     validate(config, source)
+    sweeps.expand_best(config, source)  # sweep:<name>:best -> the run <name>-best
     return config
 
 
