@@ -456,3 +456,29 @@ def test_dry_run_trains_the_best_trial_per_seed_and_tables_it(tmp_path):
     (tables_job,) = [j for j in jobs if j["rule"] == "tables"]
     assert "results/demo/models/s-best@1" in tables_job["input"]
     assert '"sweep_best":{"s-best":{"base":"student-tiny-nodistill","sweep":"s"}}' in r.stdout
+
+
+def test_dry_run_retrains_a_distilled_best_trial_as_its_base_distills(tmp_path):
+    """A sweep of a cached and of a live-teacher KD run: each best run is trained by
+    distill.student from the base's teacher cache, or its live teachers."""
+    from test_workflow import dry_run_jobs, snakemake
+
+    cfg = copy.deepcopy(DEMO)
+    alpha = {"alpha": {"low": 0.1, "high": 0.9}}
+    cfg["sweeps"] = {"kd": {"base": "student-tiny-kd-topk", "space": alpha, "trials": 2},
+                     "live": {"base": "student-tiny-kd-ensemble", "space": alpha, "trials": 2}}
+    cfg["tables"]["paper"]["t"] = {"kind": "zero_shot", "reference": "sweep:kd:best",
+                                   "models": ["sweep:kd:best", "sweep:live:best"]}
+    (tmp_path / "kd.yaml").write_text(json.dumps(cfg))
+    r = snakemake(REPO, "-n", "-p", "--cores", "2", "--configfile", str(tmp_path / "kd.yaml"),
+                  cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = {j["wildcards"]: j for j in dry_run_jobs(r.stdout) if j["rule"] == "sweep_best"}
+    assert set(jobs) == {"name=kd-best", "name=live-best"}
+    commands = {m[1]: m[0] for m in re.finditer(r"babydistill\.distill\.student .*?"
+                                                 r'"name":"(\w+-best)"', r.stdout)}
+    cache = "--cache results/demo/teacher_cache/llama-tiny+gpt2-tiny.k256.T2"
+    assert cache in commands["kd-best"] and "--teacher" not in commands["kd-best"]
+    assert "--teacher results/demo/models/llama-tiny" in commands["live-best"]
+    assert cache not in commands["live-best"]
+    assert "results/demo/sweeps/kd/best.json" in jobs["name=kd-best"]["input"]
