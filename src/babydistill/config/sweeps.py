@@ -330,7 +330,8 @@ def as_run_keys(stage: dict, objective: str, params: dict[str, Any],
 
 
 def _best_refs(config: dict):
-    """(where, container, key) of every place that may name ``sweep:<name>:best``."""
+    """(where, container, key, is a baseline) of every place that may name
+    ``sweep:<name>:best``: run baselines, paper tables' models and references."""
     for section in ("pretrain", "distill"):
         for name, run in (config.get(section) or {}).items():
             if "baseline" in run:
