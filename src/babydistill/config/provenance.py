@@ -80,6 +80,8 @@ def stage_inputs(args) -> list[str]:
     inputs = [f"{p}.json" for p in (getattr(args, "train", None), getattr(args, "dev", None)) if p]
     if getattr(args, "tokenizer", None):
         inputs.append(args.tokenizer)
+    if getattr(args, "sweep_best", None):  # the best trial a sweep:<name>:best run trained
+        inputs.append(args.sweep_best)
     teachers = list(getattr(args, "teacher", None) or [])
     if getattr(args, "cache", None) and not teachers:
         teachers = read_json(Path(args.cache) / "header.json").get("teachers") or []
