@@ -43,8 +43,16 @@ def data(n=6000):
             EvalChunks(tokens(1500, seed=5), SEQ, n_chunks=40, seed=1))
 
 
+ROBERTA = {"arch": "roberta", "hidden_size": 32, "num_layers": 2, "num_heads": 2,
+           "intermediate_size": 64, "max_position_embeddings": 18}  # a masked LM, dropout 0.1
+
+
 def objective(preset=LLAMA, seed=0):
     torch.manual_seed(seed)
+    if preset["arch"] == "roberta":  # its masks are seeded by the run's seed, step and chunk
+        from babydistill.train.masked_lm import MaskedLMObjective
+
+        return MaskedLMObjective(build_model(preset, VOCAB), VOCAB, seed=SPEC["seed"])
     return LMObjective(build_model(preset, VOCAB))
 
 
@@ -91,7 +99,7 @@ def test_tiny_run_eval_loss_falls_and_outputs(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("preset", [GPT2, LLAMA], ids=["gpt2-dropout", "llama"])
+@pytest.mark.parametrize("preset", [GPT2, LLAMA, ROBERTA], ids=["gpt2-dropout", "llama", "roberta-mlm"])
 def test_resume_after_kill_equals_uninterrupted(tmp_path, preset):
     tr, ev = data()
     ref = train(SPEC, objective(preset), tr, ev, tmp_path / "ref", tmp_path / "ck_ref")

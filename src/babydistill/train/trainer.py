@@ -513,14 +513,17 @@ class Trainer:
     # -- eval ------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean eval CE per module over the fixed eval chunks (all ranks share the work)."""
+        """Mean eval CE per module over the fixed eval chunks (all ranks share the work).
+        A batch's loss weighs by its rows, or by the count an objective gives with it
+        (``(mean, count)``: a masked LM's masked positions), so the result is the same
+        whatever ``eval_batch_size``."""
         if self.eval_data is None:
             return {}
         bs = self.spec.eval_batch_size or self.spec.batch_size
         for m in self.modules.values():
             m.eval()
         sums: dict[str, float] = {}
-        rows = 0
+        counts: dict[str, int] = {}
         for batch in self.eval_data.batches(0, bs, rank=self.dist.rank,
                                             world_size=self.dist.world_size):
             batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -528,19 +531,20 @@ class Trainer:
             with self.autocast():
                 losses = self.objective.eval_loss(batch)
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n
-            rows += n
+                v, w = v if isinstance(v, tuple) else (v, n)
+                sums[k] = sums.get(k, 0.0) + float(v) * w
+                counts[k] = counts.get(k, 0) + w
         for m in self.modules.values():
             m.train()
         if self.dist.world_size > 1:
             parts: list = [None] * self.dist.world_size
-            dist.all_gather_object(parts, (sums, rows))
-            sums, rows = {}, 0
-            for s, r in parts:
+            dist.all_gather_object(parts, (sums, counts))
+            sums, counts = {}, {}
+            for s, c in parts:
                 for k, v in s.items():
                     sums[k] = sums.get(k, 0.0) + v
-                rows += r
-        return {k: v / rows for k, v in sorted(sums.items())} if rows else {}
+                    counts[k] = counts.get(k, 0) + c[k]
+        return {k: v / counts[k] for k, v in sorted(sums.items()) if counts[k]}
 
     # -- checkpoints -----------------------------------------------------------------
     def _make_checkpointer(self) -> Checkpointer:
