@@ -554,8 +554,9 @@ def test_objectives_call_their_wrapped_modules_in_loss_only():
                      KDSpec(alpha=0.5, temperature=2.0, kl_direction="forward",
                             kl_reduction="batchmean"))
     wml = WMLObjective([build_model(LLAMA, VOCAB) for _ in range(2)], alpha=0.5)
-    batch = {"input_ids": torch.randint(3, VOCAB, (2, SEQ))}
-    for obj in (lm, kd, wml):
+    mlm = objective(ROBERTA)
+    batch = {"input_ids": torch.randint(3, VOCAB, (2, SEQ)), "chunk_index": torch.arange(2)}
+    for obj in (lm, kd, wml, mlm):
         spies = []
         bare = dict(obj.modules())
         obj.wrap(lambda m: spies.append(Spy(m)) or spies[-1])
