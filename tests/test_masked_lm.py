@@ -65,22 +65,37 @@ def test_masks_are_fixed_by_seed_step_and_chunk_not_by_the_batch():
     obj = MaskedLMObjective(torch.nn.Linear(1, 1), vocab_size=64, seed=3)
     ids = torch.randint(3, 64, (6, 32), generator=torch.Generator().manual_seed(1))
     batch = {"input_ids": ids, "chunk_index": torch.arange(10, 16)}
-    a = obj.masked(batch, train=True)
-    alone = obj.masked({"input_ids": ids[4:5], "chunk_index": torch.tensor([14])}, train=True)
-    assert torch.equal(alone[0], a[0][4:5]) and torch.equal(alone[1], a[1][4:5])
-    assert torch.equal(obj.masked(batch, train=True)[1], a[1])  # no hidden RNG stream
+    a = obj.prepare(batch, 0)
+    assert torch.equal(batch["input_ids"], ids)  # the batch itself is left as it was
+    alone = obj.prepare({"input_ids": ids[4:5], "chunk_index": torch.tensor([14])}, 0)
+    assert torch.equal(alone["input_ids"], a["input_ids"][4:5])
+    assert torch.equal(alone["labels"], a["labels"][4:5])
+    assert torch.equal(obj.prepare(batch, 0)["labels"], a["labels"])  # no hidden RNG stream
     torch.manual_seed(123)  # nor the global one
-    assert torch.equal(obj.masked(batch, train=True)[1], a[1])
-    eval_mask = obj.masked(batch, train=False)[1]
-    obj.on_step(1, None)
-    assert not torch.equal(obj.masked(batch, train=True)[1], a[1])  # a new mask each step
-    assert torch.equal(obj.masked(batch, train=False)[1], eval_mask)  # eval's stays
+    assert torch.equal(obj.prepare(batch, 0)["labels"], a["labels"])
+    assert not torch.equal(obj.prepare(batch, 1)["labels"], a["labels"])  # a new mask each step
+    eval_mask = obj.masked(batch, None)[1]
+    assert not torch.equal(eval_mask, a["labels"]) and torch.equal(obj.masked(batch, None)[1], eval_mask)
     other = MaskedLMObjective(torch.nn.Linear(1, 1), vocab_size=64, seed=4)
-    assert not torch.equal(other.masked(batch, train=False)[1], eval_mask)
-    state = obj.state_dict()
-    fresh = MaskedLMObjective(torch.nn.Linear(1, 1), vocab_size=64, seed=3)
-    fresh.load_state_dict(state)
-    assert torch.equal(fresh.masked(batch, train=True)[1], obj.masked(batch, train=True)[1])
+    assert not torch.equal(other.masked(batch, None)[1], eval_mask)
+
+
+def test_the_loss_is_the_authors_cross_entropy_on_masked_positions_only():
+    obj = mlm_objective()
+    ids = torch.randint(3, VOCAB, (4, 16), generator=torch.Generator().manual_seed(2))
+    batch = obj.prepare({"input_ids": ids, "chunk_index": torch.arange(4)}, 0)
+    obj.model.eval()
+    loss, _ = obj.loss(batch)
+    logits = obj.model(input_ids=batch["input_ids"]).logits
+    want = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)),
+                                             batch["labels"].view(-1), ignore_index=-100)
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+    hf = obj.model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+    assert loss.item() == pytest.approx(hf.item(), rel=1e-6)
+    none = {**batch, "labels": torch.full_like(ids, -100)}
+    assert obj.loss(none)[0].item() == 0.0  # nothing masked: 0, not NaN
+    with pytest.raises(ValueError, match="prepare"):
+        obj.loss({"input_ids": ids})
 
 
 def mlm_objective(seed=0):
@@ -99,7 +114,7 @@ def test_eval_loss_is_the_mean_over_masked_positions_whatever_eval_batch_size():
     obj = mlm_objective()
     obj.model.eval()
     batch = next(ev.batches(0, len(ev)))
-    inputs, labels = obj.masked(batch, train=False)
+    inputs, labels = obj.masked(batch, None)
     with torch.no_grad():
         logits = obj.model(input_ids=inputs).logits
     ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(),

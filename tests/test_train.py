@@ -563,7 +563,7 @@ def test_objectives_call_their_wrapped_modules_in_loss_only():
         assert {id(s.module) for s in spies} == {id(m) for m in bare.values()}
         obj.eval_loss(batch)
         assert all(s.calls == 0 for s in spies)
-        obj.loss(batch)
+        obj.loss(obj.prepare(batch, 0))
         assert all(s.calls == 1 for s in spies), type(obj).__name__
         assert obj.modules() == bare
 

@@ -17,7 +17,8 @@ like theirs, every position may be chosen), but from a generator of its own per 
 * training: seeded from ``(seed, step, chunk index)``, so a killed run resumes
   bit-identically (the mask does not depend on a global RNG stream, nor on how a batch is
   split into micro batches or over GPUs) and a chunk seen again in a later epoch gets a new
-  mask (dynamic masking, as theirs);
+  mask (dynamic masking, as theirs). Drawn in :meth:`MaskedLMObjective.prepare`, on the CPU
+  before the batch moves to the GPU, whose work on the step before goes on meanwhile;
 * evaluation: seeded from ``(seed, chunk index)`` of the fixed dev chunks, the same mask at
   every evaluation (a fixed masked eval loss, whatever ``eval_batch_size``), where theirs
   re-masks each validation batch. The eval loss is the mean over all masked dev positions.
@@ -94,16 +95,24 @@ class Masker:
         return inputs.to(ids.device), labels.to(ids.device)
 
 
+def masked_ce(model, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cross-entropy summed over the masked positions (labels not -100) and their count:
+    the authors' ``F.cross_entropy(..., ignore_index=-100)`` is the ratio, and RoBERTa's own
+    MLM loss (float32 logits) too; a micro batch with no masked position adds 0, not NaN,
+    and nothing here waits for the GPU."""
+    logits = model(input_ids=inputs).logits
+    total = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                                              ignore_index=-100, reduction="sum")
+    return total, (labels != -100).sum()
+
+
 class MaskedLMObjective(Objective):
     """Masked-LM cross-entropy for one ``RobertaForMaskedLM`` (pretraining)."""
-
-    masked_lm = True
 
     def __init__(self, model: torch.nn.Module, vocab_size: int, seed: int, name: str = "model"):
         self.model, self.name, self.seed = model, name, int(seed)
         self.forward_model = model  # the model, or its DDP wrapper
         self.masker = Masker(vocab_size)
-        self.step = 0  # optimizer steps done: part of the train masks' seeds
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {self.name: self.model}
@@ -117,34 +126,31 @@ class MaskedLMObjective(Objective):
                             "seeded by it); use babydistill.data.chunks")
         return [int(c) for c in batch["chunk_index"].tolist()]
 
-    def masked(self, batch: dict, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch's ``(inputs, labels)``: this step's train masks or the fixed eval ones."""
-        seeds = [mask_seed(self.seed, _TRAIN, self.step, c) if train
-                 else mask_seed(self.seed, _EVAL, c) for c in self._chunks(batch)]
+    def masked(self, batch: dict, step: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's ``(inputs, labels)``: step ``step``'s train masks, or with None the
+        fixed eval ones."""
+        seeds = [mask_seed(self.seed, _EVAL, c) if step is None
+                 else mask_seed(self.seed, _TRAIN, step, c) for c in self._chunks(batch)]
         return self.masker.mask(batch["input_ids"], seeds)
 
+    def prepare(self, batch: dict, step: int) -> dict:
+        inputs, labels = self.masked(batch, step)
+        return {**batch, "input_ids": inputs, "labels": labels}
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        inputs, labels = self.masked(batch, train=True)
-        return self.forward_model(input_ids=inputs, labels=labels).loss, {}
+        if "labels" not in batch:
+            raise ValueError("MaskedLMObjective.loss: the batch has no labels; pass it "
+                             "through prepare(batch, step) first (the Trainer does)")
+        total, count = masked_ce(self.forward_model, batch["input_ids"], batch["labels"])
+        return total / count.clamp(min=1), {}
 
     @torch.no_grad()
     def eval_loss(self, batch: dict) -> dict[str, tuple[float, int]]:
         """``{name: (mean CE over the batch's masked positions, their count)}``: the trainer
         weights by the count, so the eval loss is the mean over every masked dev position."""
-        inputs, labels = self.masked(batch, train=False)
-        n = int((labels != -100).sum())
-        if n == 0:  # no position chosen in these rows: nothing to add
-            return {self.name: (0.0, 0)}
-        return {self.name: (self.model(input_ids=inputs, labels=labels).loss.item(), n)}
-
-    def on_step(self, step: int, trainer) -> None:
-        self.step = step
-
-    def state_dict(self) -> dict:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state.get("step", 0))
+        total, count = masked_ce(self.model, *self.masked(batch, None))
+        n = int(count)
+        return {self.name: (total.item() / n if n else 0.0, n)}
 
     def save(self, out_dir: Path, best: dict[str, dict]) -> None:
         self.model.load_state_dict(best[self.name])

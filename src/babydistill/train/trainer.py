@@ -189,6 +189,11 @@ class Objective:
     def modules(self) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
 
+    def prepare(self, batch: dict, step: int) -> dict:
+        """The training batch as ``loss`` takes it, for optimizer step ``step`` (0-based),
+        made on the CPU before it moves to the device (a masked LM's masks); as it is here."""
+        return batch
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
@@ -491,7 +496,7 @@ class Trainer:
         """Forward/backward over the micro batches (DDP syncs on the last), clip, step.
         Returns the mean loss (a 0-d tensor, not synced) and the objective's logs of the
         last micro batch."""
-        micro = self._micro_batches(batch)
+        micro = self._micro_batches(self.objective.prepare(batch, self.step))
         total = torch.zeros((), device=self.device)
         logs: dict = {}
         for i, mb in enumerate(micro):
