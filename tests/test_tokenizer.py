@@ -198,6 +198,8 @@ def test_mask_token_only_in_a_masked_models_folder_and_every_other_id_unchanged(
     tok = AutoTokenizer.from_pretrained(str(masked))
     assert (tok.mask_token, tok.mask_token_id, len(tok)) == ("<mask>", 330, 331)
     assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
+    merges = json.loads((masked / "tokenizer.json").read_text(encoding="utf-8"))["model"]["merges"]
+    assert isinstance(merges[0], str)  # still the portable form after the mask was added
     text = ["the cat sat on the mat", "Zebra ø 🙂 said: 'hello'!", "naïve café"]
     assert [e.ids for e in T.load_backend(masked).encode_batch(text)] == \
         [e.ids for e in T.load_backend(causal).encode_batch(text)]

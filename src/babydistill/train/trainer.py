@@ -3,8 +3,10 @@
 What a run is made of:
 
 * an :class:`Objective` -- the trainable modules and the loss. :class:`LMObjective` is
-  plain next-token cross-entropy for one model (pretraining); the distillation objectives
-  subclass :class:`Objective` elsewhere.
+  plain next-token cross-entropy for one model (pretraining);
+  :class:`babydistill.train.masked_lm.MaskedLMObjective` the masked-LM one (its masks made
+  by ``Objective.prepare`` on the CPU batch); the distillation objectives subclass
+  :class:`Objective` elsewhere.
 * a train spec: a :class:`babydistill.config.specs.TrainSpec` (the merged ``training:`` keys,
   checked and completed from the schema's defaults; a mapping is parsed into one).
 * data with the :mod:`babydistill.data.chunks` API (``batches(epoch, batch_size, start_batch,
