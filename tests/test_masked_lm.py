@@ -146,6 +146,12 @@ def test_roberta_pretrain_end_to_end_loads_as_a_masked_lm(corpus, tmp_path):
     assert (summary["objective"], summary["mask_token_id"], tok.mask_token_id) == ("mlm", vocab, vocab)
     assert model.config.vocab_size == len(tok) == vocab + 1
     assert (corpus / "tok" / "tokenizer.json").read_bytes() == stage_tok
+    from babydistill.common import UserError
+    from babydistill.models.build import check_weights
+
+    check_weights(out, vocab + 1, len(tok))  # RoBERTa's embedding is found and fits
+    with pytest.raises(UserError, match=f"vocab_size {vocab}, but the weights' embedding has {vocab + 1} rows"):
+        check_weights(out, vocab)
     with (out / "metrics.csv").open() as f:
         evals = [float(r["eval_loss"]) for r in csv.DictReader(f) if r["eval_loss"]]
     assert len(evals) == 2 and evals[-1] < evals[0]  # eval_every 0: once per epoch
