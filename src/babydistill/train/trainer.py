@@ -3,8 +3,10 @@
 What a run is made of:
 
 * an :class:`Objective` -- the trainable modules and the loss. :class:`LMObjective` is
-  plain next-token cross-entropy for one model (pretraining); the distillation objectives
-  subclass :class:`Objective` elsewhere.
+  plain next-token cross-entropy for one model (pretraining);
+  :class:`babydistill.train.masked_lm.MaskedLMObjective` the masked-LM one (its masks made
+  by ``Objective.prepare`` on the CPU batch); the distillation objectives subclass
+  :class:`Objective` elsewhere.
 * a train spec: a :class:`babydistill.config.specs.TrainSpec` (the merged ``training:`` keys,
   checked and completed from the schema's defaults; a mapping is parsed into one).
 * data with the :mod:`babydistill.data.chunks` API (``batches(epoch, batch_size, start_batch,
@@ -188,6 +190,11 @@ class Objective:
 
     def modules(self) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
+
+    def prepare(self, batch: dict, step: int) -> dict:
+        """The training batch as ``loss`` takes it, for optimizer step ``step`` (0-based),
+        made on the CPU before it moves to the device (a masked LM's masks); as it is here."""
+        return batch
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -496,7 +503,7 @@ class Trainer:
         """Forward/backward over the micro batches (DDP syncs on the last), clip, step.
         Returns the mean loss (a 0-d tensor, not synced) and the objective's logs of the
         last micro batch."""
-        micro = self._micro_batches(batch)
+        micro = self._micro_batches(self.objective.prepare(batch, self.step))
         total = torch.zeros((), device=self.device)
         logs: dict = {}
         for i, mb in enumerate(micro):
@@ -518,14 +525,17 @@ class Trainer:
     # -- eval ------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean eval CE per module over the fixed eval chunks (all ranks share the work)."""
+        """Mean eval CE per module over the fixed eval chunks (all ranks share the work).
+        A batch's loss weighs by its rows, or by the count an objective gives with it
+        (``(mean, count)``: a masked LM's masked positions), so the result is the same
+        whatever ``eval_batch_size``."""
         if self.eval_data is None:
             return {}
         bs = self.spec.eval_batch_size or self.spec.batch_size
         for m in self.modules.values():
             m.eval()
         sums: dict[str, float] = {}
-        rows = 0
+        counts: dict[str, int] = {}
         for batch in self.eval_data.batches(0, bs, rank=self.dist.rank,
                                             world_size=self.dist.world_size):
             batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -533,19 +543,20 @@ class Trainer:
             with self.autocast():
                 losses = self.objective.eval_loss(batch)
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n
-            rows += n
+                v, w = v if isinstance(v, tuple) else (v, n)
+                sums[k] = sums.get(k, 0.0) + float(v) * w
+                counts[k] = counts.get(k, 0) + w
         for m in self.modules.values():
             m.train()
         if self.dist.world_size > 1:
             parts: list = [None] * self.dist.world_size
-            dist.all_gather_object(parts, (sums, rows))
-            sums, rows = {}, 0
-            for s, r in parts:
+            dist.all_gather_object(parts, (sums, counts))
+            sums, counts = {}, {}
+            for s, c in parts:
                 for k, v in s.items():
                     sums[k] = sums.get(k, 0.0) + v
-                rows += r
-        return {k: v / rows for k, v in sorted(sums.items())} if rows else {}
+                    counts[k] = counts.get(k, 0) + c[k]
+        return {k: v / counts[k] for k, v in sorted(sums.items()) if counts[k]}
 
     # -- checkpoints -----------------------------------------------------------------
     def set_precision(self, precision: str) -> None:
