@@ -58,6 +58,7 @@ from babydistill.eval import lm_eval_tasks
 from babydistill.common import (UserError, atomic_write_text, cli, setup_logging, temp_beside,
                                 write_json)
 from babydistill.models.build import check_weights
+from babydistill.eval.pll import check_masked_context, masked_context
 from babydistill.eval.scorer import (
     DEFAULT_CONVENTION,
     CONVENTIONS,
@@ -69,6 +70,7 @@ from babydistill.eval.scorer import (
     check_precision,
     check_temperatures,
     get_convention,
+    is_masked_lm,
     load_suite,
     max_length,
     score_suite,
@@ -132,13 +134,15 @@ def load_config_and_tokenizer(model_dir: str | Path, trust_remote_code: bool = F
 
 
 def load_model(model_dir: str | Path, trust_remote_code: bool = False):
-    """(model, tokenizer) from a saved HF directory, in eval mode on the best device."""
-    from transformers import AutoModelForCausalLM
+    """(model, tokenizer) from a saved HF directory, in eval mode on the best device: a
+    masked LM (:func:`~babydistill.eval.scorer.is_masked_lm`) with its masked-LM head."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
     check_weights(model_dir, getattr(cfg, "vocab_size", None), len(tok))
+    auto = AutoModelForMaskedLM if is_masked_lm(cfg) else AutoModelForCausalLM
     try:
-        model = AutoModelForCausalLM.from_pretrained(Path(model_dir), trust_remote_code=trust_remote_code)
+        model = auto.from_pretrained(Path(model_dir), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise UserError(f"{model_dir}: cannot load the model weights ({_reason(e)})") from None
     return model.to(_device()).eval(), tok
@@ -314,6 +318,20 @@ def lmeval_scratch() -> str:
     return str(temp_beside(Path(tempfile.gettempdir()) / "blimp_lmeval"))
 
 
+def _checked_encodings(model_dir, backend: str, cfg, tok, paradigms: Sequence[Paradigm], conv):
+    """The suite's encodings for this model, after refusing what cannot be scored: a masked
+    LM under lm-eval (no masked-LM scorer there) and a sentence longer than the context
+    (one semantics for both backends)."""
+    if is_masked_lm(cfg):
+        if backend == "lmeval":
+            kind = (cfg.architectures or [cfg.model_type])[0]
+            raise UserError(f"--backend lmeval: {model_dir} is a masked LM ({kind}) and lm-eval 0.4.13's "
+                            "hf model has no masked-LM scorer; use --backend fast")
+        return check_masked_context(tok, paradigms, masked_context(_ConfigOnly(cfg), tok), str(model_dir),
+                                    convention=conv.name)
+    return check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir), convention=conv)
+
+
 def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: str = "lmeval",
              batch_size: int = 64, limit: int | None = None, work_dir: str | Path | None = None,
              trust_remote_code: bool = False, tasks_dir: str | Path | None = None,
@@ -334,9 +352,7 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
     paradigms = load_suite(suite_dir, limit)
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
     check_weights(model_dir, getattr(cfg, "vocab_size", None), len(tok))  # before either backend
-    # one semantics for both backends: a sentence longer than the context is refused
-    encoded = check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir),
-                            convention=conv)
+    encoded = _checked_encodings(model_dir, backend, cfg, tok, paradigms, conv)
     t0 = time.time()
     if backend == "fast":
         model, tok = load_model(model_dir, trust_remote_code)
