@@ -19,6 +19,9 @@ and refuses babylm-2025 in one line. ``--temperatures T ...`` (babylm-2025, fast
 ``temperature``/``temperature_scan`` after a scan, ``convention`` and ``precision``; the pairs
 TSV has a ``convention`` column. ``--precision bf16`` (fast backend) runs the forward under bf16
 autocast, faster where the hardware has bf16; the default fp32 reproduces the official pipelines.
+A masked LM (:func:`babydistill.eval.scorer.is_masked_lm` of its config) is loaded with its
+masked-LM head and scored by pseudo-log-likelihood as each convention's pipeline computes it
+(:mod:`babydistill.eval.pll`), fast backend only: lm-eval has no masked-LM scorer.
 
 Safety: no code from a model folder runs unless ``--trust-remote-code`` is given (the
 workflow never gives it): the logit-averaged ensemble is loaded with babydistill's own

@@ -6,6 +6,8 @@ the pair/paradigm/category bookkeeping and the summary both evaluation backends 
 the scoring conventions of the official BabyLM pipelines (:data:`CONVENTIONS`), and
 :func:`score_pairs`, which scores both sentences of many pairs in one right-padded batch.
 :func:`blimp_accuracy` is side-effect free so the training loop can call it once per epoch.
+A masked LM (:func:`is_masked_lm`) is handed to :mod:`babydistill.eval.pll`, which scores
+it by pseudo-log-likelihood under the same conventions; everything below is the causal path.
 
 A convention says which tokens a sentence is scored as and given what; the score is always
 the sum of those tokens' log-probabilities, and the pair is right when the good sentence's
