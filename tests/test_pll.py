@@ -243,3 +243,12 @@ def test_a_tokenizer_without_a_mask_token_is_refused(tiny_mlm):
     tok.mask_token = None
     with pytest.raises(UserError, match="no mask token"):
         score_pairs(model, tok, PAIRS[:1], convention="babylm-2025")
+
+
+def test_bf16_stays_close_and_restores_the_mode(tiny_mlm):
+    model, tok = load(tiny_mlm)
+    model.train()
+    fp32 = score_pairs(model, tok, PAIRS, convention="babylm-2025")
+    bf16 = score_pairs(model, tok, PAIRS, convention="babylm-2025", precision="bf16")
+    assert model.training  # scoring ran in eval mode and gave the mode back
+    assert fp32[0] == pytest.approx(bf16[0], rel=0.05) and fp32[0] != bf16[0]
