@@ -244,7 +244,7 @@ def score_masked_pairs_at(
     slot_of = [unique.setdefault(e, len(unique)) for e in encoded]
     seqs = [e[0] for e in unique]
     queries = [(e[1], e[2]) for e in unique]
-    counts = torch.tensor([len(q[0]) for q in queries], dtype=torch.float64)
+    counts = [len(q[0]) for q in queries]
     order = sorted((i for i in range(len(seqs)) if queries[i][0]), key=lambda i: -len(seqs[i]))
     device = _model_device(model)
     autocast = autocast_for(precision, device)
@@ -269,7 +269,7 @@ def score_masked_pairs_at(
     reduce = MASKED_CONVENTIONS[conv][1]
     out = []
     for k in range(len(temperatures)):
-        scores = [reduce(float(totals[k, i]), int(counts[i])) if counts[i] else 0.0 for i in range(len(seqs))]
+        scores = [reduce(float(totals[k, i]), counts[i]) if counts[i] else 0.0 for i in range(len(seqs))]
         flat = [scores[s] for s in slot_of]
         out.append((flat[0::2], flat[1::2]))
     return out
