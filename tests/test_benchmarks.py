@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -45,3 +47,16 @@ def test_precision_benchmark_names_an_unknown_preset_in_one_line():
     p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "precision.py"), "--presets", "nope"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "'nope'" in p.stderr, p.stderr
+
+
+def test_mlm_scoring_benchmark_runs_and_agrees_with_minicons(tmp_path, shared_subdir):
+    pytest.importorskip("minicons")
+    out = tmp_path / "mlm.json"
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "mlm_scoring.py"), "--suite-dir",
+                        str(shared_subdir("blimp")), "--paradigms", "adjunct_island,wh_vs_that_with_gap",
+                        "--limit", "4", "--hidden", "32", "--layers", "1", "--threads", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["pairs"] == 8 and res["identical_decisions"] == 8 and res["max_abs_diff"] < 1e-4
+    assert res["minicons_pairs_per_s"] > 0 and res["fast_babylm2025_pairs_per_s"] > 0

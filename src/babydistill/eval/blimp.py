@@ -19,6 +19,9 @@ and refuses babylm-2025 in one line. ``--temperatures T ...`` (babylm-2025, fast
 ``temperature``/``temperature_scan`` after a scan, ``convention`` and ``precision``; the pairs
 TSV has a ``convention`` column. ``--precision bf16`` (fast backend) runs the forward under bf16
 autocast, faster where the hardware has bf16; the default fp32 reproduces the official pipelines.
+A masked LM (:func:`babydistill.eval.scorer.is_masked_lm` of its config) is loaded with its
+masked-LM head and scored by pseudo-log-likelihood as each convention's pipeline computes it
+(:mod:`babydistill.eval.pll`), fast backend only: lm-eval has no masked-LM scorer.
 
 Safety: no code from a model folder runs unless ``--trust-remote-code`` is given (the
 workflow never gives it): the logit-averaged ensemble is loaded with babydistill's own
@@ -58,6 +61,7 @@ from babydistill.eval import lm_eval_tasks
 from babydistill.common import (UserError, atomic_write_text, cli, setup_logging, temp_beside,
                                 write_json)
 from babydistill.models.build import check_weights
+from babydistill.eval.pll import check_masked_context, masked_context
 from babydistill.eval.scorer import (
     DEFAULT_CONVENTION,
     CONVENTIONS,
@@ -69,6 +73,7 @@ from babydistill.eval.scorer import (
     check_precision,
     check_temperatures,
     get_convention,
+    is_masked_lm,
     load_suite,
     max_length,
     score_suite,
@@ -132,13 +137,15 @@ def load_config_and_tokenizer(model_dir: str | Path, trust_remote_code: bool = F
 
 
 def load_model(model_dir: str | Path, trust_remote_code: bool = False):
-    """(model, tokenizer) from a saved HF directory, in eval mode on the best device."""
-    from transformers import AutoModelForCausalLM
+    """(model, tokenizer) from a saved HF directory, in eval mode on the best device: a
+    masked LM (:func:`~babydistill.eval.scorer.is_masked_lm`) with its masked-LM head."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
     check_weights(model_dir, getattr(cfg, "vocab_size", None), len(tok))
+    auto = AutoModelForMaskedLM if is_masked_lm(cfg) else AutoModelForCausalLM
     try:
-        model = AutoModelForCausalLM.from_pretrained(Path(model_dir), trust_remote_code=trust_remote_code)
+        model = auto.from_pretrained(Path(model_dir), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise UserError(f"{model_dir}: cannot load the model weights ({_reason(e)})") from None
     return model.to(_device()).eval(), tok
@@ -314,6 +321,20 @@ def lmeval_scratch() -> str:
     return str(temp_beside(Path(tempfile.gettempdir()) / "blimp_lmeval"))
 
 
+def _checked_encodings(model_dir, backend: str, cfg, tok, paradigms: Sequence[Paradigm], conv):
+    """The suite's encodings for this model, after refusing what cannot be scored: a masked
+    LM under lm-eval (no masked-LM scorer there) and a sentence longer than the context
+    (one semantics for both backends)."""
+    if is_masked_lm(cfg):
+        if backend == "lmeval":
+            kind = (cfg.architectures or [cfg.model_type])[0]
+            raise UserError(f"--backend lmeval: {model_dir} is a masked LM ({kind}) and lm-eval 0.4.13's "
+                            "hf model has no masked-LM scorer; use --backend fast")
+        return check_masked_context(tok, paradigms, masked_context(_ConfigOnly(cfg), tok), str(model_dir),
+                                    convention=conv.name)
+    return check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir), convention=conv)
+
+
 def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: str = "lmeval",
              batch_size: int = 64, limit: int | None = None, work_dir: str | Path | None = None,
              trust_remote_code: bool = False, tasks_dir: str | Path | None = None,
@@ -334,9 +355,7 @@ def evaluate(model_dir: str | Path, suite_dir: str | Path, suite: str, backend: 
     paradigms = load_suite(suite_dir, limit)
     cfg, tok = load_config_and_tokenizer(model_dir, trust_remote_code)
     check_weights(model_dir, getattr(cfg, "vocab_size", None), len(tok))  # before either backend
-    # one semantics for both backends: a sentence longer than the context is refused
-    encoded = check_context(tok, paradigms, max_length(_ConfigOnly(cfg), tok), str(model_dir),
-                            convention=conv)
+    encoded = _checked_encodings(model_dir, backend, cfg, tok, paradigms, conv)
     t0 = time.time()
     if backend == "fast":
         model, tok = load_model(model_dir, trust_remote_code)

@@ -6,6 +6,8 @@ the pair/paradigm/category bookkeeping and the summary both evaluation backends 
 the scoring conventions of the official BabyLM pipelines (:data:`CONVENTIONS`), and
 :func:`score_pairs`, which scores both sentences of many pairs in one right-padded batch.
 :func:`blimp_accuracy` is side-effect free so the training loop can call it once per epoch.
+A masked LM (:func:`is_masked_lm`) is handed to :mod:`babydistill.eval.pll`, which scores
+it by pseudo-log-likelihood under the same conventions; everything below is the causal path.
 
 A convention says which tokens a sentence is scored as and given what; the score is always
 the sum of those tokens' log-probabilities, and the pair is right when the good sentence's
@@ -384,6 +386,30 @@ def unwrap(model):
     return model
 
 
+def is_masked_lm(model_or_config) -> bool:
+    """Whether a model (or its saved config) is a masked LM, scored by :mod:`babydistill.eval.pll`.
+
+    A model by its class (``...ForMaskedLM``); a config by its ``architectures``, else by its
+    ``model_type``: one transformers maps to a masked-LM class, unless it maps to a causal
+    one too and ``is_decoder`` is set (RoBERTa is both; the 2024 pipeline's lm-eval fork
+    takes the masked-LM class first, babylm/evaluation-pipeline-2024@d680c287
+    lm_eval/models/huggingface.py l. 494-501).
+    """
+    if isinstance(model_or_config, torch.nn.Module):
+        return type(unwrap(model_or_config)).__name__.endswith("ForMaskedLM")
+    cfg = model_or_config
+    archs = getattr(cfg, "architectures", None) or []
+    if archs:
+        return any(a.endswith("ForMaskedLM") for a in archs)
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    kind = getattr(cfg, "model_type", None)
+    if kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return False
+    return kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or not getattr(cfg, "is_decoder", False)
+
+
 def _model_device(model) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -452,9 +478,16 @@ def score_pairs_at(
 ) -> list[tuple[list[float], list[float]]]:
     """:func:`score_pairs` at each temperature of a scan from one forward pass per batch:
     (good, bad) per temperature, the log-probabilities of ``log_softmax(logits / t)`` as
-    the 2025 pipeline's ``compute_results.py`` takes them (t = 1 divides nothing)."""
+    the 2025 pipeline's ``compute_results.py`` takes them (t = 1 divides nothing). A masked
+    LM is scored by :func:`babydistill.eval.pll.score_masked_pairs_at` (``encoded``: its
+    masked encodings)."""
     model = unwrap(model)
     pairs = [p if isinstance(p, Pair) else Pair(str(i), *p) for i, p in enumerate(pairs)]
+    if is_masked_lm(model):
+        from babydistill.eval.pll import score_masked_pairs_at
+
+        return score_masked_pairs_at(model, tokenizer, pairs, temperatures, batch_size, progress, encoded,
+                                     get_convention(convention).name, precision)
     if not pairs:
         return [([], []) for _ in temperatures]
     if encoded is None:
@@ -600,8 +633,14 @@ def score_suite(model, tokenizer, paradigms: Sequence[Paradigm], batch_size: int
     """
     conv = get_convention(convention)
     temps = check_temperatures(temperatures, conv)
-    encoded = check_context(tokenizer, paradigms, max_length(unwrap(model), tokenizer), encoded=encoded,
-                            convention=conv)
+    if is_masked_lm(model):
+        from babydistill.eval.pll import check_masked_context, masked_context
+
+        encoded = check_masked_context(tokenizer, paradigms, masked_context(unwrap(model), tokenizer),
+                                       encoded=encoded, convention=conv.name)
+    else:
+        encoded = check_context(tokenizer, paradigms, max_length(unwrap(model), tokenizer), encoded=encoded,
+                                convention=conv)
     pairs = [p for par in paradigms for p in par.pairs]
     if temps is None:
         good, bad = score_pairs(model, tokenizer, pairs, batch_size, progress=progress, encoded=encoded,
