@@ -203,9 +203,11 @@ def test_splits_come_through_datasets(tiny_models, tmp_path):
     data = _synthetic(tmp_path, n_train=40, n_valid=12)
     tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
     t = ft.resolve_task("cola")
-    train, valid = ft.load_splits(t, data / "cola.train.jsonl", data / "cola.valid.jsonl", tok,
-                                  128, tmp_path / "cache", max_train=30, max_valid=None, seed=12)
+    train, valid, truncated = ft.load_splits(t, data / "cola.train.jsonl", data / "cola.valid.jsonl",
+                                             tok, 128, tmp_path / "cache", max_train=30,
+                                             max_valid=None, seed=12)
     assert isinstance(train, datasets.Dataset) and (len(train), len(valid)) == (30, 12)
+    assert truncated == {"train": 0, "validation": 0}  # 6-word sentences fit 128 tokens
     assert set(train.column_names) == {"input_ids", "attention_mask", "labels"}
     recs = ft.read_jsonl(data / "cola.train.jsonl")
     keep = ft.subsample(40, 30, 12)
