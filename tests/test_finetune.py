@@ -591,3 +591,16 @@ def test_cli_recipe_2025_alone_gives_the_official_values():
     assert ft.cli_spec('{"epochs": 2}', "babylm-2025", "boolq")["batch_size"] == 16
     with pytest.raises(UserError, match="--recipe babylm-2026: unknown"):
         ft.cli_spec(None, "babylm-2026", "wsc")
+
+
+def test_cli_recipe_2025_writes_the_truncation_record(gpt2_32, tmp_path):
+    data = _long_pairs(tmp_path, n_train=32, n_valid=8, n_long=3)
+    out = tmp_path / "res" / "rte.json"
+    ft.main(["--model", str(gpt2_32), "--task", "rte", "--data-dir", str(data), "--recipe",
+             "babylm-2025", "--spec", '{"epochs": 1, "batch_size": 16}', "--out", str(out),
+             "--device", "cpu"])
+    r = json.loads(out.read_text())
+    assert (r["recipe"], r["hyperparameters"]["lr"], r["hyperparameters"]["seed"]) == ("babylm-2025", 3e-5, 42)
+    assert r["truncation"]["truncated"] == {"train": 3, "validation": 3}
+    assert r["truncation"]["max_length"] == 32 and r["steps"] == 2
+    assert sorted(p.name for p in out.parent.iterdir()) == ["rte.json"]  # no temporary left

@@ -54,3 +54,9 @@ def task_specs(finetune: dict) -> dict[str, dict]:
     if recipe_of(finetune) == BABYLM_2025:
         return {t: babylm_2025_spec(t) for t in BABYLM_2025_TASKS}
     return dict((finetune or {}).get("tasks") or {})
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "config.finetune_recipes", "the Snakefile and python -m babydistill.eval.finetune")

@@ -22,6 +22,24 @@ MNLI-mm trains on ``mnli.train.jsonl`` and validates on ``mnli-mm.valid.jsonl``,
 pipeline. Labels: integers (or booleans) are class ids; strings are mapped by sorted order;
 a file that mixes the two is refused with its first odd line.
 
+Recipes (``eval.finetune.recipe``, carried in the spec as ``recipe``; absent = babylm-2023):
+the above is ``babylm-2023``. ``babylm-2025`` is the official 2025 pipeline's fine-tuning,
+written from babylm/evaluation-pipeline-2025 @ bf55c1131e53654c2a87418f5629c26959acd710
+(``eval_finetuning.sh`` for the tasks and values, ``evaluation_pipeline/finetune/run.py``,
+``trainer.py``, ``classifier_model.py``, ``dataset.py``, ``utils.py`` for the run): boolq,
+multirc, rte, wsc, mrpc, qqp, mnli, lr 3e-5, batch 32 (boolq, multirc 16), 10 epochs (wsc 30),
+seed 42, 512-token inputs, the first position's state into its MLP head, AdamW with weight
+decay 0.01, 6% warm-up then cosine to 0.1 x lr, no clipping, every epoch evaluated and the
+best kept (``babydistill.eval.finetune_2025``; values in ``babydistill.config.finetune_recipes``,
+where the MNLI/QQP 10k subsample is explained: the release's own draw is not published, so a
+larger file is subsampled with seed 42). Its input formats are the ones above (the 2025
+``dataset.py`` builds MultiRC and WSC the same way).
+
+Context: every recipe cuts inputs to min(its length, the model's ``max_position_embeddings``
+or ``n_positions``) -- the 2025 pipeline's 512 crashed on 128-position GPT-2s -- and the
+result's ``truncation`` records the recipe length, the length used, the model's positions
+and how many train / validation inputs were cut.
+
 No network: the hub and datasets run offline, with their caches and the Trainer's output in
 a temporary folder per job (beside ``--out``), removed at the end. Logs: on a terminal a
 live bar; in a log file a progress line at most every 30 s and the result line.
@@ -31,6 +49,8 @@ CLI::
     python -m babydistill.eval.finetune --model DIR --task cola --data-dir DIR \\
         --spec '{"lr": 4e-5, "batch_size": 64, "epochs": 3, "patience": 10,
                  "eval_every": 20, "seed": 12}' --out results/x/finetune/cola.json
+    python -m babydistill.eval.finetune --model DIR --task wsc --data-dir DIR \\
+        --recipe babylm-2025 --out results/x/finetune/wsc.json
 """
 
 from __future__ import annotations

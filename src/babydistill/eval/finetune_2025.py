@@ -134,3 +134,9 @@ def train(model: FirstTokenClassifier, tok, train_ds, valid_ds, spec: dict, metr
         if best is None or scores[key_metric] > best["score"]:  # the first of equal scores
             best = history[-1]
     return {"best": best, "history": history, "steps": step, "max_steps": total}
+
+
+if __name__ == "__main__":
+    from babydistill.common import library_help
+
+    library_help(__doc__, "eval.finetune_2025", "python -m babydistill.eval.finetune --recipe babylm-2025")
