@@ -452,3 +452,52 @@ def test_at_words_defaults_to_the_challenges_schedule(demo):
     c["checkpoints"] = {"at_words": [2000]}
     with pytest.raises(UserError, match="challenge: 'strict-tiny' is not valid"):
         bdconfig.validate(c)
+
+
+# ---------------------------------------------------------------- eval.finetune.recipe
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "workflow/demo.yaml", "workflow/laptop.yaml"])
+def test_finetune_recipe_defaults_to_2023_and_keeps_the_task_specs(repo_root, name):
+    """The shipped configs stay on babylm-2023: the rule's --spec per task is the config's
+    object, unchanged (so their fine-tuning jobs and outputs do not change)."""
+    from babydistill.config import finetune_recipes
+
+    cfg = bdconfig.prepare(yaml.safe_load((repo_root / name).read_text()), name)
+    section = bdconfig.section(cfg, "eval", "finetune")
+    assert section["recipe"] == "babylm-2023"
+    assert finetune_recipes.task_specs(section) == cfg["eval"]["finetune"]["tasks"]
+
+
+def test_finetune_recipe_2025_has_the_official_set(demo):
+    from babydistill.config import finetune_recipes
+
+    cfg = copy.deepcopy(demo)
+    cfg["eval"]["finetune"]["recipe"] = "babylm-2025"
+    bdconfig.validate(cfg, source="demo.yaml")
+    specs = finetune_recipes.task_specs(bdconfig.section(cfg, "eval", "finetune"))
+    assert list(specs) == ["boolq", "multirc", "rte", "wsc", "mrpc", "qqp", "mnli"]
+    assert {t: (s["batch_size"], s["epochs"], s["max_train"]) for t, s in specs.items()} == {
+        "boolq": (16, 10, None), "multirc": (16, 10, None), "rte": (32, 10, None),
+        "wsc": (32, 30, None), "mrpc": (32, 10, None), "qqp": (32, 10, 10_000),
+        "mnli": (32, 10, 10_000)}
+    assert {(s["lr"], s["seed"], s["recipe"]) for s in specs.values()} == {(3e-5, 42, "babylm-2025")}
+    for s in specs.values():  # what the finetune rule passes is a valid --spec
+        bdconfig.specs.validate(s, "finetune_task_2025", "--spec")
+
+
+def test_unknown_finetune_recipe_is_one_line(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["eval"]["finetune"]["recipe"] = "babylm-2024"
+    with pytest.raises(UserError) as e:
+        bdconfig.validate(cfg, source="demo.yaml")
+    msg = str(e.value)
+    assert msg.startswith("demo.yaml: eval.finetune.recipe: 'babylm-2024'") and "\n" not in msg
+
+
+def test_paper_tables_check_the_recipe_tasks(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["eval"]["finetune"]["recipe"] = "babylm-2025"
+    cfg["tables"]["paper"]["baby-llama-table2"]["tasks"] = ["rte", "cola"]
+    with pytest.raises(UserError, match=r"'cola' is not in eval.finetune.tasks \(known: boolq"):
+        bdconfig.validate(cfg, source="demo.yaml")

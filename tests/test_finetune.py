@@ -203,9 +203,11 @@ def test_splits_come_through_datasets(tiny_models, tmp_path):
     data = _synthetic(tmp_path, n_train=40, n_valid=12)
     tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
     t = ft.resolve_task("cola")
-    train, valid = ft.load_splits(t, data / "cola.train.jsonl", data / "cola.valid.jsonl", tok,
-                                  128, tmp_path / "cache", max_train=30, max_valid=None, seed=12)
+    train, valid, truncated = ft.load_splits(t, data / "cola.train.jsonl", data / "cola.valid.jsonl",
+                                             tok, 128, tmp_path / "cache", max_train=30,
+                                             max_valid=None, seed=12)
     assert isinstance(train, datasets.Dataset) and (len(train), len(valid)) == (30, 12)
+    assert truncated == {"train": 0, "validation": 0}  # 6-word sentences fit 128 tokens
     assert set(train.column_names) == {"input_ids", "attention_mask", "labels"}
     recs = ft.read_jsonl(data / "cola.train.jsonl")
     keep = ft.subsample(40, 30, 12)
@@ -440,3 +442,165 @@ class _Evil:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+# ---------------------------------------------------------------------------------------
+# Truncation to the model's context, and recipe babylm-2025
+
+
+@pytest.fixture(scope="module")
+def gpt2_32(tiny_models, tmp_path_factory):
+    """A tiny GPT-2 with 32 positions (the project's GPT-2s have 128; the 2025 recipe asks 512)."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2,
+                                       n_positions=32, pad_token_id=0, bos_token_id=1,
+                                       eos_token_id=2))
+    d = tmp_path_factory.mktemp("gpt2_32") / "gpt2-32"
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def test_encode_counts_truncation_and_cuts_as_the_tokenizer(tiny_models):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
+    texts = [("the cat", "a dog"), ("the big red " * 20, "dog runs"), ("a", "small old tree " * 9)]
+    enc = ft.encode(tok, texts, 16)
+    lengths = [len(ids) for ids in tok([a for a, _ in texts], [b for _, b in texts])["input_ids"]]
+    assert enc["truncated"] == [n > 16 for n in lengths] == [False, True, True]
+    cut = tok([a for a, _ in texts], [b for _, b in texts], truncation=True, max_length=16)
+    assert enc["input_ids"] == cut["input_ids"]  # the same ids as truncating every input
+    assert enc["attention_mask"] == cut["attention_mask"]
+
+
+def test_context_length_is_the_smaller_of_recipe_and_model():
+    from transformers import GPT2Config, LlamaConfig
+
+    assert ft.context_length(GPT2Config(n_positions=32), 512) == 32
+    assert ft.context_length(GPT2Config(n_positions=1024), 512) == 512
+    assert ft.context_length(LlamaConfig(max_position_embeddings=256), 128) == 128
+
+
+def _long_pairs(tmp_path, n_train=64, n_valid=16, n_long=5):
+    """rte files: label = 1 iff sentence1 starts with 'zebra'; the first n_long of each split
+    have a sentence2 of ~60 words, far past 32 positions."""
+    rng = random.Random(2)
+    plain = [w for w in WORDS if w != "zebra"]
+
+    def rec(i):
+        words = [rng.choice(plain) for _ in range(5)]
+        if i % 2:
+            words[0] = "zebra"
+        other = " ".join(rng.choice(plain) for _ in range(60 if i < n_long else 3))
+        return {"sentence1": " ".join(words), "sentence2": other, "label": i % 2}
+
+    d = tmp_path / "glue"
+    d.mkdir()
+    _write_jsonl(d / "rte.train.jsonl", [rec(i) for i in range(n_train)])
+    _write_jsonl(d / "rte.valid.jsonl", [rec(i) for i in range(n_valid)])
+    return d
+
+
+def _over(tok, path, limit):
+    recs = ft.read_jsonl(path)
+    ids = tok([r["sentence1"] for r in recs], [r["sentence2"] for r in recs])["input_ids"]
+    return sum(len(x) > limit for x in ids)
+
+
+@pytest.mark.parametrize("recipe", ["babylm-2023", "babylm-2025"])
+def test_long_inputs_on_a_32_position_gpt2_are_truncated_and_counted(gpt2_32, tmp_path, recipe):
+    from transformers import AutoTokenizer
+
+    data = _long_pairs(tmp_path)
+    tok = AutoTokenizer.from_pretrained(gpt2_32)
+    if recipe == "babylm-2025":
+        spec = {**ft.finetune_recipes.babylm_2025_spec("rte"), "epochs": 2, "batch_size": 16}
+    else:
+        spec = {**SPEC, "epochs": 1}
+    r = ft.finetune(gpt2_32, "rte", data, spec, device="cpu")
+    expected = {"train": _over(tok, data / "rte.train.jsonl", 32),
+                "validation": _over(tok, data / "rte.valid.jsonl", 32)}
+    assert expected == {"train": 5, "validation": 5}
+    assert r["recipe"] == recipe
+    assert r["truncation"] == {"recipe_max_length": 512 if recipe == "babylm-2025" else 128,
+                               "max_length": 32, "model_positions": 32, "truncated": expected}
+    assert r["hyperparameters"]["max_length"] == 32 and 0.0 <= r["score"] <= 1.0
+
+
+def test_recipe_2025_runs_every_epoch_and_keeps_the_best(gpt2_32, tmp_path):
+    """The first-token head learns a first-word task; every epoch is evaluated (no early
+    stopping), the score is the best epoch's, with accuracy, F1 and MCC there."""
+    data = _long_pairs(tmp_path, n_train=128, n_valid=32, n_long=0)
+    spec = {**ft.finetune_recipes.babylm_2025_spec("rte"), "lr": 3e-3, "epochs": 6, "batch_size": 16}
+    r = ft.finetune(gpt2_32, "rte", data, spec, device="cpu")
+    assert [h["epoch"] for h in r["history"]] == list(range(1, 7))
+    assert r["steps"] == 6 * (128 // 16) and not r["stopped_early"]
+    best = max(r["history"], key=lambda h: h["score"])
+    assert (r["score"], r["best_epoch"]) == (best["score"], best["epoch"])
+    assert set(r["metrics"]) == {"acc", "f1", "mcc"} and r["score"] >= 0.9
+    hp = r["hyperparameters"]
+    assert (hp["pooling"], hp["schedule"], hp["weight_decay"], hp["grad_clip"]) == ("first", "cosine", 0.01, None)
+
+
+def test_recipe_2025_pools_the_first_token(gpt2_32, tmp_path):
+    """A causal model's first position sees only the first token: when every input starts
+    the same way, the classifier's predictions are one class whatever the rest says."""
+    rng = random.Random(3)
+    d = tmp_path / "glue"
+    d.mkdir()
+    for split, n in (("train", 64), ("valid", 32)):
+        recs = [{"sentence1": "the " + " ".join(rng.choice(WORDS[:-1]) for _ in range(4)) +
+                 (" zebra" if i % 2 else " cat"), "sentence2": "a dog", "label": i % 2}
+                for i in range(n)]
+        _write_jsonl(d / f"rte.{split}.jsonl", recs)
+    spec = {**ft.finetune_recipes.babylm_2025_spec("rte"), "lr": 3e-3, "epochs": 2, "batch_size": 16}
+    r = ft.finetune(gpt2_32, "rte", d, spec, device="cpu")
+    assert all(h["metrics"]["acc"] == 0.5 and h["metrics"]["mcc"] == 0.0 for h in r["history"])
+
+
+def test_cosine_schedule_with_warmup():
+    from babydistill.eval.finetune_2025 import cosine_with_warmup
+
+    f = cosine_with_warmup(100)  # 6 warm-up steps, then cosine down to 0.1
+    assert [f(0), f(3), f(6)] == [0.0, 0.5, 1.0]
+    assert f(53) == pytest.approx(0.55) and f(100) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("spec, task, match", [
+    ({**SPEC, "recipe": "babylm-2024"}, "rte", r"recipe 'babylm-2024' is unknown; use one of babylm-2023, babylm-2025"),
+    ({"recipe": "babylm-2025", "lr": 3e-5, "batch_size": 32, "epochs": 10, "seed": 42, "patience": 3},
+     "rte", "unknown key patience"),
+    ({"recipe": "babylm-2025", "lr": 3e-5, "batch_size": 32, "epochs": 10, "seed": 42}, "cola",
+     "--task cola: not in recipe babylm-2025"),
+])
+def test_recipe_spec_errors_are_one_line(tmp_path, spec, task, match):
+    with pytest.raises(UserError, match=match) as e:
+        ft.finetune(tmp_path, task, tmp_path, spec)
+    assert "\n" not in str(e.value)
+
+
+def test_cli_recipe_2025_alone_gives_the_official_values():
+    spec = ft.cli_spec(None, "babylm-2025", "wsc")
+    assert ft.validate_spec(spec) == {"recipe": "babylm-2025", "lr": 3e-5, "batch_size": 32,
+                                      "epochs": 30, "seed": 42, "max_train": None}
+    assert ft.cli_spec('{"epochs": 2}', "babylm-2025", "MNLI")["max_train"] == 10_000
+    assert ft.cli_spec('{"epochs": 2}', "babylm-2025", "boolq")["batch_size"] == 16
+    with pytest.raises(UserError, match="--recipe babylm-2026: unknown"):
+        ft.cli_spec(None, "babylm-2026", "wsc")
+
+
+def test_cli_recipe_2025_writes_the_truncation_record(gpt2_32, tmp_path):
+    data = _long_pairs(tmp_path, n_train=32, n_valid=8, n_long=3)
+    out = tmp_path / "res" / "rte.json"
+    ft.main(["--model", str(gpt2_32), "--task", "rte", "--data-dir", str(data), "--recipe",
+             "babylm-2025", "--spec", '{"epochs": 1, "batch_size": 16}', "--out", str(out),
+             "--device", "cpu"])
+    r = json.loads(out.read_text())
+    assert (r["recipe"], r["hyperparameters"]["lr"], r["hyperparameters"]["seed"]) == ("babylm-2025", 3e-5, 42)
+    assert r["truncation"]["truncated"] == {"train": 3, "validation": 3}
+    assert r["truncation"]["max_length"] == 32 and r["steps"] == 2
+    assert sorted(p.name for p in out.parent.iterdir()) == ["rte.json"]  # no temporary left

@@ -11,6 +11,7 @@ import types
 from snakemake.exceptions import WorkflowError
 
 from babydistill import config as bdconfig
+from babydistill.config import finetune_recipes
 from babydistill.common import UserError
 
 # --config values arrive as strings (Snakemake reads them with YAML's BaseLoader): type them
@@ -56,7 +57,8 @@ FINETUNE_MODELS = PRETRAIN + DISTILL + list(WML_PEERS)
 TRAINED = bdconfig.trained_models(config)
 SUITES = bdconfig.section(config, "eval", "blimp").get("suites") or {}
 FINETUNE = bdconfig.section(config, "eval", "finetune")
-TASKS = FINETUNE.get("tasks") or {}
+# task -> --spec: eval.finetune.tasks (babylm-2023), or the babylm-2025 recipe's own set
+TASKS = finetune_recipes.task_specs(FINETUNE)
 
 
 def teacher_dirs(name):

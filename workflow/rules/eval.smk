@@ -155,6 +155,8 @@ rule eval_revisions:
         " --batch-size {params.batch_size} --out {output} > {log} 2>&1"
 
 
+# --spec carries eval.finetune.recipe: a babylm-2025 spec has "recipe" (common.smk's TASKS,
+# from babydistill.config.finetune_recipes); a babylm-2023 spec is the config's task object.
 rule finetune:
     """Fine-tune one model on one task; early stopping on the validation metric."""
     input:

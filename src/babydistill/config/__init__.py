@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from babydistill.config import challenge, names, specs, sweeps
+from babydistill.config import challenge, finetune_recipes, names, specs, sweeps
 from babydistill.common import PACKAGE_DIR, REPO_ROOT, UserError, cli, in_checkout
 from babydistill.config.presets import preset_parameters  # exact and torch-free: cheap at Snakefile parse time
 from babydistill.config.names import split_instance  # re-exported: callers name instances here too
@@ -291,7 +291,7 @@ def _check_tables(config: dict, source: str) -> None:
     runs += sorted({names.base_name(p) for p in wml_peers(config)})  # <run>-peer<i>
     ev = config.get("eval") or {}
     suites = list((ev.get("blimp") or {}).get("suites") or {})
-    tasks = list((ev.get("finetune") or {}).get("tasks") or {})
+    tasks = list(finetune_recipes.task_specs(ev.get("finetune") or {}))  # the recipe's set
     for name, table in ((config.get("tables") or {}).get("paper") or {}).items():
         where = f"{source}: tables.paper.{name}"
         for m in table.get("models", []):

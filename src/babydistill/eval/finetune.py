@@ -22,6 +22,24 @@ MNLI-mm trains on ``mnli.train.jsonl`` and validates on ``mnli-mm.valid.jsonl``,
 pipeline. Labels: integers (or booleans) are class ids; strings are mapped by sorted order;
 a file that mixes the two is refused with its first odd line.
 
+Recipes (``eval.finetune.recipe``, carried in the spec as ``recipe``; absent = babylm-2023):
+the above is ``babylm-2023``. ``babylm-2025`` is the official 2025 pipeline's fine-tuning,
+written from babylm/evaluation-pipeline-2025 @ bf55c1131e53654c2a87418f5629c26959acd710
+(``eval_finetuning.sh`` for the tasks and values, ``evaluation_pipeline/finetune/run.py``,
+``trainer.py``, ``classifier_model.py``, ``dataset.py``, ``utils.py`` for the run): boolq,
+multirc, rte, wsc, mrpc, qqp, mnli, lr 3e-5, batch 32 (boolq, multirc 16), 10 epochs (wsc 30),
+seed 42, 512-token inputs, the first position's state into its MLP head, AdamW with weight
+decay 0.01, 6% warm-up then cosine to 0.1 x lr, no clipping, every epoch evaluated and the
+best kept (``babydistill.eval.finetune_2025``; values in ``babydistill.config.finetune_recipes``,
+where the MNLI/QQP 10k subsample is explained: the release's own draw is not published, so a
+larger file is subsampled with seed 42). Its input formats are the ones above (the 2025
+``dataset.py`` builds MultiRC and WSC the same way).
+
+Context: every recipe cuts inputs to min(its length, the model's ``max_position_embeddings``
+or ``n_positions``) -- the 2025 pipeline's 512 crashed on 128-position GPT-2s -- and the
+result's ``truncation`` records the recipe length, the length used, the model's positions
+and how many train / validation inputs were cut.
+
 No network: the hub and datasets run offline, with their caches and the Trainer's output in
 a temporary folder per job (beside ``--out``), removed at the end. Logs: on a terminal a
 live bar; in a log file a progress line at most every 30 s and the result line.
@@ -31,6 +49,8 @@ CLI::
     python -m babydistill.eval.finetune --model DIR --task cola --data-dir DIR \\
         --spec '{"lr": 4e-5, "batch_size": 64, "epochs": 3, "patience": 10,
                  "eval_every": 20, "seed": 12}' --out results/x/finetune/cola.json
+    python -m babydistill.eval.finetune --model DIR --task wsc --data-dir DIR \\
+        --recipe babylm-2025 --out results/x/finetune/wsc.json
 """
 
 from __future__ import annotations
@@ -53,6 +73,7 @@ import torch
 
 from babydistill.common import (UserError, cli, parse_json_arg, read_json, setup_logging,
                                 text_lines, write_json)
+from babydistill.config import finetune_recipes
 from babydistill.config.specs import schema, validate as validate_against_schema
 
 # Set before transformers / datasets / huggingface_hub are imported, which read them once.
@@ -62,6 +83,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 log = logging.getLogger("babydistill.eval.finetune")
 
 MAX_LENGTH = 128  # the pipeline's --max_seq_length
+MAX_LENGTH_2025 = 512  # recipe babylm-2025: eval_finetuning.sh's --sequence_length
 EARLY_STOPPING_THRESHOLD = 1e-3  # the pipeline's EarlyStoppingCallback threshold
 GRAD_CLIP = 1.0  # HF Trainer's default max_grad_norm
 SPEC_KEYS = tuple(schema()["$defs"]["finetune_task"]["properties"])  # the task's hyperparameters
@@ -267,16 +289,38 @@ METRICS = {"acc": accuracy, "f1": f1_binary, "mcc": mcc}
 # Data plumbing
 
 
-def encode(tokenizer, texts: Sequence[tuple[str, str | None]], max_length: int) -> dict:
-    """The tokenizer's output (input_ids, attention_mask) per example; pairs go in as
-    (text, text_pair), truncated longest-first."""
+def _tokenize(tokenizer, texts: Sequence[tuple[str, str | None]], **kw) -> dict:
     singles = [a for a, b in texts if b is None]
     if len(singles) == len(texts):
-        return dict(tokenizer(singles, truncation=True, max_length=max_length))
+        return dict(tokenizer(singles, **kw))
     if singles:
         raise UserError("mixed single and pair inputs in one task")  # cannot happen per Task
     a, b = zip(*texts)
-    return dict(tokenizer(list(a), list(b), truncation=True, max_length=max_length))
+    return dict(tokenizer(list(a), list(b), **kw))
+
+
+def encode(tokenizer, texts: Sequence[tuple[str, str | None]], max_length: int) -> dict:
+    """The tokenizer's output (input_ids, attention_mask) per example; pairs go in as
+    (text, text_pair), truncated longest-first. ``truncated``: per example, whether it was
+    longer than ``max_length`` (tokenized whole first; only the long ones are tokenized
+    again with truncation, which gives the same ids as truncating them all)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "longer than the model's maximum": counted, then cut
+    try:
+        enc = _tokenize(tokenizer, texts)
+        long = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) > max_length]
+        if long:
+            cut = _tokenize(tokenizer, [texts[i] for i in long], truncation=True,
+                            max_length=max_length)
+            for j, i in enumerate(long):
+                for key in enc:
+                    enc[key][i] = cut[key][j]
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    flags = set(long)
+    return {**enc, "truncated": [i in flags for i in range(len(texts))]}
 
 
 def subsample(n: int, k: int | None, seed: int) -> list[int]:
@@ -287,9 +331,18 @@ def subsample(n: int, k: int | None, seed: int) -> list[int]:
 
 
 def validate_spec(spec: Any) -> dict:
-    """The task's hyperparameters, checked against the schema's ``$defs/finetune_task``."""
+    """The task's hyperparameters, checked against the schema: ``$defs/finetune_task``, or
+    ``$defs/finetune_task_2025`` when ``recipe`` is babylm-2025 (an unknown recipe is one line)."""
     if not isinstance(spec, dict):
         raise UserError("--spec: expected a JSON object with keys " + ", ".join(SPEC_KEYS))
+    recipe = spec.get("recipe", finetune_recipes.DEFAULT_RECIPE)
+    if recipe not in finetune_recipes.RECIPES:
+        raise UserError(f"--spec: recipe {recipe!r} is unknown; use one of "
+                        f"{', '.join(finetune_recipes.RECIPES)}")
+    if recipe == finetune_recipes.BABYLM_2025:
+        validate_against_schema(spec, "finetune_task_2025", "--spec")
+        return {"max_train": None, **spec}
+    spec = {k: v for k, v in spec.items() if k != "recipe"}
     validate_against_schema(spec, "finetune_task", "--spec")
     return {k: spec[k] for k in SPEC_KEYS}
 
@@ -305,9 +358,11 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_model(model_dir: str | os.PathLike, num_labels: int):
-    """(tokenizer, classifier) from a saved causal-LM directory, with a fresh head."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def load_model(model_dir: str | os.PathLike, num_labels: int, first_token_head: bool = False):
+    """(tokenizer, classifier) from a saved causal-LM directory, with a fresh head: HF's
+    sequence classifier (the last non-pad token pooled), or with ``first_token_head`` the
+    base transformer and recipe babylm-2025's head (``finetune_2025.FirstTokenClassifier``)."""
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     model_dir = Path(model_dir)
@@ -330,10 +385,17 @@ def load_model(model_dir: str | os.PathLike, num_labels: int):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "score.weight newly initialized" warning is expected
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, num_labels=num_labels, pad_token_id=tok.pad_token_id,
-            dtype=torch.float32, local_files_only=True,
-        )
+        if first_token_head:
+            from babydistill.eval.finetune_2025 import FirstTokenClassifier
+
+            base = AutoModel.from_pretrained(model_dir, dtype=torch.float32, local_files_only=True)
+            model = FirstTokenClassifier(base, base.config.hidden_size, num_labels)
+            model.config = base.config  # the context length is read from it
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_dir, num_labels=num_labels, pad_token_id=tok.pad_token_id,
+                dtype=torch.float32, local_files_only=True,
+            )
     except (OSError, ValueError, RuntimeError) as e:
         raise UserError(f"{model_dir}: cannot load as a sequence classifier ({str(e).splitlines()[0]})") from None
     finally:
@@ -344,7 +406,7 @@ def load_model(model_dir: str | os.PathLike, num_labels: int):
 def load_splits(task: Task, train_path: Path, valid_path: Path, tok, max_len: int,
                 cache_dir: Path, max_train: int | None, max_valid: int | None, seed: int):
     """The tokenized train / validation ``datasets.Dataset`` pair (columns input_ids,
-    attention_mask, labels). The files are checked line by line first, so bad input is a
+    attention_mask, labels) and ``{split: inputs cut to max_len}``. The files are checked line by line first, so bad input is a
     one-line error naming file:line rather than a pyarrow traceback."""
     import datasets
 
@@ -365,7 +427,7 @@ def load_splits(task: Task, train_path: Path, valid_path: Path, tok, max_len: in
         cause = e.__cause__ or e
         raise UserError(f"{train_path} / {valid_path}: datasets cannot read them as one table "
                         f"({type(cause).__name__}: {str(cause).splitlines()[0][:200]})") from None
-    out = []
+    out, truncated = [], {}
     for split, k in (("train", max_train), ("validation", max_valid)):
         ds, labels = raw[split], checked[split]
         if len(ds) != len(labels):  # a blank line skipped by one reader and not the other
@@ -376,7 +438,7 @@ def load_splits(task: Task, train_path: Path, valid_path: Path, tok, max_len: in
             recs = [dict(zip(batch, row)) for row in zip(*batch.values())]
             enc = encode(tok, [task.build(r) for r in recs], max_len)
             return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                    "labels": [labels[i] for i in idx]}
+                    "labels": [labels[i] for i in idx], "truncated": enc["truncated"]}
 
         ds = ds.map(features, batched=True, with_indices=True, remove_columns=ds.column_names)
         keep = subsample(len(ds), k, seed)
@@ -385,8 +447,10 @@ def load_splits(task: Task, train_path: Path, valid_path: Path, tok, max_len: in
             raise UserError(f"{train_path}: every training example{' kept' if k else ''} is class "
                             f"{classes.pop()}; a classifier needs at least two classes"
                             f"{' (raise eval.finetune.max_train)' if k else ''}")
-        out.append(ds.select(keep))
-    return out[0], out[1]
+        ds = ds.select(keep)
+        truncated[split] = int(sum(ds["truncated"]))  # of the examples kept
+        out.append(ds.remove_columns("truncated"))
+    return out[0], out[1], truncated
 
 
 def _callbacks(task: Task, patience: int):
@@ -500,14 +564,36 @@ def _result(base: dict, task: Task, spec: dict, state, run: dict) -> dict:
     }
 
 
+def context_length(config, recipe_length: int) -> int:
+    """The input length used: the recipe's, cut to the model's positions
+    (``max_position_embeddings`` or ``n_positions``) when it has fewer; the 2025 recipe's 512
+    on a 128-position GPT-2 crashed the official pipeline."""
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return min(recipe_length, positions) if positions else recipe_length
+
+
+def _truncation(recipe_length: int, used: int, config, counts: dict) -> dict:
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if any(counts.values()):
+        log.info("truncated to %d tokens (recipe %d, model %s positions): %d train, %d valid "
+                 "inputs", used, recipe_length, positions, counts["train"], counts["validation"])
+    return {"recipe_max_length": recipe_length, "max_length": used, "model_positions": positions,
+            "truncated": {"train": counts["train"], "validation": counts["validation"]}}
+
+
 def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.PathLike,
              spec: dict, max_train: int | None = None, max_valid: int | None = None,
              device: str = "auto", work_dir: str | os.PathLike | None = None) -> dict:
     """Fine-tune ``model_dir`` on one task; returns the result record (see module doc).
-    ``work_dir``: where this job's temporary folder (HF caches, Trainer output) goes."""
+    The spec's ``recipe`` (absent: babylm-2023) picks the run. ``work_dir``: where this
+    job's temporary folder (HF caches, Trainer output) goes."""
     t0 = time.time()
     task = resolve_task(task_name)
     spec = validate_spec(spec)
+    recipe = spec.get("recipe", finetune_recipes.DEFAULT_RECIPE)
+    if recipe == finetune_recipes.BABYLM_2025 and task.name not in finetune_recipes.BABYLM_2025_TASKS:
+        raise UserError(f"--task {task.name}: not in recipe babylm-2025 (its tasks: "
+                        f"{', '.join(finetune_recipes.BABYLM_2025_TASKS)})")
     base = {"model": Path(model_dir).name, "model_dir": str(model_dir), "task": task.name,
             "metric": task.metric}
     if not Path(data_dir).is_dir():
@@ -522,23 +608,32 @@ def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.Pa
         raise UserError(f"{Path(data_dir) / (task.valid_name + '.valid.jsonl')}: validation file not found")
 
     dev = pick_device(device)
-    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, set_seed
-
     from babydistill.common import quiet_library_bars
 
     if not sys.stderr.isatty():
         quiet_library_bars()  # datasets' "Map" / "Generating split" bars
-    set_seed(spec["seed"])  # before loading: the head's init depends on it
-    tok, model = load_model(model_dir, task.num_labels)
-    max_len = min(MAX_LENGTH, getattr(model.config, "max_position_embeddings", None)
-                  or getattr(model.config, "n_positions", MAX_LENGTH))
-    metric_fn = METRICS[task.metric]
-
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
+    run = {"max_train": max_train, "max_valid": max_valid, "train_path": train_path,
+           "valid_path": valid_path, "t0": t0}
+    if recipe == finetune_recipes.BABYLM_2025:
+        return _run_2025(base, task, spec, model_dir, dev, work_dir, run)
+    return _run_2023(base, task, spec, model_dir, dev, work_dir, run)
+
+
+def _run_2023(base: dict, task: Task, spec: dict, model_dir, dev: torch.device, work_dir,
+              run: dict) -> dict:
+    """Recipe babylm-2023: the HF Trainer run of the module doc."""
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, set_seed
+
+    set_seed(spec["seed"])  # before loading: the head's init depends on it
+    tok, model = load_model(model_dir, task.num_labels)
+    max_len = context_length(model.config, MAX_LENGTH)
+    metric_fn = METRICS[task.metric]
     with tempfile.TemporaryDirectory(prefix=".finetune.", dir=work_dir) as tmp:
-        train_ds, valid_ds = load_splits(task, train_path, valid_path, tok, max_len,
-                                         Path(tmp) / "datasets", max_train, max_valid, spec["seed"])
+        train_ds, valid_ds, truncated = load_splits(
+            task, run["train_path"], run["valid_path"], tok, max_len, Path(tmp) / "datasets",
+            run["max_train"], run["max_valid"], spec["seed"])
         args = _training_arguments(spec, task, Path(tmp) / "trainer", dev)
         trainer = Trainer(
             model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
@@ -554,15 +649,92 @@ def finetune(model_dir: str | os.PathLike, task_name: str, data_dir: str | os.Pa
         _train_quietly(trainer)
         state = trainer.state
 
-    return _result(base, task, spec, state, {
-        "n_train": len(train_ds), "n_valid": len(valid_ds), "max_length": max_len,
-        "max_train": max_train, "max_valid": max_valid, "train_path": train_path,
-        "valid_path": valid_path, "device": str(args.device), "t0": t0})
+    result = _result(base, task, spec, state, {
+        **run, "n_train": len(train_ds), "n_valid": len(valid_ds), "max_length": max_len,
+        "device": str(args.device)})
+    return {**result, "recipe": finetune_recipes.DEFAULT_RECIPE,
+            "truncation": _truncation(MAX_LENGTH, max_len, model.config, truncated)}
+
+
+def _run_2025(base: dict, task: Task, spec: dict, model_dir, dev: torch.device, work_dir,
+              run: dict) -> dict:
+    """Recipe babylm-2025: ``finetune_2025.train`` on the first-token MLP head (see there)."""
+    from transformers import set_seed
+
+    from babydistill.common import progress_bar
+    from babydistill.eval import finetune_2025
+
+    set_seed(spec["seed"])  # seed_everything(42) before the model is built, as run.py
+    tok, model = load_model(model_dir, task.num_labels, first_token_head=True)
+    max_len = context_length(model.config, MAX_LENGTH_2025)
+    # the recipe's subsample (MNLI, QQP 10k) and --max-train: the smaller one
+    cap = [k for k in (spec.get("max_train"), run["max_train"]) if k is not None]
+    max_train = min(cap) if cap else None
+    # the pipeline reports accuracy, F1 and MCC, MNLI accuracy alone (3 classes)
+    names = ("acc",) if task.num_labels > 2 else ("acc", "f1", "mcc")
+    with tempfile.TemporaryDirectory(prefix=".finetune.", dir=work_dir) as tmp:
+        train_ds, valid_ds, truncated = load_splits(
+            task, run["train_path"], run["valid_path"], tok, max_len, Path(tmp) / "datasets",
+            max_train, run["max_valid"], spec["seed"])
+        if len(train_ds) < spec["batch_size"]:  # drop_last: the official run trains 0 steps
+            raise UserError(f"{run['train_path']}: {len(train_ds)} training examples, fewer than "
+                            f"one batch ({spec['batch_size']}); recipe babylm-2025 drops the "
+                            "last partial batch")
+        log.info("%s (babylm-2025): %d train / %d valid examples, %d labels, %d epochs, device %s",
+                 task.name, len(train_ds), len(valid_ds), task.num_labels, spec["epochs"], dev)
+        bar = progress_bar(spec["epochs"] * (len(train_ds) // spec["batch_size"]),
+                           desc=f"finetune {task.name}")
+        out = finetune_2025.train(model, tok, train_ds, valid_ds, spec,
+                                  {n: METRICS[n] for n in names}, task.metric, dev,
+                                  progress=lambda step, total: bar.update(1))
+        bar.close()
+    best = out["best"]
+    return {
+        **base, "recipe": finetune_recipes.BABYLM_2025, "score": best["score"],
+        "best_step": best["step"], "best_epoch": best["epoch"], "metrics": best["metrics"],
+        "n_train": len(train_ds), "n_valid": len(valid_ds), "steps": out["steps"],
+        "stopped_early": False, "history": out["history"],
+        "hyperparameters": {
+            **spec, "max_length": max_len, "max_train": max_train, "max_valid": run["max_valid"],
+            "schedule": "cosine", "warmup_proportion": finetune_2025.WARMUP_PROPORTION,
+            "min_factor": finetune_2025.MIN_FACTOR, "optimizer": "adamw",
+            "weight_decay": finetune_2025.WEIGHT_DECAY, "grad_clip": None,
+            "pooling": "first", "head": "mlp", "classifier_dropout": finetune_2025.CLASSIFIER_DROPOUT,
+            "valid_batch_size": finetune_2025.VALID_BATCH_SIZE, "drop_last": True,
+            "early_stopping": None, "precision": "fp32"},
+        "truncation": _truncation(MAX_LENGTH_2025, max_len, model.config, truncated),
+        "num_labels": task.num_labels, "train_file": str(run["train_path"]),
+        "valid_file": str(run["valid_path"]), "device": str(dev),
+        "seconds": round(time.time() - run["t0"], 2),
+    }
 
 
 def _read_spec(text: str) -> Any:
     """--spec is inline JSON or the path of a JSON file."""
     return parse_json_arg(text, "--spec") if text.lstrip().startswith("{") else read_json(text)
+
+
+def cli_spec(spec_text: str | None, recipe: str | None, task_name: str) -> Any:
+    """The spec of the command line: --spec, under --recipe babylm-2025 over the recipe's
+    values for the task (so --recipe babylm-2025 alone is enough)."""
+    spec = _read_spec(spec_text) if spec_text is not None else None
+    if recipe is None:
+        if spec is None:
+            raise UserError("--spec: required (or --recipe babylm-2025, which has its own values)")
+        return spec
+    if recipe not in finetune_recipes.RECIPES:
+        raise UserError(f"--recipe {recipe}: unknown; use one of {', '.join(finetune_recipes.RECIPES)}")
+    if recipe == finetune_recipes.DEFAULT_RECIPE:
+        if spec is None:
+            raise UserError("--recipe babylm-2023: give the task's values with --spec")
+        return {**spec, "recipe": recipe} if isinstance(spec, dict) else spec
+    key = resolve_task(task_name).name
+    if key not in finetune_recipes.BABYLM_2025_TASKS:
+        raise UserError(f"--task {task_name}: not in recipe babylm-2025 (its tasks: "
+                        f"{', '.join(finetune_recipes.BABYLM_2025_TASKS)})")
+    if spec is not None and not isinstance(spec, dict):
+        return spec  # validate_spec names the problem
+    return {**finetune_recipes.babylm_2025_spec(key), **(spec or {}), "recipe": recipe}
 
 
 @cli
@@ -572,8 +744,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--task", required=True, help="cola, sst2, mrpc, qqp, mnli, mnli-mm, qnli, rte, "
                     "boolq, multirc, wsc, or msgs_<name>")
     ap.add_argument("--data-dir", required=True, help="folder with {task}.train.jsonl / {task}.valid.jsonl")
-    ap.add_argument("--spec", required=True, help="JSON (inline or file): lr, batch_size, epochs, "
-                    "patience, eval_every, seed")
+    ap.add_argument("--spec", default=None, help="JSON (inline or file): lr, batch_size, epochs, "
+                    "patience, eval_every, seed (babylm-2023); recipe, lr, batch_size, epochs, "
+                    "seed, max_train (babylm-2025)")
+    ap.add_argument("--recipe", default=None, help="babylm-2023 (the default: --spec's values) "
+                    "or babylm-2025 (the official 2025 fine-tuning; --spec overrides its values)")
     ap.add_argument("--out", required=True, help="result JSON (written atomically)")
     ap.add_argument("--max-train", type=int, default=None, help="deterministic subsample of N train examples")
     ap.add_argument("--max-valid", type=int, default=None, help="deterministic subsample of N valid examples")
@@ -594,7 +769,8 @@ def main(argv: list[str] | None = None) -> dict:
     before = os.environ.get("HF_HOME")
     os.environ["HF_HOME"] = str(Path(job_tmp) / "hf_home")  # any hub/datasets cache: this job's
     try:
-        result = finetune(args.model, args.task, args.data_dir, _read_spec(args.spec),
+        result = finetune(args.model, args.task, args.data_dir,
+                          cli_spec(args.spec, args.recipe, args.task),
                           args.max_train, args.max_valid, args.device, work_dir=job_tmp)
     finally:
         if before is None:
