@@ -195,6 +195,16 @@ def test_forced_rerun_of_a_pruned_job_starts_over_to_the_same_model(kept_runs, c
     assert {p.name for p in ck.iterdir()} == KEPT[policy]
 
 
+def test_keep_checkpoints_leaves_the_run_identity_as_before():
+    """The policy only decides what is removed after the run: a run's identity (in every
+    revision.json of its model folder, and what decides whether a checkpoint resumes) is the
+    one a spec without the key had, whatever the policy."""
+    from babydistill.train.trainer import run_identity
+
+    before = run_identity(spec())  # TRAIN has no keep_checkpoints: the spec as before the key
+    assert all(run_identity(spec(keep_checkpoints=p)) == before for p in KEPT)
+
+
 def test_bad_keep_checkpoints_is_one_line(corpus, tmp_path, capsys):
     with pytest.raises(SystemExit):
         pretrain.main(args(corpus, tmp_path / "m", tmp_path / "ck", spec(keep_checkpoints="some")))
