@@ -9,6 +9,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `precision: auto` is bf16 on a CPU with native bf16 (babydistill.common.cpu_bf16_native): pin
+# the detection to "no", so that every test's numbers are the same on every CI machine; the
+# tests of the bf16 path set it themselves.
+os.environ.setdefault("BABYDISTILL_CPU_BF16", "0")
+
 
 def shared_data_dir() -> Path:
     """The read-only real data beside the checkout (../shared/data), or $BABYDISTILL_SHARED_DATA."""

@@ -52,6 +52,63 @@ def test_embeddings_tied_by_arch_and_overridable(presets):
     assert count_parameters(llama) - count_parameters(tied) == 16000 * 512
 
 
+def test_roberta_presets_exact_counts(presets):
+    """The WML reference (roberta-base's shapes, positions seq_length + 2) counted by hand:
+    12 layers x (4 (768^2 + 768) + 2 768 x 3072 + 3072 + 9 x 768) = 85,054,464; embeddings
+    (16000 + 1 mask) x 768 + 130 x 768 positions + 768 (one type) + 1536 (norm) = 12,390,912;
+    the MLM head 768^2 + 768 + 1536 + 16001 (bias; decoder tied) = 608,129."""
+    from babydistill.config import REPO_ROOT
+
+    assert preset_parameters(presets["roberta-98M"], 16000) == 98_053_505
+    demo = load_yaml(REPO_ROOT / "workflow" / "demo.yaml")["models"]
+    tiny = demo["roberta-tiny"]
+    # 4 x (4 (128^2 + 128) + 2 x 128 x 256 + 256 + 9 x 128) + 16001 x 128 + 130 x 128 + 3 x 128
+    # + 128^2 + 3 x 128 + 16001
+    assert preset_parameters(tiny, 16000) == 2_627_841
+    with torch.device("meta"):
+        assert count_parameters(build_model(tiny, 16000)) == 2_627_841
+
+
+def test_roberta_is_a_masked_lm_with_a_mask_row_and_roberta_base_settings(presets):
+    from transformers import RobertaForMaskedLM
+
+    from babydistill.models.build import embedding_rows, mask_token_id
+
+    with torch.device("meta"):
+        m = build_model(presets["roberta-98M"], 16000)
+    c = m.config
+    assert isinstance(m, RobertaForMaskedLM) and c.vocab_size == 16001
+    assert embedding_rows(presets["roberta-98M"], 16000) == 16001 and mask_token_id(16000) == 16000
+    assert embedding_rows(presets["llama-58M"], 16000) == 16000  # causal ids untouched
+    assert (c.pad_token_id, c.bos_token_id, c.eos_token_id) == (0, 1, 2)
+    assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size,
+            c.max_position_embeddings) == (768, 12, 12, 3072, 130)
+    assert (c.type_vocab_size, c.layer_norm_eps, c.hidden_act) == (1, 1e-5, "gelu")
+    assert (c.hidden_dropout_prob, c.attention_probs_dropout_prob) == (0.1, 0.1)
+    assert m.lm_head.decoder.weight is m.roberta.embeddings.word_embeddings.weight
+    torch.manual_seed(0)
+    small = build_model({"arch": "roberta", "hidden_size": 32, "num_layers": 1, "num_heads": 4,
+                         "intermediate_size": 48, "max_position_embeddings": 18}, 50)
+    ids = torch.randint(3, 51, (2, 16))  # the mask id (50) included
+    labels = torch.full_like(ids, -100)
+    labels[:, 3] = ids[:, 3]
+    out = small(input_ids=ids, labels=labels)
+    assert out.logits.shape == (2, 16, 51) and torch.isfinite(out.loss)
+
+
+def test_roberta_positions_must_hold_a_chunk_after_the_padding_id():
+    """RoBERTa's positions start at pad + 1: a chunk of seq_length needs seq_length + 1."""
+    from babydistill.config.specs import ModelPreset
+
+    p = {"arch": "roberta", "hidden_size": 32, "num_layers": 1, "num_heads": 4,
+         "intermediate_size": 48, "max_position_embeddings": 16}
+    ModelPreset.from_json({**p, "max_position_embeddings": 17}, "m", seq_length=16)
+    with pytest.raises(UserError, match=r"^m.max_position_embeddings: 16 is less than "
+                                        r"data.seq_length 16 \+ 1 \(arch roberta's positions"):
+        ModelPreset.from_json(p, "m", seq_length=16)
+    ModelPreset.from_json({**p, "arch": "gpt2"}, "m", seq_length=16)  # causal: as before
+
+
 def test_tiny_model_config_and_forward():
     torch.manual_seed(0)
     m = build_model({"arch": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 4,
@@ -81,7 +138,7 @@ def test_gpt2_dropout_defaults_to_transformers_and_can_be_switched_off():
 
 @pytest.mark.parametrize("preset,match", [
     ({"arch": "rnn", "hidden_size": 32, "num_layers": 1, "num_heads": 4},
-     r"^m: arch: 'rnn' is not valid \(not one of \['llama', 'gpt2'\]\)$"),
+     r"^m: arch: 'rnn' is not valid \(not one of \['llama', 'gpt2', 'roberta'\]\)$"),
     ({"arch": "gpt2"}, "^m: .*'hidden_size' is a required property"),
     ({"arch": "llama", "hidden_size": 30, "num_layers": 1, "num_heads": 4,
       "intermediate_size": 8, "max_position_embeddings": 8}, "m.num_heads: 4 does not divide"),
@@ -91,6 +148,8 @@ def test_gpt2_dropout_defaults_to_transformers_and_can_be_switched_off():
       "intermediate_size": 8, "max_position_embeddings": 8}, "m.num_kv_heads: 3 does not divide"),
     ({"arch": "gpt2", "hidden_size": 32, "num_layers": 1, "num_heads": 4,
       "max_position_embeddings": 8, "dropout": 1.0}, r"^m: dropout: 1.0 is not valid"),
+    ({"arch": "roberta", "hidden_size": 32, "num_layers": 1, "num_heads": 4,
+      "max_position_embeddings": 8}, "^m: arch roberta needs 'intermediate_size'$"),
 ])
 def test_bad_presets(preset, match):
     with pytest.raises(UserError, match=match) as e:

@@ -329,6 +329,28 @@ def test_ddp_two_processes_on_cpu_match_one(corpus, tmp_path):
 
 
 @pytest.mark.slow
+def test_masked_lm_ddp_two_processes_match_one_with_two_micro_batches(corpus, tmp_path):
+    """Issue 23: the masks are seeded per chunk, so 2 gloo ranks of 4 rows see the masks of
+    1 process x 2 micro batches of the same 4 rows (no dropout: ranks draw their own)."""
+    roberta = {"arch": "roberta", "hidden_size": 32, "num_layers": 2, "num_heads": 2,
+               "intermediate_size": 64, "max_position_embeddings": 34, "dropout": 0.0}
+    one = pretrain.main(args(corpus, tmp_path / "one", tmp_path / "c1",
+                             {**spec(epochs=1, checkpoint_every=0, grad_accum=2), "model": roberta}))
+    cmd = launch.build_command(2, "babydistill.train.pretrain", args(
+        corpus, tmp_path / "two", tmp_path / "c2",
+        {**spec(epochs=1, checkpoint_every=0), "model": roberta}), cuda_available=True)
+    r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "train_summary.json").read_text())
+    assert two["world_size"] == 2 and len(set(two["rank_checksums"])) == 1
+    assert two["steps"] == one["steps"]
+    assert two["best_eval_loss"] == pytest.approx(one["best_eval_loss"], rel=1e-4)
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_sigkill_then_rerun_matches_uninterrupted(corpus, tmp_path):
     """A real process killed with SIGKILL mid-run, started again, ends with the same weights."""
     s = spec(checkpoint_every=3, epochs=3)
@@ -350,6 +372,34 @@ def test_sigkill_then_rerun_matches_uninterrupted(corpus, tmp_path):
     a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_masked_lm_sigkill_then_rerun_matches_uninterrupted(corpus, tmp_path):
+    """Issue 23: the same for a RoBERTa (dropout 0.1, masks seeded per step and chunk)."""
+    roberta = {"arch": "roberta", "hidden_size": 32, "num_layers": 2, "num_heads": 2,
+               "intermediate_size": 64, "max_position_embeddings": 34}
+    s = {**spec(checkpoint_every=3, epochs=3), "model": roberta}
+    pretrain.main(args(corpus, tmp_path / "ref", tmp_path / "c_ref", s))
+    cmd = [PYTHON, "-m", "babydistill.train.pretrain", *args(corpus, tmp_path / "run", tmp_path / "ck", s)]
+    p = subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "ck" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert last.exists(), "the run never wrote a checkpoint"
+    step = load_checkpoint(last)["position"]["step"]
+    assert not (tmp_path / "run").exists()  # killed before the end
+    r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resumed from step {step} of {last}" in r.stderr
+    a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    ref, run = (json.loads((tmp_path / d / "train_summary.json").read_text()) for d in ("ref", "run"))
+    assert run["best_eval_loss"] == ref["best_eval_loss"]
 
 
 @pytest.mark.slow

@@ -32,6 +32,11 @@ def test_record_names_commit_spec_and_inputs(tmp_path, repo_root):
     assert rec["code"]["commit"] == (head or "unknown")
     assert rec["spec"] == spec and rec["model"] == "student"
     assert rec["versions"]["torch"].startswith("2.")
+    # what `precision: auto` saw (conftest pins the detection off) and no summary: no precision
+    assert rec["cpu_bf16_native"] is False and rec["precision"] is None
+    (model / "train_summary.json").write_text('{"precision": "bf16"}')
+    provenance.main(["--model-dir", str(model), "--spec", json.dumps(spec)])
+    assert json.loads((model / "provenance.json").read_text())["precision"] == "bf16"
     first = rec["inputs"][str(tokens)]
     tokens.write_text('{"n_tokens": 11}')
     assert provenance.file_digest(tokens) != first  # a changed input shows

@@ -305,3 +305,180 @@ def test_which_trial_failures_count_as_results():
     assert _failure(torch.OutOfMemoryError("CUDA out of memory")) == "out of memory"
     assert _failure(UserError("--train: not found")) is None
     assert _failure(RuntimeError("boom")) is None
+
+
+# ------------------------------------------------------------ the best trial as a run
+
+
+def demo_with_best(**refs) -> dict:
+    """The demo with sweep s over its seeded student baseline, named sweep:s:best by a
+    distill run's baseline and a paper table (``refs`` replaces those references)."""
+    cfg = demo_with({"base": "student-tiny-nodistill", "space": SPACE, "trials": 2})
+    cfg["pretrain"]["student-tiny-nodistill"]["seeds"] = [1, 2]
+    cfg["distill"]["student-tiny-kd-ensemble"]["baseline"] = refs.get("baseline", "sweep:s:best")
+    cfg["tables"]["paper"]["tuned"] = {
+        "kind": "zero_shot", "models": [refs.get("model", "sweep:s:best"),
+                                        "student-tiny-kd-ensemble"],
+        "reference": refs.get("reference", "sweep:s:best")}
+    return cfg
+
+
+def test_best_reference_is_the_base_run_retrained_with_its_seeds():
+    cfg = bdconfig.prepare(demo_with_best())
+    base = cfg["pretrain"]["student-tiny-nodistill"]
+    assert cfg["pretrain"]["s-best"] == {**base, "sweep_best": "s"}
+    assert bdconfig.sweep_best_models(cfg) == {
+        "s-best@1": {"sweep": "s", "section": "pretrain"},
+        "s-best@2": {"sweep": "s", "section": "pretrain"}}
+    assert {"s-best@1", "s-best@2"} <= set(bdconfig.model_names(cfg))
+    assert bdconfig.baseline_of(cfg, "student-tiny-kd-ensemble") == "s-best@1"
+    assert cfg["tables"]["paper"]["tuned"]["models"][0] == "s-best"
+    assert cfg["tables"]["paper"]["tuned"]["reference"] == "s-best"
+    # the sweep itself still searches its base run, not the best run
+    assert bdconfig.sweep_spec(cfg, "s")["base"] == "student-tiny-nodistill@1"
+    again = copy.deepcopy(cfg)
+    bdconfig.prepare(again)  # a prepared config prepares as it is
+    assert again == cfg
+    raw = demo_with_best()
+    bdconfig.validate(raw)  # validate checks, and leaves the config as written
+    assert raw == demo_with_best()
+
+
+@pytest.mark.parametrize("refs, match", [
+    ({"baseline": "sweep:nope:best"},
+     r"distill\.student-tiny-kd-ensemble\.baseline: 'sweep:nope:best': no sweep 'nope'"),
+    ({"baseline": "sweep:s:worst"}, r"\.baseline: 'sweep:s:worst': write sweep:<name>:best"),
+    ({"model": "sweep:other:best"}, r"tables\.paper\.tuned\.models\[0\]: .*no sweep 'other' "
+                                    r"in sweeps: \(known: s\)"),
+    ({"reference": "sweep::best"}, r"tables\.paper\.tuned\.reference: 'sweep::best': write"),
+])
+def test_bad_best_reference_is_one_line_naming_the_key(refs, match):
+    with pytest.raises(UserError, match=match) as e:
+        bdconfig.prepare(demo_with_best(**refs), source="cfg.yaml")
+    assert "\n" not in str(e.value) and str(e.value).startswith("cfg.yaml: ")
+
+
+def test_best_reference_refusals():
+    cfg = demo_with_best()
+    cfg["pretrain"]["s-best"] = {"model": "llama-student-tiny"}
+    with pytest.raises(UserError, match=r"is run s-best, which pretrain\.s-best already names"):
+        bdconfig.prepare(cfg)
+    cfg = demo_with_best()
+    cfg["pretrain"]["llama-tiny"]["sweep_best"] = "s"
+    with pytest.raises(UserError, match=r"pretrain\.llama-tiny\.sweep_best: set by the config"):
+        bdconfig.prepare(cfg)
+    cfg = demo_with_best()  # a distilled best run is a table column, not a baseline
+    cfg["sweeps"]["s"] = {"base": "student-tiny-kd-topk", "space": {"alpha": {"low": 0.1, "high": 0.9}}}
+    with pytest.raises(UserError, match=r"sweep s searches distill run student-tiny-kd-topk; "
+                                        r"a baseline is a pretrain run"):
+        bdconfig.prepare(cfg)
+    cfg["distill"]["student-tiny-kd-ensemble"]["baseline"] = "student-tiny-nodistill"
+    ok = bdconfig.prepare(copy.deepcopy(cfg))
+    assert ok["distill"]["s-best"]["sweep_best"] == "s" and "s-best" not in ok["pretrain"]
+    cfg["sweeps"]["s"]["space"] = {"k": {"low": 4, "high": 16}}
+    with pytest.raises(UserError, match=r"space sets its teacher cache"):
+        bdconfig.prepare(cfg)
+
+
+def best_json(cfg: dict, params: dict) -> dict:
+    """best.json as rule sweep_results writes it (babydistill.sweep.results.best_of)."""
+    spec = bdconfig.sweep_spec(cfg, "s")
+    return {"sweep": "s", "base": spec["base"], "section": spec["section"], "trial": 1,
+            "objective": "eval_loss", "value": 3.2, "params": params, "finished": 2,
+            "run_keys": sweeps.as_run_keys(spec["stage"], spec["objective_kind"], params)}
+
+
+def test_best_trial_keys_are_set_on_each_seeds_spec():
+    cfg = bdconfig.prepare(demo_with_best())
+    params = {"lr": 4.0e-3, "lr_scheduler_type": "cosine", "one_minus_adam_beta2": 0.02}
+    best = best_json(cfg, params)
+    for seed in (1, 2):
+        stage = bdconfig.pretrain_spec(cfg, f"s-best@{seed}")
+        spec = sweeps.apply_best(stage, best)
+        assert spec["train"]["lr"] == 4.0e-3 and spec["train"]["schedule"] == "cosine"
+        assert spec["train"]["betas"] == [stage["train"]["betas"][0], pytest.approx(0.98)]
+        assert spec["train"]["seed"] == seed and spec["name"] == f"s-best@{seed}"
+        # only the trial's keys change, and the result is a job spec
+        assert {k: v for k, v in spec["train"].items() if k not in ("lr", "schedule", "betas")} \
+            == {k: v for k, v in stage["train"].items() if k not in ("lr", "schedule", "betas")}
+        bdconfig.specs.PretrainSpec.from_json(spec, where="test")
+    with pytest.raises(UserError, match=r"the best trial of sweep s, but the spec is run "
+                                        r"student-tiny-nodistill@1's"):
+        sweeps.apply_best(bdconfig.pretrain_spec(cfg, "student-tiny-nodistill@1"), best)
+    with pytest.raises(UserError, match=r"not a sweep's best\.json"):
+        sweeps.apply_best(stage, {"sweep": "s"})
+
+
+def test_pretrain_stage_trains_the_best_trial_from_the_snippet(corpus, tmp_path):
+    """--sweep-best: the stage trains --spec with the best trial's keys and records both."""
+    from babydistill.train.pretrain import run_stage
+
+    cfg = bdconfig.prepare(demo_with_best())
+    stage = bdconfig.pretrain_spec(cfg, "s-best@2")
+    stage.update(model=MODEL, seq_length=16, eval_chunks=8)
+    stage["train"].update({**TRAIN, "epochs": 1, "seed": 2})
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps(best_json(cfg, {"lr": 6.0e-3, "lr_scheduler_type": "cosine"})))
+    out = tmp_path / "model"
+    argv = ["--spec", json.dumps(stage), "--train", str(corpus / "train"), "--dev",
+            str(corpus / "dev"), "--tokenizer", str(corpus / "tok"), "--out", str(out),
+            "--checkpoint-dir", str(tmp_path / "ckpt")]
+    with pytest.raises(UserError, match=r"--sweep-best .*nope\.json: file not found"):
+        run_stage([*argv, "--sweep-best", str(tmp_path / "nope.json")])
+    run_stage([*argv, "--sweep-best", str(best)])
+    prov = json.loads((out / "provenance.json").read_text())
+    trained = json.loads((out / "train_summary.json").read_text())
+    assert prov["spec"]["train"]["lr"] == 6.0e-3 and prov["spec"]["train"]["schedule"] == "cosine"
+    assert prov["spec"]["train"]["seed"] == 2
+    assert any(str(best) in str(i) for i in prov["inputs"]), prov["inputs"]
+    assert trained["name"] == "s-best@2"
+
+
+def test_dry_run_trains_the_best_trial_per_seed_and_tables_it(tmp_path):
+    """sweep:s:best in the DAG: after the sweep's results, one sweep_best job per seed of
+    the base run, reading best.json; their evaluations; the tables job names the run."""
+    from test_workflow import dry_run_jobs, snakemake
+
+    cfg = tmp_path / "best.yaml"
+    cfg.write_text(json.dumps(demo_with_best()))
+    r = snakemake(REPO, "-n", "-p", "--cores", "2", "--configfile", str(cfg), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = dry_run_jobs(r.stdout)
+    best = [j for j in jobs if j["rule"] == "sweep_best"]
+    assert sorted(j["wildcards"] for j in best) == ["name=s-best@1", "name=s-best@2"]
+    for j in best:
+        assert "results/demo/sweeps/s/best.json" in j["input"], j
+        assert j["resources"]["gpu"] == "1" and j.get("log") and j.get("benchmark")
+    assert not any(j["rule"] == "pretrain" and "s-best" in j["wildcards"] for j in jobs)
+    assert "--sweep-best results/demo/sweeps/s/best.json" in r.stdout
+    evals = [j for j in jobs if j["rule"] == "eval_blimp" and "s-best" in j["wildcards"]]
+    assert len(evals) == 2
+    (tables_job,) = [j for j in jobs if j["rule"] == "tables"]
+    assert "results/demo/models/s-best@1" in tables_job["input"]
+    assert '"sweep_best":{"s-best":{"base":"student-tiny-nodistill","sweep":"s"}}' in r.stdout
+
+
+def test_dry_run_retrains_a_distilled_best_trial_as_its_base_distills(tmp_path):
+    """A sweep of a cached and of a live-teacher KD run: each best run is trained by
+    distill.student from the base's teacher cache, or its live teachers."""
+    from test_workflow import dry_run_jobs, snakemake
+
+    cfg = copy.deepcopy(DEMO)
+    alpha = {"alpha": {"low": 0.1, "high": 0.9}}
+    cfg["sweeps"] = {"kd": {"base": "student-tiny-kd-topk", "space": alpha, "trials": 2},
+                     "live": {"base": "student-tiny-kd-ensemble", "space": alpha, "trials": 2}}
+    cfg["tables"]["paper"]["t"] = {"kind": "zero_shot", "reference": "sweep:kd:best",
+                                   "models": ["sweep:kd:best", "sweep:live:best"]}
+    (tmp_path / "kd.yaml").write_text(json.dumps(cfg))
+    r = snakemake(REPO, "-n", "-p", "--cores", "2", "--configfile", str(tmp_path / "kd.yaml"),
+                  cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = {j["wildcards"]: j for j in dry_run_jobs(r.stdout) if j["rule"] == "sweep_best"}
+    assert set(jobs) == {"name=kd-best", "name=live-best"}
+    commands = {m[1]: m[0] for m in re.finditer(r"babydistill\.distill\.student .*?"
+                                                 r'"name":"(\w+-best)"', r.stdout)}
+    cache = "--cache results/demo/teacher_cache/llama-tiny+gpt2-tiny.k256.T2"
+    assert cache in commands["kd-best"] and "--teacher" not in commands["kd-best"]
+    assert "--teacher results/demo/models/llama-tiny" in commands["live-best"]
+    assert cache not in commands["live-best"]
+    assert "results/demo/sweeps/kd/best.json" in jobs["name=kd-best"]["input"]

@@ -293,6 +293,40 @@ def test_paper_tables_contents(tmp_path):
         assert (out / "figures" / "paper" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_student_against_the_best_swept_baseline(tmp_path):
+    """BabyLlama-2's table: a sweep's best run (retrained, 3 seeds) as the reference; the
+    distilled student gets a column with its seed-aware difference from it, teachers not."""
+    rng = np.random.default_rng(11)
+    files = []
+    for name, accs in {"tuned": {1: 0.62, 2: 0.64, 3: 0.63}, "student": {1: 0.78, 2: 0.80, 3: 0.79},
+                       "teacher": {1: 0.70}}.items():
+        for s, acc in accs.items():
+            files.append(write_blimp(tmp_path, f"{name}@{s}", "blimp",
+                                     {p: outcomes(rng, acc, 300) for p in CATS}, CATS))
+    table = {"kind": "zero_shot", "models": ["teacher", "tuned", "student"], "reference": "tuned"}
+    base = {"bootstrap_samples": 300, "paper": {"bl2": table}}
+    swept = {**base, "sweep_best": {"tuned": {"sweep": "smol", "base": "smol-nodistill"}}}
+    common = ["--blimp", *files, "--models", "teacher", "tuned", "student",
+              "--distilled", "student@1", "student@2", "student@3"]
+    tables.main([*common, "--tables-config", json.dumps(swept), "--out", str(tmp_path / "a")])
+    tables.main([*common, "--tables-config", json.dumps(base), "--out", str(tmp_path / "b")])
+    a = pd.read_csv(tmp_path / "a/tables/paper/bl2.csv", dtype=str, keep_default_na=False)
+    b = pd.read_csv(tmp_path / "b/tables/paper/bl2.csv", dtype=str, keep_default_na=False)
+    assert list(a.columns) == [*b.columns, "student vs tuned"]
+    assert a[list(b.columns)].equals(b)  # without the sweep's run: the table as before
+    avg = a[a.category == "average"].iloc[0]
+    assert avg["tuned"].endswith("(n=3)") and avg["student"].endswith("(n=3)*")
+    cell = avg["student vs tuned"]
+    assert "3 seeds" in cell and cell.endswith("holds")
+    blimp = stats.load_blimp(files)
+    observed = np.mean([blimp[blimp.model == f"student@{s}"].acc.mean()
+                        - blimp[blimp.model == f"tuned@{s}"].acc.mean() for s in (1, 2, 3)])
+    assert float(cell.split()[0]) == pytest.approx(100 * observed, abs=0.05)
+    md = (tmp_path / "a/tables/paper/bl2.md").read_text()
+    assert "tuned: the best trial of sweep smol (over smol-nodistill), retrained with 3 seeds" in md
+    assert "sweep" not in (tmp_path / "b/tables/paper/bl2.md").read_text()
+
+
 def test_paper_table_errors_name_the_key(tmp_path, capsys):
     files, ft = paper_world(tmp_path)
     bad = {"paper": {"t": {"kind": "zero_shot", "models": ["baseline", "nosuch"]}}}

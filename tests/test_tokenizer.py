@@ -172,3 +172,40 @@ def test_model_folder_tokenizer_stores_merges_as_strings_with_the_same_ids(tmp_p
     before = (model / "tokenizer.json").read_bytes()
     T.portable_merges(model / "tokenizer.json")  # already strings: left as it is
     assert (model / "tokenizer.json").read_bytes() == before
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_mask_token_only_in_a_masked_models_folder_and_every_other_id_unchanged(tok_dir, tmp_path):
+    """Issue 23: a masked LM's folder gains <mask> at id = the tokenizer's size; a causal
+    model's folder and the tokenizer stage's own files stay as they were."""
+    from transformers import AutoTokenizer
+
+    stage_before = _digests(tok_dir)
+    causal, masked = tmp_path / "causal", tmp_path / "masked"
+    for d, arch in ((causal, "LlamaForCausalLM"), (masked, "RobertaForMaskedLM")):
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"architectures": [arch],
+                                                   "max_position_embeddings": 66}))
+        T.copy_for_model(tok_dir, d)
+    assert _digests(tok_dir) == stage_before
+    assert T.MASK not in (causal / "tokenizer.json").read_text(encoding="utf-8")
+    assert AutoTokenizer.from_pretrained(str(causal)).mask_token is None
+    tok = AutoTokenizer.from_pretrained(str(masked))
+    assert (tok.mask_token, tok.mask_token_id, len(tok)) == ("<mask>", 330, 331)
+    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
+    merges = json.loads((masked / "tokenizer.json").read_text(encoding="utf-8"))["model"]["merges"]
+    assert isinstance(merges[0], str)  # still the portable form after the mask was added
+    text = ["the cat sat on the mat", "Zebra ø 🙂 said: 'hello'!", "naïve café"]
+    assert [e.ids for e in T.load_backend(masked).encode_batch(text)] == \
+        [e.ids for e in T.load_backend(causal).encode_batch(text)]
+    # like roberta-base's <mask>, it takes the space in front of it
+    ids = tok("the cat <mask> on the mat")["input_ids"]
+    assert ids == tok("the cat")["input_ids"] + [330] + tok(" on the mat")["input_ids"]
+    before = _digests(masked)
+    assert T.add_mask_token(masked) == 330  # already there: nothing changes
+    assert _digests(masked) == before

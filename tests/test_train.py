@@ -43,8 +43,16 @@ def data(n=6000):
             EvalChunks(tokens(1500, seed=5), SEQ, n_chunks=40, seed=1))
 
 
+ROBERTA = {"arch": "roberta", "hidden_size": 32, "num_layers": 2, "num_heads": 2,
+           "intermediate_size": 64, "max_position_embeddings": 18}  # a masked LM, dropout 0.1
+
+
 def objective(preset=LLAMA, seed=0):
     torch.manual_seed(seed)
+    if preset["arch"] == "roberta":  # its masks are seeded by the run's seed, step and chunk
+        from babydistill.train.masked_lm import MaskedLMObjective
+
+        return MaskedLMObjective(build_model(preset, VOCAB), VOCAB, seed=SPEC["seed"])
     return LMObjective(build_model(preset, VOCAB))
 
 
@@ -91,7 +99,7 @@ def test_tiny_run_eval_loss_falls_and_outputs(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("preset", [GPT2, LLAMA], ids=["gpt2-dropout", "llama"])
+@pytest.mark.parametrize("preset", [GPT2, LLAMA, ROBERTA], ids=["gpt2-dropout", "llama", "roberta-mlm"])
 def test_resume_after_kill_equals_uninterrupted(tmp_path, preset):
     tr, ev = data()
     ref = train(SPEC, objective(preset), tr, ev, tmp_path / "ref", tmp_path / "ck_ref")
@@ -484,7 +492,7 @@ def test_checkpoint_holds_each_callbacks_state_by_name(tmp_path, caplog):
     assert states["recorder"] == {"steps_seen": 10}
     assert states["eval"]["best"]["step"] == 8 and set(states["eval"]["last_eval"]) == {"model"}
     assert states["blimp_curve"] == {"points": [], "seconds": 0.0}
-    assert set(ck["position"]) == {"step", "epoch", "batch", "wall_time"}
+    assert set(ck["position"]) == {"step", "epoch", "batch", "wall_time", "precision"}
 
     rec, evaluator = Recorder(), EvalTracker(SPEC["eval_every"])
     t = Trainer(SPEC, objective(), tr, ev, tmp_path / "ck",
@@ -546,15 +554,16 @@ def test_objectives_call_their_wrapped_modules_in_loss_only():
                      KDSpec(alpha=0.5, temperature=2.0, kl_direction="forward",
                             kl_reduction="batchmean"))
     wml = WMLObjective([build_model(LLAMA, VOCAB) for _ in range(2)], alpha=0.5)
-    batch = {"input_ids": torch.randint(3, VOCAB, (2, SEQ))}
-    for obj in (lm, kd, wml):
+    mlm = objective(ROBERTA)
+    batch = {"input_ids": torch.randint(3, VOCAB, (2, SEQ)), "chunk_index": torch.arange(2)}
+    for obj in (lm, kd, wml, mlm):
         spies = []
         bare = dict(obj.modules())
         obj.wrap(lambda m: spies.append(Spy(m)) or spies[-1])
         assert {id(s.module) for s in spies} == {id(m) for m in bare.values()}
         obj.eval_loss(batch)
         assert all(s.calls == 0 for s in spies)
-        obj.loss(batch)
+        obj.loss(obj.prepare(batch, 0))
         assert all(s.calls == 1 for s in spies), type(obj).__name__
         assert obj.modules() == bare
 

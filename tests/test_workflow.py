@@ -13,7 +13,7 @@ import yaml
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 MODEL_RULES = {"pretrain", "distill", "teacher_cache", "eval_blimp", "eval_revisions", "finetune",
-               "sweep_worker"}
+               "sweep_worker", "sweep_best"}
 
 
 def snakemake(repo_root, *args, cwd=None):
@@ -82,6 +82,8 @@ def test_paper_dry_run(repo_root, tmp_path):
     assert r.returncode == 0, r.stderr
     counts = job_counts(r.stdout)
     assert counts["pretrain"] == 7 and counts["distill"] == 6  # 7: llama-58M-curriculum
+    # BabyLlama-2's tuned baseline (sweep:smollama-345M:best), trained after its sweep
+    assert counts["sweep_best"] == 1 and counts["sweep_results"] == 1
     assert counts["teacher_cache"] == 1
     assert counts["download_corpus"] == 1
 

@@ -47,6 +47,42 @@ class UserError(Exception):
     exit_code = 2
 
 
+# Flags in /proc/cpuinfo of CPUs that multiply bf16 natively: x86's AVX512-BF16 and AMX-BF16,
+# Arm's BF16 extension ("bf16" in the Features line).
+_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+PRECISION_ENV = "BABYDISTILL_CPU_BF16"
+
+
+def cpu_bf16_native(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether this CPU multiplies bf16 natively (read from ``cpuinfo``; False where it cannot
+    be read, e.g. macOS). ``$BABYDISTILL_CPU_BF16`` = 1 or 0 overrides the detection (the tests
+    pin 0, so that a run's numbers do not depend on the machine that runs them)."""
+    forced = os.environ.get(PRECISION_ENV)
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise UserError(f"${PRECISION_ENV}={forced!r}: use 1 (bf16 on this CPU), 0 (fp32) or unset it")
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features") and _BF16_CPU_FLAGS & set(value.split()):
+            return True
+    return False
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    """``training.precision`` on a device: ``auto`` is bf16 autocast on CUDA and on CPUs with
+    native bf16 (:func:`cpu_bf16_native`), fp32 elsewhere; fp32 and bf16 are themselves."""
+    if precision != "auto":
+        return precision
+    if device_type == "cuda" or (device_type == "cpu" and cpu_bf16_native()):
+        return "bf16"
+    return "fp32"
+
+
 def cli(main: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a stage's ``main`` so user errors print one line and exit 2 (or the
     error's own ``exit_code``)."""

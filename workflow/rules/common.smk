@@ -112,6 +112,11 @@ CONVENTIONS = bdconfig.specs.schema()["$defs"]["blimp_convention"]["enum"]
 # Hyperparameter sweeps: each one's worker spec, and its workers' indices.
 SWEEPS = {n: bdconfig.sweep_spec(config, n) for n in config.get("sweeps") or {}}
 SWEEP_WORKERS = {n: list(range(s["workers"])) for n, s in SWEEPS.items()}
+# The best trial of a sweep the config names (sweep:<name>:best), retrained with its base run's
+# seeds (the sweep_best jobs; pretrain and distill train the rest): instance -> {sweep, section}
+SWEEP_BEST = bdconfig.sweep_best_models(config)
+PRETRAIN_RUNS = [n for n in PRETRAIN if n not in SWEEP_BEST]
+DISTILL_RUNS = [n for n in DISTILL if n not in SWEEP_BEST]
 
 
 wildcard_constraints:
@@ -230,6 +235,47 @@ def sweep_inputs(w):
     return files
 
 
+def sweep_best_inputs(w):
+    """input: of sweep_best: its base run's training inputs and the sweep's best.json."""
+    best = SWEEP_BEST[w.name]
+    files = training_inputs(best["section"])(w)
+    files["best"] = f"{R}/sweeps/{best['sweep']}/best.json"
+    return files
+
+
+def sweep_best_args(w, input):
+    """The CLI of a sweep_best job: the base run's stage module, and (a distill run's)
+    --teacher or --cache flags, as distill's."""
+    if SWEEP_BEST[w.name]["section"] == "pretrain":
+        return ["babydistill.train.pretrain"]
+    live = [] if input.cache else input.teachers
+    return [
+        "babydistill.distill.student",
+        *flags("--teacher", list(live)),
+        *flags("--cache", input.cache),
+    ]
+
+
+def sweep_best_size(name, key):
+    """mem_mb of a best run's job (its base run's), or its runtime: the base run's times the
+    longest num_epochs of the sweep's space over the base's (best.json is not read yet).
+    """
+    best = SWEEP_BEST[name]
+    base = bdconfig.job_resources(config, best["section"], name)
+    if key != "runtime":
+        return base[key]
+    spec = SWEEPS[best["sweep"]]
+    epochs = spec["space"].get("num_epochs", {}).get("high", 0)
+    return int(base[key] * max(1.0, epochs / sweep_best_spec(name)["train"]["epochs"]))
+
+
+def sweep_best_spec(name):
+    """The job spec of a best run's instance before best.json is applied: its base run's."""
+    section = SWEEP_BEST[name]["section"]
+    spec = bdconfig.pretrain_spec if section == "pretrain" else bdconfig.distill_spec
+    return spec(config, name)
+
+
 def sweep_size(sweep, key):
     """mem_mb of a sweep worker (its base run's), or its runtime: the base run's times the
     trials a worker runs, times the longest num_epochs of the space over the base's."""
@@ -299,6 +345,14 @@ def job_resources(rule_name):
     """
     if rule_name in RESOURCES:
         return dict(zip(("gpu", "mem_mb", "runtime"), RESOURCES[rule_name]))
+    if rule_name == "sweep_best":
+        return {
+            "gpu": lambda w: bdconfig.gpus(
+                config, SWEEP_BEST[w.name]["section"], w.name
+            ),
+            "mem_mb": lambda w: sweep_best_size(w.name, "mem_mb"),
+            "runtime": lambda w: sweep_best_size(w.name, "runtime"),
+        }
     if rule_name == "sweep_worker":  # one GPU each: --resources gpu=N runs N at once
         return {
             "gpu": 1,

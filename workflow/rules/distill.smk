@@ -42,7 +42,7 @@ rule distill:
     input:
         unpack(training_inputs("distill")),
     output:
-        directory(f"{R}/models/{one_of('name', DISTILL)}"),
+        directory(f"{R}/models/{one_of('name', DISTILL_RUNS)}"),
     log:
         f"{LOGS}/distill/{{name}}.log",
     benchmark:

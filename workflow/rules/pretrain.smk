@@ -6,7 +6,7 @@ rule pretrain:
     input:
         unpack(training_inputs("pretrain")),
     output:
-        directory(f"{R}/models/{one_of('name', PRETRAIN)}"),
+        directory(f"{R}/models/{one_of('name', PRETRAIN_RUNS)}"),
     log:
         f"{LOGS}/pretrain/{{name}}.log",
     benchmark:

@@ -66,3 +66,35 @@ rule sweep_results:
     shell:
         "python -m babydistill.sweep.results --spec {params.spec:q} --study-dir {params.study}"
         " --out-dir {params.out} > {log} 2>&1"
+
+
+rule sweep_best:
+    """A sweep's best trial retrained as a run (sweep:<name>:best), per seed of its base
+    run: the base run's job spec with best.json's keys set (--sweep-best)."""
+    input:
+        unpack(sweep_best_inputs),
+    output:
+        directory(f"{R}/models/{one_of('name', SWEEP_BEST)}"),
+    log:
+        f"{LOGS}/sweep_best/{{name}}.log",
+    benchmark:
+        f"{BENCH}/sweep_best/{{name}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        **job_resources("sweep_best"),
+    params:
+        stage=sweep_best_args,
+        spec=lambda w: as_json(sweep_best_spec(w.name)),
+        train=lambda w, input: token_prefix(input.train),
+        dev=lambda w, input: token_prefix(input.dev),
+        checkpoints=f"{R}/checkpoints/{{name}}",
+        blimp=lambda w, input: flags("--blimp-suite", input.blimp_suite),
+        at_words=AT_WORDS,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m babydistill.train.launch --gpus {resources.gpu}"
+        " -- {params.stage:q} --spec {params.spec:q} --sweep-best {input.best}"
+        " --train {params.train} --dev {params.dev} --tokenizer {input.tokenizer}"
+        " --out {output} --checkpoint-dir {params.checkpoints} {params.blimp:q}"
+        " --at-words {params.at_words:q} > {log} 2>&1"

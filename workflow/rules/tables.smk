@@ -20,6 +20,17 @@ PROVENANCE = [f"{m}={R}/models/{m}/provenance.json" for m in MODELS]
 WML_WEIGHTS = [f"{n}={R}/models/{n}/wml_weights.csv" for n in WML]
 # --tables-config: the tables: section, and the challenge the budget table holds models to
 TABLES_CLI = {**TABLES, "challenge": config.get("challenge")}
+# a sweep's best run (sweep:<name>:best) in the tables: run -> its sweep and base run
+# (named only when there is one: the other configs' command lines stay as they were)
+SWEPT = {
+    bdconfig.names.base_name(m): {
+        "sweep": b["sweep"],
+        "base": bdconfig.names.base_name(SWEEPS[b["sweep"]]["base"]),
+    }
+    for m, b in SWEEP_BEST.items()
+}
+if SWEPT:
+    TABLES_CLI["sweep_best"] = SWEPT
 # STUDENT=BASELINE pairs of the tables' verdicts
 COMPARE = [
     f"{n}={b}" for n in PRETRAIN + DISTILL if (b := bdconfig.baseline_of(config, n))

@@ -106,6 +106,9 @@ def validate(config: dict, source: str = "config") -> None:
     err = specs.worst_error(errors)
     if err is not None:
         raise UserError(f"{source}: {specs.describe(err)}")
+    # the checks see sweep:<name>:best as run <name>-best (prepare() rewrites it in place)
+    config = copy.deepcopy(config)
+    sweeps.expand_best(config, source)
     _check_shapes(config, source)
     _check_digests(config, source)
     _check_references(config, source)
@@ -362,13 +365,15 @@ def prepare(config: dict, source: str = "config") -> dict:
 
     A config that names no ``run`` is a set of overrides (``--config key=value``) on top of
     config.yaml; a full config (config.yaml, workflow/demo.yaml) stands alone, so the demo
-    never inherits the paper's runs.
+    never inherits the paper's runs. Each ``sweep:<name>:best`` becomes the run ``<name>-best``
+    (``config.sweeps.expand_best``).
     """
     if "run" not in config:
         merged = deep_merge(load_yaml(DEFAULT_CONFIG), config)
         config.clear()
         config.update(merged)
     validate(config, source)
+    sweeps.expand_best(config, source)  # sweep:<name>:best -> the run <name>-best
     return config
 
 
@@ -556,6 +561,19 @@ def model_roles(config: dict) -> dict[str, str]:
 def sweep_spec(config: dict, name: str) -> dict:
     """The spec of sweep ``name``'s workers: :func:`babydistill.config.sweeps.sweep_spec`."""
     return sweeps.sweep_spec(config, name)
+
+
+def sweep_best_models(config: dict) -> dict[str, dict]:
+    """Each instance of a sweep's best run (``sweep:<name>:best``) -> ``{"sweep", "section"}``:
+    the models rule sweep_best trains instead of rule pretrain / distill."""
+    out = {}
+    for section in ("pretrain", "distill"):
+        for name, run in (config.get(section) or {}).items():
+            if run.get("sweep_best"):
+                seeds = run.get("seeds") or [None]
+                out.update({names.instance(name, s): {"sweep": run["sweep_best"], "section": section}
+                            for s in seeds})
+    return out
 
 
 def ensemble_members(config: dict, name: str) -> list[str]:

@@ -4,6 +4,8 @@
   without them). Seeds of one run share a table column and a figure colour.
 - ``<run>-peer<i>``: peer i (1-based) of a weighted-mutual-learning run, a model of its own;
   the peer of an instance ``<run>@<seed>`` is ``<run>-peer<i>@<seed>``.
+- ``sweep:<name>:best`` (a reference in the config, where a run is named): the best trial of
+  sweep ``<name>`` retrained as run ``<name>-best`` (instances ``<name>-best@<seed>``).
 - ``<teacher>+<teacher>.k<k>.T<t>``: the teacher cache of those teachers (instances), top-k
   and temperature, shared by every variant and seed that reads the same targets.
 
@@ -55,6 +57,26 @@ def split_peer(name: str) -> tuple[str, int] | None:
     if m is None:
         return None
     return instance(m["run"], seed_label(name)), int(m["i"])
+
+
+SWEEP_REF = re.compile(r"^sweep:(?P<name>[^:]*):(?P<what>[^:]*)$")
+SWEEP_BEST_SUFFIX = "-best"
+
+
+def sweep_ref(text: str) -> str | None:
+    """``sweep:<name>:best`` -> ``<name>``; None for a plain run name. A ``sweep:`` text of
+    another shape raises ValueError (the caller names the key)."""
+    if not isinstance(text, str) or not text.startswith("sweep:"):
+        return None
+    m = SWEEP_REF.match(text)
+    if m is None or m["what"] != "best" or not m["name"]:
+        raise ValueError(f"{text!r}: write sweep:<name>:best")
+    return m["name"]
+
+
+def sweep_best_run(sweep: str) -> str:
+    """The run that retrains sweep ``sweep``'s best trial: ``<sweep>-best``."""
+    return f"{sweep}{SWEEP_BEST_SUFFIX}"
 
 
 def cache_key(teachers: list[str], k: int, temperature: float, precision: str = "fp32") -> str:

@@ -21,7 +21,29 @@ from babydistill.config.specs import ModelPreset
 
 # Special tokens follow the project tokenizer: pad 0, bos 1, eos 2.
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
-ARCHS = ("llama", "gpt2")
+ARCHS = ("llama", "gpt2", "roberta")
+# Masked LMs (RobertaForMaskedLM). Their embedding has one row more than the tokenizer: the
+# mask token, appended at id vocab_size (the tokenizer's own size), so that every id a causal
+# model knows stays what it is and the tokenizer stage's files stay as they are
+# (babydistill.data.tokenizer.add_mask_token writes it into a masked model's folder).
+MASKED_ARCHS = ("roberta",)
+
+
+def is_masked(preset: ModelPreset | dict) -> bool:
+    """Whether ``preset`` is a masked LM (trained with the MLM objective)."""
+    arch = preset.arch if isinstance(preset, ModelPreset) else preset.get("arch")
+    return arch in MASKED_ARCHS
+
+
+def embedding_rows(preset: ModelPreset | dict, vocab_size: int) -> int:
+    """The model's vocabulary for a tokenizer of ``vocab_size`` tokens: a masked LM's has
+    the mask token too (id ``vocab_size``, :func:`mask_token_id`)."""
+    return vocab_size + 1 if is_masked(preset) else vocab_size
+
+
+def mask_token_id(vocab_size: int) -> int:
+    """The mask token's id for a tokenizer of ``vocab_size`` tokens: the first free one."""
+    return vocab_size
 
 
 def typed_preset(preset: ModelPreset | dict, name: str) -> ModelPreset:
@@ -52,11 +74,27 @@ def preset_parameters(preset: ModelPreset | dict, vocab_size: int, name: str = "
         per_layer = 2 * h * h + 2 * h * kv + 3 * h * ffn + 2 * h  # q,o + k,v + mlp + 2 norms
         heads = 1 if arch_default(p.tie_word_embeddings, False) else 2
         return layers * per_layer + heads * vocab_size * h + h  # + the final norm
+    if p.arch == "roberta":
+        return _roberta_parameters(p, embedding_rows(p, vocab_size))
     ffn = p.intermediate_size or 4 * h
     # attention qkv + proj, mlp fc + proj (all with biases), 2 layer norms (weight + bias)
     per_layer = (3 * h * h + 3 * h) + (h * h + h) + (h * ffn + ffn) + (ffn * h + h) + 4 * h
     heads = 1 if arch_default(p.tie_word_embeddings, True) else 2
     return layers * per_layer + heads * vocab_size * h + p.max_position_embeddings * h + 2 * h
+
+
+def _roberta_parameters(p: ModelPreset, rows: int) -> int:
+    """RobertaForMaskedLM's count: ``rows`` includes the mask token; no pooler (the MLM head
+    needs none), one token type (roberta-base's ``type_vocab_size``)."""
+    h, ffn = p.hidden_size, p.intermediate_size
+    # q, k, v, o with biases, 2 layer norms, mlp in + out with biases
+    per_layer = 4 * (h * h + h) + 2 * (2 * h) + (h * ffn + ffn) + (ffn * h + h)
+    embeddings = rows * h + p.max_position_embeddings * h + 1 * h + 2 * h  # + type, norm
+    # the head: dense + layer norm + output bias; its decoder is the embedding, unless
+    # untied: then (transformers 5) a decoder of its own with its own bias as well
+    untied = not arch_default(p.tie_word_embeddings, True)
+    head = (h * h + h) + 2 * h + rows + (rows * h + rows if untied else 0)
+    return p.num_layers * per_layer + embeddings + head
 
 
 @cli

@@ -21,8 +21,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from babydistill.common import (REPO_ROOT, UserError, cli, file_digest, parse_json_arg, read_json,
-                                write_json)
+from babydistill.common import (REPO_ROOT, UserError, cli, cpu_bf16_native, file_digest,
+                                parse_json_arg, read_json, write_json)
 
 LIBRARIES = ("babydistill", "torch", "transformers", "tokenizers", "lm-eval", "snakemake")
 
@@ -63,6 +63,10 @@ def record(model_dir: Path, spec: dict, inputs: list[str]) -> dict:
         "code": git_state(),
         "versions": versions(),
         "host": platform.node(),
+        # what `precision: auto` saw here, and what the trainer ran in (train_summary.json)
+        "cpu_bf16_native": cpu_bf16_native(),
+        "precision": (read_json(model_dir / "train_summary.json").get("precision")
+                      if (model_dir / "train_summary.json").is_file() else None),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -76,6 +80,8 @@ def stage_inputs(args) -> list[str]:
     inputs = [f"{p}.json" for p in (getattr(args, "train", None), getattr(args, "dev", None)) if p]
     if getattr(args, "tokenizer", None):
         inputs.append(args.tokenizer)
+    if getattr(args, "sweep_best", None):  # the best trial a sweep:<name>:best run trained
+        inputs.append(args.sweep_best)
     teachers = list(getattr(args, "teacher", None) or [])
     if getattr(args, "cache", None) and not teachers:
         teachers = read_json(Path(args.cache) / "header.json").get("teachers") or []

@@ -214,7 +214,12 @@ def _plain(value: Any) -> Any:
 
 # Keys models.build_model needs beyond the schema's required ones, per architecture.
 PRESET_NEEDS = {"llama": ("intermediate_size", "max_position_embeddings"),
-                "gpt2": ("max_position_embeddings",)}
+                "gpt2": ("max_position_embeddings",),
+                "roberta": ("intermediate_size", "max_position_embeddings")}
+# Positions a model needs beyond a chunk's: RoBERTa numbers its positions from the padding
+# id + 1 (pad is 0 here), so a chunk of L tokens uses positions 1..L (roberta-base: 514 for
+# 512, the WML authors' block_size + 2).
+EXTRA_POSITIONS = {"roberta": 1}
 
 
 def check_preset_shape(p: Mapping | "ModelPreset", where: str, seq_length: int | None = None) -> None:
@@ -234,10 +239,12 @@ def check_preset_shape(p: Mapping | "ModelPreset", where: str, seq_length: int |
         if (hidden // heads) % 2:
             raise UserError(f"{where}.num_heads: head size hidden_size/num_heads = "
                             f"{hidden // heads} is odd; rotary embeddings need an even one")
-    if seq_length is not None and p["max_position_embeddings"] < seq_length:
+    extra = EXTRA_POSITIONS.get(p["arch"], 0)
+    if seq_length is not None and p["max_position_embeddings"] < seq_length + extra:
+        needs = f"data.seq_length {seq_length}" + (f" + {extra} (arch {p['arch']}'s positions "
+                                                   "start after the padding id)" if extra else "")
         raise UserError(f"{where}.max_position_embeddings: {p['max_position_embeddings']} is "
-                        f"less than data.seq_length {seq_length}; the model could not see a "
-                        "whole training chunk")
+                        f"less than {needs}; the model could not see a whole training chunk")
 
 
 # ---------------------------------------------------------------------------- the specs

@@ -14,6 +14,11 @@ loss keys. Each name sets one key of the base run's job spec (:data:`PARAMS`)::
     attention_dropout -> the preset's dropout (model / student)
     alpha, temperature, kl_direction -> the distill spec's keys; k -> cache.k
 
+A sweep's best trial is a run of its own where the config names ``sweep:<name>:best`` (a
+``baseline``, a paper table's ``models`` or ``reference``): :func:`expand_best` adds run
+``<name>-best`` (the base run's entry and seeds) and :func:`apply_best` sets the best
+trial's keys (``best.json``) on each seed's job spec when it trains.
+
 A space entry is ``{low, high, log}`` (a range; integers for integer keys) or ``{choices}``
 (two or more distinct values).
 """
@@ -161,8 +166,16 @@ def base_of(config: dict, name: str) -> tuple[str, str, str]:
 def check(config: dict, source: str) -> None:
     """Every ``sweeps:`` entry: its base run, its space, its objective's suite."""
     from babydistill.config import section as section_of_config
+    from babydistill.config.names import sweep_best_run
 
     suites = list(section_of_config(config, "eval", "blimp").get("suites") or {})
+    for section in ("pretrain", "distill"):
+        for run, entry in (config.get(section) or {}).items():
+            made_by = entry.get("sweep_best")
+            if made_by and (made_by not in (config.get("sweeps") or {})
+                            or run != sweep_best_run(made_by)):
+                raise UserError(f"{source}: {section}.{run}.sweep_best: set by the config "
+                                f"itself; name the run sweep:<name>:best instead")
     for name, sweep in (config.get("sweeps") or {}).items():
         where = f"{source}: sweeps.{name}"
         try:
@@ -314,6 +327,103 @@ def as_run_keys(stage: dict, objective: str, params: dict[str, Any],
         else:
             out[head] = spec[head]
     return out
+
+
+def _best_refs(config: dict):
+    """(where, container, key, is a baseline) of every place that may name
+    ``sweep:<name>:best``: run baselines, paper tables' models and references."""
+    for section in ("pretrain", "distill"):
+        for name, run in (config.get(section) or {}).items():
+            if "baseline" in run:
+                yield f"{section}.{name}.baseline", run, "baseline", True
+    for name, table in ((config.get("tables") or {}).get("paper") or {}).items():
+        for i in range(len(table.get("models") or [])):
+            yield f"tables.paper.{name}.models[{i}]", table["models"], i, False
+        if "reference" in table:
+            yield f"tables.paper.{name}.reference", table, "reference", False
+
+
+def _best_entry(config: dict, sweep: str, where: str) -> tuple[str, dict]:
+    """(section, run entry) of sweep ``sweep``'s best run: its base run's entry, with every
+    seed of that run, no baseline of its own, and ``sweep_best`` naming the sweep."""
+    try:
+        section, _, _ = base_of(config, sweep)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+    space = config["sweeps"][sweep]["space"]
+    run = config[section][split_base(config, sweep)]
+    if "k" in space or ("temperature" in space and run.get("cache")):
+        raise UserError(f"{where}: sweep {sweep}'s space sets its teacher cache (k, or the "
+                        "temperature of a cached run): its best trial cannot be retrained "
+                        "from the base run's cache; drop k/temperature from the space")
+    entry = {k: copy.deepcopy(v) for k, v in run.items() if k != "baseline"}
+    entry["sweep_best"] = sweep
+    return section, entry
+
+
+def split_base(config: dict, sweep: str) -> str:
+    """The run (no seed) that sweep ``sweep`` searches around."""
+    return str(config["sweeps"][sweep]["base"]).partition("@")[0]
+
+
+def expand_best(config: dict, source: str) -> None:
+    """Every ``sweep:<name>:best`` of the config rewritten (in place) to the run
+    ``<name>-best``, which is added to its base run's section (:func:`_best_entry`).
+    Idempotent; an unknown sweep or a clash of names is one line naming the key."""
+    from babydistill.config.names import sweep_best_run, sweep_ref
+
+    sweeps_ = config.get("sweeps") or {}
+    for where, container, key, is_baseline in list(_best_refs(config)):
+        where = f"{source}: {where}"
+        try:
+            sweep = sweep_ref(container[key])
+        except ValueError as e:
+            raise UserError(f"{where}: {e}") from None
+        if sweep is None:
+            continue
+        if sweep not in sweeps_:
+            raise UserError(f"{where}: {container[key]!r}: no sweep {sweep!r} in sweeps: "
+                            f"(known: {', '.join(sweeps_) or 'none'})")
+        section, entry = _best_entry(config, sweep, where)
+        if is_baseline and section != "pretrain":
+            raise UserError(f"{where}: {container[key]!r}: sweep {sweep} searches distill run "
+                            f"{split_base(config, sweep)}; a baseline is a pretrain run")
+        run = sweep_best_run(sweep)
+        for other in ("pretrain", "distill", "ensembles"):
+            have = (config.get(other) or {}).get(run)
+            if have is not None and (other != section or have.get("sweep_best") != sweep):
+                raise UserError(f"{where}: {container[key]!r} is run {run}, which {other}.{run} "
+                                "already names; rename that run")
+        config[section].setdefault(run, entry)
+        container[key] = run
+
+
+def apply_best(stage: dict, best: dict, where: str = "--sweep-best") -> dict:
+    """Job spec ``stage`` of a best run's seed (``<sweep>-best[@seed]``, the base run's spec)
+    with the best trial's ``run_keys`` (``best.json`` of rule sweep_results) set."""
+    from babydistill.config.names import base_name, sweep_best_run
+
+    keys = best.get("run_keys") if isinstance(best, dict) else None
+    if not isinstance(keys, dict) or "sweep" not in best:
+        raise UserError(f"{where}: not a sweep's best.json (no sweep, run_keys)")
+    if base_name(stage["name"]) != sweep_best_run(best["sweep"]):
+        raise UserError(f"{where}: the best trial of sweep {best['sweep']}, but the spec is "
+                        f"run {stage['name']}'s; pass its own sweep's best.json")
+    train_keys = {p.target.split(".")[1] for p in PARAMS.values()
+                  if p.target.startswith("train.")} | {"grad_accum"}
+    spec = copy.deepcopy(stage)
+    for key, value in keys.items():
+        if key in train_keys:
+            spec["train"][key] = copy.deepcopy(value)
+        elif key == "dropout":
+            spec["model" if "model" in spec else "student"][key] = value
+        elif key == "cache":
+            spec["cache"] = copy.deepcopy(value)
+        elif key in ("alpha", "temperature", "kl_direction"):
+            spec[key] = value
+        else:
+            raise UserError(f"{where}: run_keys.{key}: not a key a sweep sets")
+    return spec
 
 
 if __name__ == "__main__":

@@ -27,6 +27,13 @@ Owns the tokenizer recipe and its on-disk form:
   not match any variant of untagged enum ModelWrapper"); every later version reads both with
   the same ids (tests/test_tokenizer_compat.py, transformers 4.40.2 and 4.51.3 against ours).
   A byte-level token never holds a space, so the string form is unambiguous.
+* The mask token of masked LMs (``arch: roberta``): ``<mask>``, appended as an added special
+  token at id = the tokenizer's size (16000 for 16000 tokens), and only in a masked model's
+  own folder (:func:`add_mask_token`, which :func:`copy_for_model` calls when the folder's
+  ``config.json`` names a ``...ForMaskedLM``). The tokenizer stage's files, and every id a
+  causal model uses, stay exactly as they were: reserving it inside the BPE vocabulary would
+  have re-trained the merges (one fewer) and so changed the demo's tokenizer. Like
+  roberta-base's ``<mask>`` it strips the space in front of it (``lstrip``).
 
 CLI::
 
@@ -51,7 +58,7 @@ from typing import Iterable
 # Everything here is local; never let a library reach for the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from babydistill.common import (UserError, atomic_path, atomic_write_text, cli, file_sha256,
                                 require_file, setup_logging, write_json)
@@ -60,6 +67,12 @@ log = logging.getLogger("babydistill.data.tokenizer")
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 SPECIAL_TOKENS = [PAD, BOS, EOS]  # ids 0, 1, 2
+MASK = "<mask>"  # masked LMs only: appended at id = vocab size (module docstring)
+
+
+def mask_added_token() -> AddedToken:
+    """``<mask>`` as roberta-base's tokenizer has it: special, lstrip, not normalised."""
+    return AddedToken(MASK, lstrip=True, rstrip=False, normalized=False, special=True)
 N_BYTES = 256  # byte-level alphabet seeded into the vocabulary
 
 
@@ -195,14 +208,48 @@ def portable_merges(path: str | os.PathLike) -> None:
 
 def copy_for_model(tok_dir: str | os.PathLike, model_dir: str | os.PathLike,
                    model_max_length: int | None = None) -> None:
-    """Copy a tokenizer folder's files into a saved model directory, fitted to the model."""
+    """Copy a tokenizer folder's files into a saved model directory, fitted to the model
+    (a masked LM's folder gains the mask token: :func:`add_mask_token`)."""
     src = Path(tok_dir)
     if not src.is_dir():
         raise UserError(f"{src}: tokenizer directory not found; run the tokenizer stage first")
     for f in src.iterdir():
         if f.is_file():
             shutil.copy2(f, Path(model_dir) / f.name)
+    if is_masked_model(model_dir):
+        add_mask_token(model_dir)
     fit_to_model(model_dir, model_max_length)
+
+
+def is_masked_model(model_dir: str | os.PathLike) -> bool:
+    """Whether a saved model folder's ``config.json`` names a masked LM (``...ForMaskedLM``)."""
+    cfg_path = Path(model_dir) / "config.json"
+    if not cfg_path.is_file():
+        return False
+    archs = json.loads(cfg_path.read_text(encoding="utf-8")).get("architectures") or []
+    return any(str(a).endswith("ForMaskedLM") for a in archs)
+
+
+def add_mask_token(tok_dir: str | os.PathLike) -> int:
+    """Append ``<mask>`` to a tokenizer folder's files at id = its size and name it the
+    mask token in ``tokenizer_config.json`` and ``special_tokens_map.json``; a folder that
+    has it already is left as it is. Returns its id."""
+    d = _check_dir(tok_dir)
+    tok = load_backend(d)
+    mask_id = tok.token_to_id(MASK)
+    if mask_id is None:
+        mask_id = tok.get_vocab_size(with_added_tokens=True)
+        tok.add_special_tokens([mask_added_token()])
+        if tok.token_to_id(MASK) != mask_id:  # an id taken twice would corrupt the model
+            raise UserError(f"{d / 'tokenizer.json'}: {MASK} did not get id {mask_id}; "
+                            "re-train the tokenizer")
+        with atomic_path(d / "tokenizer.json") as tmp:
+            tok.save(str(tmp))
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = d / name
+        if path.is_file():
+            write_json(path, {**json.loads(path.read_text(encoding="utf-8")), "mask_token": MASK})
+    return mask_id
 
 
 def _check_dir(tok_dir: str | os.PathLike) -> Path:

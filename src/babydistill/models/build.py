@@ -1,4 +1,5 @@
-"""Model presets -> Hugging Face causal LMs (LLaMA and GPT-2), and loading saved models.
+"""Model presets -> Hugging Face causal LMs (LLaMA and GPT-2) and masked LMs (RoBERTa), and
+loading saved models.
 
 A preset is one entry of ``models:`` in the config (arch, hidden_size, num_layers,
 num_heads, num_kv_heads, intermediate_size, max_position_embeddings, optional
@@ -13,6 +14,16 @@ models built here.
 Dropout: GPT-2's residual, embedding and attention dropout (one value for the three, as
 the authors' train.py sets them) default to 0.1, the transformers default the Baby Llama
 GPT-2 705M ran with; LLaMA's attention dropout defaults to 0. Short runs learn faster with 0.
+
+RoBERTa (``arch: roberta``, ``RobertaForMaskedLM``): roberta-base's config apart from the
+preset's shape (GELU, dropout 0.1, layer norm eps 1e-5, one token type, no pooler), the
+project's special ids (pad 0, bos 1, eos 2: RoBERTa's positions start at pad + 1) and one
+embedding row more than the tokenizer for the mask token (id = the tokenizer's size, see
+:func:`babydistill.config.presets.embedding_rows`); embeddings tied, as roberta-base's. The
+WML authors (AI-DA-STC/generative-ai-research-babylm@701a0c8, src/WML_distill/
+peer_generator.py) build their peers from ``AutoConfig.from_pretrained("roberta-base")`` with
+``max_position_embeddings = block_size + 2``; config.yaml's roberta-98M is roberta-base's
+shapes for our seq_length (vocab 16000: 98,053,505 parameters).
 
 Embeddings: LLaMA presets are untied and GPT-2 presets tied unless the preset says
 otherwise; this is what makes the papers' sizes come out (vocab 16000): llama-58M
@@ -33,7 +44,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from babydistill.common import UserError
 from babydistill.config.presets import (  # noqa: F401 (ids and ARCHS: the model layer's names)
-    ARCHS, BOS_ID, EOS_ID, PAD_ID, arch_default as _or, check_vocab as _vocab, typed_preset as _preset)
+    ARCHS, BOS_ID, EOS_ID, MASKED_ARCHS, PAD_ID, arch_default as _or, check_vocab as _vocab,
+    embedding_rows, is_masked, mask_token_id, typed_preset as _preset)
 from babydistill.config.specs import ModelPreset
 
 if TYPE_CHECKING:  # torch and transformers load lazily
@@ -42,12 +54,15 @@ if TYPE_CHECKING:  # torch and transformers load lazily
 
 
 def model_config(preset: ModelPreset | dict, vocab_size: int, name: str = "model"):
-    """The transformers config for ``preset`` (LlamaConfig or GPT2Config)."""
+    """The transformers config for ``preset`` (LlamaConfig, GPT2Config or RobertaConfig);
+    ``vocab_size`` is the tokenizer's (a masked LM adds its mask token's row)."""
     from transformers import GPT2Config, LlamaConfig
 
     p = _preset(preset, name)
     _vocab(vocab_size, name)
     arch, hidden, heads = p.arch, p.hidden_size, p.num_heads
+    if arch == "roberta":
+        return _roberta_config(p, vocab_size)
     common = dict(vocab_size=vocab_size, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
                   eos_token_id=EOS_ID, attn_implementation="sdpa",
                   loss_type="ForCausalLM")  # explicit: silences an HF warning
@@ -67,17 +82,36 @@ def model_config(preset: ModelPreset | dict, vocab_size: int, name: str = "model
         tie_word_embeddings=bool(_or(p.tie_word_embeddings, True)), **common)
 
 
+def _roberta_config(p: ModelPreset, vocab_size: int):
+    """roberta-base's config.json values but the shape, ids and vocabulary (module docstring)."""
+    from transformers import RobertaConfig
+
+    drop = float(_or(p.dropout, 0.1))
+    return RobertaConfig(
+        vocab_size=embedding_rows(p, vocab_size), hidden_size=p.hidden_size,
+        num_hidden_layers=p.num_layers, num_attention_heads=p.num_heads,
+        intermediate_size=p.intermediate_size, hidden_act="gelu",
+        hidden_dropout_prob=drop, attention_probs_dropout_prob=drop,
+        max_position_embeddings=p.max_position_embeddings, type_vocab_size=1,
+        layer_norm_eps=1e-5, initializer_range=0.02,
+        pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID,
+        tie_word_embeddings=bool(_or(p.tie_word_embeddings, True)),
+        attn_implementation="sdpa", loss_type="ForMaskedLM")
+
+
 def build_model(preset: ModelPreset | dict, vocab_size: int, name: str = "model") -> PreTrainedModel:
-    """A freshly initialised causal LM for ``preset`` (on the current default device).
+    """A freshly initialised model for ``preset`` (on the current default device): a causal
+    LM, or for a masked arch a ``RobertaForMaskedLM`` with ``vocab_size + 1`` rows.
 
     Seed torch beforehand for a reproducible init; build inside ``torch.device("meta")``
     to get the structure only.
     """
-    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM, RobertaForMaskedLM
 
     preset = _preset(preset, name)
     cfg = model_config(preset, vocab_size, name)
-    cls = LlamaForCausalLM if preset.arch == "llama" else GPT2LMHeadModel
+    cls = {"llama": LlamaForCausalLM, "gpt2": GPT2LMHeadModel,
+           "roberta": RobertaForMaskedLM}[preset.arch]
     return cls(cfg)
 
 
@@ -86,7 +120,8 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-_EMBEDDINGS = ("embed_tokens.weight", "wte.weight")  # LLaMA's, GPT-2's input embedding
+# LLaMA's, GPT-2's, RoBERTa's input embedding
+_EMBEDDINGS = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
 
 
 def _weight_shapes(d: Path) -> dict[str, tuple] | None:

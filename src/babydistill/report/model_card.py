@@ -211,7 +211,7 @@ def _card_training(summary: dict, model_dir: Path) -> list[str]:
         return []
     out = ["## Training", "", "| metric | value |", "|---|---|"]
     for key in ("steps", "epochs", "tokens", "batch_size", "world_size", "best_eval_loss", "best_step",
-                "keep", "wall_time_s", "objective", "cached_targets"):
+                "keep", "precision", "wall_time_s", "objective", "cached_targets"):
         if summary.get(key) is not None:
             out.append(f"| {key} | {_fmt(summary[key])} |")
     last = _last_metrics_row(model_dir)

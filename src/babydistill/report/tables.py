@@ -44,6 +44,7 @@ import json
 import re
 from html import escape
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
@@ -224,9 +225,12 @@ def _mark_cell(text: str, verdict: Verdict | None) -> str:
 
 
 def paper_zero_shot(blimp: pd.DataFrame, spec: dict, name: str, mode: str,
-                    samples: int = BOOTSTRAP_SAMPLES) -> tuple[pd.DataFrame, str]:
+                    samples: int = BOOTSTRAP_SAMPLES, swept: dict | None = None,
+                    distilled: Iterable[str] = ()) -> tuple[pd.DataFrame, str]:
     """Baby Llama Table 1 layout: rows suite x (categories, average), a column per model;
-    ``*`` where the seed-aware verdict against ``reference`` holds."""
+    ``*`` where the seed-aware verdict against ``reference`` holds. When ``reference`` is a
+    sweep's best run (``swept``: run -> {sweep, base}; BabyLlama-2's tuned baseline), each
+    ``distilled`` student also gets a column with its difference from it."""
     where = f"tables.paper.{name}"
     suites = spec.get("suites") or list(dict.fromkeys(blimp["suite"]))
     missing = [s for s in suites if s not in set(blimp["suite"])]
@@ -237,6 +241,8 @@ def paper_zero_shot(blimp: pd.DataFrame, spec: dict, name: str, mode: str,
     reference = spec.get("reference")
     if reference and reference not in models:
         raise UserError(f"{where}.reference: {reference!r} is not one of the table's models")
+    tuned = (swept or {}).get(reference)
+    students = [m for m in models if tuned and m != reference and m in set(distilled)]
     full = blimp
     blimp = blimp[blimp["model"].map(base_name).isin(models) & blimp["suite"].isin(suites)]
     inst = instances_by_run(blimp["model"])
@@ -256,6 +262,8 @@ def paper_zero_shot(blimp: pd.DataFrame, spec: dict, name: str, mode: str,
                 v = (draws.compare(inst[model], inst[reference], weights)
                      if reference and model != reference and model in inst else None)
                 row[model] = _mark_cell(mean_sd(vals), v)
+                if model in students:
+                    row[f"{model} vs {reference}"] = v.text() if v is not None else ""
             rows.append(row)
     table = pd.DataFrame(rows)
     n_seeds = max(len(v) for v in inst.values())
@@ -267,7 +275,20 @@ def paper_zero_shot(blimp: pd.DataFrame, spec: dict, name: str, mode: str,
                     + ("two-level paired bootstrap: seeds, then pairs within paradigms"
                        if n_seeds > 1 else "paired bootstrap over pairs within paradigms, 1 seed")
                     + ").")
+    if tuned:
+        caption += _swept_caption(reference, tuned, len(inst.get(reference, [])), students)
     return table, caption
+
+
+def _swept_caption(reference: str, tuned: dict, n_seeds: int, students: list[str]) -> str:
+    """The caption's account of a swept reference (BabyLlama-2: the student against the best
+    tuned baseline, so the gain is not a tuning gap)."""
+    text = (f" {reference}: the best trial of sweep {tuned['sweep']} (over {tuned['base']}), "
+            f"retrained with {n_seeds} seed{'s' if n_seeds != 1 else ''}.")
+    if students:
+        text += (f" Columns '<student> vs {reference}': mean difference over seeds (points) "
+                 "with its 95% interval, 'holds' when it excludes zero.")
+    return text
 
 
 def _seed_caption(n_seeds: int) -> str:
@@ -529,12 +550,13 @@ def _paper_table(kind: str | None, name: str, spec: dict, cfg: dict, args: argpa
     if kind == "zero_shot":
         blimp = _as_scored(blimp, spec.get("convention"), name)
         table, caption = paper_zero_shot(blimp, spec, name, spec.get("category_scores", mode),
-                                         samples)
+                                         samples, swept=cfg.get("sweep_best"),
+                                         distilled={base_name(d) for d in args.distilled})
         caption += " " + scoring_text(blimp[blimp["suite"].isin(set(table["suite"]))])
         figures.zero_shot_figure(
             blimp[blimp["model"].map(base_name).isin(table.columns)
                   & blimp["suite"].isin(set(table["suite"]))],
-            [c for c in table.columns if c not in ("suite", "category")],
+            [c for c in table.columns if c not in ("suite", "category") and " vs " not in c],
             spec.get("category_scores", mode), palette, figs / "paper", name,
             samples=samples, draws_from=blimp)
     elif kind == "finetune":

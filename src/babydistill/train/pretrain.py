@@ -9,6 +9,10 @@
 metrics.csv + train_summary.json) appears atomically at the end. Run it under
 ``python -m babydistill.train.launch --gpus N --`` for several GPUs. With
 ``train.blimp_every_epoch`` and ``--blimp-suite``, MODEL_DIR also holds ``blimp_curve.json``.
+
+A masked preset (``arch: roberta``) trains with the masked-LM objective
+(:mod:`babydistill.train.masked_lm`); its MODEL_DIR's tokenizer holds the mask token (id =
+the tokenizer's size) and ``AutoModelForMaskedLM.from_pretrained(MODEL_DIR)`` loads it.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from typing import Iterable
 
 import torch
 
-from babydistill.common import cli
+from babydistill.common import UserError, cli
 from babydistill.config.specs import PretrainSpec
-from babydistill.models.build import build_model
+from babydistill.models.build import build_model, is_masked, mask_token_id
 from babydistill.train import stage
 from babydistill.train.callbacks import Callback
 from babydistill.train.trainer import LMObjective
@@ -33,10 +37,19 @@ def run_stage(argv: list[str] | None = None, callbacks: Iterable[Callback] = ())
     spec = run.spec
     torch.manual_seed(spec.train.seed)  # the same initial weights on every rank and every restart
     model = build_model(spec.model, run.vocab, name="spec.model")
-    return run.train(LMObjective(model, name=spec.name),
-                     extra_summary={"name": spec.name, "model": spec.model.to_json(),
-                                    "vocab_size": run.vocab, "seq_length": spec.seq_length},
-                     callbacks=callbacks)
+    summary = {"name": spec.name, "model": spec.model.to_json(), "vocab_size": run.vocab,
+               "seq_length": spec.seq_length}
+    if is_masked(spec.model):
+        from babydistill.train.masked_lm import MaskedLMObjective
+
+        if spec.train.blimp_every_epoch:  # the BLiMP curve's scorer is causal
+            raise UserError(f"--spec: train.blimp_every_epoch: the BLiMP curve cannot score "
+                            f"masked LMs yet (arch {spec.model.arch}); set it to false")
+        objective = MaskedLMObjective(model, run.vocab, spec.train.seed, name=spec.name)
+        summary.update(objective="mlm", mask_token_id=mask_token_id(run.vocab))
+    else:
+        objective = LMObjective(model, name=spec.name)
+    return run.train(objective, extra_summary=summary, callbacks=callbacks)
 
 
 @cli

@@ -10,18 +10,22 @@ training, ``provenance.json`` (then the model card) at the end, and then
     return run.train(objective, extra_summary)      # train, then record the model
 
 The shared flags: ``--spec JSON|@FILE --train PREFIX --dev PREFIX --tokenizer DIR --out
-MODEL_DIR --checkpoint-dir DIR [--blimp-suite DIR] [--at-words N,N,...] [--log FILE]``.
+MODEL_DIR --checkpoint-dir DIR [--blimp-suite DIR] [--at-words N,N,...] [--sweep-best FILE]
+[--log FILE]``. ``--sweep-best``: a sweep's ``best.json``, whose best trial's keys are set on
+``--spec`` (``config.sweeps.apply_best``) before it is read: the run ``sweep:<name>:best``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from babydistill.common import read_json, setup_logging
+from babydistill.common import UserError, parse_json_arg, read_json, setup_logging
+from babydistill.config.sweeps import apply_best
 from babydistill.config.provenance import record_model, stage_inputs
 from babydistill.data.chunks import load_splits
 from babydistill.data.tokenize_split import paths_for
@@ -46,8 +50,24 @@ def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     ap.add_argument("--at-words", default="", metavar="N,N,...", type=_word_counts,
                     help="write a revision (models/<model>/revisions/chck_<N>M, a branch of "
                          "hub.git) at the step crossing each count of words seen")
+    ap.add_argument("--sweep-best", default=None, metavar="FILE",
+                    help="a sweep's best.json: train --spec with its best trial's keys set")
     ap.add_argument("--log", default=None, metavar="FILE", help="also log to this file")
     return ap
+
+
+def with_sweep_best(spec_text: str, best_path: str | None) -> str:
+    """``--spec`` (JSON or @FILE) with ``--sweep-best``'s trial applied, as JSON text; the spec
+    as given without one. The spec is fixed when the DAG is built; the best trial only
+    once the sweep has finished: this is where the two meet."""
+    if not best_path:
+        return spec_text
+    if not Path(best_path).is_file():
+        raise UserError(f"--sweep-best {best_path}: file not found (rule sweep_results writes it)")
+    spec = (read_json(spec_text[1:]) if spec_text.startswith("@")
+            else parse_json_arg(spec_text, "--spec"))
+    best = parse_json_arg(Path(best_path).read_text(encoding="utf-8"), f"--sweep-best {best_path}")
+    return json.dumps(apply_best(spec, best, f"--sweep-best {best_path}"), sort_keys=True)
 
 
 def _word_counts(text: str) -> list[int]:
@@ -103,6 +123,7 @@ def start(ap: argparse.ArgumentParser, argv: list[str] | None, spec_type) -> Sta
     token splits it describes."""
     args = ap.parse_args(argv)
     setup_logging(args.log)
+    args.spec = with_sweep_best(args.spec, args.sweep_best)  # provenance records this spec
     text = read_json(args.spec[1:]) if args.spec.startswith("@") else args.spec
     spec = spec_type.from_json(text, where="--spec")
     vocab, train_data, eval_data = load_splits(args.train, args.dev, args.tokenizer, spec)

@@ -3,8 +3,10 @@
 What a run is made of:
 
 * an :class:`Objective` -- the trainable modules and the loss. :class:`LMObjective` is
-  plain next-token cross-entropy for one model (pretraining); the distillation objectives
-  subclass :class:`Objective` elsewhere.
+  plain next-token cross-entropy for one model (pretraining);
+  :class:`babydistill.train.masked_lm.MaskedLMObjective` the masked-LM one (its masks made
+  by ``Objective.prepare`` on the CPU batch); the distillation objectives subclass
+  :class:`Objective` elsewhere.
 * a train spec: a :class:`babydistill.config.specs.TrainSpec` (the merged ``training:`` keys,
   checked and completed from the schema's defaults; a mapping is parsed into one).
 * data with the :mod:`babydistill.data.chunks` API (``batches(epoch, batch_size, start_batch,
@@ -77,7 +79,7 @@ from torch.nn.parallel import DistributedDataParallel
 from babydistill.train import checkpoint
 from babydistill.train.callbacks import Callback, EvalTracker
 from babydistill.train.checkpoint import Checkpointer, NamedStates, RNGState
-from babydistill.common import UserError, atomic_path, exclusive, write_json
+from babydistill.common import UserError, atomic_path, exclusive, resolve_precision, write_json
 from babydistill.train.metrics import METRICS_FIELDS, MetricsLogger, progress_bar, quiet_library_bars  # noqa: F401 (re-exported)
 from babydistill.config.specs import TrainSpec, defaults
 
@@ -189,6 +191,11 @@ class Objective:
 
     def modules(self) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
+
+    def prepare(self, batch: dict, step: int) -> dict:
+        """The training batch as ``loss`` takes it, for optimizer step ``step`` (0-based),
+        made on the CPU before it moves to the device (a masked LM's masks); as it is here."""
+        return batch
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -322,12 +329,19 @@ class _Position:
     def state_dict(self) -> dict:
         t = self.trainer
         return {"step": t.step, "epoch": t.epoch, "batch": t.batch,
-                "wall_time": t.wall_time + (time.time() - t._t_start)}
+                "wall_time": t.wall_time + (time.time() - t._t_start), "precision": t.precision}
 
     def load_state_dict(self, s: dict) -> None:
         t = self.trainer
         t.step, t.epoch, t.batch = s["step"], s["epoch"], s["batch"]
         t.wall_time = s["wall_time"]
+        # `auto` resolved on the machine that started the run: a resumption elsewhere (a CPU
+        # without native bf16, a GPU) keeps it, so that one run is never half fp32, half bf16
+        started = s.get("precision", t.precision)
+        if started != t.precision:
+            log.warning("resuming in %s, the precision this run started with (here %s resolves "
+                        "to %s)", started, t.spec.precision, t.precision)
+            t.set_precision(started)
 
 
 def _by_name(callbacks: Iterable[Callback]) -> dict[str, Callback]:
@@ -399,9 +413,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, s.schedule, s.warmup_steps,
                                          self.total_steps)
 
-        bf16 = s.precision == "bf16" or (s.precision == "auto" and cuda)
-        self.autocast = (functools.partial(torch.autocast, self.device.type, dtype=torch.bfloat16)
-                         if bf16 else contextlib.nullcontext)
+        self.set_precision(resolve_precision(s.precision, self.device.type))
         if s.compile and cuda:
             for m in self.modules.values():
                 m.compile()  # in place: state_dict keys and the objective's references unchanged
@@ -492,7 +504,7 @@ class Trainer:
         """Forward/backward over the micro batches (DDP syncs on the last), clip, step.
         Returns the mean loss (a 0-d tensor, not synced) and the objective's logs of the
         last micro batch."""
-        micro = self._micro_batches(batch)
+        micro = self._micro_batches(self.objective.prepare(batch, self.step))
         total = torch.zeros((), device=self.device)
         logs: dict = {}
         for i, mb in enumerate(micro):
@@ -514,14 +526,17 @@ class Trainer:
     # -- eval ------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean eval CE per module over the fixed eval chunks (all ranks share the work)."""
+        """Mean eval CE per module over the fixed eval chunks (all ranks share the work).
+        A batch's loss weighs by its rows, or by the count an objective gives with it
+        (``(mean, count)``: a masked LM's masked positions), so the result is the same
+        whatever ``eval_batch_size``."""
         if self.eval_data is None:
             return {}
         bs = self.spec.eval_batch_size or self.spec.batch_size
         for m in self.modules.values():
             m.eval()
         sums: dict[str, float] = {}
-        rows = 0
+        counts: dict[str, int] = {}
         for batch in self.eval_data.batches(0, bs, rank=self.dist.rank,
                                             world_size=self.dist.world_size):
             batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -529,21 +544,29 @@ class Trainer:
             with self.autocast():
                 losses = self.objective.eval_loss(batch)
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n
-            rows += n
+                v, w = v if isinstance(v, tuple) else (v, n)
+                sums[k] = sums.get(k, 0.0) + float(v) * w
+                counts[k] = counts.get(k, 0) + w
         for m in self.modules.values():
             m.train()
         if self.dist.world_size > 1:
             parts: list = [None] * self.dist.world_size
-            dist.all_gather_object(parts, (sums, rows))
-            sums, rows = {}, 0
-            for s, r in parts:
+            dist.all_gather_object(parts, (sums, counts))
+            sums, counts = {}, {}
+            for s, c in parts:
                 for k, v in s.items():
                     sums[k] = sums.get(k, 0.0) + v
-                rows += r
-        return {k: v / rows for k, v in sorted(sums.items())} if rows else {}
+                    counts[k] = counts.get(k, 0) + c[k]
+        return {k: v / counts[k] for k, v in sorted(sums.items()) if counts[k]}
 
     # -- checkpoints -----------------------------------------------------------------
+    def set_precision(self, precision: str) -> None:
+        """The forward's precision: ``bf16`` autocast (weights, optimizer state and losses stay
+        fp32) or ``fp32``; the resolved one is in the checkpoint and ``train_summary.json``."""
+        self.precision = precision
+        self.autocast = (functools.partial(torch.autocast, self.device.type, dtype=torch.bfloat16)
+                         if precision == "bf16" else contextlib.nullcontext)
+
     def _make_checkpointer(self) -> Checkpointer:
         """The parts a resumed run needs, each with ``state_dict``/``load_state_dict``."""
         barrier = dist.barrier if self.dist.world_size > 1 else None
@@ -726,6 +749,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             **(self.evaluator or EvalTracker()).summary(),  # best_eval_loss, best_step, final_eval
             "keep": s.keep,
+            "precision": self.precision,
             "wall_time_s": round(self.wall_time, 2),
             "parameters": {n: sum(p.numel() for p in m.parameters())
                            for n, m in self.modules.items()},
