@@ -518,3 +518,14 @@ def test_cache_precision_names_its_cache_and_is_absent_from_an_fp32_spec(demo):
     cfg["distill"][name]["cache"]["precision"] = "fp16"
     with pytest.raises(UserError, match="precision"):
         bdconfig.validate(cfg, source="demo.yaml")
+
+
+def test_default_keep_checkpoints_is_left_out_of_the_job_spec(demo):
+    """A job spec names keep_checkpoints only when it is not the default (none): the key frees
+    disk and changes no model, and a spec that named it would make Snakemake rerun every
+    training job of a results folder made before the key (params changed)."""
+    name = next(iter(demo["pretrain"]))
+    assert "keep_checkpoints" not in bdconfig.pretrain_spec_of(demo, name).to_json()["train"]
+    cfg = copy.deepcopy(demo)
+    cfg["training"]["keep_checkpoints"] = "last"
+    assert bdconfig.pretrain_spec_of(cfg, name).to_json()["train"]["keep_checkpoints"] == "last"

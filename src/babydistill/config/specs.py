@@ -292,6 +292,14 @@ class TrainSpec(_Spec):
     max_steps: int | None
     stop_after_steps: int | None
 
+    def to_json(self) -> dict:
+        # the default disk policy is left out: the key frees disk and changes no model, and a
+        # job spec that names it would rerun every training job of an existing results folder
+        out = super().to_json()
+        if out["keep_checkpoints"] == "none":
+            del out["keep_checkpoints"]
+        return out
+
     @classmethod
     def from_json(cls, data: Any, where: str = "train") -> "TrainSpec":
         return cls._of(_parse(data, "train_spec", where))
