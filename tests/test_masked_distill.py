@@ -249,3 +249,14 @@ def test_wml_refuses_peers_of_two_kinds():
     with pytest.raises(UserError, match="mix masked and causal") as e:
         build_wml_objective(wml_spec(peers=[ROBERTA, llama]), V)
     assert "\n" not in str(e.value)
+
+
+def test_teacher_cache_refuses_masked_teachers(world, masked_teachers, tmp_path, capsys):  # noqa: F811
+    from babydistill.distill.teacher_cache import main as cache_main
+
+    with pytest.raises(SystemExit) as e:
+        cache_main(["--teacher", masked_teachers[0], "--train", str(world["d"] / "train"),
+                    "--seq-length", str(T), "--k", "4", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "is a masked LM; the top-k cache serves causal teachers only" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "c").exists()
