@@ -33,7 +33,8 @@ from babydistill.common import atomic_write_text  # noqa: E402
 from babydistill.config.presets import preset_parameters  # noqa: E402
 from babydistill.config.specs import schema  # noqa: E402
 
-TRAINING_KEYS = {"batch_size", "grad_accum", "max_steps", "epochs", "warmup_steps", "checkpoint_every"}
+TRAINING_KEYS = {"batch_size", "grad_accum", "max_steps", "epochs", "warmup_steps", "checkpoint_every",
+                 "keep_checkpoints"}
 PAPER_WORDS = 10_000_000  # BabyLM strict-small: 10M words a training epoch
 
 

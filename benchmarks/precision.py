@@ -7,10 +7,14 @@ times both precisions back to back and the median round counts):
   backward, clip, AdamW, schedule) with ``precision: fp32`` and ``precision: bf16`` (autocast
   around the forward; master weights, optimizer state and the loss stay fp32), two trainers
   built from the same initial weights;
-* an inference batch as the teacher cache and the BLiMP scorer run it (forward under
-  ``torch.inference_mode``, log-softmax in fp32), with the agreement of the bf16 result with
-  the fp32 one: the top-k ids kept, KL(fp32 || bf16) per token, and the share of sentence-pair
-  decisions (sum of log-probabilities of two random sequences) that differ.
+* a teacher-cache batch through the cache's own code path,
+  :func:`babydistill.distill.teacher_cache.teacher_logprobs` with ``precision`` fp32 and bf16
+  (what ``python -m babydistill.distill.teacher_cache --precision`` runs: the forward under
+  ``torch.inference_mode`` and the scorer's ``autocast_for``, log-softmax in fp32), with the
+  agreement of the bf16 result with the fp32 one: the top-k ids kept (top-k as the cache takes
+  it), KL(fp32 || bf16) per token, and the share of sentence-pair decisions (sum of
+  log-probabilities of two random sequences) that differ (a proxy: the scorer's own path is
+  ``--score-models`` below).
 
 On a CPU without native bf16 instructions autocast still runs, slowly: the ratio says so.
 
@@ -42,7 +46,7 @@ import torch
 from babydistill.common import UserError, cli, write_json
 from babydistill.config import DEFAULT_CONFIG, load_yaml
 from babydistill.data.chunks import TrainChunks
-from babydistill.eval.scorer import autocast_for
+from babydistill.distill.teacher_cache import teacher_logprobs
 from babydistill.models.build import build_model, count_parameters
 from babydistill.train.trainer import LMObjective, Trainer
 
@@ -108,15 +112,14 @@ def train_speedup(preset: dict, args, sync) -> dict:
 
 
 def forward_agreement(preset: dict, args, device, sync) -> dict:
-    """Speed of an inference batch in bf16 and how far its log-probabilities move."""
+    """Speed of a teacher-cache batch in bf16 and how far its log-probabilities move: the
+    cache's own :func:`teacher_logprobs` (one teacher), fp32 against bf16."""
     torch.manual_seed(1)
     model = build_model(preset, args.vocab_size).to(device).eval()
     ids = torch.randint(3, args.vocab_size, (args.batch_size, args.seq_length), device=device)
 
     def logprobs(bf16: bool) -> torch.Tensor:
-        with torch.inference_mode(), autocast_for("bf16" if bf16 else "fp32", device)():
-            logits = model(ids).logits
-        return torch.log_softmax(logits.float(), -1)
+        return teacher_logprobs([model], ids, "bf16" if bf16 else "fp32")
 
     ref, low = logprobs(False), logprobs(True)
     times = {"fp32": [], "bf16": []}

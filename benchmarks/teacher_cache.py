@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/teacher_cache.py [--config workflow/demo.yaml]
         [--teacher llama-tiny --teacher gpt2-tiny] [--vocab-size 1800] [--chunks 512]
         [--seq-length 128] [--k 256] [--batch-size 32] [--temperature 2] [--threads 2]
-        [--repeat 2] [--json OUT.json]
+        [--repeat 2] [--precision fp32|bf16] [--json OUT.json]
 
 The reference is what live distillation pays for its teachers: ``model(input_ids,
 use_cache=False).logits`` of each teacher under ``no_grad``, batch by batch. The cache
@@ -11,6 +11,8 @@ build (:func:`babydistill.distill.teacher_cache.build_cache`, written to a tempo
 should cost about that plus a little for the top-k and the writes (issue 14). Random
 weights: timing does not depend on them. Reports wall and process CPU seconds (best of
 ``--repeat``) and their ratios; on a shared machine trust the CPU ratio with ``--threads 1``.
+``--precision bf16`` builds the cache with its teachers under bf16 autocast (the reference
+forwards stay fp32, what live distillation runs): run it with and without to compare builds.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="the cache build's precision (teacher_cache --precision)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -83,7 +87,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             build_cache(teachers, chunks, Path(d) / "cache", k=args.k,
                         temperatures=[args.temperature], batch_size=args.batch_size,
-                        progress=False)
+                        progress=False, precision=args.precision)
 
     forwards()  # warm-up
     t_fwd, _ = best_of(args.repeat, forwards)
@@ -91,12 +95,14 @@ def main() -> None:
     c_fwd, c_build = cpu_seconds(args.repeat, forwards), cpu_seconds(args.repeat, build)
     row = {"teachers": names, "chunks": args.chunks, "seq_length": args.seq_length,
            "vocab_size": args.vocab_size, "k": args.k, "threads": args.threads,
+           "precision": args.precision,
            "forward_s": round(t_fwd, 3), "build_s": round(t_build, 3),
            "ratio": round(t_build / t_fwd, 3), "forward_cpu_s": round(c_fwd, 3),
            "build_cpu_s": round(c_build, 3), "cpu_ratio": round(c_build / c_fwd, 3)}
     print(f"teacher forwards {t_fwd:.2f} s, cache build {t_build:.2f} s: "
           f"{t_build / t_fwd:.2f}x ({args.chunks} chunks x {args.seq_length}, "
-          f"vocab {args.vocab_size}, k {args.k}, {args.threads} threads); CPU time "
+          f"vocab {args.vocab_size}, k {args.k}, {args.threads} threads, {args.precision} "
+          f"build); CPU time "
           f"{c_fwd:.2f} s vs {c_build:.2f} s: {c_build / c_fwd:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(row, indent=2) + "\n")

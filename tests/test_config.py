@@ -557,3 +557,20 @@ def test_paper_config_names_the_mlm_and_the_causal_wml_runs(paper):
     train = bdconfig.training_of(paper, mlm)
     assert train["betas"] == [0.9, 0.95] and train["weight_decay"] == 0.1  # theirs
     assert bdconfig.section(paper, "eval", "blimp")["backend"] == "fast"
+
+
+def test_cache_precision_names_its_cache_and_is_absent_from_an_fp32_spec(demo):
+    """distill.<run>.cache.precision: bf16 gets a cache folder of its own (``.bf16``) and is
+    in the job's spec; without it (fp32) the cache key and the spec are those of before."""
+    name = next(n for n, r in demo["distill"].items() if r.get("cache"))
+    fp32_key = bdconfig.cache_key(demo, name)
+    assert not fp32_key.endswith(".bf16")
+    assert "precision" not in bdconfig.distill_spec(demo, name)["cache"]
+    cfg = copy.deepcopy(demo)
+    cfg["distill"][name]["cache"]["precision"] = "bf16"
+    bdconfig.validate(cfg, source="demo.yaml")
+    assert bdconfig.cache_key(cfg, name) == fp32_key + ".bf16"
+    assert bdconfig.distill_spec(cfg, name)["cache"]["precision"] == "bf16"
+    cfg["distill"][name]["cache"]["precision"] = "fp16"
+    with pytest.raises(UserError, match="precision"):
+        bdconfig.validate(cfg, source="demo.yaml")

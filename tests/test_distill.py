@@ -133,7 +133,7 @@ def test_wml_trains_peers_and_saves_best(world, tmp_path):
     s = {"name": "w", "objective": "wml", "reference": {**STUDENT, "hidden_size": 32, "num_heads": 2},
          "num_peers": 2, "peers": None, "alpha": 0.5, "use_bilevel": True,
          "weight_update_frequency": 3, "num_batches": 4, "seq_length": T, "eval_chunks": 8,
-         "train": {**spec()["train"], "epochs": 1}}
+         "train": {**spec()["train"], "epochs": 1, "keep_checkpoints": "all"}}  # last.pt read below
     out = run(world, tmp_path, s)
     summary = json.loads((out / "train_summary.json").read_text())
     evals = summary["final_eval"]

@@ -123,6 +123,95 @@ def test_stale_checkpoint_of_another_run_is_not_resumed(corpus, tmp_path, capfd)
     assert "resumed from" in capfd.readouterr().err
 
 
+LOGS = {"metrics.csv", "tensorboard", "input_digests.json"}  # never removed
+KEPT = {"all": {"last.pt", "best.pt", "revisions", *LOGS}, "last": {"last.pt", "revisions", *LOGS},
+        "none": LOGS}
+# best.pt (step 24) is not the last step's weights (72): exporting the last as the best shows
+KEEP_TRAIN = {"lr": 0.03, "epochs": 3, "schedule": "constant", "warmup_steps": 0}
+
+
+@pytest.fixture(scope="module")
+def kept_runs(corpus, tmp_path_factory):
+    """The tiny model trained once with each keep_checkpoints policy (revisions on)."""
+    d = tmp_path_factory.mktemp("keep")
+    for policy in KEPT:
+        s = pretrain.main(args(corpus, d / policy / "m", d / policy / "ck",
+                               spec(keep_checkpoints=policy, **KEEP_TRAIN))
+                          + ["--at-words", "1000,3000"])
+        assert s["best_step"] < s["steps"]
+    return d
+
+
+@pytest.mark.parametrize("policy", sorted(KEPT))
+def test_keep_checkpoints_leaves_exactly_its_files(kept_runs, policy):
+    """Once the model folder is final: none frees last.pt, best.pt and revisions/, last keeps
+    last.pt (and the revisions it resumes with), all keeps everything; the logs stay. The model
+    folder (weights, revisions) is the same whatever the policy."""
+    ck, m = kept_runs / policy / "ck", kept_runs / policy / "m"
+    assert {p.name for p in ck.iterdir()} == KEPT[policy]
+    assert ((m / "model.safetensors").read_bytes()
+            == (kept_runs / "all" / "m" / "model.safetensors").read_bytes())
+    for rev in ("chck_1K", "chck_3K"):
+        assert ((m / "revisions" / rev / "model.safetensors").read_bytes()
+                == (kept_runs / "all" / "m" / "revisions" / rev / "model.safetensors").read_bytes())
+    assert (m / "metrics.csv").read_text().count("\n") == (ck / "metrics.csv").read_text().count("\n")
+
+
+def test_default_policy_still_resumes_a_killed_run_then_frees_the_disk(corpus, tmp_path, capfd):
+    """keep_checkpoints' default (none) keeps last.pt while the job runs: a kill resumes
+    to the uninterrupted weights; the finished job leaves no .pt behind."""
+    pretrain.main(args(corpus, tmp_path / "ref", tmp_path / "c_ref", spec()))
+    ck = tmp_path / "ck"
+    with pytest.raises(TrainingStopped):
+        pretrain.main(args(corpus, tmp_path / "m", ck, spec(stop_after_steps=27)))  # epoch: 24
+    assert load_checkpoint(ck / "last.pt")["position"]["step"] == 25 and (ck / "best.pt").is_file()
+    capfd.readouterr()
+    pretrain.main(args(corpus, tmp_path / "m", ck, spec()))
+    assert "resumed from step 25" in capfd.readouterr().err
+    assert not list(ck.glob("*.pt")) and not list((tmp_path / "c_ref").glob("*.pt"))
+    a, b = weights(tmp_path / "ref"), weights(tmp_path / "m")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("policy", ["none", "last"])
+def test_forced_rerun_of_a_pruned_job_starts_over_to_the_same_model(kept_runs, corpus, tmp_path,
+                                                                   capfd, policy):
+    """Snakemake reruns a finished job (its model folder removed) after the policy ran: none
+    left nothing to resume; last left the final last.pt without the best.pt that keep: best
+    exports, so the run starts over rather than export the last weights as the best."""
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(kept_runs / policy / "ck", ck)
+    capfd.readouterr()
+    pretrain.main(args(corpus, tmp_path / "m", ck, spec(keep_checkpoints=policy, **KEEP_TRAIN))
+                  + ["--at-words", "1000,3000"])
+    err = capfd.readouterr().err
+    assert "resumed from" not in err
+    assert ("best.pt was removed (keep_checkpoints: last)" in err) == (policy == "last")
+    a, b = weights(kept_runs / "all" / "m"), weights(tmp_path / "m")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(p.name for p in (tmp_path / "m" / "revisions").iterdir()) == ["chck_1K", "chck_3K"]
+    assert {p.name for p in ck.iterdir()} == KEPT[policy]
+
+
+def test_keep_checkpoints_leaves_the_run_identity_as_before():
+    """The policy only decides what is removed after the run: a run's identity (in every
+    revision.json of its model folder, and what decides whether a checkpoint resumes) is the
+    one a spec without the key had, whatever the policy."""
+    from babydistill.train.trainer import run_identity
+
+    before = run_identity(spec())  # TRAIN has no keep_checkpoints: the spec as before the key
+    assert all(run_identity(spec(keep_checkpoints=p)) == before for p in KEPT)
+
+
+def test_bad_keep_checkpoints_is_one_line(corpus, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        pretrain.main(args(corpus, tmp_path / "m", tmp_path / "ck", spec(keep_checkpoints="some")))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "keep_checkpoints" in err[0] and "none" in err[0], err
+
+
 def test_start_token_trains_on_chunks_led_by_bos(corpus, tmp_path):
     """data.start_token: chunk: the model learns what follows <s> (the first word of a chunk),
     which it cannot learn without; the run is another run (its own identity)."""

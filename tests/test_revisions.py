@@ -114,7 +114,8 @@ def test_sigkill_keeps_written_revisions_and_writes_none_twice(corpus, tmp_path)
     """A real process killed with SIGKILL after some revisions, started again: every revision
     once, the ones before the kill untouched, the same weights as an uninterrupted run."""
     counts = list(range(1000, 11_000, 1000))
-    s = spec(checkpoint_every=3, epochs=2)
+    # keep_checkpoints all: the checkpoint folder's revisions are compared after the rerun
+    s = spec(checkpoint_every=3, epochs=2, keep_checkpoints="all")
     ref = pretrain.main(args(corpus, tmp_path / "ref", tmp_path / "c_ref", s) + at_words(counts))
     cmd = [PYTHON, "-m", "babydistill.train.pretrain",
            *args(corpus, tmp_path / "run", tmp_path / "ck", s), *at_words(counts)]

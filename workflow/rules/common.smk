@@ -78,6 +78,7 @@ for _name in DISTILL:
                 "teachers": teacher_dirs(_name),
                 "k": _run["cache"]["k"],
                 "temperature": _run["temperature"],
+                "precision": _run["cache"].get("precision"),  # None: fp32, no flag
                 "user": _name,
             },
         )

@@ -29,10 +29,11 @@ rule teacher_cache:
         start_token=flags("--start-token", config["data"].get("start_token")),
         k=lambda w: CACHES[w.key]["k"],
         temperature=lambda w: CACHES[w.key]["temperature"],
+        precision=lambda w: flags("--precision", CACHES[w.key]["precision"]),
     shell:
         "OMP_NUM_THREADS={threads} python -m babydistill.distill.teacher_cache {params.teachers:q}"
         " --train {params.train} --seq-length {params.seq_length} {params.start_token:q}"
-        " --k {params.k}"
+        " --k {params.k} {params.precision:q}"
         " --temperature {params.temperature} --out {output} > {log} 2>&1"
 
 

@@ -477,12 +477,14 @@ def teachers_of(config: dict, name: str) -> list[str]:
 def cache_key(config: dict, name: str) -> str | None:
     """The teacher cache distillation model ``name`` reads, or None when it runs live teachers.
 
-    A cache depends only on its teachers, k and the temperature (and the run's data), so
-    variants and seeds that share those share one cache: ``<teacher>+<teacher>.k<k>.T<T>``."""
+    A cache depends only on its teachers, k, the temperature and its precision (and the run's
+    data), so variants and seeds that share those share one cache:
+    ``<teacher>+<teacher>.k<k>.T<T>`` (``.bf16`` after it for ``cache.precision: bf16``)."""
     run = run_of(config, "distill", name)
     if not run.get("cache"):
         return None
-    return names.cache_key(teachers_of(config, name), run["cache"]["k"], run["temperature"])
+    return names.cache_key(teachers_of(config, name), run["cache"]["k"], run["temperature"],
+                           run["cache"].get("precision") or "fp32")
 
 
 def baseline_of(config: dict, name: str) -> str | None:

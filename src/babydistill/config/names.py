@@ -79,9 +79,12 @@ def sweep_best_run(sweep: str) -> str:
     return f"{sweep}{SWEEP_BEST_SUFFIX}"
 
 
-def cache_key(teachers: list[str], k: int, temperature: float) -> str:
-    """``cache_key(["a", "b@1"], 64, 2.0)`` -> ``a+b@1.k64.T2`` (the temperature as ``%g``)."""
-    return f"{'+'.join(teachers)}.k{k}.T{float(temperature):g}"
+def cache_key(teachers: list[str], k: int, temperature: float, precision: str = "fp32") -> str:
+    """``cache_key(["a", "b@1"], 64, 2.0)`` -> ``a+b@1.k64.T2`` (the temperature as ``%g``);
+    a cache of another precision than fp32 ends in it (``a+b@1.k64.T2.bf16``), so the two are
+    never one folder (fp32 keeps the name every cache had before)."""
+    key = f"{'+'.join(teachers)}.k{k}.T{float(temperature):g}"
+    return key if precision == "fp32" else f"{key}.{precision}"
 
 
 if __name__ == "__main__":

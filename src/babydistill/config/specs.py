@@ -278,6 +278,7 @@ class TrainSpec(_Spec):
     random_offset: bool | str
     curriculum: dict | None
     keep: str
+    keep_checkpoints: str
     checkpoint_every: int
     eval_every: int
     log_every: int

@@ -171,7 +171,7 @@ def build_kd_objective(spec: DistillSpec, vocab_size: int, teacher_dirs, cache_d
         cache.check(temperature=float(kd.temperature), seq_length=spec.seq_length,
                     start_token=spec.start_token,
                     vocab_size=vocab_size, random_offset=bool(spec.train.random_offset),
-                    n_chunks=n_train_chunks)
+                    n_chunks=n_train_chunks, precision=(kd.cache or {}).get("precision", "fp32"))
         return CachedKDObjective(student, cache, kd)
     if not teacher_dirs:
         raise UserError(f"{where}: objective kd needs --teacher DIR (one per teacher) or --cache DIR")

@@ -9,7 +9,9 @@ tokens ``[i*T, (i+1)*T)``) and the cache stores, for every position of every chu
 * ``indices.i16`` or ``indices.i32`` [N, T, k]: their token ids (int16 when vocab <= 32767);
 * ``rest_T<t>.f32`` [N, T] float32, one per stored temperature ``t``: the remainder bucket,
   ``logsumexp`` over the tokens NOT kept of ``logp / t`` (-inf when k = V).
-* ``header.json``: shapes, dtypes, temperatures, teachers;
+* ``header.json``: shapes, dtypes, temperatures, teachers, and ``precision: bf16`` for a
+  cache whose teachers ran under bf16 autocast (no ``precision`` = fp32, as every cache
+  written before the key existed: an fp32 cache stays byte for byte as before);
 * ``manifest.json``: every other file's name and size, written LAST; the whole directory
   is then renamed into place atomically. :class:`TopKCache` checks it on opening, so a cache
   left incomplete (by a build that another overwrote, or by hand) is refused in one line
@@ -31,6 +33,16 @@ tokens plus one "everything else" bucket holding the exact remainder mass), whic
 the remainder mass at the distillation temperature: hence one ``rest`` file per
 temperature (cheap: 4 bytes a position). See docs/distillation.md.
 
+Precision (``--precision``, config ``distill.<run>.cache.precision``): ``fp32`` (default) runs
+the teachers in float32 on every device; ``bf16`` runs their forward under
+``torch.autocast(<device>, dtype=torch.bfloat16)`` (the scorer's
+:func:`babydistill.eval.scorer.autocast_for`), faster where the hardware has bf16; the
+log-softmax, top-k and remainder stay fp32. The two never stand in for each other: the
+header names it, :meth:`TopKCache.check` refuses the other one, the build key of a partial
+build includes it and the workflow's cache folder of a bf16 cache ends in ``.bf16``
+(:func:`babydistill.config.names.cache_key`). ``benchmarks/precision.py`` measures the
+agreement (top-k ids kept, KL fp32 || bf16) on :func:`teacher_logprobs`, this module's path.
+
 Targets are looked up by ``chunk_index``, which names the same tokens only with fixed
 chunking: training with ``random_offset: true`` shifts every chunk, so the cache refuses it.
 
@@ -38,6 +50,7 @@ CLI::
 
     python -m babydistill.distill.teacher_cache --teacher DIR [--teacher DIR ...] --train PREFIX \\
         --seq-length 128 --k 64 --out CACHE_DIR [--batch-size N] [--temperature T ...]
+        [--precision fp32|bf16]
 """
 
 from __future__ import annotations
@@ -61,6 +74,7 @@ from tqdm import tqdm
 from babydistill.common import (UserError, cli, disk_full_message, exclusive, read_json,
                                 setup_logging, write_json)
 from babydistill.data.chunks import START_TOKENS
+from babydistill.eval.scorer import PRECISIONS, autocast_for, check_precision
 from babydistill.models.build import load_teachers
 
 log = logging.getLogger("babydistill.distill.teacher_cache")
@@ -75,16 +89,17 @@ def _tkey(t: float) -> str:
 
 
 @torch.inference_mode()
-def teacher_logits(teachers, input_ids: torch.Tensor) -> torch.Tensor:
-    """The ensemble's logits (mean of raw logits), float32; bf16 autocast on CUDA.
+def teacher_logits(teachers, input_ids: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """The ensemble's logits (mean of raw logits) as float32; each teacher's forward in
+    ``precision`` (``fp32``, or ``bf16`` autocast on the ids' device: :func:`autocast_for`).
 
     The same numbers as :func:`babydistill.distill.losses.average_logits` (a sum in teacher order,
     then one division), summed in place: no stacked [n_teachers, B, T, V] copy. No
     key/value cache (``use_cache=False``): a single pass does not need one."""
-    use_amp = input_ids.device.type == "cuda"
+    autocast = autocast_for(precision, input_ids.device)
     total = None
     for t in teachers:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+        with autocast():
             logits = t(input_ids=input_ids, use_cache=False).logits
         if total is None:
             total = logits.float()  # a fresh tensor (the model's output), safe to add into
@@ -93,6 +108,12 @@ def teacher_logits(teachers, input_ids: torch.Tensor) -> torch.Tensor:
     if len(teachers) > 1:
         total /= len(teachers)
     return total
+
+
+def teacher_logprobs(teachers, input_ids: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """The ensemble's log-probabilities at T = 1, float32 [B, T, V]: what the cache keeps the
+    top k of (:func:`_fill`), and what ``benchmarks/precision.py`` compares across precisions."""
+    return F.log_softmax(teacher_logits(teachers, input_ids, precision), dim=-1)
 
 
 def fixed_chunks(prefix: str | os.PathLike, seq_length: int, start_token: str = "none"):
@@ -116,13 +137,14 @@ class CacheBuildStopped(Exception):
     """Raised by the ``stop_after_chunks`` test hook: the build ends as if killed."""
 
 
-def _build_key(teachers, chunks, header: dict, batch_size: int, device: torch.device) -> str:
+def _build_key(teachers, chunks, header: dict, batch_size: int, device: torch.device,
+               precision: str = "fp32") -> str:
     """What decides the cache's bytes: teachers' weights, the tokens, the layout, the batch
-    size and the device kind (a partial build is resumed only under the same key)."""
+    size, the device kind and the precision (a partial build is resumed only under the same key)."""
     from babydistill.train.checkpoint import state_digest
 
     h = hashlib.sha256(json.dumps(
-        {"header": header, "batch_size": batch_size, "device": device.type,
+        {"header": header, "batch_size": batch_size, "device": device.type, "precision": precision,
          "torch": torch.__version__, "teachers": [type(t).__name__ for t in teachers]},
         sort_keys=True).encode())
     for t in teachers:
@@ -286,11 +308,11 @@ def _open_arrays(work: Path, layout: dict, mode: str):
 
 @torch.inference_mode()
 def _fill(teachers, rows: np.ndarray, k: int, values, indices, rests, start: int,
-          end: int) -> None:
+          end: int, precision: str = "fp32") -> None:
     """The teachers' top-k log-probs of chunks ``start..end`` (``rows``) and, per
     temperature, the log-mass outside the top k, written into the arrays."""
     ids = torch.from_numpy(rows).to(next(teachers[0].parameters()).device)
-    logp = F.log_softmax(teacher_logits(teachers, ids), dim=-1)
+    logp = teacher_logprobs(teachers, ids, precision)
     top, top_idx = logp.topk(k, dim=-1)
     values[start:end] = top.to(torch.float16).cpu().numpy()
     indices[start:end] = top_idx.cpu().numpy().astype(indices.dtype)
@@ -303,7 +325,7 @@ def _fill(teachers, rows: np.ndarray, k: int, values, indices, rests, start: int
 def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
                 temperatures: Sequence[float] = DEFAULT_TEMPERATURES, batch_size: int = 32,
                 info: dict | None = None, progress: bool = True,
-                stop_after_chunks: int | None = None) -> dict:
+                stop_after_chunks: int | None = None, precision: str = "fp32") -> dict:
     """Run ``teachers`` once over ``chunks`` (a TrainChunks at offset 0, or an [N, T] array)
     and write the cache directory ``out``.
 
@@ -312,27 +334,30 @@ def build_cache(teachers, chunks, out: str | os.PathLike, *, k: int,
     data is flushed); a build killed and started again skips those ranges and gives the
     same bytes as an uninterrupted one. A partial build of other teachers, tokens or
     settings is discarded. At the end the partial directory is renamed onto ``out``.
+    ``precision``: the teachers' forward, ``fp32`` or ``bf16`` (autocast; named in the header).
     ``stop_after_chunks``: test hook, stop as if killed after that many new chunks."""
+    check_precision(precision)
     with exclusive(out, "teacher cache"):  # a second build stops here, one line
         return _build_cache(teachers, chunks, Path(out), k=k, temperatures=temperatures,
                             batch_size=batch_size, info=info, progress=progress,
-                            stop_after_chunks=stop_after_chunks)
+                            stop_after_chunks=stop_after_chunks, precision=precision)
 
 
 def _build_cache(teachers, chunks, out: Path, *, k: int, temperatures: Sequence[float],
                  batch_size: int, info: dict | None, progress: bool,
-                 stop_after_chunks: int | None) -> dict:
+                 stop_after_chunks: int | None, precision: str) -> dict:
     """:func:`build_cache` under its lock."""
     n = len(chunks)
     seq = chunks.seq_length if hasattr(chunks, "seq_length") else chunks.shape[1]
     layout = _layout(n, seq, k, teachers[0].config.vocab_size, temperatures)
-    header = {**layout, **(info or {})}
+    # named only when not fp32: an fp32 cache's header stays byte for byte as before
+    header = {**layout, **(info or {}), **({"precision": precision} if precision != "fp32" else {})}
     device = next(teachers[0].parameters()).device
     out = Path(out)
     work = out.parent / f".{out.name}.partial"
     for old in out.parent.glob(f".{out.name}.*.tmp"):  # left by builds before resumability
         shutil.rmtree(old, ignore_errors=True)
-    key = _build_key(teachers, chunks, layout, batch_size, device)
+    key = _build_key(teachers, chunks, layout, batch_size, device, precision)
     record = work / "progress.json"
     done = _resumable(work, key, layout)
     work.mkdir(parents=True, exist_ok=True)
@@ -352,7 +377,8 @@ def _build_cache(teachers, chunks, out: Path, *, k: int, temperatures: Sequence[
         end = min(n, start + batch_size)
         if _covered(done, start, end):
             continue
-        _fill(teachers, _rows(chunks, start, end), k, values, indices, rests, start, end)
+        _fill(teachers, _rows(chunks, start, end), k, values, indices, rests, start, end,
+              precision)
         done = _add_range(done, start, end)
         new_chunks += end - start
         bar.update(end - start)
@@ -388,6 +414,7 @@ class TopKCache:
         self.header = h
         self.n_chunks, self.seq_length, self.k = h["n_chunks"], h["seq_length"], h["k"]
         self.vocab_size = h["vocab_size"]
+        self.precision = h.get("precision", "fp32")  # absent: every cache before bf16 existed
         shape = (self.n_chunks, self.seq_length, self.k)
         self.values = np.memmap(self.path / h["values"]["file"], dtype=np.float16, mode="r", shape=shape)
         self.indices = np.memmap(self.path / h["indices"]["file"], dtype=np.dtype(h["indices"]["dtype"]),
@@ -396,9 +423,14 @@ class TopKCache:
         self._rest: dict[str, np.memmap] = {}
 
     def check(self, *, temperature: float, seq_length: int, vocab_size: int,
-              random_offset: bool, n_chunks: int | None = None, start_token: str = "none") -> None:
+              random_offset: bool, n_chunks: int | None = None, start_token: str = "none",
+              precision: str = "fp32") -> None:
         """One-line errors when this cache cannot serve a run."""
         where = f"{self.path}"
+        if precision != self.precision:
+            raise UserError(f"{where}: built with the teachers in {self.precision}, the run asks "
+                            f"for cache.precision {precision}; rebuild it with --precision "
+                            f"{precision}")
         cached_start = self.header.get("start_token", "none")
         if start_token != cached_start:
             raise UserError(f"{where}: cached with data.start_token {cached_start}, the run uses "
@@ -454,6 +486,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--temperature", type=float, action="append", default=None,
                     help=f"distillation temperature(s) to store the remainder mass for "
                          f"(repeat; default {' '.join(map(_tkey, DEFAULT_TEMPERATURES))})")
+    ap.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                    help="the teachers' forward: fp32 (default) or bf16 autocast (named in the "
+                         "header; a run reads only a cache of its cache.precision)")
     ap.add_argument("--log", default=None, help="also log to this file")
     args = ap.parse_args(argv)
     setup_logging(args.log)
@@ -466,11 +501,11 @@ def main(argv: list[str] | None = None) -> dict:
         raise UserError(f"--teacher: {args.teacher[0]} is a masked LM; the top-k cache serves "
                         "causal teachers only (masked students distil from live teachers)")
     chunks = fixed_chunks(args.train, args.seq_length, args.start_token)
-    log.info("caching top-%d targets of %d teacher(s) over %d chunks of %d tokens",
-             args.k, len(teachers), len(chunks), args.seq_length)
+    log.info("caching top-%d targets of %d teacher(s) over %d chunks of %d tokens (%s)",
+             args.k, len(teachers), len(chunks), args.seq_length, args.precision)
     header = build_cache(
         teachers, chunks, args.out, k=args.k, batch_size=args.batch_size,
-        temperatures=args.temperature or DEFAULT_TEMPERATURES,
+        temperatures=args.temperature or DEFAULT_TEMPERATURES, precision=args.precision,
         info={"teachers": [str(t) for t in args.teacher], "train": str(args.train),
               # named only when on: a cache without a start token stays byte for byte as before
               **({"start_token": args.start_token} if args.start_token != "none" else {})},

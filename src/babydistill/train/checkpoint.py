@@ -27,6 +27,12 @@ again; nothing is written beside the inputs.
 
 Files: ``last.pt`` (everything to resume) and ``best.pt`` (the best weights), each a
 dict ``{"format", "sha256", <metadata>, <part name>: <part state>, ...}``.
+
+:func:`prune` applies ``training.keep_checkpoints`` once a job's model folder is final:
+``none`` removes ``last.pt``, ``best.pt`` and ``revisions/`` (the model folder holds its own
+copies of the revisions), ``last`` removes ``best.pt`` only (``last.pt`` and what resuming it
+needs stay), ``all`` removes nothing. The logs (``metrics.csv``, ``tensorboard/``), the
+inputs' digest cache and any ``stale-*`` folder are never removed.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ log = logging.getLogger("babydistill.train.checkpoint")
 
 FORMAT = "babydistill-checkpoint-v3"  # v3: the callbacks' state by name
 DIGEST_CACHE = "input_digests.json"  # in CHECKPOINT_DIR: the inputs' content digests
+# training.keep_checkpoints -> what prune() removes once the model folder is final
+PRUNED = {"none": ("last.pt", "best.pt", "revisions"), "last": ("best.pt",), "all": ()}
 
 
 # ---------------------------------------------------------------------------- digests
@@ -249,6 +257,31 @@ def load_file(path: str | os.PathLike) -> dict:
     return ck
 
 
+def prune(directory: str | os.PathLike | None, keep_checkpoints: str) -> list[str]:
+    """Remove what ``keep_checkpoints`` (:data:`PRUNED`) does not keep from a finished job's
+    checkpoint ``directory``; only call it once the job's model folder is final (a killed
+    job must still find everything it resumes from). Returns the names removed."""
+    if keep_checkpoints not in PRUNED:
+        raise UserError(f"training.keep_checkpoints: {keep_checkpoints!r}, use one of "
+                        f"{', '.join(PRUNED)}")
+    if not directory:
+        return []
+    removed = []
+    for name in PRUNED[keep_checkpoints]:
+        path = Path(directory) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    if removed:
+        log.info("%s: removed %s (keep_checkpoints: %s)", directory, ", ".join(removed),
+                 keep_checkpoints)
+    return removed
+
+
 class Checkpointer:
     """Saves and restores a run's parts in ``directory`` (``last.pt``, ``best.pt``).
 
@@ -332,10 +365,12 @@ class Checkpointer:
         if self.barrier:
             self.barrier()
 
-    def restore(self) -> bool:
+    def restore(self, unusable=None) -> bool:
         """Load ``last.pt`` into the parts when it belongs to this run. Returns whether
         it did. A checkpoint of another run (other identity) is moved aside; one written
-        with other train keys (no identity given) is a one-line error."""
+        with other train keys (no identity given) is a one-line error. ``unusable``: called
+        with this run's checkpoint before anything is loaded; a reason it returns means the
+        run starts over (with a warning) and the file stays until the next save replaces it."""
         if not self.directory:
             return False
         path = self.path("last.pt")
@@ -368,6 +403,10 @@ class Checkpointer:
             if why:  # e.g. other callbacks: another run's state, never loaded into these
                 self._move_aside(f"{path.name} is another run's: {why}")
                 return False
+        why = unusable(ck) if unusable else None
+        if why:
+            log.warning("%s: %s; starting over", path, why)
+            return False
         for name, part in self.parts.items():
             part.load_state_dict(ck[name])
         return True

@@ -1,6 +1,8 @@
 """What every training stage does around its objective (``train.pretrain``, ``distill.student``):
 the shared flags, logging, the spec and the token splits, the callbacks, the run's identity,
-training, and ``provenance.json`` (then the model card) at the end. A stage reads::
+training, ``provenance.json`` (then the model card) at the end, and then
+``training.keep_checkpoints`` on the checkpoint folder
+(:func:`babydistill.train.checkpoint.prune`). A stage reads::
 
     ap = stage.parser("python -m babydistill.train.pretrain", __doc__)  # + its own flags
     run = stage.start(ap, argv, PretrainSpec)       # parse, log, spec, load the splits
@@ -28,6 +30,7 @@ from babydistill.config.provenance import record_model, stage_inputs
 from babydistill.data.chunks import load_splits
 from babydistill.data.tokenize_split import paths_for
 from babydistill.train.callbacks import Callback, standard_callbacks
+from babydistill.train.checkpoint import prune
 from babydistill.train.trainer import Objective, run_identity, train
 
 
@@ -110,6 +113,8 @@ class StageRun:
                                                        a.blimp_suite, a.at_words, ancillary),
                                    *callbacks])
         record_model(a.out, a.spec, stage_inputs(a))  # provenance.json, then the card
+        if int(os.environ.get("RANK", "0")) == 0:  # the model folder is final: free the disk
+            prune(a.checkpoint_dir, self.spec.train.keep_checkpoints)
         return summary
 
 

@@ -90,7 +90,8 @@ log = logging.getLogger("babydistill.train.trainer")
 TRAIN_DEFAULTS: dict[str, Any] = defaults("train_spec")
 # Keys that may change between a run and its resumption without changing the result.
 _RESUME_FREE = {"stop_after_steps", "compile", "log_every", "checkpoint_every", "tensorboard",
-                "eval_batch_size", "gpus", "blimp_every_epoch", "blimp_limit"}
+                "eval_batch_size", "gpus", "blimp_every_epoch", "blimp_limit",
+                "keep_checkpoints"}
 
 
 def run_identity(spec, inputs: Iterable[str | os.PathLike] = (),
@@ -585,13 +586,23 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load ``last.pt`` when it is this run's (every rank reads it). Returns whether it did."""
-        if not self.checkpointer.restore():
+        if not self.checkpointer.restore(unusable=self._unusable):
             if self.checkpoint_dir and self.dist.main:
                 log.info("no checkpoint: starting at step 0 (%s)", self.checkpoint_dir)
             return False
         log.info("resumed from step %d of %s (epoch %d, batch %d)", self.step,
                  self.checkpointer.path("last.pt"), self.epoch, self.batch)
         return True
+
+    def _unusable(self, ck: dict) -> str | None:
+        """Why this run's ``last.pt`` cannot finish the run: it is the last step's, the model is
+        best.pt's (keep: best) and ``keep_checkpoints: last`` removed best.pt after the run
+        wrote its model; resuming would export the last weights as the best."""
+        if (ck["position"]["step"] >= self.total_steps and self.spec.keep == "best"
+                and self.evaluator is not None and not self.checkpointer.path("best.pt").is_file()):
+            return ("it is the finished run's and its best.pt was removed (keep_checkpoints: "
+                    "last), which keep: best exports")
+        return None
 
     def _kept(self) -> str:
         """What the checkpoint folder holds now, for a run that stops (divergence)."""
