@@ -6,6 +6,11 @@
   and 6 teacher runs are just longer teacher lists.
 * :class:`CachedKDObjective`: the same, from the stored top-k targets of
   babydistill.distill.teacher_cache (no teacher forward passes at all).
+* :class:`MaskedKDObjective`: KD between masked LMs (``arch: roberta`` student and
+  teachers): the student's MLM masks (babydistill.train.masked_lm), the same masked ids for
+  the student and every live teacher, CE and KL on the masked positions
+  (:func:`babydistill.distill.losses.masked_kd_loss`). No cache: its targets would depend
+  on each step's masks, which a cache of fixed chunks cannot key (refused in one line).
 * ``objective: wml`` -> :class:`babydistill.distill.wml.WMLObjective` (no teachers).
 
 CLI (the spec is what ``babydistill.config.distill_spec`` writes)::

@@ -35,9 +35,17 @@ code, AI-DA-STC/generative-ai-research-babylm at commit 701a0c8 (``REF`` below):
   data-parallel rank uses the whole batch, so all ranks compute the same ``w``.
   ``use_bilevel: false`` keeps ``w = 1/N``. Each update is one row of
   ``wml_weights.csv`` (the trajectory; checkpointed, so a resumed run writes the same).
+* Masked-LM peers (a ``reference`` or ``peers`` of ``arch: roberta``, their
+  ``model_type: MLM``): every peer reads the same masked batch (the masks of
+  babydistill.train.masked_lm, drawn once in :meth:`WMLObjective.prepare`); the CE is on the
+  masked positions and the KL over every position, as their ``wml_loss`` computes it on the
+  whole ``[B, T, V]`` logits; validation CE and the eval loss on the dev chunks' fixed
+  eval masks (theirs re-masks each validation batch: fixed masks keep a resumed run's
+  weight updates identical).
 * Peers: ``peers`` presets by hand, or :func:`peer_presets` -- a deterministic size search
   for ``N/2, N/3, ...`` of the reference preset's parameter count ``N`` (theirs:
-  Bayesian optimisation over layers, heads and width for the same targets).
+  Bayesian optimisation over layers, heads and width for the same targets; RoBERTa peers
+  keep the reference's FFN width as theirs do, ``peer_generator.py``).
 * Saving: every peer at ``OUT/peers/<i>/`` (i = 1..N, save_pretrained + tokenizer), the
   best peer by eval loss at ``OUT`` itself (the variant's model), ``OUT/wml_weights.csv``.
   ``python -m babydistill.distill.wml --run-dir OUT --peer I --out DIR`` makes peer I a model
