@@ -503,6 +503,62 @@ def test_paper_tables_check_the_recipe_tasks(demo):
         bdconfig.validate(cfg, source="demo.yaml")
 
 
+def _with_masked_runs(demo):
+    """The demo config with a roberta teacher, a masked KD student and masked WML peers."""
+    cfg = copy.deepcopy(demo)
+    cfg["pretrain"]["roberta-tiny"] = {"model": "roberta-tiny"}
+    cfg["distill"]["roberta-kd"] = {"objective": "kd", "student": "roberta-tiny",
+                                    "teachers": ["roberta-tiny"], "alpha": 0.5, "temperature": 2.0}
+    cfg["distill"]["roberta-wml"] = {"objective": "wml", "reference": "roberta-tiny", "alpha": 0.5}
+    return cfg
+
+
+def test_masked_runs_validate_with_the_fast_backend(demo):
+    bdconfig.validate(_with_masked_runs(demo))
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda c: c["distill"]["roberta-kd"].update(teachers=["llama-tiny"]),
+     "distill.roberta-kd.teachers: 'llama-tiny' is a causal LM and the student 'roberta-tiny' a "
+     "masked one; KD needs teacher and student of one kind"),
+    (lambda c: c["distill"]["student-tiny-kd-ensemble"].update(teachers=["llama-tiny", "roberta-tiny"]),
+     "distill.student-tiny-kd-ensemble.teachers: 'roberta-tiny' is a masked LM and the student "
+     "'llama-student-tiny' a causal one"),
+    (lambda c: c["distill"]["roberta-kd"].update(cache={"k": 8}, random_offset=False),
+     "distill.roberta-kd.cache: a masked-LM student distils from live teachers only"),
+    (lambda c: c["distill"]["roberta-wml"].update(peers=["roberta-tiny", "llama-student-tiny"]),
+     "distill.roberta-wml: its peers and reference mix masked and causal presets"),
+    (lambda c: c["eval"]["blimp"].update(backend="lmeval"),
+     "pretrain.roberta-tiny: 'roberta-tiny' is a masked LM (arch roberta) and lm-eval has no "
+     "masked-LM scorer; set eval.blimp.backend: fast"),
+])
+def test_masked_run_mistakes_are_one_line(demo, mutate, expected):
+    cfg = _with_masked_runs(demo)
+    mutate(cfg)
+    with pytest.raises(UserError) as e:
+        bdconfig.validate(cfg, source="demo.yaml")
+    msg = str(e.value)
+    assert expected in msg and "\n" not in msg and msg.startswith("demo.yaml: ")
+
+
+def test_lmeval_backend_names_a_masked_distill_run_too(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["eval"]["blimp"]["backend"] = "lmeval"
+    cfg["distill"]["roberta-wml"] = {"objective": "wml", "reference": "roberta-tiny", "alpha": 0.5}
+    with pytest.raises(UserError, match=r"distill.roberta-wml: 'roberta-tiny' is a masked LM"):
+        bdconfig.validate(cfg)
+
+
+def test_paper_config_names_the_mlm_and_the_causal_wml_runs(paper):
+    runs = paper["distill"]
+    mlm, causal = runs["wml-98M-4peers-mlm"], runs["wml-58M-4peers"]
+    assert paper["models"][mlm["reference"]]["arch"] == "roberta"
+    assert paper["models"][causal["reference"]]["arch"] == "llama"
+    train = bdconfig.training_of(paper, mlm)
+    assert train["betas"] == [0.9, 0.95] and train["weight_decay"] == 0.1  # theirs
+    assert bdconfig.section(paper, "eval", "blimp")["backend"] == "fast"
+
+
 def test_cache_precision_names_its_cache_and_is_absent_from_an_fp32_spec(demo):
     """distill.<run>.cache.precision: bf16 gets a cache folder of its own (``.bf16``) and is
     in the job's spec; without it (fp32) the cache key and the spec are those of before."""

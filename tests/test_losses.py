@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from babydistill.distill.losses import (
     IGNORE_INDEX,
     kd_loss,
+    masked_kd_loss,
     next_token_labels,
     topk_kd_loss,
     wml_loss,
@@ -77,6 +78,49 @@ def test_forward_and_reverse_differ_and_batchmean_counts_ignored_positions():
     tok = kd_loss(*args, alpha=0.0, temperature=1.0, reduction="token")
     # batchmean sums both positions of a row / B; token averages the one labelled position.
     assert bm.item() > tok.item()
+
+
+# A masked LM's labels: the original ids at the masked positions, IGNORE_INDEX elsewhere
+# (babydistill.train.masked_lm); here (0, 1) and (1, 0) are masked.
+MASKED = [[IGNORE_INDEX, 0], [1, IGNORE_INDEX]]
+
+
+def hand_masked_kd(alpha, temp, direction, reduction):
+    """CE and KL over the masked positions only; batchmean = their KL sum / B."""
+    ces, kls = [], []
+    for b in range(2):
+        for t in range(2):
+            if MASKED[b][t] == IGNORE_INDEX:
+                continue
+            teacher = [(x + y) / 2 for x, y in zip(T1[b][t], T2[b][t])]
+            ps, pt = softmax(S[b][t], temp), softmax(teacher, temp)
+            kls.append(kl(pt, ps) if direction == "forward" else kl(ps, pt))
+            ces.append(-math.log(softmax(S[b][t])[MASKED[b][t]]))
+    k = sum(kls) / (2 if reduction == "batchmean" else len(kls))
+    return alpha * sum(ces) / len(ces) + (1 - alpha) * temp**2 * k
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+@pytest.mark.parametrize("reduction", ["batchmean", "token"])
+@pytest.mark.parametrize("alpha,temp", [(0.5, 2.0), (0.3, 1.0)])
+def test_masked_kd_loss_matches_hand_computation(direction, reduction, alpha, temp):
+    got = masked_kd_loss(torch.tensor(S), [torch.tensor(T1), torch.tensor(T2)], torch.tensor(MASKED),
+                         alpha=alpha, temperature=temp, direction=direction, reduction=reduction)
+    assert got.item() == pytest.approx(hand_masked_kd(alpha, temp, direction, reduction), rel=1e-5)
+    # the unmasked positions count for nothing: change the logits there, same loss
+    s2, t2 = torch.tensor(S), torch.tensor(T1)
+    s2[0, 0], t2[1, 1] = torch.tensor([9.0, -3.0, 0.0]), torch.tensor([0.0, 7.0, -2.0])
+    moved = masked_kd_loss(s2, [t2, torch.tensor(T2)], torch.tensor(MASKED), alpha=alpha,
+                           temperature=temp, direction=direction, reduction=reduction)
+    assert moved.item() == pytest.approx(got.item(), rel=1e-6)
+
+
+def test_masked_kd_loss_with_nothing_masked_is_zero_with_gradients():
+    s = torch.tensor(S, requires_grad=True)
+    loss = masked_kd_loss(s, torch.tensor(T1), torch.full((2, 2), IGNORE_INDEX), alpha=0.5,
+                          temperature=2.0, direction="reverse", reduction="token")
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(s.grad, torch.zeros_like(s))
 
 
 def test_batchmean_reproduces_baby_llama_reference():

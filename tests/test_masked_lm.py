@@ -166,11 +166,29 @@ def test_roberta_pretrain_end_to_end_loads_as_a_masked_lm(corpus, tmp_path):
     assert sum(losses) / len(losses) < 0.6 * torch.log(torch.tensor(float(len(tok)))).item()
 
 
-def test_roberta_with_the_blimp_curve_is_one_line(corpus, tmp_path, capsys):
-    from babydistill.train import pretrain
+def test_roberta_blimp_curve_scores_by_pseudo_log_likelihood(tmp_path):
+    """blimp_every_epoch on a masked LM: the curve calls the fast scorer's masked path
+    (eval.pll) with the stage's tokenizer plus the mask token, as the saved folder has it."""
+    import json
 
-    with pytest.raises(SystemExit) as e:
-        pretrain.main(args(corpus, tmp_path / "m", tmp_path / "ck",
-                           mlm_spec(blimp_every_epoch=True)))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1 and "cannot score masked LMs" in err[0]
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from babydistill.eval.scorer import blimp_accuracy
+    from test_train import CURVE, ROBERTA as TINY, objective, tiny_suite, train, word_tokenizer
+
+    tok, suite = word_tokenizer(tmp_path / "tok"), tiny_suite(tmp_path / "suite")
+    stage_tok = (tok / "tokenizer.json").read_bytes()
+    tr, ev = data()
+    summary = train(CURVE, objective(TINY), tr, ev, tmp_path / "out", tmp_path / "ck", tok,
+                    blimp_suite=suite)
+    curve = json.loads((tmp_path / "out" / "blimp_curve.json").read_text())
+    spe = tr.num_batches(16)
+    assert [(p["step"], p["module"]) for p in curve["points"]] == \
+        [(0, "model"), (spe, "model"), (2 * spe, "model")]
+    out = tmp_path / "out"
+    want = blimp_accuracy(AutoModelForMaskedLM.from_pretrained(out), AutoTokenizer.from_pretrained(out),
+                          suite)
+    assert curve["points"][-1]["accuracy"] == want["accuracy"]
+    assert curve["points"][-1]["categories"] == want["categories"]
+    assert summary["blimp_eval_s"] > 0
+    assert (tok / "tokenizer.json").read_bytes() == stage_tok  # the stage's files untouched

@@ -25,7 +25,7 @@ import yaml
 
 from babydistill.config import challenge, finetune_recipes, names, specs, sweeps
 from babydistill.common import PACKAGE_DIR, REPO_ROOT, UserError, cli, in_checkout
-from babydistill.config.presets import preset_parameters  # exact and torch-free: cheap at Snakefile parse time
+from babydistill.config.presets import is_masked, preset_parameters  # exact and torch-free: cheap at Snakefile parse time
 from babydistill.config.names import split_instance  # re-exported: callers name instances here too
 from babydistill.config.specs import DistillSpec, PretrainSpec
 
@@ -112,6 +112,7 @@ def validate(config: dict, source: str = "config") -> None:
     _check_shapes(config, source)
     _check_digests(config, source)
     _check_references(config, source)
+    _check_masked_runs(config, source)
     _check_blimp_scoring(config, source)
     _check_export(config, source)
     sweeps.check(config, source)
@@ -155,6 +156,47 @@ def _check_blimp_scoring(config: dict, source: str) -> None:
             raise UserError(f"{source}: eval.blimp.suites.{suite}: convention {convention}"
                             f"{' with temperatures' if temperatures else ''} needs "
                             "eval.blimp.backend: fast (lm-eval cannot score it)")
+
+
+def _run_presets(config: dict) -> list[tuple[str, str]]:
+    """(``section.run``, preset name) of every model a pretrain or distill run trains."""
+    out = [(f"pretrain.{n}", r["model"]) for n, r in config["pretrain"].items()]
+    for n, r in (config.get("distill") or {}).items():
+        presets = [r["student"]] if r["objective"] == "kd" else (list(r.get("peers") or [])
+                                                                 or [r["reference"]])
+        out += [(f"distill.{n}", p) for p in presets]
+    return out
+
+
+def _check_masked_runs(config: dict, source: str) -> None:
+    """Masked LMs (``arch: roberta``): KD only between models of one kind, from live
+    teachers; WML peers of one kind; scored by the fast backend (lm-eval has no masked-LM
+    scorer). Runs after _check_references: every name here is known."""
+    models, pretrain = config["models"], config["pretrain"]
+    for name, run in (config.get("distill") or {}).items():
+        where = f"{source}: distill.{name}"
+        if run["objective"] == "kd":
+            student = is_masked(models[run["student"]])
+            for t in run["teachers"]:
+                if is_masked(models[pretrain[t]["model"]]) != student:
+                    kinds = ("masked", "causal") if student else ("causal", "masked")
+                    raise UserError(f"{where}.teachers: {t!r} is a {kinds[1]} LM and the student "
+                                    f"{run['student']!r} a {kinds[0]} one; KD needs teacher and "
+                                    "student of one kind (the same inputs, the same positions)")
+            if student and run.get("cache"):
+                raise UserError(f"{where}.cache: a masked-LM student distils from live teachers "
+                                "only (the top-k cache is not keyed by the masks); drop cache")
+        else:
+            presets = list(run.get("peers") or []) + ([run["reference"]] if "reference" in run else [])
+            if len({is_masked(models[p]) for p in presets}) > 1:
+                raise UserError(f"{where}: its peers and reference mix masked and causal presets "
+                                f"({', '.join(presets)}); all peers see one batch: use one kind")
+    if section(config, "eval", "blimp")["backend"] != "fast":
+        for where, preset in _run_presets(config):
+            if is_masked(models[preset]):
+                raise UserError(f"{source}: {where}: {preset!r} is a masked LM "
+                                f"(arch {models[preset]['arch']}) and lm-eval has no masked-LM "
+                                "scorer; set eval.blimp.backend: fast")
 
 
 def _check_export(config: dict, source: str) -> None:

@@ -271,6 +271,21 @@ def load_tokenizer(tok_dir: str | os.PathLike):
     return fast
 
 
+def load_masked_tokenizer(tok_dir: str | os.PathLike):
+    """The tokenizer at ``tok_dir`` as a masked LM's folder holds it (``<mask>`` appended at
+    id = its size, :func:`add_mask_token`), built in a scratch copy: ``tok_dir`` (the
+    tokenizer stage's files) is not touched. For scoring a masked LM during training."""
+    import tempfile
+
+    src = _check_dir(tok_dir)
+    with tempfile.TemporaryDirectory(prefix="masked-tokenizer-") as tmp:
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copy2(f, Path(tmp) / f.name)
+        add_mask_token(tmp)
+        return load_tokenizer(tmp)  # everything is read into memory before tmp goes
+
+
 def load_backend(tok_dir: str | os.PathLike) -> Tokenizer:
     """The raw ``tokenizers.Tokenizer`` of a saved folder (fast batch encoding, no transformers)."""
     d = _check_dir(tok_dir)

@@ -113,6 +113,38 @@ def kd_loss(
     return (loss, ce.detach(), kl.detach()) if return_parts else loss
 
 
+def masked_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: Sequence[torch.Tensor] | torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    alpha: float,
+    temperature: float,
+    direction: str = "forward",
+    reduction: str = "batchmean",
+    return_parts: bool = False,
+):
+    """:func:`kd_loss` for masked LMs: ``labels`` are the masked positions' original ids
+    (IGNORE_INDEX elsewhere, babydistill.train.masked_lm), and both terms see those
+    positions only. CE: the sum over masked positions / their count (0, not NaN, with none,
+    as the MLM objective's). KL: per masked position, then ``batchmean`` = the sum / B,
+    ``token`` = the mean over masked positions. Elementwise masking, no boolean indexing:
+    no GPU sync per step.
+    """
+    _check(reduction, direction)
+    teacher = average_logits(teacher_logits)
+    if teacher.shape != student_logits.shape:
+        raise ValueError(f"teacher logits {tuple(teacher.shape)} != student {tuple(student_logits.shape)}")
+    chosen = (labels != IGNORE_INDEX).to(torch.float32)
+    ce_sum = F.cross_entropy(student_logits.float().flatten(0, 1), labels.flatten(),
+                             ignore_index=IGNORE_INDEX, reduction="sum")
+    ce = ce_sum / chosen.sum().clamp(min=1.0)
+    kl_pos = kl_per_position(student_logits, teacher, temperature, direction) * chosen
+    kl = reduce_positions(kl_pos, labels, reduction)
+    loss = alpha * ce + (1.0 - alpha) * temperature**2 * kl
+    return (loss, ce.detach(), kl.detach()) if return_parts else loss
+
+
 # Rows whose tempered remainder mass (unnormalised, see _BucketKD) is below this may have
 # lost it to float32 underflow of softmax(z) (below ~1e-38 before the square root): they are
 # recomputed in the log domain, so the fast path stays exact for very confident students.
@@ -254,6 +286,7 @@ def wml_loss(
     *,
     alpha: float,
     reduction: str = "batchmean",
+    kl_labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Weighted mutual learning, as ``wml_loss`` (distillation_method "mutual") in
     AI-DA-STC/generative-ai-research-babylm ``src/WML_distill/utils.py``@701a0c8::
@@ -265,7 +298,10 @@ def wml_loss(
     vocabulary and divided by ``B`` (``reduction="token"``: the mean over target positions
     instead). No temperature; the targets ``p_j`` are NOT detached, so each KL term trains
     both peers of the pair, as in the reference. The weights are constants here (they are
-    learnt on validation batches, babydistill.distill.wml). Returns (total, per-peer CE detached).
+    learnt on validation batches, babydistill.distill.wml). ``kl_labels``: the positions
+    ``reduction="token"`` averages the KL over, when not ``labels``'s (masked peers: every
+    position, as theirs, while the CE sees the masked ones). Returns (total, per-peer CE
+    detached).
     """
     _check(reduction, "forward")
     w = weights.detach().float()
@@ -279,7 +315,7 @@ def wml_loss(
     # per position first (batchmean: F.kl_div's sum / B, as in the reference).
     n, log_sum = len(log_p), sum(log_p)
     per_pos = sum(w[j] * (lp.exp() * (n * lp - log_sum)).sum(-1) for j, lp in enumerate(log_p))
-    total_kl = reduce_positions(per_pos, labels, reduction)
+    total_kl = reduce_positions(per_pos, labels if kl_labels is None else kl_labels, reduction)
     total = (1.0 - alpha) * total_ce + alpha * total_kl
     return total, [ce.detach() for ce in ces]
 

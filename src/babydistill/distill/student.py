@@ -6,6 +6,11 @@
   and 6 teacher runs are just longer teacher lists.
 * :class:`CachedKDObjective`: the same, from the stored top-k targets of
   babydistill.distill.teacher_cache (no teacher forward passes at all).
+* :class:`MaskedKDObjective`: KD between masked LMs (``arch: roberta`` student and
+  teachers): the student's MLM masks (babydistill.train.masked_lm), the same masked ids for
+  the student and every live teacher, CE and KL on the masked positions
+  (:func:`babydistill.distill.losses.masked_kd_loss`). No cache: its targets would depend
+  on each step's masks, which a cache of fixed chunks cannot key (refused in one line).
 * ``objective: wml`` -> :class:`babydistill.distill.wml.WMLObjective` (no teachers).
 
 CLI (the spec is what ``babydistill.config.distill_spec`` writes)::
@@ -24,7 +29,8 @@ import torch
 
 from babydistill.common import UserError, cli
 from babydistill.config.specs import DistillSpec, KDSpec
-from babydistill.distill.losses import ce_loss, kd_loss, next_token_labels, topk_kd_loss
+from babydistill.distill.losses import (ce_loss, kd_loss, masked_kd_loss, next_token_labels,
+                                        topk_kd_loss)
 from babydistill.train import stage
 from babydistill.train.callbacks import Callback
 from babydistill.train.trainer import Objective
@@ -105,19 +111,62 @@ class CachedKDObjective(KDObjective):
                             reduction=self.reduction, return_parts=True)
 
 
+class MaskedKDObjective(KDObjective):
+    """KD for masked LMs (``arch: roberta`` student and teachers): the student's masks
+    (:class:`babydistill.train.masked_lm.MaskedLMObjective`'s, seeded by (seed, step,
+    chunk)) are drawn in :meth:`prepare`, and the student and every teacher read the SAME
+    masked ids; CE and KL on the masked positions only
+    (:func:`babydistill.distill.losses.masked_kd_loss`); eval loss: the masked CE on the
+    fixed eval masks, as for masked pretraining."""
+
+    def __init__(self, student, teachers, kd: KDSpec, vocab_size: int, seed: int):
+        from babydistill.train.masked_lm import MaskedLMObjective
+
+        super().__init__(student, teachers, kd)
+        self.mlm = MaskedLMObjective(student, vocab_size, seed, name="student")
+
+    def prepare(self, batch: dict, step: int) -> dict:
+        return self.mlm.prepare(batch, step)
+
+    def _teacher_logits(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [t(input_ids=ids).logits for t in self.teachers]
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        if "labels" not in batch:
+            raise ValueError("MaskedKDObjective.loss: the batch has no labels; pass it "
+                             "through prepare(batch, step) first (the Trainer does)")
+        device = _device_of(self.student)
+        ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
+        logits = self.forward_student(input_ids=ids).logits
+        loss, ce, kl = masked_kd_loss(logits, self._teacher_logits(ids), labels, alpha=self.alpha,
+                                      temperature=self.temperature, direction=self.direction,
+                                      reduction=self.reduction, return_parts=True)
+        return loss, {"ce": ce, "kl": kl}
+
+    @torch.no_grad()
+    def eval_loss(self, batch: dict) -> dict[str, tuple[float, int]]:
+        return self.mlm.eval_loss(batch)
+
+
 # ---------------------------------------------------------------------------------------
 # The CLI
 
 
 def build_kd_objective(spec: DistillSpec, vocab_size: int, teacher_dirs, cache_dir=None,
                        n_train_chunks: int | None = None, where: str = "--spec"):
-    """The student (fresh, seeded) and its KD objective, live or cached."""
-    from babydistill.models.build import build_model
+    """The student (fresh, seeded) and its KD objective, live or cached; a masked-LM
+    student gets :class:`MaskedKDObjective` (live masked teachers only)."""
+    from babydistill.models.build import build_model, embedding_rows, is_masked
 
     kd = spec.kd
     if kd.cache and not cache_dir:
         raise UserError(f"{where}: the spec asks for a teacher cache; pass --cache DIR "
                         "(built by python -m babydistill.distill.teacher_cache)")
+    masked = is_masked(spec.student)
+    if masked and cache_dir:
+        raise UserError(f"{where}: a masked-LM student (arch {spec.student.arch}) distils from live "
+                        "teachers only (the top-k cache is not keyed by the masks); drop --cache")
     torch.manual_seed(spec.train.seed)
     student = build_model(spec.student, vocab_size, name=f"{where}.student")
     if cache_dir:
@@ -132,11 +181,20 @@ def build_kd_objective(spec: DistillSpec, vocab_size: int, teacher_dirs, cache_d
     if not teacher_dirs:
         raise UserError(f"{where}: objective kd needs --teacher DIR (one per teacher) or --cache DIR")
     from babydistill.models.build import load_teachers
+    from babydistill.eval.scorer import is_masked_lm
 
     teachers = load_teachers(teacher_dirs)
-    if teachers[0].config.vocab_size != vocab_size:
+    if is_masked_lm(teachers[0]) != masked:
+        kinds = ("masked", "causal") if masked else ("causal", "masked")
+        raise UserError(f"{teacher_dirs[0]}: the student is a {kinds[0]} LM and this teacher a "
+                        f"{kinds[1]} one; KD needs teachers of the student's kind")
+    rows = embedding_rows(spec.student, vocab_size)
+    if teachers[0].config.vocab_size != rows:
         raise UserError(f"{teacher_dirs[0]}: teacher vocab_size {teachers[0].config.vocab_size} != "
-                        f"tokenizer's {vocab_size}; teachers and student must share one tokenizer")
+                        f"the student's {rows} (tokenizer's {vocab_size}); teachers and student "
+                        "must share one tokenizer")
+    if masked:
+        return MaskedKDObjective(student, teachers, kd, vocab_size, spec.train.seed)
     return KDObjective(student, teachers, kd)
 
 

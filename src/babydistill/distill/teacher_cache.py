@@ -496,6 +496,10 @@ def main(argv: list[str] | None = None) -> dict:
         raise UserError("--seq-length must be >= 2 and --batch-size >= 1")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teachers = load_teachers(args.teacher, device)
+    if any(type(t).__name__.endswith("ForMaskedLM") for t in teachers):
+        # their targets depend on each step's masks, which a cache of fixed chunks cannot key
+        raise UserError(f"--teacher: {args.teacher[0]} is a masked LM; the top-k cache serves "
+                        "causal teachers only (masked students distil from live teachers)")
     chunks = fixed_chunks(args.train, args.seq_length, args.start_token)
     log.info("caching top-%d targets of %d teacher(s) over %d chunks of %d tokens (%s)",
              args.k, len(teachers), len(chunks), args.seq_length, args.precision)

@@ -35,9 +35,17 @@ code, AI-DA-STC/generative-ai-research-babylm at commit 701a0c8 (``REF`` below):
   data-parallel rank uses the whole batch, so all ranks compute the same ``w``.
   ``use_bilevel: false`` keeps ``w = 1/N``. Each update is one row of
   ``wml_weights.csv`` (the trajectory; checkpointed, so a resumed run writes the same).
+* Masked-LM peers (a ``reference`` or ``peers`` of ``arch: roberta``, their
+  ``model_type: MLM``): every peer reads the same masked batch (the masks of
+  babydistill.train.masked_lm, drawn once in :meth:`WMLObjective.prepare`); the CE is on the
+  masked positions and the KL over every position, as their ``wml_loss`` computes it on the
+  whole ``[B, T, V]`` logits; validation CE and the eval loss on the dev chunks' fixed
+  eval masks (theirs re-masks each validation batch: fixed masks keep a resumed run's
+  weight updates identical).
 * Peers: ``peers`` presets by hand, or :func:`peer_presets` -- a deterministic size search
   for ``N/2, N/3, ...`` of the reference preset's parameter count ``N`` (theirs:
-  Bayesian optimisation over layers, heads and width for the same targets).
+  Bayesian optimisation over layers, heads and width for the same targets; RoBERTa peers
+  keep the reference's FFN width as theirs do, ``peer_generator.py``).
 * Saving: every peer at ``OUT/peers/<i>/`` (i = 1..N, save_pretrained + tokenizer), the
   best peer by eval loss at ``OUT`` itself (the variant's model), ``OUT/wml_weights.csv``.
   ``python -m babydistill.distill.wml --run-dir OUT --peer I --out DIR`` makes peer I a model
@@ -59,7 +67,7 @@ import torch
 
 from babydistill.common import UserError, atomic_path, atomic_write_text, cli, setup_logging, write_json
 from babydistill.distill.losses import ce_loss, next_token_labels, wml_loss
-from babydistill.config.presets import preset_parameters
+from babydistill.config.presets import MASKED_ARCHS, is_masked, preset_parameters
 from babydistill.config.specs import DistillSpec, ModelPreset, defaults
 from babydistill.train.trainer import Objective, copy_tokenizer
 
@@ -81,7 +89,7 @@ def peer_presets(reference: ModelPreset | dict, vocab_size: int, num_peers: int,
     the reference's, heads = the divisor of hidden whose head size is closest to the
     reference's (so heads always divide hidden), layers 1..2x the reference's, the MLP
     keeps the reference's hidden:intermediate ratio, LLaMA peers use full multi-head
-    attention. Among shapes within ``tolerance`` of the target, the one closest to the
+    attention; RoBERTa peers keep the reference's FFN width (theirs). Among shapes within ``tolerance`` of the target, the one closest to the
     reference's depth:width ratio wins (a scaled-down reference, not a 1-layer embedding
     table); when none is that close, the closest count.
     """
@@ -96,8 +104,12 @@ def peer_presets(reference: ModelPreset | dict, vocab_size: int, num_peers: int,
         heads = min((d for d in range(1, hidden + 1) if hidden % d == 0),
                     key=lambda d: (abs(math.log(hidden / d / head_dim)), d))
         for layers in range(1, 2 * l_ref + 1):
+            # RoBERTa peers keep the reference's FFN width, as theirs (peer_generator.py
+            # changes layers, heads and hidden_size only); causal peers keep its ratio
+            ffn = (reference["intermediate_size"] if reference["arch"] in MASKED_ARCHS
+                   else max(1, int(round(ratio * hidden))))
             p = {**reference, "hidden_size": hidden, "num_layers": layers, "num_heads": heads,
-                 "intermediate_size": max(1, int(round(ratio * hidden)))}
+                 "intermediate_size": ffn}
             if reference["arch"] == "llama":
                 p["num_kv_heads"] = heads
             p = ModelPreset(**p)  # built here from a checked reference: no parsing per shape
@@ -169,9 +181,16 @@ class WMLObjective(Objective):
                  num_batches: int = WML_DEFAULTS["num_batches"],
                  val_batches: int = WML_DEFAULTS["val_batches"],
                  val_batch_size: int = _TRAIN_DEFAULTS["batch_size"],
-                 grad_clip: float | None = _TRAIN_DEFAULTS["grad_clip"], tokenizer_dir=None):
+                 grad_clip: float | None = _TRAIN_DEFAULTS["grad_clip"], tokenizer_dir=None,
+                 masked_vocab: int | None = None, seed: int = _TRAIN_DEFAULTS["seed"]):
         if not peers:
             raise UserError("wml: at least one peer is needed")
+        # masked-LM peers (masked_vocab: the tokenizer's size): one masked batch for all
+        self.mlm = None
+        if masked_vocab is not None:
+            from babydistill.train.masked_lm import MaskedLMObjective
+
+            self.mlm = MaskedLMObjective(peers[0], masked_vocab, seed, name="peers")
         self.peers = list(peers)
         self.forward_peers = list(self.peers)  # what loss() calls: the peers, or DDP wrappers
         self.alpha, self.reduction = float(alpha), reduction
@@ -196,21 +215,43 @@ class WMLObjective(Objective):
     def _device(self) -> torch.device:
         return next(self.peers[0].parameters()).device
 
+    def prepare(self, batch: dict, step: int) -> dict:
+        return self.mlm.prepare(batch, step) if self.mlm else batch
+
+    def _inputs(self, batch: dict, step: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, labels) on the peers' device: next-token labels, or for masked peers the
+        batch's masks (prepared ones; ``step`` None on an unprepared batch: the fixed eval masks)."""
+        device = self._device()
+        if self.mlm is None:
+            ids = batch["input_ids"].to(device)
+            return ids, next_token_labels(ids)
+        if "labels" not in batch:
+            batch = {**batch, **dict(zip(("input_ids", "labels"), self.mlm.masked(batch, step)))}
+        return batch["input_ids"].to(device), batch["labels"].to(device)
+
+    def _logits(self, model, ids: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=ids).logits if self.mlm else model(input_ids=ids, use_cache=False).logits
+
     def loss(self, batch: dict):
-        ids = batch["input_ids"].to(self._device())
-        labels = next_token_labels(ids)
-        logits = [m(input_ids=ids, use_cache=False).logits for m in self.forward_peers]
+        ids, labels = self._inputs(batch)
+        logits = [self._logits(m, ids) for m in self.forward_peers]
+        # masked peers: CE on the masked positions, the KL over every position (theirs)
+        kl_labels = torch.zeros_like(labels) if self.mlm else None
         total, ces = wml_loss(logits, labels, self.weights.to(ids.device), alpha=self.alpha,
-                              reduction=self.reduction)
+                              reduction=self.reduction, kl_labels=kl_labels)
         logs = {f"ce{i + 1}": c for i, c in enumerate(ces)}
         logs.update({f"w{i + 1}": float(w) for i, w in enumerate(self.weights)})
         return total, logs
 
     @torch.no_grad()
-    def eval_loss(self, batch: dict) -> dict[str, float]:
-        ids = batch["input_ids"].to(self._device())
-        labels = next_token_labels(ids)
-        return {f"peer{i + 1}": ce_loss(m(input_ids=ids, use_cache=False).logits, labels).item()
+    def eval_loss(self, batch: dict) -> dict:
+        """Each peer's eval CE; masked peers: ``(mean over the fixed eval masks, count)``."""
+        ids, labels = self._inputs(batch)
+        if self.mlm is None:
+            return {f"peer{i + 1}": ce_loss(self._logits(m, ids), labels).item()
+                    for i, m in enumerate(self.peers)}
+        n = int((labels != -100).sum())
+        return {f"peer{i + 1}": (ce_loss(self._logits(m, ids), labels).item() if n else 0.0, n)
                 for i, m in enumerate(self.peers)}
 
     def score(self, eval_losses: dict[str, float]) -> float:
@@ -253,24 +294,26 @@ class WMLObjective(Objective):
             # Whole batch on every rank (rank 0 of world 1): identical weights everywhere.
             batch = next(data.batches(0, self.val_batch_size, start_batch=self.val_position % n))
             self.val_position += 1
-            self.update_weights(batch["input_ids"], eta, step=step, autocast=autocast)
+            self.update_weights(batch, eta, step=step, autocast=autocast)
 
     @torch.no_grad()
-    def validation_ces(self, input_ids: torch.Tensor, autocast=None) -> torch.Tensor:
-        """Each peer's CE on a validation batch (eval mode, as REF's validate)."""
-        ids = input_ids.to(self._device())
-        labels = next_token_labels(ids)
+    def validation_ces(self, batch: dict | torch.Tensor, autocast=None) -> torch.Tensor:
+        """Each peer's CE on a validation batch (eval mode, as REF's validate); masked
+        peers: on the dev chunks' fixed eval masks (theirs re-masks each batch)."""
+        ids, labels = self._inputs(batch if isinstance(batch, dict) else {"input_ids": batch})
         was_training = [m.training for m in self.peers]
         ctx = autocast() if autocast else contextlib.nullcontext()
         with ctx:
-            ces = [ce_loss(m.eval()(input_ids=ids, use_cache=False).logits, labels) for m in self.peers]
+            ces = [ce_loss(self._logits(m.eval(), ids), labels) for m in self.peers]
         for m, t in zip(self.peers, was_training):
             m.train(t)
         return torch.stack([c.float() for c in ces]).cpu()
 
-    def update_weights(self, input_ids: torch.Tensor, eta: float, step: int = 0, autocast=None) -> torch.Tensor:
-        """One mirror-descent step on one validation batch; returns the clamped g."""
-        ces = self.validation_ces(input_ids, autocast)
+    def update_weights(self, batch: dict | torch.Tensor, eta: float, step: int = 0,
+                       autocast=None) -> torch.Tensor:
+        """One mirror-descent step on one validation batch (a dev batch, or its input ids
+        for causal peers); returns the clamped g."""
+        ces = self.validation_ces(batch, autocast)
         self.weights, g = mirror_descent(self.weights, ces, eta=eta, num_batches=self.num_batches,
                                          grad_clip=self.grad_clip)
         self.history.append({"step": step, "eta": eta, "weights": self.weights.tolist(),
@@ -315,6 +358,11 @@ def build_wml_objective(spec: DistillSpec, vocab_size: int, tokenizer_dir=None,
 
     w, train = spec.wml, spec.train
     presets = list(w.peers) if w.peers else peer_presets(w.reference, vocab_size, w.num_peers)
+    kinds = {is_masked(p) for p in presets}
+    if len(kinds) > 1:
+        raise UserError(f"{where}: wml peers mix masked and causal presets; all peers see one "
+                        "batch, so they must all be masked LMs or all causal")
+    masked = kinds == {True}
     torch.manual_seed(train.seed)
     models = [build_model(p, vocab_size, name=f"{where}.peers[{i}]") for i, p in enumerate(presets)]
     return WMLObjective(models, alpha=w.alpha, reduction=w.kl_reduction, use_bilevel=w.use_bilevel,
@@ -322,7 +370,8 @@ def build_wml_objective(spec: DistillSpec, vocab_size: int, tokenizer_dir=None,
                         step_size=float(w.step_size), min_step_size=float(w.min_step_size),
                         num_batches=w.num_batches, val_batches=w.val_batches,
                         val_batch_size=w.val_batch_size or train.batch_size,
-                        grad_clip=train.grad_clip, tokenizer_dir=tokenizer_dir)
+                        grad_clip=train.grad_clip, tokenizer_dir=tokenizer_dir,
+                        masked_vocab=vocab_size if masked else None, seed=train.seed)
 
 
 # ---------------------------------------------------------------------------------------

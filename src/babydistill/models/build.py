@@ -188,20 +188,34 @@ def check_weights(model_dir: str | os.PathLike, vocab_size: int | None = None,
                         "tokenizer the model was trained with")
 
 
+def _names_masked_lm(config: dict) -> bool:
+    """Whether a saved ``config.json`` (a dict) names a masked LM (``...ForMaskedLM``)."""
+    return any(a.endswith("ForMaskedLM") for a in config.get("architectures") or [])
+
+
 def load_teachers(dirs: Sequence[str | os.PathLike], device: torch.device | str = "cpu") -> list:
-    """Saved models (teachers) in eval mode without gradients; all must share one vocabulary."""
-    from transformers import AutoModelForCausalLM
+    """Saved models (teachers) in eval mode without gradients; all must share one vocabulary
+    and one kind: causal LMs, or masked LMs (``...ForMaskedLM`` in config.json, loaded with
+    their MLM head)."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     if not dirs:
         raise UserError("--teacher: give at least one teacher model directory")
-    models = []
+    models, kinds = [], {}
     for d in dirs:
         if not (Path(d) / "config.json").is_file():
             raise UserError(f"{d}: not a saved model directory (no config.json); train the teacher first")
-        check_weights(d, json.loads((Path(d) / "config.json").read_text()).get("vocab_size"))
-        m = AutoModelForCausalLM.from_pretrained(d).to(device).eval()
+        config = json.loads((Path(d) / "config.json").read_text())
+        check_weights(d, config.get("vocab_size"))
+        masked = _names_masked_lm(config)
+        kinds.setdefault(masked, str(d))
+        auto = AutoModelForMaskedLM if masked else AutoModelForCausalLM
+        m = auto.from_pretrained(d).to(device).eval()
         m.requires_grad_(False)
         models.append(m)
+    if len(kinds) > 1:
+        raise UserError(f"--teacher: {kinds[True]} is a masked LM and {kinds[False]} a causal one; "
+                        "teachers must all be masked or all causal (they see the same inputs)")
     vocabs = {m.config.vocab_size for m in models}
     if len(vocabs) != 1:
         raise UserError(f"--teacher: teachers disagree on vocab_size {sorted(vocabs)}; they must share one tokenizer")

@@ -176,6 +176,20 @@ class BlimpCurve(Callback):
 
         self._paradigms = load_suite(self.suite, limit)
         self._tokenizer = load_tokenizer(tokenizer_dir)
+        self._tokenizer_dir, self._masked_tokenizer = tokenizer_dir, None
+
+    def _tokenizer_for(self, module):
+        """The stage's tokenizer; for a masked LM the same with its mask token (as its saved
+        folder will have it), so the scorer's masked path (eval.pll) can mask."""
+        from babydistill.eval.scorer import is_masked_lm
+
+        if not is_masked_lm(module):
+            return self._tokenizer
+        if self._masked_tokenizer is None:
+            from babydistill.data.tokenizer import load_masked_tokenizer
+
+            self._masked_tokenizer = load_masked_tokenizer(self._tokenizer_dir)
+        return self._masked_tokenizer
 
     def on_train_start(self, trainer: "Trainer", resumed: bool) -> None:
         if resumed:  # the restored points up to the checkpoint's step
@@ -200,7 +214,7 @@ class BlimpCurve(Callback):
                  else contextlib.nullcontext())
         with eager:
             for name, module in trainer.modules.items():
-                summary, _ = score_suite(module, self._tokenizer, self._paradigms)
+                summary, _ = score_suite(module, self._tokenizer_for(module), self._paradigms)
                 accs[name] = summary["accuracy"]
                 self.points.append({"step": trainer.step, "epoch": epoch, "module": name,
                                     "accuracy": summary["accuracy"],
