@@ -179,3 +179,14 @@ def test_encoder_card_says_masked_lm_with_its_loading_masking_and_scoring(encode
     causal_header, causal = split_card(model_card.render(run))
     assert causal_header["pipeline_tag"] == "text-generation" and "masked" not in causal
     assert "AutoModelForCausalLM" in causal and "context 32 tokens" in causal
+
+
+def test_distilled_and_mutual_learning_encoders_are_named_masked():
+    enc = {"model_type": "roberta", "architectures": ["RobertaForMaskedLM"]}
+    what, paper = model_card.describe({"objective": "wml", "num_peers": 3}, enc)
+    assert what.startswith("A roberta masked LM (RoBERTa) student trained by teacher-less weighted")
+    assert "When Babies Teach Babies" in paper
+    what, _ = model_card.describe({"objective": "kd", "teachers": ["t"], "alpha": 0.5, "temperature": 2.0}, enc)
+    assert what.startswith("A roberta masked LM (RoBERTa) student distilled (forward KL")
+    what, _ = model_card.describe({"objective": "wml"}, {"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
+    assert what.startswith("A llama student") and "masked" not in what
