@@ -58,10 +58,11 @@ import argparse
 import csv
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 from babydistill.common import UserError, atomic_path, cli, read_json, setup_logging, write_json
 from babydistill.config.challenge import FAST_SIZES, revision_name, schedule
-from babydistill.eval.scorer import load_suite
+from babydistill.eval.scorer import is_masked_lm, load_suite
 
 log = logging.getLogger("babydistill.export")
 
@@ -109,7 +110,7 @@ def resolve_backend(backend: str, model_dir: str | Path | None) -> tuple[str, di
             log.warning("%s: no config.json to tell causal from masked; exporting as causal", d)
             return "causal", {}
         return backend, {}
-    masked = any(str(a).endswith("ForMaskedLM") for a in cfg.get("architectures") or [])
+    masked = is_masked_lm(SimpleNamespace(**cfg))  # as the scorer told it when it scored
     found = "mlm" if masked else "causal"
     if backend not in ("auto", found):
         raise UserError(f"--backend {backend}: {d} is a {'masked' if masked else 'causal'} LM "
