@@ -233,7 +233,8 @@ def _card_use_encoder(name: str, model_dir: Path, zero: list[dict]) -> list[str]
             "from transformers import AutoModelForMaskedLM, AutoTokenizer",
             f"tok = AutoTokenizer.from_pretrained(\"{name}\")",
             f"model = AutoModelForMaskedLM.from_pretrained(\"{name}\")", "```", "",
-            f"A masked LM (an encoder): it predicts the token under `{mask}` (id {mask_id}), a token "
+            f"A masked LM (an encoder): it predicts the token under `{mask}`"
+            + (f" (id {mask_id})" if mask_id is not None else "") + ", a token "
             "appended to this folder's tokenizer only (byte-level BPE, `PreTrainedTokenizerFast`); "
             "it does not generate text. The official BabyLM pipelines score it by "
             "pseudo-log-likelihood (`--model hf-mlm` in 2024, `--backend mlm` in 2025) and "
