@@ -78,7 +78,8 @@ def test_every_model_dir_has_a_card_with_its_scores(results, demo_config):
         tok_cfg = json.loads((d / "tokenizer_config.json").read_text())
         cfg = json.loads((d / "config.json").read_text())
         assert tok_cfg["tokenizer_class"] == "PreTrainedTokenizerFast"
-        assert tok_cfg["model_max_length"] == (cfg.get("max_position_embeddings") or cfg.get("n_positions"))
+        offset = cfg["pad_token_id"] + 1 if cfg.get("model_type") == "roberta" else 0  # RoBERTa's positions
+        assert tok_cfg["model_max_length"] == (cfg.get("max_position_embeddings") or cfg.get("n_positions")) - offset
     tasks = results / "lm_eval_tasks" / "demo"
     assert (tasks / "RECIPE.md").is_file() and (tasks / "_babydistill_demo.yaml").is_file()
 

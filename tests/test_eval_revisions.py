@@ -243,3 +243,78 @@ def test_fast_limits_datasets_and_roles_from_the_config():
     assert "tiny-ensemble" not in roles
     assert bdconfig.export_track(demo) == "strict-small"
     assert bdconfig.export_track({"challenge": "strict-2026"}) == "strict"
+
+
+# ---- an encoder (arch: roberta): the official mlm backend's folder ------------------------
+
+@pytest.fixture(scope="module")
+def encoder_revisions(suites, tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny RobertaForMaskedLM folder with one revision, and its eval_revisions JSON."""
+    from test_pll import make_tiny_mlm
+
+    d = make_tiny_mlm(tmp_path_factory.mktemp("enc") / "roberta-x", seed=0)
+    rev = make_tiny_mlm(d / "revisions" / "chck_3K", seed=1)
+    (rev / "revision.json").write_text(json.dumps(
+        {"revision": "chck_3K", "at_words": 3000, "words_seen": 3_020, "step": 1, "epochs": 0.25,
+         "tokens_seen": 256, "identity": "x"}))
+    (d / "train_summary.json").write_text(json.dumps(
+        {"steps": 4, "ledger": {"words_seen": 12_500, "tokens_seen": 1024, "epochs": 1.0,
+                                "total_words_seen": 12_500}}))
+    out = d.parent / "roberta-x.json"
+    revisions.main(["--model", str(d), "--suite", *(f"{k}={v}" for k, v in suites.items()),
+                    "--limit", *(f"{k}={v}" for k, v in LIMITS.items()), "--out", str(out)])
+    return d, out
+
+
+def _export_args(path: Path, suites: dict, out: Path, *extra: str) -> list[str]:
+    return ["--revisions", str(path), "--suite", *(f"{k}={v}" for k, v in suites.items()),
+            "--dataset", "mini=blimp", "ewok_mini=ewok", "--out", str(out), *extra]
+
+
+def test_export_of_an_encoder_goes_under_the_mlm_backend(encoder_revisions, suites, tmp_path):
+    from transformers import AutoTokenizer
+
+    model_dir, path = encoder_revisions
+    res = json.loads(path.read_text())
+    manifest = export.main(_export_args(path, suites, tmp_path / "results" / "roberta-x"))
+    model = tmp_path / "results" / "roberta-x"
+    assert manifest["backend"] == "mlm" and manifest["auto_class"] == "AutoModelForMaskedLM"
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    assert manifest["mask_token"] == {"token": "<mask>", "id": tok.mask_token_id} and tok.mask_token_id is not None
+    for rev in res["revisions"]:
+        base = model / rev["revision"] / "zero_shot" / "mlm"
+        got = official_accuracy(base / "blimp" / "blimp_fast" / "predictions.json", suites["mini"],
+                                "sentence_good")
+        assert got == {p: v["acc"] for p, v in rev["suites"]["mini"]["paradigms"].items()}
+    assert not (model / "main" / "zero_shot" / "causal").exists()
+    assert (model / "all_full_preds_and_fast_scores_mlm.json").is_file()
+    assert "main/zero_shot/mlm/reading/predictions.json" in manifest["missing_files"]
+
+
+def test_export_backend_that_contradicts_the_folder_is_one_line(encoder_revisions, result, suites,
+                                                                tmp_path, capsys):
+    import shutil
+
+    model_dir, path = encoder_revisions
+    with pytest.raises(SystemExit):
+        export.main(_export_args(path, suites, tmp_path / "a" / "roberta-x", "--backend", "causal"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a masked LM (RobertaForMaskedLM); use --backend mlm or auto" in err[0]
+    with pytest.raises(SystemExit):
+        export.main(_export_args(result[1], suites, tmp_path / "b" / "student-x", "--backend", "mlm"))
+    assert "is a causal LM" in capsys.readouterr().err
+    # a masked LM whose tokenizer lost its mask token: the official mlm backend cannot mask
+    bare = tmp_path / "bare" / "roberta-x"
+    shutil.copytree(model_dir, bare, ignore=shutil.ignore_patterns("revisions"))
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (bare / name).is_file():
+            cfg = json.loads((bare / name).read_text())
+            cfg.pop("mask_token", None)
+            (bare / name).write_text(json.dumps(cfg))
+    res = {**json.loads(path.read_text()), "model_dir": str(bare)}
+    (tmp_path / "bare.json").write_text(json.dumps(res))
+    with pytest.raises(SystemExit):
+        export.main(_export_args(tmp_path / "bare.json", suites, tmp_path / "c" / "roberta-x"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tokenizer has no mask token" in err[0]
+    assert not (tmp_path / "c" / "roberta-x").exists()

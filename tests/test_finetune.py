@@ -604,3 +604,120 @@ def test_cli_recipe_2025_writes_the_truncation_record(gpt2_32, tmp_path):
     assert r["truncation"]["truncated"] == {"train": 3, "validation": 3}
     assert r["truncation"]["max_length"] == 32 and r["steps"] == 2
     assert sorted(p.name for p in out.parent.iterdir()) == ["rte.json"]  # no temporary left
+
+
+# --- encoders (arch: roberta): both recipes on a saved RobertaForMaskedLM folder ------------
+
+ROBERTA_34 = {"arch": "roberta", "hidden_size": 32, "num_layers": 2, "num_heads": 2,
+              "intermediate_size": 64, "max_position_embeddings": 34}
+
+
+@pytest.fixture(scope="session")
+def encoder(tiny_models, tmp_path_factory):
+    """A tiny RobertaForMaskedLM folder as the training stages write one: the project's preset
+    builder (pad 0, so 34 - 0 - 1 = 33 tokens fit) and the tokenizer copied in, which gains
+    ``<mask>`` there."""
+    from transformers import AutoTokenizer
+
+    from babydistill.data.tokenizer import copy_for_model
+    from babydistill.models.build import build_model
+
+    root = tmp_path_factory.mktemp("encoder")
+    AutoTokenizer.from_pretrained(tiny_models["llama"]).save_pretrained(root / "tok")
+    torch.manual_seed(0)
+    d = root / "roberta-34"
+    build_model(ROBERTA_34, 400).save_pretrained(d)
+    copy_for_model(root / "tok", d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def roberta_style(tmp_path_factory):
+    """A tiny RoBERTa whose tokenizer puts ``<s>`` first and ``</s>`` between and after texts
+    (roberta-base's style; pad 1: 66 - 1 - 1 = 64 tokens)."""
+    from test_pll import make_tiny_mlm
+
+    return make_tiny_mlm(tmp_path_factory.mktemp("roberta_style") / "roberta-style")
+
+
+def _last_word_task(d, n_train=96, n_valid=32):
+    """rte files whose label is sentence1's last word (zebra or cat); every input starts alike."""
+    rng = random.Random(3)
+    d.mkdir()
+    for split, n in (("train", n_train), ("valid", n_valid)):
+        recs = [{"sentence1": "the " + " ".join(rng.choice(WORDS[:-1]) for _ in range(4)) +
+                 (" zebra" if i % 2 else " cat"), "sentence2": "a dog", "label": i % 2}
+                for i in range(n)]
+        _write_jsonl(d / f"rte.{split}.jsonl", recs)
+    return d
+
+
+def test_encoder_context_is_positions_less_the_padding_offset(encoder, roberta_style, tiny_models):
+    from transformers import AutoConfig, RobertaConfig
+
+    assert ft.context_length(AutoConfig.from_pretrained(encoder), 128) == 33
+    assert ft.context_length(AutoConfig.from_pretrained(roberta_style), 512) == 64
+    assert ft.context_length(RobertaConfig(max_position_embeddings=514, pad_token_id=1), 512) == 512
+    assert ft.is_encoder(encoder) and not ft.is_encoder(tiny_models["llama"])
+
+
+@pytest.mark.parametrize("recipe", ["babylm-2023", "babylm-2025"])
+def test_encoder_learns_from_the_first_position_under_both_recipes(encoder, tmp_path, recipe):
+    """The first position of an encoder attends to the whole input: the last-word task the
+    causal first-token head cannot learn (test_recipe_2025_pools_the_first_token) is learnt."""
+    data = _last_word_task(tmp_path / "glue")
+    if recipe == "babylm-2025":
+        spec = {**ft.finetune_recipes.babylm_2025_spec("rte"), "lr": 3e-3, "epochs": 8, "batch_size": 16}
+    else:
+        spec = {**SPEC, "lr": 1e-3, "epochs": 8, "eval_every": 6}
+    r = ft.finetune(encoder, "rte", data, spec, device="cpu")
+    assert r["recipe"] == recipe and r["hyperparameters"]["pooling"] == "first"
+    assert r["score"] >= 0.9, r["history"]  # chance is 0.5
+    assert r["truncation"]["model_positions"] == 33
+
+
+@pytest.mark.parametrize("recipe", ["babylm-2023", "babylm-2025"])
+def test_encoder_inputs_are_cut_to_its_context(encoder, tmp_path, recipe):
+    """60-word pairs on 34 positions: cut to 33 tokens (34 would index past RoBERTa's
+    position table, whose ids start at pad + 1), counted, and the run scores."""
+    from transformers import AutoTokenizer
+
+    data = _long_pairs(tmp_path)
+    tok = AutoTokenizer.from_pretrained(encoder)
+    if recipe == "babylm-2025":
+        spec = {**ft.finetune_recipes.babylm_2025_spec("rte"), "epochs": 1, "batch_size": 16}
+    else:
+        spec = {**SPEC, "epochs": 1}
+    r = ft.finetune(encoder, "rte", data, spec, device="cpu")
+    expected = {"train": _over(tok, data / "rte.train.jsonl", 33),
+                "validation": _over(tok, data / "rte.valid.jsonl", 33)}
+    assert expected == {"train": 5, "validation": 5}
+    assert r["truncation"] == {"recipe_max_length": 512 if recipe == "babylm-2025" else 128,
+                               "max_length": 33, "model_positions": 33, "truncated": expected}
+    assert 0.0 <= r["score"] <= 1.0
+
+
+def test_encoder_heads_pool_the_first_token(roberta_style):
+    """babylm-2023: RoBERTa's own head (RobertaClassificationHead) reads position 0, ``<s>``
+    with this tokenizer; right padding changes nothing. babylm-2025: the MLP head on the base
+    RobertaModel's position 0."""
+    tok, model = ft.load_model(roberta_style, 3)
+    model.eval()
+    assert type(model).__name__ == "RobertaForSequenceClassification"
+    assert model.config.pad_token_id == 1  # the config's, which RoBERTa's positions count from
+    batch = tok(["the cats are sleeping", "a dog"], ["on the mat", "barks"], padding=True,
+                return_tensors="pt")
+    assert batch["input_ids"][:, 0].tolist() == [tok.cls_token_id] * 2 == [tok.bos_token_id] * 2
+    with torch.no_grad():
+        logits = model(**batch).logits
+        hidden = model.roberta(**batch).last_hidden_state
+        assert torch.allclose(logits, model.classifier(hidden[:, :1]), atol=1e-6)
+        alone = model(**tok(["a dog"], ["barks"], return_tensors="pt")).logits
+    assert torch.allclose(logits[1], alone[0], atol=1e-5)
+    tok, first = ft.load_model(roberta_style, 2, first_token_head=True)
+    first.eval()
+    assert type(first.backbone).__name__ == "RobertaModel"
+    with torch.no_grad():
+        hidden = first.backbone(**batch).last_hidden_state
+        assert torch.allclose(first(batch["input_ids"], batch["attention_mask"]),
+                              first.head(hidden[:, 0]), atol=1e-6)

@@ -126,3 +126,67 @@ def test_card_shows_the_words_seen_ledger_with_teachers(run, tmp_path):
 
 def test_card_of_a_model_without_a_ledger_has_no_words_section(run):
     assert "## Words seen" not in model_card.render(run)
+
+
+ROBERTA = {"arch": "roberta", "hidden_size": 16, "num_layers": 1, "num_heads": 2,
+           "intermediate_size": 32, "max_position_embeddings": 18}
+
+
+@pytest.fixture
+def encoder_run(tmp_path) -> Path:
+    """results/r/models/roberta-x: a RobertaForMaskedLM folder as pretrain writes it (the
+    tokenizer copied in gains <mask> at id = its size), with summary and provenance."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from babydistill.data.tokenizer import copy_for_model
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(["the cat sees a dog"] * 20, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    tok.save_pretrained(tmp_path / "tok")
+    d = tmp_path / "results" / "r" / "models" / "roberta-x"
+    build_model(ROBERTA, len(tok)).save_pretrained(d)
+    copy_for_model(tmp_path / "tok", d)
+    spec = {"name": "roberta-x", "model": ROBERTA, "seq_length": 16, "eval_chunks": 4}
+    (d / "train_summary.json").write_text(json.dumps({"steps": 3, "parameters": {"model": 99}}))
+    (d / "provenance.json").write_text(json.dumps(provenance.record(d, spec, [])))
+    return d
+
+
+def test_encoder_card_says_masked_lm_with_its_loading_masking_and_scoring(encoder_run, run, tmp_path):
+    ev = tmp_path / "eval"
+    (ev / "blimp").mkdir(parents=True)
+    (ev / "blimp" / "roberta-x.json").write_text(json.dumps(
+        {"suite": "blimp", "backend": "fast", "convention": "babylm-2024", "accuracy": 0.55, "n_pairs": 20}))
+    header, body = split_card(model_card.render(encoder_run, [ev / "blimp" / "roberta-x.json"]))
+    assert header["pipeline_tag"] == "fill-mask" and "masked-lm" in header["tags"]
+    task = header["model-index"][0]["results"][0]["task"]
+    assert task["type"] == "fill-mask" and "babylm-2024" in task["name"]
+    assert "A roberta masked LM (RoBERTa) trained from scratch (masked-token cross-entropy)" in body
+    assert "causal" not in body.lower()
+    assert "AutoModelForMaskedLM.from_pretrained(\"roberta-x\")" in body and "AutoModelForCausalLM" not in body
+    mask_id = json.loads((encoder_run / "config.json").read_text())["vocab_size"] - 1
+    assert f"`<mask>` (id {mask_id})" in body
+    assert "probability 0.15; of the chosen, 80% become `<mask>`, 10% a random token and 10% stay" in body
+    assert "context 17 tokens (18 positions less the padding offset)" in body  # pad 0: 18 - 0 - 1
+    assert "`babylm-2024`: the 2024 pipeline's (minicons's `conditional_score`): the mean" in body
+    assert "| blimp | 55.00 | 20 | fast | babylm-2024 |" in body
+    # a causal model's card keeps its words
+    causal_header, causal = split_card(model_card.render(run))
+    assert causal_header["pipeline_tag"] == "text-generation" and "masked" not in causal
+    assert "AutoModelForCausalLM" in causal and "context 32 tokens" in causal
+
+
+def test_distilled_and_mutual_learning_encoders_are_named_masked():
+    enc = {"model_type": "roberta", "architectures": ["RobertaForMaskedLM"]}
+    what, paper = model_card.describe({"objective": "wml", "num_peers": 3}, enc)
+    assert what.startswith("A roberta masked LM (RoBERTa) student trained by teacher-less weighted")
+    assert "When Babies Teach Babies" in paper
+    what, _ = model_card.describe({"objective": "kd", "teachers": ["t"], "alpha": 0.5, "temperature": 2.0}, enc)
+    assert what.startswith("A roberta masked LM (RoBERTa) student distilled (forward KL")
+    what, _ = model_card.describe({"objective": "wml"}, {"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
+    assert what.startswith("A llama student") and "masked" not in what

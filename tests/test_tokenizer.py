@@ -142,6 +142,15 @@ def test_saved_config_loads_in_any_transformers_and_fits_the_model(tok_dir, tmp_
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     assert tok.model_max_length == 64
     assert tok.convert_ids_to_tokens(tok("the cat")["input_ids"])[0] == "Ġthe"
+    # a RoBERTa's limit is its positions less the padding offset (ids start at pad + 1)
+    roberta = tmp_path / "roberta"
+    roberta.mkdir()
+    (roberta / "config.json").write_text(json.dumps({
+        "model_type": "roberta", "architectures": ["RobertaForMaskedLM"],
+        "max_position_embeddings": 66, "pad_token_id": 0}))
+    T.copy_for_model(tok_dir, roberta)
+    enc = AutoTokenizer.from_pretrained(str(roberta))
+    assert enc.model_max_length == 65 and enc.mask_token == "<mask>"
     # A folder saved before (TokenizersBackend, no prefix-space key) is rewritten on copy.
     old = tmp_path / "old"
     old.mkdir()

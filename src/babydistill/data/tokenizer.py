@@ -160,12 +160,16 @@ def save_tokenizer(tok: Tokenizer, out_dir: str | os.PathLike, info: dict | None
 
 
 def model_context(model_dir: str | os.PathLike) -> int | None:
-    """The context length (positions) a saved model's config.json allows, or None."""
+    """The context length a saved model's config.json allows (its positions; a RoBERTa's less
+    its padding offset: position ids start at ``pad_token_id + 1``, so
+    ``max_position_embeddings - pad_token_id - 1`` tokens fit), or None."""
     cfg_path = Path(model_dir) / "config.json"
     if not cfg_path.is_file():
         return None
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     ctx = cfg.get("max_position_embeddings") or cfg.get("n_positions")
+    if ctx and cfg.get("model_type") == "roberta" and cfg.get("pad_token_id") is not None:
+        ctx -= int(cfg["pad_token_id"]) + 1
     return int(ctx) if ctx else None
 
 

@@ -1,4 +1,5 @@
-"""Fine-tuning evaluation: (Super)GLUE and MSGS sequence classification on top of a causal LM.
+"""Fine-tuning evaluation: (Super)GLUE and MSGS sequence classification on top of a causal or
+masked LM.
 
 Owns the task table (input fields, number of labels, metric per task), reading BabyLM's
 ``glue_filtered`` jsonl layout (``{task}.train.jsonl`` / ``{task}.valid.jsonl``) and the run
@@ -35,10 +36,27 @@ where the MNLI/QQP 10k subsample is explained: the release's own draw is not pub
 larger file is subsampled with seed 42). Its input formats are the ones above (the 2025
 ``dataset.py`` builds MultiRC and WSC the same way).
 
-Context: every recipe cuts inputs to min(its length, the model's ``max_position_embeddings``
-or ``n_positions``) -- the 2025 pipeline's 512 crashed on 128-position GPT-2s -- and the
-result's ``truncation`` records the recipe length, the length used, the model's positions
-and how many train / validation inputs were cut.
+Encoders (a saved ``RobertaForMaskedLM``, ``arch: roberta``): babylm-2023 loads it with
+``AutoModelForSequenceClassification`` as the 2023/2024 pipelines load every model
+(babylm/evaluation-pipeline-2024 @ d680c2875e2141d0db14f68c305caca9e6d86b85,
+``finetune_classification.py`` l. 418-427, run by ``finetune_model.sh``; the same call in
+babylm/evaluation-pipeline-2023 @ 4f0da24c5dffbae8876791d1067e98d0aa9a9124, same file, no pad
+id passed in either), which for RoBERTa is ``RobertaForSequenceClassification``
+with RoBERTa's own head (``RobertaClassificationHead``: dropout, dense, tanh, dropout, out
+projection) on the *first* position; its config's pad id is kept (RoBERTa counts positions
+from it). babylm-2025 puts its MLP head on the base ``RobertaModel``'s first position
+(``AutoModel``, as ``classifier_model.py``). In both the inputs are the tokenizer's own
+encoding, as the pipelines feed them: with roberta-base-style tokenizers position 0 is
+``<s>``; the project's tokenizer adds no special tokens, so it is the first text token, which
+in an encoder attends to the whole input (unlike a causal LM's). The result records
+``pooling: first`` and the head's class.
+
+Context: every recipe cuts inputs to min(its length, the tokens the model reads:
+``max_position_embeddings`` or ``n_positions``, less RoBERTa's padding offset
+``pad_token_id + 1``) -- the 2025 pipeline's 512 crashed on 128-position GPT-2s, and
+``max_position_embeddings`` tokens index past a RoBERTa's position table -- and the result's
+``truncation`` records the recipe length, the length used, the model's positions (those
+tokens) and how many train / validation inputs were cut.
 
 No network: the hub and datasets run offline, with their caches and the Trainer's output in
 a temporary folder per job (beside ``--out``), removed at the end. Logs: on a terminal a
@@ -87,6 +105,8 @@ MAX_LENGTH_2025 = 512  # recipe babylm-2025: eval_finetuning.sh's --sequence_len
 EARLY_STOPPING_THRESHOLD = 1e-3  # the pipeline's EarlyStoppingCallback threshold
 GRAD_CLIP = 1.0  # HF Trainer's default max_grad_norm
 SPEC_KEYS = tuple(schema()["$defs"]["finetune_task"]["properties"])  # the task's hyperparameters
+# RoBERTa-style position ids start after the padding index (as eval.pll's list)
+OFFSET_POSITION_MODELS = ("roberta", "xlm-roberta", "camembert", "data2vec-text")
 
 
 # ---------------------------------------------------------------------------------------
@@ -358,10 +378,23 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def is_encoder(model_dir: str | os.PathLike) -> bool:
+    """Whether a saved model folder is a masked LM (an encoder: RoBERTa and the like), by
+    its config.json (:func:`babydistill.eval.scorer.is_masked_lm`)."""
+    from transformers import AutoConfig
+
+    from babydistill.eval.scorer import is_masked_lm
+
+    return is_masked_lm(AutoConfig.from_pretrained(model_dir, local_files_only=True))
+
+
 def load_model(model_dir: str | os.PathLike, num_labels: int, first_token_head: bool = False):
-    """(tokenizer, classifier) from a saved causal-LM directory, with a fresh head: HF's
-    sequence classifier (the last non-pad token pooled), or with ``first_token_head`` the
-    base transformer and recipe babylm-2025's head (``finetune_2025.FirstTokenClassifier``)."""
+    """(tokenizer, classifier) from a saved causal- or masked-LM directory, with a fresh head:
+    HF's sequence classifier (a causal LM's pools the last non-pad token; an encoder's is its
+    own, e.g. ``RobertaClassificationHead`` on the first position), or with
+    ``first_token_head`` the base transformer and recipe babylm-2025's head
+    (``finetune_2025.FirstTokenClassifier``). An encoder keeps its config's pad id: RoBERTa
+    numbers its positions from it."""
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -392,10 +425,10 @@ def load_model(model_dir: str | os.PathLike, num_labels: int, first_token_head: 
             model = FirstTokenClassifier(base, base.config.hidden_size, num_labels)
             model.config = base.config  # the context length is read from it
         else:
+            # a causal LM pools the last non-pad token: it must know the pad id the batches use
+            pad = {} if is_encoder(model_dir) else {"pad_token_id": tok.pad_token_id}
             model = AutoModelForSequenceClassification.from_pretrained(
-                model_dir, num_labels=num_labels, pad_token_id=tok.pad_token_id,
-                dtype=torch.float32, local_files_only=True,
-            )
+                model_dir, num_labels=num_labels, dtype=torch.float32, local_files_only=True, **pad)
     except (OSError, ValueError, RuntimeError) as e:
         raise UserError(f"{model_dir}: cannot load as a sequence classifier ({str(e).splitlines()[0]})") from None
     finally:
@@ -564,16 +597,28 @@ def _result(base: dict, task: Task, spec: dict, state, run: dict) -> dict:
     }
 
 
+def model_positions(config) -> int | None:
+    """How many tokens the model reads: ``max_position_embeddings`` or ``n_positions``, less
+    RoBERTa's padding offset (its position ids start at ``pad_token_id + 1``, so
+    ``max_position_embeddings - pad_token_id - 1`` tokens fit; as ``eval.pll.masked_context``)."""
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    pad = getattr(config, "pad_token_id", None)
+    if positions and getattr(config, "model_type", None) in OFFSET_POSITION_MODELS and pad is not None:
+        positions -= pad + 1
+    return positions
+
+
 def context_length(config, recipe_length: int) -> int:
     """The input length used: the recipe's, cut to the model's positions
-    (``max_position_embeddings`` or ``n_positions``) when it has fewer; the 2025 recipe's 512
-    on a 128-position GPT-2 crashed the official pipeline."""
-    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    (:func:`model_positions`) when it has fewer; the 2025 recipe's 512 on a 128-position
+    GPT-2 crashed the official pipeline, and a RoBERTa fed ``max_position_embeddings``
+    tokens indexes past its position table."""
+    positions = model_positions(config)
     return min(recipe_length, positions) if positions else recipe_length
 
 
 def _truncation(recipe_length: int, used: int, config, counts: dict) -> dict:
-    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    positions = model_positions(config)
     if any(counts.values()):
         log.info("truncated to %d tokens (recipe %d, model %s positions): %d train, %d valid "
                  "inputs", used, recipe_length, positions, counts["train"], counts["validation"])
@@ -626,6 +671,8 @@ def _run_2023(base: dict, task: Task, spec: dict, model_dir, dev: torch.device, 
     """Recipe babylm-2023: the HF Trainer run of the module doc."""
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, set_seed
 
+    from babydistill.eval.scorer import is_masked_lm
+
     set_seed(spec["seed"])  # before loading: the head's init depends on it
     tok, model = load_model(model_dir, task.num_labels)
     max_len = context_length(model.config, MAX_LENGTH)
@@ -652,6 +699,8 @@ def _run_2023(base: dict, task: Task, spec: dict, model_dir, dev: torch.device, 
     result = _result(base, task, spec, state, {
         **run, "n_train": len(train_ds), "n_valid": len(valid_ds), "max_length": max_len,
         "device": str(args.device)})
+    if is_masked_lm(model.config):  # the encoder's own head: recorded (a causal LM's: as before)
+        result["hyperparameters"].update(pooling="first", head=type(model).__name__)
     return {**result, "recipe": finetune_recipes.DEFAULT_RECIPE,
             "truncation": _truncation(MAX_LENGTH, max_len, model.config, truncated)}
 
@@ -740,7 +789,7 @@ def cli_spec(spec_text: str | None, recipe: str | None, task_name: str) -> Any:
 @cli
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m babydistill.eval.finetune", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="saved HF causal-LM directory (with tokenizer)")
+    ap.add_argument("--model", required=True, help="saved HF causal- or masked-LM directory (with tokenizer)")
     ap.add_argument("--task", required=True, help="cola, sst2, mrpc, qqp, mnli, mnli-mm, qnli, rte, "
                     "boolq, multirc, wsc, or msgs_<name>")
     ap.add_argument("--data-dir", required=True, help="folder with {task}.train.jsonl / {task}.valid.jsonl")

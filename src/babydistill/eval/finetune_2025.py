@@ -10,7 +10,10 @@ What it does, as that code does it with the flags ``eval_finetuning.sh`` passes:
   Dropout 0.1 -> Linear(h, labels), fed the hidden state of the *first* position
   (``take_final`` is not passed, so ``encoding[:, 0]``). With right padding that is the first
   token of the input; in a causal LM it has seen only itself. This is the official choice
-  for decoders under the script, kept as is; recipe babylm-2023 pools the last token.
+  for decoders under the script, kept as is; recipe babylm-2023 pools the last token. An
+  encoder (a saved ``RobertaForMaskedLM``) gives ``RobertaModel``, whose first position
+  attends to the whole input; its pooler, absent from the saved weights, is built fresh and
+  unused, as ``AutoModel`` builds it in the official code.
 - data: the training set shuffled, ``drop_last``; validation in order at batch 64; inputs
   padded per batch on the right, truncated longest-first (here to the model's context too).
 - AdamW (betas 0.9/0.999, eps 1e-8, weight decay 0.01 on every parameter, no AMSGrad), no

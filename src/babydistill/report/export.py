@@ -32,6 +32,15 @@ submission file, as babylm/evaluation-pipeline-2025 defines them (read at bf55c1
   revision order (collate_preds' ``get_fast_eval_metrics`` over ``STRICT_SMALL_FAST_REVISIONS``
   or ``OTHER_FAST_REVISIONS``).
 
+The backend folder is the official backend the model is scored under: ``causal`` for a
+causal LM, ``mlm`` for a masked LM (an encoder, ``arch: roberta``: ``sentence_zero_shot/run.py``
+loads it with ``AutoModelForMaskedLM`` and ``dataset.py`` masks with
+``tokenizer.mask_token_id``, so its folder's tokenizer must name the mask token; its fast
+evaluation is this project's ``babylm-2025`` convention, the ``mlm`` backend's scoring).
+``--backend auto`` (the default) reads it from the evaluated folder's config.json (the
+revisions JSON's ``model_dir``); an explicit backend that contradicts the folder is refused.
+A masked LM's ``export.json`` also names its ``auto_class`` and ``mask_token``.
+
 Only what this project evaluates is written; ``export.json`` beside it says what the
 official collation would still ask for: the revisions of the track's schedule not
 exported, the files it checks (``_check_validity_of_dir``) that are missing (entity
@@ -40,7 +49,7 @@ UID whose fast item count is not the official one (``FAST_SIZES``; ``_check_size
 
     python -m babydistill.export --revisions eval/revisions/M.json --suite NAME=DIR ... \\
         --dataset NAME=blimp|supplement|ewok ... [--full NAME=PAIRS_TSV ...] \\
-        [--full-limit N] [--track strict-small|strict] [--backend causal] --out DIR
+        [--full-limit N] [--track strict-small|strict] [--backend auto|causal|mlm] --out DIR
 """
 
 from __future__ import annotations
@@ -49,10 +58,11 @@ import argparse
 import csv
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 from babydistill.common import UserError, atomic_path, cli, read_json, setup_logging, write_json
 from babydistill.config.challenge import FAST_SIZES, revision_name, schedule
-from babydistill.eval.scorer import load_suite
+from babydistill.eval.scorer import is_masked_lm, load_suite
 
 log = logging.getLogger("babydistill.export")
 
@@ -72,6 +82,57 @@ GLUE = ("boolq", "mnli", "mrpc", "multirc", "qqp", "rte", "wsc")
 TRACKS = {"strict-small": "strict-small-2026", "strict": "strict-2026"}
 MAIN = "main"
 PROG = "python -m babydistill.report.export"  # the babydistill.export entry sets its own
+
+
+BACKENDS = ("auto", "causal", "mlm")
+
+
+def _model_config(model_dir: Path) -> dict | None:
+    """The folder's config.json, None when it has none (a bad one is one line)."""
+    if not (model_dir / "config.json").is_file():
+        return None
+    cfg = read_json(model_dir / "config.json")
+    if not isinstance(cfg, dict):
+        raise UserError(f"{model_dir / 'config.json'}: not a JSON object; save the model again")
+    return cfg
+
+
+def resolve_backend(backend: str, model_dir: str | Path | None) -> tuple[str, dict]:
+    """(the official backend, the manifest's extra keys) for the evaluated model folder: ``mlm``
+    for a masked LM, whose tokenizer must have a mask token, else ``causal``. ``auto`` on a
+    folder that is gone is ``causal`` (what every export wrote before encoders), with a warning."""
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend}: use one of {', '.join(BACKENDS)}")
+    d = Path(model_dir) if model_dir else None
+    cfg = _model_config(d) if d is not None else None
+    if cfg is None:
+        if backend == "auto":
+            log.warning("%s: no config.json to tell causal from masked; exporting as causal", d)
+            return "causal", {}
+        return backend, {}
+    masked = is_masked_lm(SimpleNamespace(**cfg))  # as the scorer told it when it scored
+    found = "mlm" if masked else "causal"
+    if backend not in ("auto", found):
+        raise UserError(f"--backend {backend}: {d} is a {'masked' if masked else 'causal'} LM "
+                        f"({', '.join(cfg.get('architectures') or ['?'])}); use --backend {found} or auto")
+    if not masked:
+        return found, {}
+    return found, {"auto_class": "AutoModelForMaskedLM", "mask_token": _mask_token(d)}
+
+
+def _mask_token(model_dir: Path) -> dict:
+    """The folder's mask token as the official ``mlm`` backend reads it (``AutoTokenizer``)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{model_dir}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
+    if tok.mask_token_id is None:
+        raise UserError(f"{model_dir}: a masked LM whose tokenizer has no mask token, which the official "
+                        "mlm backend masks with; copy the tokenizer in again "
+                        "(babydistill.data.tokenizer.copy_for_model adds <mask>)")
+    return {"token": tok.mask_token, "id": tok.mask_token_id}
 
 
 def completion(pair, kind: str, good: bool) -> str:
@@ -139,10 +200,12 @@ def _collation_gaps(root: Path, revisions: list[str], track: str, backend: str) 
 
 def export(revisions_json: dict, suites: dict[str, str], datasets: dict[str, str], out: Path,
            full: dict[str, str] | None = None, full_limit: int | None = None,
-           track: str = "strict-small", backend: str = "causal") -> dict:
+           track: str = "strict-small", backend: str = "auto") -> dict:
     """Write the layout into ``out`` (the model's folder of a results directory, written
-    whole, atomically) and return its manifest (``export.json``)."""
+    whole, atomically) and return its manifest (``export.json``). ``backend``: ``causal``,
+    ``mlm`` or ``auto`` (:func:`resolve_backend` on the revisions' ``model_dir``)."""
     full = full or {}
+    backend, masked_keys = resolve_backend(backend, revisions_json.get("model_dir"))
     names = list(revisions_json["suites"])
     for name in names + list(full):
         if name not in suites or name not in datasets:
@@ -177,7 +240,7 @@ def export(revisions_json: dict, suites: dict[str, str], datasets: dict[str, str
                                             if r["revision"] != MAIN],
                     "written": written, "size_mismatches": problems,
                     **_collation_gaps(tmp, [r["revision"] for r in revisions_json["revisions"]],
-                                      track, backend)}
+                                      track, backend), **masked_keys}
         write_json(tmp / "export.json", manifest)
     return manifest
 
@@ -203,7 +266,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="the final model's eval_blimp pairs TSV per suite (the full evaluation)")
     ap.add_argument("--full-limit", type=int, default=None, help="eval.blimp.limit of those TSVs")
     ap.add_argument("--track", choices=sorted(TRACKS), default="strict-small")
-    ap.add_argument("--backend", choices=["causal"], default="causal")
+    ap.add_argument("--backend", choices=BACKENDS, default="auto",
+                    help="the official backend folder: causal, mlm (a masked LM), or auto (from the "
+                    "model folder's config.json)")
     ap.add_argument("--out", required=True,
                     help="RESULTS_DIR/<model>: the model's folder of the official results directory")
     ap.add_argument("--log", default=None)

@@ -7,7 +7,11 @@ of the model), so that no job rewrites another job's output. A card tells, from 
 folder's own files and the evaluation results it is given:
 
 * what the model is (a teacher or baseline trained from scratch, a distilled student, a
-  weighted-mutual-learning peer, the logit-averaged ensemble), its architecture and size;
+  weighted-mutual-learning peer, the logit-averaged ensemble), its architecture and size, and
+  whether it is a causal LM or a masked LM (an encoder, ``arch: roberta``: its card says
+  "masked LM (RoBERTa)", loads it with ``AutoModelForMaskedLM``, states its masking --
+  :mod:`babydistill.train.masked_lm`'s rate and 80/10/10 split -- and the pseudo-log-likelihood
+  convention its zero-shot scores were computed with);
 * the paper whose recipe it follows (from the spec's objective and ``kl_direction``);
 * the data (corpus split, tokens, tokenizer) and the full config spec (``provenance.json``);
 * training metrics (``train_summary.json``, the last ``metrics.csv`` row);
@@ -57,9 +61,56 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+# What each zero-shot convention computes for a masked LM (babydistill.eval.pll has the sources)
+PLL_CONVENTIONS = {
+    "babylm-2023": "the 2023 pipeline's: the sum, in bits, of the log-probabilities of the "
+                   "sentence's tokens, each masked in turn (positions 1..n after the CLS token)",
+    "babylm-2024": "the 2024 pipeline's (minicons's `conditional_score`): the mean of the "
+                   "masked log-probabilities of the sentence's tokens after the EOS token's text "
+                   "(or the context)",
+    "babylm-2025": "the 2025 pipeline's `mlm` backend: the sum of the masked log-probabilities "
+                   "of the completion's tokens, each masked in turn",
+}
+
+
+def is_encoder(config: dict) -> bool:
+    """Whether a saved config.json is a masked LM's (``...ForMaskedLM``: RoBERTa and the like)."""
+    return any(str(a).endswith("ForMaskedLM") for a in config.get("architectures") or [])
+
+
+def _kind(config: dict) -> str:
+    """The model's kind as the card names it."""
+    if not is_encoder(config):
+        return "causal LM"
+    return "masked LM (RoBERTa)" if config.get("model_type") == "roberta" else "masked LM"
+
+
+def context_tokens(config: dict) -> int | None:
+    """The tokens the model reads: its positions, less RoBERTa's padding offset (position ids
+    start at ``pad_token_id + 1``)."""
+    ctx = config.get("max_position_embeddings") or config.get("n_positions")
+    if ctx and is_encoder(config) and config.get("model_type") == "roberta" and \
+            config.get("pad_token_id") is not None:
+        ctx -= config["pad_token_id"] + 1
+    return ctx
+
+
+def masking() -> str:
+    """The masked-LM objective in one sentence, from the training module's own constants."""
+    from babydistill.train import masked_lm as m
+
+    keep = round(100 * (1 - m.MASK_REPLACE_PROB - m.RANDOM_REPLACE_PROB))
+    return (f"each position is chosen with probability {m.MLM_PROBABILITY}; of the chosen, "
+            f"{round(100 * m.MASK_REPLACE_PROB)}% become `<mask>`, "
+            f"{round(100 * m.RANDOM_REPLACE_PROB)}% a random token and {keep}% stay "
+            "(80/10/10); the loss is the cross-entropy on the chosen positions")
+
+
 def describe(spec: dict, config: dict) -> tuple[str, str]:
     """(what the model is, the paper whose recipe it follows), from its spec and config."""
     arch = config.get("model_type", "?")
+    if is_encoder(config):
+        arch = f"{arch} {_kind(config)}"
     if config.get("model_type") == "babydistill_ensemble" or config.get("members"):
         members = config.get("member_sources") or config.get("members") or []
         names = ", ".join(Path(m).name for m in members)
@@ -80,6 +131,10 @@ def describe(spec: dict, config: dict) -> tuple[str, str]:
         if direction == "reverse":
             return what, PAPERS["choosy"]
         return what, f"{PAPERS['baby-llama']}; {PAPERS['babyllama-2']}"
+    if is_encoder(config):
+        return (f"A {arch} trained from scratch (masked-token cross-entropy): a teacher or the "
+                "non-distilled baseline of the distillation experiments.",
+                f"{PAPERS['baby-llama']}; {PAPERS['babyllama-2']}")
     return (f"A {arch} causal LM trained from scratch (next-token cross-entropy): a teacher or the "
             "non-distilled baseline of the distillation experiments.",
             f"{PAPERS['baby-llama']}; {PAPERS['babyllama-2']}")
@@ -91,13 +146,15 @@ def eval_results(paths: Sequence[str | os.PathLike]) -> list[dict]:
     return [read_json(p) for p in sorted(paths, key=str)]
 
 
-def model_index(name: str, zero: list[dict], fine: list[dict]) -> list[dict]:
+def model_index(name: str, zero: list[dict], fine: list[dict], encoder: bool = False) -> list[dict]:
     """The card header's ``model-index`` (Hugging Face's machine-readable results)."""
     results = []
     for r in zero:
         suite = r.get("suite", "?")
+        task = ({"type": "fill-mask", "name": f"zero-shot minimal pairs (PLL, {r.get('convention')}, acc)"}
+                if encoder else {"type": "text-generation", "name": "zero-shot minimal pairs (lm-eval, acc)"})
         results.append({
-            "task": {"type": "text-generation", "name": "zero-shot minimal pairs (lm-eval, acc)"},
+            "task": task,
             "dataset": {"name": suite, "type": suite},
             "metrics": [{"type": "accuracy", "value": round(100 * r["accuracy"], 2),
                          "name": f"{suite} macro accuracy (%)"}],
@@ -133,23 +190,56 @@ def _fmt(x) -> str:
 def _card_head(name: str, config: dict, summary: dict, what: str, paper: str,
                index: list[dict]) -> list[str]:
     """The YAML header (with the ``model-index``), the title, what the model is, its facts."""
+    encoder = is_encoder(config)
     header = {
         "language": ["en"],
         "license": "mit",
         "library_name": "transformers",
-        "pipeline_tag": "text-generation",
-        "tags": ["babylm", "babydistill", "knowledge-distillation", config.get("model_type", "causal-lm")],
+        "pipeline_tag": "fill-mask" if encoder else "text-generation",
+        "tags": ["babylm", "babydistill", "knowledge-distillation", config.get("model_type", "causal-lm")]
+        + (["masked-lm"] if encoder else []),
     }
     if index:
         header["model-index"] = index
     out = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "", f"# {name}", "", what, ""]
     params = summary.get("parameters") or {}
-    ctx = config.get("max_position_embeddings") or config.get("n_positions")
+    ctx = context_tokens(config)
     facts = [f"architecture `{config.get('model_type')}`", f"vocabulary {config.get('vocab_size')}",
              f"context {ctx} tokens"]
+    if encoder:
+        facts[0] += ", a masked LM"
+        facts[2] += f" ({config.get('max_position_embeddings')} positions less the padding offset)"
     if params:
         facts.append("parameters " + ", ".join(f"{k} {v:,}" for k, v in params.items()))
-    return out + ["- " + "; ".join(facts), f"- paper: {paper}", ""]
+    masked = [f"- masking: {masking()}"] if encoder else []
+    return out + ["- " + "; ".join(facts), *masked, f"- paper: {paper}", ""]
+
+
+def _mask_token(model_dir: Path) -> tuple[str, int | None]:
+    """The folder's mask token and its id (tokenizer_config.json, tokenizer.json)."""
+    tok_cfg = _read_json(model_dir / "tokenizer_config.json") or {}
+    mask = tok_cfg.get("mask_token") or "<mask>"
+    mask = mask.get("content", "<mask>") if isinstance(mask, dict) else mask
+    added = (_read_json(model_dir / "tokenizer.json") or {}).get("added_tokens") or []
+    return mask, next((t.get("id") for t in added if t.get("content") == mask), None)
+
+
+def _card_use_encoder(name: str, model_dir: Path, zero: list[dict]) -> list[str]:
+    """How to load a masked LM, its mask token and the zero-shot scoring it was given."""
+    mask, mask_id = _mask_token(model_dir)
+    conventions = sorted({r.get("convention") for r in zero if r.get("convention")})
+    scoring = "; ".join(f"`{c}`: {PLL_CONVENTIONS.get(c, 'see babydistill.eval.pll')}" for c in conventions)
+    return ["## Use", "", "```python",
+            "from transformers import AutoModelForMaskedLM, AutoTokenizer",
+            f"tok = AutoTokenizer.from_pretrained(\"{name}\")",
+            f"model = AutoModelForMaskedLM.from_pretrained(\"{name}\")", "```", "",
+            f"A masked LM (an encoder): it predicts the token under `{mask}`"
+            + (f" (id {mask_id})" if mask_id is not None else "") + ", a token "
+            "appended to this folder's tokenizer only (byte-level BPE, `PreTrainedTokenizerFast`); "
+            "it does not generate text. The official BabyLM pipelines score it by "
+            "pseudo-log-likelihood (`--model hf-mlm` in 2024, `--backend mlm` in 2025) and "
+            "fine-tune it with a classification head on the first position.", "",
+            *([f"Zero-shot scoring convention of the results below: {scoring}.", ""] if scoring else [])]
 
 
 def _card_use(name: str, ensemble: bool) -> list[str]:
@@ -220,11 +310,24 @@ def _card_training(summary: dict, model_dir: Path) -> list[str]:
     return out + [""]
 
 
-def _card_evaluation(zero: list[dict], fine: list[dict]) -> list[str]:
+def _zero_shot_encoder(zero: list[dict]) -> list[str]:
+    """A masked LM's zero-shot table: pseudo-log-likelihoods, with each row's convention."""
+    out = ["Zero-shot minimal pairs by pseudo-log-likelihood (each scored token masked in turn; "
+           "the sentence with the higher score wins; macro accuracy over paradigms, chance 50%), "
+           "as each row's convention computes it (see Use).", "",
+           "| suite | accuracy (%) | pairs | backend | convention |", "|---|---|---|---|---|"]
+    out += [f"| {r.get('suite')} | {100 * r['accuracy']:.2f} | {r.get('n_pairs')} | {r.get('backend')} "
+            f"| {r.get('convention')} |" for r in zero]
+    return out + [""]
+
+
+def _card_evaluation(zero: list[dict], fine: list[dict], encoder: bool = False) -> list[str]:
     out = ["## Evaluation", ""]
     if not (zero or fine):
         out += ["Not evaluated (no evaluation results were given).", ""]
-    if zero:
+    if zero and encoder:
+        out += _zero_shot_encoder(zero)
+    elif zero:
         out += ["Zero-shot minimal pairs (lm-eval 0.4 `multiple_choice`: the sentence with the higher "
                 "log-likelihood wins; macro accuracy over paradigms, chance 50%). "
                 "`results/<run>/lm_eval_tasks/<suite>/RECIPE.md` holds the `lm_eval` command that "
@@ -267,14 +370,15 @@ def render(model_dir: str | os.PathLike, blimp: Sequence[str | os.PathLike] = ()
     zero, fine = eval_results(blimp), eval_results(finetune)
     what, paper = describe(spec, config)
     ensemble = config.get("model_type") == "babydistill_ensemble"
+    encoder = is_encoder(config)
     return "\n".join([
-        *_card_head(name, config, summary, what, paper, model_index(name, zero, fine)),
-        *_card_use(name, ensemble),
+        *_card_head(name, config, summary, what, paper, model_index(name, zero, fine, encoder)),
+        *(_card_use_encoder(name, d, zero) if encoder else _card_use(name, ensemble)),
         *_card_data(spec, summary, prov, config, ensemble),
         *_card_ledger(summary),
         *_card_spec(spec),
         *_card_training(summary, d),
-        *_card_evaluation(zero, fine),
+        *_card_evaluation(zero, fine, encoder),
         *_card_provenance(prov),
     ])
 
