@@ -81,7 +81,8 @@ def test_paper_dry_run(repo_root, tmp_path):
                   str(repo_root / "config.yaml"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     counts = job_counts(r.stdout)
-    assert counts["pretrain"] == 7 and counts["distill"] == 6  # 7: llama-58M-curriculum
+    # 7: llama-58M-curriculum; distill 7: WML causal (wml-58M-4peers) and masked (wml-98M-4peers-mlm)
+    assert counts["pretrain"] == 7 and counts["distill"] == 7
     # BabyLlama-2's tuned baseline (sweep:smollama-345M:best), trained after its sweep
     assert counts["sweep_best"] == 1 and counts["sweep_results"] == 1
     assert counts["teacher_cache"] == 1
@@ -231,7 +232,7 @@ def test_variant_file_merges_onto_the_paper_config(repo_root, tmp_path):
                   str(repo_root / "workflow/variants/more_teachers.yaml"), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
-    assert counts["pretrain"] == 7 + 4 and counts["distill"] == 6 + 2
+    assert counts["pretrain"] == 7 + 4 and counts["distill"] == 7 + 2
     assert "results/paper/models/baby-llama-58M-6teachers" in r.stdout
 
 
