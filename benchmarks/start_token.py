@@ -2,7 +2,7 @@
 every chunk, then both versions scored under all three BabyLM conventions, in one run.
 
     python benchmarks/start_token.py                       # after `make demo`: results/demo
-    python benchmarks/start_token.py --run-dir results/laptop --models llama-teacher gpt2-teacher
+    python benchmarks/start_token.py --run-dir results/laptop --models llama-teacher gpt2-teacher --limit 100
 
 Each model is retrained from its own ``provenance.json`` spec with ``"start_token": "chunk"``
 and nothing else changed (same tokens, tokenizer, seed, schedule) into
@@ -46,13 +46,14 @@ def retrain(run_dir: Path, model: str, out: Path) -> Path:
     return dest
 
 
-def score(model_dir: Path, suite_dir: Path, convention: str, out: Path) -> float:
+def score(model_dir: Path, suite_dir: Path, convention: str, out: Path, limit: int | None) -> float:
     out.parent.mkdir(parents=True, exist_ok=True)
     if not out.is_file():
         run([sys.executable, "-m", "babydistill.eval.blimp", "--model", str(model_dir),
              "--suite-dir", str(suite_dir), "--suite", suite_dir.name, "--out", str(out),
              "--pairs-out", str(out.with_suffix(".pairs.tsv")), "--backend", "fast",
-             "--convention", convention], out.with_suffix(".log"))
+             "--convention", convention, *(["--limit", str(limit)] if limit else [])],
+            out.with_suffix(".log"))
     return 100 * json.loads(out.read_text())["accuracy"]
 
 
@@ -61,10 +62,13 @@ def main() -> None:
     ap.add_argument("--run-dir", default="results/demo", help="a finished run's results folder")
     ap.add_argument("--models", nargs="+", default=["llama-tiny", "gpt2-tiny"])
     ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="first N pairs per paradigm (the run's eval.blimp.limit: 100 for the laptop)")
     args = ap.parse_args()
     run_dir = Path(args.run_dir)
     suites = sorted(p for p in (run_dir / "data" / "suites").iterdir() if p.is_dir())
     out = run_dir / "start_token"
+    evals = out / (f"eval-limit{args.limit}" if args.limit else "eval")
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for model in args.models:
@@ -76,7 +80,8 @@ def main() -> None:
             for suite in suites:
                 for c in CONVENTIONS:
                     row[f"{suite.name} {c}"] = round(score(
-                        model_dir, suite, c, out / "eval" / start / suite.name / c / f"{model}.json"), 1)
+                        model_dir, suite, c, evals / start / suite.name / c / f"{model}.json",
+                        args.limit), 1)
             rows.append(row)
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")

@@ -482,3 +482,29 @@ def test_dry_run_retrains_a_distilled_best_trial_as_its_base_distills(tmp_path):
     assert "--teacher results/demo/models/llama-tiny" in commands["live-best"]
     assert cache not in commands["live-best"]
     assert "results/demo/sweeps/kd/best.json" in jobs["name=kd-best"]["input"]
+
+
+def test_a_trial_cache_keeps_the_base_runs_precision_and_start_token(tmp_path, monkeypatch):
+    """A trial with its own k builds its own cache with the base run's cache precision and start
+    token (a student refuses a cache of another), in a folder named apart from an fp32 one."""
+    from types import SimpleNamespace
+
+    from babydistill.distill import teacher_cache
+    from babydistill.sweep import worker
+
+    calls = []
+    monkeypatch.setattr(teacher_cache, "main", lambda argv: calls.append(argv))
+    base = {"cache": {"k": 64}, "temperature": 2.0}
+    args = SimpleNamespace(cache="base-cache", teacher=["t1", "t2"], train="tok/train")
+    trial = {"cache": {"k": 32, "precision": "bf16"}, "temperature": 2.0, "seq_length": 128,
+             "start_token": "chunk"}
+    out = worker._trial_cache({"stage": base}, trial, args, tmp_path)
+    assert out == str(tmp_path / "caches" / "k32.T2.chunk.bf16")
+    [argv] = calls
+    assert argv[argv.index("--precision") + 1] == "bf16"
+    assert argv[argv.index("--start-token") + 1] == "chunk"
+    plain = worker._trial_cache({"stage": base}, {**trial, "cache": {"k": 32}, "start_token": "none"},
+                                args, tmp_path)
+    assert plain == str(tmp_path / "caches" / "k32.T2") and "--precision" not in calls[1]
+    # the trial that keeps k and T reads the base run's cache
+    assert worker._trial_cache({"stage": base}, {**trial, "cache": {"k": 64}}, args, tmp_path) == "base-cache"

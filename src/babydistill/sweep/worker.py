@@ -104,14 +104,21 @@ def _trial_cache(spec: dict, stage: dict, args, study_dir: Path) -> str | None:
     if not args.teacher:
         raise UserError("--teacher: a trial with its own k or temperature builds its teacher "
                         "cache from the teachers; pass them")
-    out = study_dir / "caches" / f"k{k}.T{t:g}"
+    # the base run's cache precision and start token hold for the trial's cache too (a student
+    # refuses a cache of another precision or start token)
+    precision = stage["cache"].get("precision", "fp32")
+    start = stage.get("start_token", "none")
+    out = study_dir / "caches" / (f"k{k}.T{t:g}" + (f".{start}" if start != "none" else "")
+                                  + (".bf16" if precision == "bf16" else ""))
     with exclusive(out, "teacher cache"):
         if not out.is_dir():
             from babydistill.distill.teacher_cache import main as build_cache
 
             build_cache([*[a for d in args.teacher for a in ("--teacher", d)], "--train", args.train,
                          "--seq-length", str(stage["seq_length"]), "--k", str(k),
-                         "--temperature", str(t), "--out", str(out)])
+                         "--temperature", str(t), "--out", str(out),
+                         *(["--precision", precision] if precision != "fp32" else []),
+                         *(["--start-token", start] if start != "none" else [])])
     return str(out)
 
 
