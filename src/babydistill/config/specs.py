@@ -296,7 +296,7 @@ class TrainSpec(_Spec):
         # the default disk policy is left out: the key frees disk and changes no model, and a
         # job spec that names it would rerun every training job of an existing results folder
         out = super().to_json()
-        if out["keep_checkpoints"] == "none":
+        if out["keep_checkpoints"] == defaults("training_keys")["keep_checkpoints"]:
             del out["keep_checkpoints"]
         return out
 
