@@ -98,32 +98,33 @@ def kd_loss(
     direction: str = "forward",
     reduction: str = "batchmean",
     return_parts: bool = False,
+    labelled_only: bool = False,
 ):
     """alpha * CE(student, labels) + (1 - alpha) * T^2 * KL, teachers logit-averaged.
 
-    With ``return_parts`` also returns ``(ce, kl)`` (detached) for logging.
+    With ``return_parts`` also returns ``(ce, kl)`` (detached) for logging. ``labelled_only``
+    (masked LMs, :func:`masked_kd_loss`): the KL term, too, sees only the labelled positions,
+    and CE over none of them is 0, not NaN.
     """
     _check(reduction, direction)
     teacher = average_logits(teacher_logits)
     if teacher.shape != student_logits.shape:
         raise ValueError(f"teacher logits {tuple(teacher.shape)} != student {tuple(student_logits.shape)}")
-    ce = ce_loss(student_logits, labels)
-    kl = reduce_positions(kl_per_position(student_logits, teacher, temperature, direction), labels, reduction)
+    kl_pos = kl_per_position(student_logits, teacher, temperature, direction)
+    if labelled_only:
+        chosen = (labels != IGNORE_INDEX).to(torch.float32)
+        ce_sum = F.cross_entropy(student_logits.float().flatten(0, 1), labels.flatten(),
+                                 ignore_index=IGNORE_INDEX, reduction="sum")
+        ce = ce_sum / chosen.sum().clamp(min=1.0)
+        kl_pos = kl_pos * chosen
+    else:
+        ce = ce_loss(student_logits, labels)
+    kl = reduce_positions(kl_pos, labels, reduction)
     loss = alpha * ce + (1.0 - alpha) * temperature**2 * kl
     return (loss, ce.detach(), kl.detach()) if return_parts else loss
 
 
-def masked_kd_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: Sequence[torch.Tensor] | torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    alpha: float,
-    temperature: float,
-    direction: str = "forward",
-    reduction: str = "batchmean",
-    return_parts: bool = False,
-):
+def masked_kd_loss(student_logits, teacher_logits, labels, **kw):
     """:func:`kd_loss` for masked LMs: ``labels`` are the masked positions' original ids
     (IGNORE_INDEX elsewhere, babydistill.train.masked_lm), and both terms see those
     positions only. CE: the sum over masked positions / their count (0, not NaN, with none,
@@ -131,18 +132,7 @@ def masked_kd_loss(
     ``token`` = the mean over masked positions. Elementwise masking, no boolean indexing:
     no GPU sync per step.
     """
-    _check(reduction, direction)
-    teacher = average_logits(teacher_logits)
-    if teacher.shape != student_logits.shape:
-        raise ValueError(f"teacher logits {tuple(teacher.shape)} != student {tuple(student_logits.shape)}")
-    chosen = (labels != IGNORE_INDEX).to(torch.float32)
-    ce_sum = F.cross_entropy(student_logits.float().flatten(0, 1), labels.flatten(),
-                             ignore_index=IGNORE_INDEX, reduction="sum")
-    ce = ce_sum / chosen.sum().clamp(min=1.0)
-    kl_pos = kl_per_position(student_logits, teacher, temperature, direction) * chosen
-    kl = reduce_positions(kl_pos, labels, reduction)
-    loss = alpha * ce + (1.0 - alpha) * temperature**2 * kl
-    return (loss, ce.detach(), kl.detach()) if return_parts else loss
+    return kd_loss(student_logits, teacher_logits, labels, labelled_only=True, **kw)
 
 
 # Rows whose tempered remainder mass (unnormalised, see _BucketKD) is below this may have
